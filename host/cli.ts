@@ -1,0 +1,69 @@
+/**
+ * The `portcullis` command.
+ *   portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR]
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config/config.js';
+import { startHost } from './host.js';
+import { RuleSetError } from './pipeline/ruleset.js';
+
+const USAGE = `usage: portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR]
+
+  start    run the SMTP front door (embedded defaults: 127.0.0.1:2525, built-in rules, ./data)
+
+options:
+  --config FILE        JSON config (see schemas/config.schema.json)
+  --listen HOST:PORT   listen here instead of the config's addresses
+  --data-dir DIR       spool and state under DIR
+  --rules DIR          also load rules from DIR (beside the built-in rules)
+`;
+
+async function start(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' } },
+    strict: true,
+  });
+  const config = loadConfig(values.config, { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules });
+  const host = await startHost(config);
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    host.log.info(`${sig}: closing connections and stopping`);
+    void host.close().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  return new Promise<number>(() => undefined); // runs until a signal
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'start':
+        return await start(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return cmd ? 0 : 64;
+      default:
+        process.stderr.write(`portcullis: unknown command "${cmd}"\n${USAGE}`);
+        return 64;
+    }
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof RuleSetError) {
+      process.stderr.write(`portcullis: ${e.message}\n`);
+      return 78; // EX_CONFIG
+    }
+    if ((e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`portcullis: ${(e as Error).message}\n${USAGE}`);
+      return 64; // EX_USAGE
+    }
+    process.stderr.write(`portcullis: ${(e as Error).stack ?? String(e)}\n`);
+    return 70; // EX_SOFTWARE
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * Loads the one JSON config file, fills in defaults from the schema (the only place
+ * defaults live) and validates it. Every problem is reported with its JSON path.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
+import type { ErrorObject } from 'ajv';
+import { CONFIG_SCHEMA } from '../paths.js';
+
+export interface RuleLimits {
+  timeoutMs: number;
+  memoryMb: number;
+  stackKb: number;
+  failPolicy: 'tempfail' | 'continue';
+}
+
+export type RuleAction = 'enforce' | 'shadow' | 'quarantine' | 'tempfail';
+
+export interface RuleSettings extends Partial<RuleLimits> {
+  enabled: boolean;
+  priority?: number;
+  action: RuleAction;
+  options?: Record<string, unknown>;
+}
+
+/** The validated config, defaults filled in. Mirrors schemas/config.schema.json. */
+export interface Config {
+  listen: string[];
+  hostname: string;
+  banner: string;
+  greetPauseMs: number;
+  submissionPorts: number[];
+  limits: { maxClients: number; socketTimeoutMs: number; maxMessageBytes: number; maxRecipients: number; maxDelayMs: number; bodyLimit: number };
+  localDomains: string[];
+  relayDomains: string[];
+  relayNetworks: string[];
+  exemptNetworks: string[];
+  dataDir: string;
+  reverseDns: boolean;
+  auth: { users: Record<string, string>; allowInsecure: boolean };
+  tls?: { key: string; cert: string };
+  received: boolean;
+  sandbox: { workers: number };
+  rules: { builtin: boolean; dirs: string[]; defaults: RuleLimits; settings: Record<string, RuleSettings> };
+  log: { level: string };
+}
+
+/** Settings from the command line; they override the file. */
+export interface ConfigOverrides {
+  listen?: string;
+  dataDir?: string;
+  rulesDir?: string;
+}
+
+/** The config is invalid; `problems` holds one "path: what is wrong" line each. */
+export class ConfigError extends Error {
+  constructor(readonly source: string, readonly problems: string[]) {
+    super(`invalid config ${source}:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+let validator: ReturnType<Ajv['compile']> | undefined;
+function validate(raw: unknown): ErrorObject[] {
+  if (!validator) {
+    const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictTypes: false });
+    validator = ajv.compile(JSON.parse(readFileSync(CONFIG_SCHEMA, 'utf8')) as object);
+  }
+  return validator(raw) ? [] : (validator.errors ?? []);
+}
+
+/** One readable line per ajv error: `/limits/maxClients: must be >= 1`. */
+export function describeAjvError(e: ErrorObject, root = ''): string {
+  const path = `${root}${e.instancePath}` || '/';
+  const p = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return `${path}: unknown property "${String(p.additionalProperty)}"`;
+    case 'enum':
+      return `${path}: must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'required':
+      return `${path}: missing required property "${String(p.missingProperty)}"`;
+    default:
+      return `${path}: ${e.message ?? e.keyword}`;
+  }
+}
+
+/** JSON.parse with the error's line and column instead of an offset. */
+export function parseJson(text: string, source: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    const msg = (e as Error).message;
+    const pos = /position (\d+)/.exec(msg);
+    if (!pos) throw new ConfigError(source, [msg]);
+    const before = text.slice(0, Number(pos[1]));
+    const line = before.split('\n').length;
+    const col = before.length - before.lastIndexOf('\n');
+    throw new ConfigError(source, [`${source}:${line}:${col}: ${msg.replace(/ in JSON at position \d+.*/, '')}`]);
+  }
+}
+
+function checkNetworks(list: string[], path: string, problems: string[]): void {
+  list.forEach((n, i) => {
+    const [ip, bits] = n.split('/');
+    const family = isIP(ip ?? '');
+    const max = family === 6 ? 128 : 32;
+    if (!family) problems.push(`${path}/${i}: "${n}" is not an IP address or network`);
+    else if (bits !== undefined && !(Number(bits) >= 0 && Number(bits) <= max)) problems.push(`${path}/${i}: prefix length must be 0–${max}`);
+  });
+}
+
+/** Reads, merges overrides, fills defaults and validates. Throws ConfigError. */
+export function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}): Config {
+  const source = file ?? '(embedded defaults)';
+  const raw = (file ? parseJson(readFileSync(file, 'utf8'), file) : {}) as Record<string, unknown>;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(source, ['/: must be an object']);
+  if (overrides.listen) raw.listen = [overrides.listen];
+  if (overrides.dataDir) raw.dataDir = overrides.dataDir;
+  if (overrides.rulesDir) {
+    const rules = (raw.rules ??= {}) as Record<string, unknown>;
+    rules.dirs = [...((rules.dirs as string[] | undefined) ?? []), overrides.rulesDir];
+  }
+  const problems = validate(raw).map((e) => describeAjvError(e));
+  const cfg = raw as unknown as Config;
+  if (!problems.length) {
+    checkNetworks(cfg.relayNetworks, '/relayNetworks', problems);
+    checkNetworks(cfg.exemptNetworks, '/exemptNetworks', problems);
+    cfg.listen.forEach((l, i) => {
+      const port = Number(l.slice(l.lastIndexOf(':') + 1));
+      if (port > 65535) problems.push(`/listen/${i}: port must be 0–65535`);
+    });
+  }
+  if (problems.length) throw new ConfigError(source, problems);
+  return cfg;
+}
+
+/** Splits "HOST:PORT" / "[v6]:PORT". */
+export function parseListen(l: string): { host: string; port: number } {
+  const i = l.lastIndexOf(':');
+  return { host: l.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(l.slice(i + 1)) };
+}

@@ -1,0 +1,99 @@
+/**
+ * Puts the parts together: config → sandbox pool → RuleSet → SMTP front door listening.
+ * Also what tests and the CLI use to start and stop a host.
+ */
+import { resolve } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { MemoryBlacklist, type Blacklist } from './blacklist.js';
+import { parseListen, type Config } from './config/config.js';
+import { Counters } from './metrics.js';
+import { Pipeline } from './pipeline/pipeline.js';
+import { loadRuleSet, type RuleSet } from './pipeline/ruleset.js';
+import { SandboxPool } from './sandbox/pool.js';
+import { FrontDoor } from './smtp/server.js';
+import { Spool } from './spool/spool.js';
+
+export interface HostOptions {
+  /** Where logs go (default: pino to stdout at config.log.level). */
+  logger?: Logger;
+}
+
+export interface Host {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly counters: Counters;
+  readonly blacklist: Blacklist;
+  readonly pool: SandboxPool;
+  /** Listening addresses, with the real port when the config asked for port 0. */
+  readonly addresses: { host: string; port: number }[];
+  /** The RuleSet new sessions get. */
+  current(): RuleSet;
+  /** Live sessions per RuleSet version. */
+  pins(): Map<number, number>;
+  close(): Promise<void>;
+}
+
+/** Pin counts per RuleSet: a version's sandboxes are released once nobody uses it. */
+class RuleSets {
+  private pinned = new Map<RuleSet, number>();
+  constructor(private cur: RuleSet, private readonly pool: SandboxPool) {}
+  get current(): RuleSet {
+    return this.cur;
+  }
+  pin(): RuleSet {
+    this.pinned.set(this.cur, (this.pinned.get(this.cur) ?? 0) + 1);
+    return this.cur;
+  }
+  unpin(rs: RuleSet): void {
+    const n = (this.pinned.get(rs) ?? 1) - 1;
+    if (n > 0) return void this.pinned.set(rs, n);
+    this.pinned.delete(rs);
+    if (rs !== this.cur) this.pool.release(rs.version);
+  }
+  counts(): Map<number, number> {
+    return new Map([...this.pinned].map(([rs, n]) => [rs.version, n]));
+  }
+}
+
+export async function startHost(config: Config, opts: HostOptions = {}): Promise<Host> {
+  const log = opts.logger ?? pino({ level: config.log.level });
+  const counters = new Counters();
+  const pool = new SandboxPool({ workers: config.sandbox.workers });
+  let front: FrontDoor | undefined;
+  try {
+    const ruleSet = await loadRuleSet(config, pool, 1);
+    log.info({ version: 1, rules: ruleSet.rules.map((r) => `${r.name}@${r.priority}${r.action === 'enforce' ? '' : `(${r.action})`}`) }, `loaded ${ruleSet.rules.length} rules`);
+    const sets = new RuleSets(ruleSet, pool);
+    const blacklist = new MemoryBlacklist();
+    const dataDir = resolve(config.dataDir);
+    const spool = new Spool(dataDir);
+    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), spool, blacklist, log, counters, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
+    const addresses: { host: string; port: number }[] = [];
+    for (const l of config.listen) {
+      const { host, port } = parseListen(l);
+      // smtp-server listens on one address; more listen entries get their own net server.
+      const srv = addresses.length === 0 ? door.server.server : (await import('node:net')).createServer((sock) => door.server.connect(sock, {}));
+      await new Promise<void>((ok, fail) => {
+        srv.once('error', fail);
+        srv.listen(port, host, () => ok());
+      });
+      const a = srv.address();
+      addresses.push({ host, port: a && typeof a === 'object' ? a.port : port });
+      if (addresses.length > 1) door.extra.push(srv);
+    }
+    log.info({ listen: addresses.map((a) => `${a.host}:${a.port}`), dataDir }, `Portcullis listening on ${addresses.map((a) => `${a.host}:${a.port}`).join(', ')}`);
+    return {
+      config, log, counters, blacklist, pool, addresses,
+      current: () => sets.current,
+      pins: () => sets.counts(),
+      close: async () => {
+        await door.close();
+        await pool.close();
+      },
+    };
+  } catch (e) {
+    await front?.close().catch(() => undefined);
+    await pool.close();
+    throw e;
+  }
+}

@@ -1,0 +1,21 @@
+/** Where the checkout's parts are, whether running from source or from dist/. */
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+function findRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the Portcullis package root');
+    dir = up;
+  }
+  return dir;
+}
+
+export const ROOT = findRoot();
+/** The SDK's TypeScript source: what `portcullis/sdk` resolves to when a rule is compiled. */
+export const SDK_ENTRY = join(ROOT, 'sdk', 'index.ts');
+export const BUILTIN_RULES = join(ROOT, 'rules');
+export const CONFIG_SCHEMA = join(ROOT, 'schemas', 'config.schema.json');
+export const abs = (p: string): string => resolve(p);

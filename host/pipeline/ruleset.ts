@@ -1,0 +1,146 @@
+/**
+ * A RuleSet: every enabled rule compiled, inspected, its options validated and installed
+ * in the sandbox, frozen under a version number. Sessions pin the RuleSet current at
+ * their connect; it is built whole or not at all.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
+import type { Phase } from '../../sdk/index.js';
+import { describeAjvError, type Config, type RuleAction, type RuleLimits } from '../config/config.js';
+import { BUILTIN_RULES } from '../paths.js';
+import { compileRule } from '../sandbox/compile.js';
+import type { SandboxPool } from '../sandbox/pool.js';
+import type { ChainLink, RuleCode, RuleMeta } from '../sandbox/protocol.js';
+
+export interface LoadedRule {
+  id: string;
+  name: string;
+  file: string;
+  priority: number;
+  action: RuleAction;
+  limits: RuleLimits;
+  meta: RuleMeta;
+}
+
+export interface RuleSet {
+  readonly version: number;
+  readonly rules: readonly LoadedRule[];
+  readonly byId: ReadonlyMap<string, LoadedRule>;
+  /** Per phase, the rules that handle it in run order (absent = no rule handles it). */
+  readonly chains: Partial<Record<Phase, ChainLink[]>>;
+  /** Per phase, the sum of its rules' deadlines (for the pool's watchdog). */
+  readonly budgets: Partial<Record<Phase, number>>;
+  /** True when a rule declared needs: ['body']. */
+  readonly needsBody: boolean;
+}
+
+/** Loading failed; each problem names the file (file:line:col) or config path. */
+export class RuleSetError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`rules not loaded:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+/** Rule files of a directory: *.ts / *.js, not tests or declarations, sorted. */
+export function ruleFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => /\.(ts|js|mts|mjs)$/.test(f) && !/\.(test|spec|d)\.[mc]?[tj]s$/.test(f))
+    .sort()
+    .map((f) => resolve(join(dir, f)))
+    .filter((f) => statSync(f).isFile());
+}
+
+export function ruleDirs(cfg: Config): string[] {
+  return [...(cfg.rules.builtin ? [BUILTIN_RULES] : []), ...cfg.rules.dirs.map((d) => resolve(d))];
+}
+
+const optionsAjv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+
+export async function loadRuleSet(cfg: Config, pool: SandboxPool, version: number): Promise<RuleSet> {
+  const problems: string[] = [];
+  const found: { file: string; code: string; meta: RuleMeta }[] = [];
+  for (const dir of ruleDirs(cfg)) {
+    let files: string[];
+    try {
+      files = ruleFiles(dir);
+    } catch (e) {
+      problems.push(`${dir}: cannot read rules directory: ${(e as Error).message}`);
+      continue;
+    }
+    for (const file of files) {
+      try {
+        const code = await compileRule(file);
+        found.push({ file, code, meta: await pool.inspect(file, code) });
+      } catch (e) {
+        problems.push((e as Error).message);
+      }
+    }
+  }
+
+  const rules: LoadedRule[] = [];
+  const codes: RuleCode[] = [];
+  const seen = new Map<string, string>();
+  for (const { file, code, meta } of found) {
+    const dup = seen.get(meta.name);
+    if (dup) {
+      problems.push(`${file}: rule name "${meta.name}" is already used by ${dup}`);
+      continue;
+    }
+    seen.set(meta.name, file);
+    const s = cfg.rules.settings[meta.name] ?? { enabled: true, action: 'enforce' as const };
+    if (s.enabled === false) continue;
+    const options = structuredClone(s.options ?? {});
+    if (meta.options) {
+      try {
+        const check = optionsAjv.compile(meta.options);
+        if (!check(options)) {
+          for (const e of check.errors ?? []) problems.push(describeAjvError(e, `/rules/settings/${meta.name}/options`));
+          continue;
+        }
+      } catch (e) {
+        problems.push(`${file}: the rule's options schema is not valid JSON Schema: ${(e as Error).message}`);
+        continue;
+      }
+    } else if (s.options && Object.keys(s.options).length) {
+      problems.push(`/rules/settings/${meta.name}/options: the rule declares no options`);
+      continue;
+    }
+    const d = cfg.rules.defaults;
+    const limits: RuleLimits = {
+      timeoutMs: s.timeoutMs ?? d.timeoutMs,
+      memoryMb: s.memoryMb ?? d.memoryMb,
+      stackKb: s.stackKb ?? d.stackKb,
+      failPolicy: s.failPolicy ?? d.failPolicy,
+    };
+    const id = `${version}:${meta.name}`;
+    rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action: s.action ?? 'enforce', limits, meta });
+    codes.push({ id, file, code, optionsJson: JSON.stringify(options), limits });
+  }
+  for (const name of Object.keys(cfg.rules.settings)) {
+    if (!seen.has(name)) problems.push(`/rules/settings/${name}: no rule named "${name}" was found in ${ruleDirs(cfg).join(', ')}`);
+  }
+  if (problems.length) throw new RuleSetError(problems);
+
+  // Stable sort: equal priorities keep directory order (built-in first, then by file name).
+  rules.sort((a, b) => a.priority - b.priority);
+  const chains: Partial<Record<Phase, ChainLink[]>> = {};
+  const budgets: Partial<Record<Phase, number>> = {};
+  for (const r of rules) {
+    for (const phase of r.meta.phases) {
+      (chains[phase] ??= []).push({ id: r.id, stopOnVerdict: r.action !== 'shadow', stopOnFailure: r.limits.failPolicy === 'tempfail' });
+      budgets[phase] = (budgets[phase] ?? 0) + r.limits.timeoutMs;
+    }
+  }
+  await pool.install(version, codes).catch((e: Error) => {
+    throw new RuleSetError(e.message.split('\n'));
+  });
+  return Object.freeze({
+    version,
+    rules: Object.freeze(rules),
+    byId: new Map(rules.map((r) => [r.id, r])),
+    chains,
+    budgets,
+    needsBody: rules.some((r) => r.meta.needs.includes('body')),
+  });
+}

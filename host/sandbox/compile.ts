@@ -1,0 +1,50 @@
+/**
+ * Compiles a rule file (TypeScript or JavaScript) into one self-contained script for the
+ * sandbox. esbuild strips types and bundles the SDK into it; any other import is an
+ * error, because nothing of Node exists inside the sandbox.
+ */
+import { build, type Message, type Plugin } from 'esbuild';
+import { SDK_ENTRY } from '../paths.js';
+import { BUNDLE_GLOBAL } from './guest.js';
+
+/** A rule that did not compile; `message` lists each problem as file:line:col: text. */
+export class CompileError extends Error {}
+
+/** Only the SDK (and the rule's own relative files) may be imported. */
+const onlySdk: Plugin = {
+  name: 'portcullis-imports',
+  setup(b) {
+    b.onResolve({ filter: /^portcullis\/sdk$/ }, () => ({ path: SDK_ENTRY }));
+    b.onResolve({ filter: /^[^./]/ }, (args) => ({
+      errors: [{ text: `cannot import "${args.path}": a rule may import only "portcullis/sdk" and its own relative files (no Node modules, no packages)` }],
+    }));
+  },
+};
+
+function format(m: Message): string {
+  const l = m.location;
+  return l ? `${l.file}:${l.line}:${l.column + 1}: ${m.text}` : m.text;
+}
+
+export async function compileRule(file: string): Promise<string> {
+  try {
+    const out = await build({
+      entryPoints: [file],
+      bundle: true,
+      write: false,
+      format: 'iife',
+      globalName: BUNDLE_GLOBAL,
+      platform: 'neutral',
+      target: 'es2020',
+      logLevel: 'silent',
+      plugins: [onlySdk],
+      sourcemap: false,
+      charset: 'utf8',
+    });
+    return out.outputFiles[0]!.text;
+  } catch (e) {
+    const errors = (e as { errors?: Message[] }).errors;
+    if (errors?.length) throw new CompileError(errors.map(format).join('\n'));
+    throw new CompileError(`${file}: ${(e as Error).message}`);
+  }
+}

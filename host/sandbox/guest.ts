@@ -1,0 +1,56 @@
+/**
+ * The JavaScript that runs inside every rule's QuickJS context around the rule's own
+ * bundle. It captures the intrinsics it needs before the rule runs, so a rule that
+ * tampers with `JSON` or prototypes only breaks its own verdicts. It returns strings,
+ * never objects, so the host never runs guest code while converting a result.
+ */
+import { PHASES } from '../../sdk/events.js';
+
+/** Global name the rule bundle is assigned to (esbuild `globalName`). */
+export const BUNDLE_GLOBAL = '__portcullisRule';
+
+/** Evaluated before the bundle: defines `__pc` with install/setOptions/call. */
+export const GUEST_PRELUDE = `globalThis.__pc = (function () {
+  'use strict';
+  const parse = JSON.parse, stringify = JSON.stringify, isArray = Array.isArray, Str = String;
+  const PHASES = ${JSON.stringify(PHASES)};
+  let def = null, options = {};
+  return {
+    install(mod) {
+      const d = mod && typeof mod === 'object' ? mod.default : undefined;
+      if (!d || typeof d !== 'object') throw new TypeError('the rule file must default-export defineRule({ ... })');
+      if (typeof d.name !== 'string' || !/^[a-z0-9][a-z0-9-]{0,62}$/.test(d.name)) throw new TypeError('name must be a kebab-case string (a-z, 0-9, -), got ' + stringify(d.name));
+      if (!d.phases || typeof d.phases !== 'object') throw new TypeError('phases must be an object of handlers');
+      const phases = [];
+      for (const key of Object.keys(d.phases)) {
+        if (PHASES.indexOf(key) < 0) throw new TypeError('phases.' + key + ' is not a phase; phases are ' + PHASES.join(', '));
+        if (typeof d.phases[key] !== 'function') throw new TypeError('phases.' + key + ' must be a function');
+        phases.push(key);
+      }
+      if (d.priority !== undefined && (typeof d.priority !== 'number' || !isFinite(d.priority))) throw new TypeError('priority must be a number');
+      if (d.needs !== undefined && !isArray(d.needs)) throw new TypeError('needs must be an array');
+      def = d;
+      return stringify({ name: d.name, description: typeof d.description === 'string' ? d.description : null,
+        priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, needs: d.needs || [], phases });
+    },
+    setOptions(json) { options = parse(json); },
+    call(phase, eventJson) {
+      const event = parse(eventJson);
+      const fx = {};
+      const ctx = {
+        options,
+        addHeader(name, value) { (fx.headers || (fx.headers = [])).push([Str(name), Str(value)]); },
+        blacklist(ttlSeconds, reason) { fx.blacklist = { ttlSeconds: +ttlSeconds, reason: Str(reason) }; },
+        delay(ms) { fx.delayMs = (fx.delayMs || 0) + (+ms); },
+        log(message) { (fx.logs || (fx.logs = [])).push(Str(message)); },
+      };
+      const v = def.phases[phase](event, ctx);
+      if (v && typeof v.then === 'function') return '!the handler returned a Promise: handlers must be synchronous';
+      try { return stringify({ v: v === undefined ? null : v, fx }); }
+      catch (e) { return '!the verdict is not JSON: ' + Str(e && e.message); }
+    },
+  };
+})();`;
+
+/** Evaluated after the bundle: installs the default export and returns its metadata JSON. */
+export const GUEST_INSTALL = `__pc.install(${BUNDLE_GLOBAL})`;

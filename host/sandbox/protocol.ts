@@ -1,0 +1,79 @@
+/**
+ * Messages between the sandbox pool (main thread) and its workers, and the result of
+ * one rule call. Everything here is structured-clone friendly.
+ */
+import type { Effects, Phase, Verdict } from '../../sdk/index.js';
+
+/**
+ * How a rule call ended. Every failure is its own outcome, so a crash never silently
+ * reads as "no opinion": the pipeline applies the rule's fail policy to all but `ok`.
+ */
+export type Outcome =
+  | 'ok'
+  | 'timeout' // ran past its deadline and was interrupted
+  | 'oom' // hit its memory cap; the module is rebuilt
+  | 'stack-overflow' // recursed past its stack limit
+  | 'error' // threw
+  | 'invalid-verdict' // returned something that is not a valid verdict/effect
+  | 'crash'; // the wasm module faulted or the worker died; rebuilt
+
+/** Limits of one rule's sandbox. */
+export interface SandboxLimits {
+  timeoutMs: number;
+  memoryMb: number;
+  stackKb: number;
+}
+
+/** What a rule declares about itself, read by evaluating it once. */
+export interface RuleMeta {
+  name: string;
+  description: string | null;
+  priority: number;
+  options: Record<string, unknown> | null;
+  needs: string[];
+  phases: Phase[];
+}
+
+/** A compiled rule ready to install: its bundled code, options and limits. */
+export interface RuleCode {
+  /** Unique within a RuleSet version. */
+  id: string;
+  file: string;
+  code: string;
+  optionsJson: string;
+  limits: SandboxLimits;
+}
+
+/** One link of a phase's chain: which rule to call and when to stop after it. */
+export interface ChainLink {
+  id: string;
+  /** Stop the chain after this rule if it returns a verdict other than `next`. */
+  stopOnVerdict: boolean;
+  /** Stop the chain after this rule if its call fails. */
+  stopOnFailure: boolean;
+}
+
+export interface RuleResult {
+  id: string;
+  outcome: Outcome;
+  /** The validated verdict; `next` whenever outcome is not `ok`. */
+  verdict: Verdict;
+  effects: Effects;
+  ms: number;
+  /** What went wrong, for the log (never sent to the client). */
+  error?: string;
+}
+
+export type ToWorker =
+  | { t: 'inspect'; seq: number; file: string; code: string }
+  | { t: 'install'; seq: number; version: number; rules: RuleCode[] }
+  | { t: 'release'; version: number }
+  | { t: 'call'; seq: number; version: number; phase: Phase; chain: ChainLink[]; event: string }
+  | { t: 'stats'; seq: number };
+
+export type FromWorker =
+  | { t: 'ready' }
+  | { t: 'inspected'; seq: number; meta?: RuleMeta; error?: string }
+  | { t: 'installed'; seq: number; errors: { id: string; error: string }[] }
+  | { t: 'result'; seq: number; results: RuleResult[] }
+  | { t: 'stats'; seq: number; modules: number; versions: number[] };

@@ -1,0 +1,241 @@
+/**
+ * One rule in its own QuickJS wasm module: its own linear memory with a hard cap, its
+ * own stack limit and an interrupt deadline on every call. Lives in a sandbox worker.
+ *
+ * Why a module per rule rather than one shared context: a rule that exhausts memory or
+ * faults the wasm instance takes down only its own module, which is rebuilt; the other
+ * rules' state and limits are untouched.
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import variantImport from '@jitl/quickjs-wasmfile-release-sync';
+import {
+  newQuickJSWASMModuleFromVariant,
+  newVariant,
+  type QuickJSContext,
+  type QuickJSHandle,
+  type QuickJSRuntime,
+  type QuickJSSyncVariant,
+} from 'quickjs-emscripten-core';
+import type { Phase } from '../../sdk/index.js';
+import { GUEST_INSTALL, GUEST_PRELUDE } from './guest.js';
+import type { Outcome, RuleMeta, RuleResult, SandboxLimits } from './protocol.js';
+import { parseGuestReply } from './validate.js';
+
+const WASM_PAGE = 65536;
+/** The QuickJS build does not link with less than 256 pages (16 MiB). */
+const MIN_PAGES = 256;
+/** Top-level code of a rule gets this much longer than a call to run. */
+const LOAD_TIME_FACTOR = 20;
+/** Extra time to read an error object (its getters are guest code). */
+const DESCRIBE_MS = 5;
+
+// Compile the wasm once per worker; each rule instantiates it with its own memory.
+const wasmPath = createRequire(import.meta.url).resolve('@jitl/quickjs-wasmfile-release-sync/wasm');
+const wasmModule = WebAssembly.compile(readFileSync(wasmPath));
+// The package's types describe it as CommonJS; under ESM the default import is the variant.
+const variant = ((variantImport as { default?: unknown }).default ?? variantImport) as QuickJSSyncVariant;
+
+export interface RuleSource {
+  file: string;
+  code: string;
+  optionsJson: string;
+  limits: SandboxLimits;
+}
+
+/** A rule failed to load: message ready for the admin, with file:line:col when known. */
+export class RuleLoadError extends Error {}
+
+export class RuleSandbox {
+  /** Pending rebuild after a fault; calls wait for it. */
+  private rebuilding: Promise<void> | null = null;
+  private runtime!: QuickJSRuntime;
+  private ctx!: QuickJSContext;
+  private callFn!: QuickJSHandle;
+  private handles: QuickJSHandle[] = [];
+  private phaseNames = new Map<Phase, QuickJSHandle>();
+  private deadline = Infinity;
+  /** Set while the module is unusable (faulted, rebuild pending or failed). */
+  private broken: string | null = null;
+  private interrupted = false;
+  meta!: RuleMeta;
+
+  private constructor(private readonly source: RuleSource) {}
+
+  static async create(source: RuleSource): Promise<RuleSandbox> {
+    const sb = new RuleSandbox(source);
+    await sb.boot();
+    return sb;
+  }
+
+  private async boot(): Promise<void> {
+    const { limits, file } = this.source;
+    const pages = Math.max(MIN_PAGES, Math.ceil((limits.memoryMb * 1024 * 1024) / WASM_PAGE));
+    // The variant must be the default export itself, or newVariant drops wasmMemory silently.
+    const mod = await newQuickJSWASMModuleFromVariant(
+      newVariant(variant, { wasmModule: () => wasmModule, wasmMemory: new WebAssembly.Memory({ initial: MIN_PAGES, maximum: pages }) }),
+    );
+    const rt = mod.newRuntime();
+    rt.setMaxStackSize(limits.stackKb * 1024);
+    rt.setInterruptHandler(() => {
+      if (performance.now() <= this.deadline) return false;
+      this.interrupted = true;
+      return true;
+    });
+    this.runtime = rt;
+    this.ctx = rt.newContext();
+    try {
+      this.eval(GUEST_PRELUDE, 'portcullis:prelude');
+      this.deadline = performance.now() + limits.timeoutMs * LOAD_TIME_FACTOR;
+      this.eval(this.source.code, file);
+      this.meta = JSON.parse(this.eval(GUEST_INSTALL, 'portcullis:install')) as RuleMeta;
+      const pc = this.keep(this.ctx.getProp(this.ctx.global, '__pc'));
+      // Held as handles: a rule that later replaces globalThis.__pc cannot redirect calls.
+      this.callFn = this.keep(this.ctx.getProp(pc, 'call'));
+      const setOptions = this.keep(this.ctx.getProp(pc, 'setOptions'));
+      const opts = this.ctx.newString(this.source.optionsJson);
+      const r = this.ctx.callFunction(setOptions, this.ctx.undefined, opts);
+      opts.dispose();
+      if (r.error) throw new RuleLoadError(`${file}: options: ${this.describe(r.error)}`);
+      r.value.dispose();
+    } catch (e) {
+      this.dispose();
+      if (e instanceof RuleLoadError) throw e;
+      throw new RuleLoadError(`${file}: ${(e as Error).message}`);
+    } finally {
+      this.deadline = Infinity;
+    }
+  }
+
+  /** Evaluates code; returns the result as a string, or throws RuleLoadError. */
+  private eval(code: string, filename: string): string {
+    this.interrupted = false;
+    const r = this.ctx.evalCode(code, filename, { type: 'global', strict: true });
+    if (r.error) {
+      const what = this.interrupted ? 'timed out while loading (top-level code loops?)' : this.describe(r.error);
+      throw new RuleLoadError(`${filename}: ${what}`);
+    }
+    const s = this.ctx.typeof(r.value) === 'string' ? this.ctx.getString(r.value) : '';
+    r.value.dispose();
+    return s;
+  }
+
+  private keep(h: QuickJSHandle): QuickJSHandle {
+    this.handles.push(h);
+    return h;
+  }
+
+  /** Reads `name: message` and the first stack frame of a guest error, then frees it. */
+  private describe(err: QuickJSHandle): string {
+    const ctx = this.ctx;
+    this.deadline = performance.now() + DESCRIBE_MS;
+    try {
+      if (ctx.typeof(err) !== 'object') return `threw ${String(ctx.dump(err)).slice(0, 200)}`;
+      const prop = (key: string): string => {
+        const h = ctx.getProp(err, key);
+        const s = ctx.typeof(h) === 'string' ? ctx.getString(h) : '';
+        h.dispose();
+        return s;
+      };
+      // QuickJS stack lines read "    at f (rule.ts:39:23)"; positions are in the compiled bundle.
+      const frame = /at (?:[^\s(]+ \()?([^()\s]+:\d+(?::\d+)?)/.exec(prop('stack'));
+      const where = frame ? ` (at ${frame[1]} of the compiled rule)` : '';
+      return `${prop('name') || 'Error'}: ${prop('message').slice(0, 300)}${where}`;
+    } catch {
+      return 'threw an unreadable value';
+    } finally {
+      err.dispose();
+    }
+  }
+
+  /** Resolves once a rebuild after a fault is over (null when none is pending). */
+  get pending(): Promise<void> | null {
+    return this.rebuilding;
+  }
+
+  /**
+   * Calls the rule's handler for `phase`. Never throws; every failure is an outcome.
+   * Callers await `pending` first.
+   */
+  call(id: string, phase: Phase, event: string): RuleResult {
+    const t0 = performance.now();
+    const done = (outcome: Outcome, error?: string): RuleResult => ({
+      id, outcome, verdict: { action: 'next' }, effects: {}, ms: performance.now() - t0, error,
+    });
+    if (this.broken) return done('crash', this.broken);
+    const ctx = this.ctx;
+    let phaseName = this.phaseNames.get(phase);
+    if (!phaseName) this.phaseNames.set(phase, (phaseName = this.keep(ctx.newString(phase))));
+    this.interrupted = false;
+    this.deadline = t0 + this.source.limits.timeoutMs;
+    let reply: string;
+    try {
+      const ev = ctx.newString(event);
+      const r = ctx.callFunction(this.callFn, ctx.undefined, phaseName, ev);
+      ev.dispose();
+      if (r.error) {
+        const interrupted = this.interrupted;
+        const why = this.describe(r.error);
+        if (interrupted) return done('timeout', `ran past its ${this.source.limits.timeoutMs} ms deadline`);
+        if (/out of memory/i.test(why)) {
+          this.rebuild();
+          return done('oom', `exceeded its ${this.source.limits.memoryMb} MiB memory cap`);
+        }
+        if (/stack overflow|call stack/i.test(why)) return done('stack-overflow', why);
+        return done('error', why);
+      }
+      reply = ctx.getString(r.value);
+      r.value.dispose();
+    } catch (e) {
+      // The wasm instance itself faulted (abort, trap): never reuse it.
+      this.rebuild();
+      return done('crash', (e as Error).message);
+    } finally {
+      this.deadline = Infinity;
+    }
+    try {
+      const { verdict, effects } = parseGuestReply(reply);
+      return { id, outcome: 'ok', verdict, effects, ms: performance.now() - t0 };
+    } catch (e) {
+      return done('invalid-verdict', (e as Error).message);
+    }
+  }
+
+  /** Throws the faulted module away and boots a fresh one from the same source. */
+  private rebuild(): void {
+    const old = { runtime: this.runtime, ctx: this.ctx, handles: this.handles };
+    this.broken = 'is being rebuilt after a fault';
+    this.handles = [];
+    this.phaseNames.clear();
+    this.rebuilding = (async () => {
+      try {
+        RuleSandbox.disposeParts(old);
+      } catch {
+        // A faulted module may not free cleanly; it is unreachable now either way.
+      }
+      try {
+        await this.boot();
+        this.broken = null;
+      } catch (e) {
+        this.broken = `could not be rebuilt after a fault: ${(e as Error).message}`;
+      }
+      this.rebuilding = null;
+    })();
+  }
+
+  private static disposeParts(p: { runtime?: QuickJSRuntime; ctx?: QuickJSContext; handles: QuickJSHandle[] }): void {
+    for (const h of p.handles) if (h.alive) h.dispose();
+    if (p.ctx?.alive) p.ctx.dispose();
+    if (p.runtime?.alive) p.runtime.dispose();
+  }
+
+  dispose(): void {
+    try {
+      RuleSandbox.disposeParts({ runtime: this.runtime, ctx: this.ctx, handles: this.handles });
+    } catch {
+      // see rebuild()
+    }
+    this.handles = [];
+    this.phaseNames.clear();
+  }
+}

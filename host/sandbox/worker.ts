@@ -1,0 +1,79 @@
+/**
+ * A sandbox worker thread: holds the rule sandboxes of every live RuleSet version and
+ * runs a phase's chain of rules for the main thread. Runs in a worker so that a rule
+ * spinning until its deadline stalls only the calls queued here, never the SMTP event
+ * loop, and with a large thread stack so QuickJS's own stack limit always trips first.
+ */
+import { parentPort } from 'node:worker_threads';
+import type { FromWorker, RuleResult, ToWorker } from './protocol.js';
+import { RuleSandbox } from './rule-sandbox.js';
+
+const port = parentPort!;
+const versions = new Map<number, Map<string, RuleSandbox>>();
+const post = (m: FromWorker): void => port.postMessage(m);
+
+async function handle(msg: ToWorker): Promise<void> {
+  switch (msg.t) {
+    case 'call': {
+      const rules = versions.get(msg.version);
+      const results: RuleResult[] = [];
+      for (const link of msg.chain) {
+        const sb = rules?.get(link.id);
+        if (!sb) {
+          results.push({ id: link.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: 'rule not installed in this worker' });
+          if (link.stopOnFailure) break;
+          continue;
+        }
+        if (sb.pending) await sb.pending;
+        const r = sb.call(link.id, msg.phase, msg.event);
+        results.push(r);
+        if (r.outcome === 'ok' ? r.verdict.action !== 'next' && link.stopOnVerdict : link.stopOnFailure) break;
+      }
+      return post({ t: 'result', seq: msg.seq, results });
+    }
+    case 'inspect': {
+      try {
+        const sb = await RuleSandbox.create({ file: msg.file, code: msg.code, optionsJson: '{}', limits: { timeoutMs: 1000, memoryMb: 64, stackKb: 512 } });
+        const meta = sb.meta;
+        sb.dispose();
+        return post({ t: 'inspected', seq: msg.seq, meta });
+      } catch (e) {
+        return post({ t: 'inspected', seq: msg.seq, error: (e as Error).message });
+      }
+    }
+    case 'install': {
+      const rules = new Map<string, RuleSandbox>();
+      const errors: { id: string; error: string }[] = [];
+      for (const r of msg.rules) {
+        try {
+          rules.set(r.id, await RuleSandbox.create(r));
+        } catch (e) {
+          errors.push({ id: r.id, error: (e as Error).message });
+        }
+      }
+      versions.set(msg.version, rules);
+      return post({ t: 'installed', seq: msg.seq, errors });
+    }
+    case 'release': {
+      for (const sb of versions.get(msg.version)?.values() ?? []) sb.dispose();
+      versions.delete(msg.version);
+      return;
+    }
+    case 'stats': {
+      let modules = 0;
+      for (const v of versions.values()) modules += v.size;
+      return post({ t: 'stats', seq: msg.seq, modules, versions: [...versions.keys()] });
+    }
+  }
+}
+
+// Messages are handled strictly one after another: a QuickJS call is synchronous, and
+// an install or rebuild must finish before the calls queued behind it.
+let queue: Promise<void> = Promise.resolve();
+port.on('message', (msg: ToWorker) => {
+  queue = queue.then(() => handle(msg)).catch((e: unknown) => {
+    // A bug here must not kill the worker silently: report and keep serving.
+    console.error('sandbox worker error', e);
+  });
+});
+post({ t: 'ready' });

@@ -1,0 +1,92 @@
+/**
+ * Our subclass of smtp-server's connection. smtp-server has no hook for HELO/EHLO or for
+ * the DATA command before 354, rewrites the codes of hook errors (a 550 goes out as
+ * "550 5.1.1"), and always waits 100 ms before greeting. This class fixes those four
+ * things and nothing else; everything else is smtp-server's.
+ */
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import type { SMTPServerSession } from 'smtp-server';
+import { formatReply, REPLIES, type Reply } from './reply.js';
+
+/** A reply line we formatted ourselves; `send` writes it exactly as is. */
+export class WireText {
+  constructor(readonly text: string) {}
+  toString(): string {
+    return this.text;
+  }
+}
+
+/**
+ * An error for smtp-server's hook callbacks that carries our exact reply. smtp-server
+ * sends `err.message` with `err.responseCode`, and our `send` recognises the WireText.
+ */
+export function replyError(r: Reply): Error {
+  return { responseCode: r.code, message: new WireText(formatReply(r).slice(4)) } as unknown as Error;
+}
+
+export interface ConnectionHooks {
+  greetPauseMs: number;
+  /** Runs the helo phase; a Reply refuses the command, null lets smtp-server answer. */
+  helo(session: SMTPServerSession, verb: 'HELO' | 'EHLO', name: string): Promise<Reply | null>;
+  /** Runs the data phase before the 354; a Reply refuses DATA. */
+  data(session: SMTPServerSession): Promise<Reply | null>;
+}
+
+interface ServerInternals {
+  options: { maxClients?: number };
+  connections: Set<unknown>;
+}
+
+export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
+  return class PortcullisConnection extends SMTPConnection {
+    override init(): void {
+      this._setListeners(() => {
+        const server = (this as unknown as { _server: ServerInternals })._server;
+        if (server.options.maxClients && server.connections.size > server.options.maxClients) {
+          return this.send(421, `${this.name} Too many connected clients, try again in a moment`, false);
+        }
+        // smtp-server's fixed 100 ms early-talker pause, made an option (0 = off).
+        if (hooks.greetPauseMs > 0) setTimeout(() => this.connectionReady(), hooks.greetPauseMs).unref();
+        else this.connectionReady();
+      });
+    }
+
+    override send(code: number, data?: string | string[] | null, context?: string | false): void {
+      if ((data as unknown) instanceof WireText) return super.send(code, String(data), false);
+      // Our onData passes its 250 text already formatted ("2.0.0 Ok: queued as …").
+      if (context === 'DATA_OK') return super.send(code, data, false);
+      return super.send(code, data, context);
+    }
+
+    private answer(r: Reply, callback: () => void): void {
+      this.send(r.code, new WireText(formatReply(r).slice(4)) as unknown as string, false);
+      callback();
+    }
+
+    private helo(verb: 'HELO' | 'EHLO', command: Buffer, callback: () => void, proceed: () => void): void {
+      const parts = command.toString().trim().split(/\s+/);
+      // Syntax errors are smtp-server's to answer (501); rules see only a HELO with a name.
+      if (parts.length !== 2 || this._closing) return proceed();
+      hooks.helo(this.session, verb, parts[1]!).then(
+        (r) => (r ? this.answer(r, callback) : proceed()),
+        () => this.answer(REPLIES.internal(this.session.id), callback),
+      );
+    }
+
+    override handler_HELO(command: Buffer, callback: () => void): void {
+      this.helo('HELO', command, callback, () => super.handler_HELO(command, callback));
+    }
+
+    override handler_EHLO(command: Buffer, callback: () => void): void {
+      this.helo('EHLO', command, callback, () => super.handler_EHLO(command, callback));
+    }
+
+    override handler_DATA(command: Buffer, callback: () => void): void {
+      if (!this.session.envelope.rcptTo.length) return super.handler_DATA(command, callback);
+      hooks.data(this.session).then(
+        (r) => (r ? this.answer(r, callback) : super.handler_DATA(command, callback)),
+        () => this.answer(REPLIES.internal(this.session.id), callback),
+      );
+    }
+  } as typeof SMTPConnection;
+}

@@ -1,0 +1,48 @@
+/**
+ * SMTP replies: one typed value and the one place that writes the wire line.
+ *
+ * A reply carries the enhanced status code (RFC 3463) without its class digit, which is
+ * derived from the reply code when the line is written, so `450 5.7.1` cannot be built.
+ */
+
+export interface Reply {
+  /** Basic reply code (RFC 5321 §4.2). */
+  code: number;
+  /** Enhanced status "subject.detail", e.g. "7.1"; null for replies that carry none (220, 354). */
+  status: string | null;
+  text: string;
+}
+
+/** The reply line, without CRLF: `550 5.7.1 Relaying denied`. */
+export function formatReply(r: Reply): string {
+  return r.status ? `${r.code} ${Math.floor(r.code / 100)}.${r.status} ${r.text}` : `${r.code} ${r.text}`;
+}
+
+/** Replies the host itself sends. */
+export const REPLIES = {
+  /** RFC 5321 §3.6.2: we are not an open relay. 5.7.1 = delivery not authorized. */
+  relayDenied: { code: 554, status: '7.1', text: 'Relaying denied' },
+  /** A blacklisted client (internal short-term blacklist). */
+  blacklisted: (reason: string): Reply => ({ code: 554, status: '7.1', text: `Access denied: ${reason}` }),
+  /** A rule failed (timeout, crash…) under the tempfail policy; RFC 3463 4.3.0 = other mail system status. */
+  ruleFailure: (sessionId: string): Reply => ({ code: 451, status: '3.0', text: `Temporary local problem, please try again later (session ${sessionId})` }),
+  /** Something unexpected in the host; nothing internal is revealed. */
+  internal: (sessionId: string): Reply => ({ code: 451, status: '3.0', text: `Internal error, please try again later (session ${sessionId})` }),
+  /** The spool could not take the message; 4.3.1 = mail system full. */
+  spoolFailure: (sessionId: string): Reply => ({ code: 452, status: '3.1', text: `Insufficient system storage, please try again later (session ${sessionId})` }),
+  queued: (id: string): Reply => ({ code: 250, status: '0.0', text: `Ok: queued as ${id}` }),
+  authFailed: { code: 535, status: '7.8', text: 'Authentication credentials invalid' },
+} as const;
+
+/** Default enhanced status for a rule's reply when it gives none: policy refusal. */
+const DEFAULT_STATUS = '7.1';
+
+/** The reply for a reject/tempfail verdict. */
+export function verdictReply(code: number, text: string, status?: string): Reply {
+  return { code, status: status ?? DEFAULT_STATUS, text };
+}
+
+/** A drop: 421 closes the connection (RFC 5321 §3.8); 4.7.0 = security or policy status. */
+export function dropReply(text: string): Reply {
+  return { code: 421, status: '7.0', text };
+}

@@ -1,0 +1,138 @@
+/**
+ * The events a rule receives, one per SMTP phase. They are plain JSON: the host builds
+ * them, serialises them into the rule's sandbox and the rule reads them. Nothing in an
+ * event is a live object of the host.
+ */
+
+/** The phases of an SMTP session, in the order they happen. */
+export const PHASES = ['connect', 'helo', 'auth', 'mail', 'rcpt', 'data', 'message', 'close'] as const;
+
+/**
+ * One SMTP phase:
+ * - `connect`: a client connected, before the 220 greeting (Postfix: smtpd_client_restrictions, Haraka: connect).
+ * - `helo`: HELO or EHLO (smtpd_helo_restrictions, Haraka: helo/ehlo).
+ * - `auth`: each AUTH attempt, after the credentials were checked, with its result.
+ * - `mail`: MAIL FROM (smtpd_sender_restrictions, Haraka: mail).
+ * - `rcpt`: each RCPT TO (smtpd_recipient_restrictions, Haraka: rcpt).
+ * - `data`: the DATA command, before 354 (smtpd_data_restrictions, Haraka: data).
+ * - `message`: after the final dot, headers parsed (smtpd_end_of_data_restrictions, Haraka: data_post, milter eom).
+ * - `close`: the connection ended; verdicts are logged but cannot change anything.
+ */
+export type Phase = (typeof PHASES)[number];
+
+/** What is known about the connection, at every phase. */
+export interface SessionInfo {
+  /** Session id, also shown to the client in failure replies and written in every log line. */
+  id: string;
+  /** Milliseconds since the epoch when the event was made (use this, not a clock of your own). */
+  time: number;
+  client: {
+    ip: string;
+    port: number;
+    /** Reverse DNS name of the client, or null when it has none or it was not looked up. */
+    ptr: string | null;
+  };
+  local: {
+    ip: string;
+    port: number;
+    /** True on a submission port (587, 2525 by default): mail from users, not from the world. */
+    submission: boolean;
+  };
+  /** The last HELO/EHLO, or null before the client sent one. */
+  helo: { verb: 'HELO' | 'EHLO'; name: string } | null;
+  /** True when the connection is TLS (implicit or after STARTTLS). */
+  tls: boolean;
+  /** The authenticated user name, or null. */
+  user: string | null;
+  /** Number of transactions (MAIL FROM … end of data) completed on this connection so far. */
+  transactions: number;
+}
+
+/** An address from MAIL FROM or RCPT TO with its ESMTP parameters (upper-cased keys). */
+export interface EnvelopeAddress {
+  /** The address without angle brackets; '' for the null sender `<>`. */
+  address: string;
+  args: Record<string, string>;
+}
+
+/** The transaction so far. */
+export interface Envelope {
+  /** MAIL FROM once accepted, with the declared SIZE (or null when none was declared). */
+  mailFrom: (EnvelopeAddress & { size: number | null }) | null;
+  /** The recipients accepted so far (each address once). */
+  rcptTo: EnvelopeAddress[];
+  /** Recipients refused so far in this transaction (by rules or relay control). */
+  failedRcpts: number;
+}
+
+interface EventBase {
+  session: SessionInfo;
+}
+
+export interface ConnectEvent extends EventBase {
+  phase: 'connect';
+}
+
+export interface HeloEvent extends EventBase {
+  phase: 'helo';
+  helo: { verb: 'HELO' | 'EHLO'; name: string };
+}
+
+export interface AuthEvent extends EventBase {
+  phase: 'auth';
+  /** The attempt: method (PLAIN, LOGIN…), the user name it claimed, and whether the password was right. */
+  auth: { method: string; username: string; success: boolean };
+}
+
+export interface MailEvent extends EventBase {
+  phase: 'mail';
+  envelope: Envelope;
+  mail: EnvelopeAddress & { size: number | null };
+}
+
+export interface RcptEvent extends EventBase {
+  phase: 'rcpt';
+  envelope: Envelope;
+  rcpt: EnvelopeAddress;
+}
+
+export interface DataEvent extends EventBase {
+  phase: 'data';
+  envelope: Envelope;
+}
+
+export interface MessageEvent extends EventBase {
+  phase: 'message';
+  envelope: Envelope;
+  message: {
+    /** Header fields in order, unfolded, names as written: `[['Subject', 'Hello'], …]`. */
+    headers: [string, string][];
+    /** Size in bytes of the message as received (after dot-unstuffing). */
+    size: number;
+    /**
+     * The body (after the header block) decoded as UTF-8, only for rules that declared
+     * `needs: ['body']`; capped at the host's `message.bodyLimit` bytes. Null otherwise.
+     */
+    body: string | null;
+    /** True when `body` was cut at the cap. */
+    bodyTruncated: boolean;
+  };
+}
+
+export interface CloseEvent extends EventBase {
+  phase: 'close';
+}
+
+/** Maps each phase to its event type. */
+export interface PhaseEvents {
+  connect: ConnectEvent;
+  helo: HeloEvent;
+  auth: AuthEvent;
+  mail: MailEvent;
+  rcpt: RcptEvent;
+  data: DataEvent;
+  message: MessageEvent;
+  close: CloseEvent;
+}
+
+export type PhaseEvent = PhaseEvents[Phase];
