@@ -1,0 +1,193 @@
+/**
+ * Test helpers: a real host on an ephemeral 127.0.0.1 port with its own rules directory
+ * and data directory, a raw SMTP client for exact reply lines, and spool readers.
+ */
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import nodemailer from 'nodemailer';
+import { pino } from 'pino';
+import { loadConfig } from '../host/config/config.js';
+import { startHost, type Host } from '../host/host.js';
+
+export interface TestHost {
+  host: Host;
+  port: number;
+  dir: string;
+  dataDir: string;
+  rulesDir: string;
+  /** Parsed log records so far. */
+  logs: Record<string, unknown>[];
+  close(): Promise<void>;
+}
+
+export function tempDir(prefix = 'portcullis-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Starts a host with `rules` (file name → source) as its only rules unless `builtin` is set. */
+export async function startTestHost(opts: { rules?: Record<string, string>; config?: Record<string, unknown>; builtin?: boolean } = {}): Promise<TestHost> {
+  const dir = tempDir();
+  const rulesDir = join(dir, 'rules');
+  mkdirSync(rulesDir);
+  for (const [name, src] of Object.entries(opts.rules ?? {})) writeFileSync(join(rulesDir, name), src);
+  const cfgFile = join(dir, 'config.json');
+  const userRules = (opts.config?.rules ?? {}) as Record<string, unknown>;
+  const cfg = {
+    listen: ['127.0.0.1:0'],
+    dataDir: join(dir, 'data'),
+    reverseDns: false,
+    ...opts.config,
+    rules: { builtin: opts.builtin ?? false, dirs: [rulesDir], ...userRules },
+  };
+  writeFileSync(cfgFile, JSON.stringify(cfg, null, 2));
+  const logs: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const host = await startHost(loadConfig(cfgFile), { logger: pino({ level: 'debug' }, sink) });
+  return {
+    host, port: host.addresses[0]!.port, dir, dataDir: cfg.dataDir, rulesDir, logs,
+    async close() {
+      await host.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A rule file's source from its phases object literal (TypeScript). */
+export function rule(name: string, phases: string, extra = ''): string {
+  return `import { defineRule, next, accept, reject, tempfail, drop, discard, quarantine, redirect } from 'portcullis/sdk';
+export default defineRule({ name: '${name}', ${extra} phases: ${phases} });
+`;
+}
+
+export function mailer(port: number) {
+  return nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, connectionTimeout: 5000, greetingTimeout: 5000, socketTimeout: 10000 });
+}
+
+/** A raw SMTP client: send a line, get the complete (multi-line) reply. Every wait is bounded. */
+export class RawSmtp {
+  private buf = '';
+  private waiters: (() => void)[] = [];
+  closed = false;
+  private constructor(private readonly sock: Socket) {
+    sock.on('data', (d) => {
+      this.buf += d.toString('latin1');
+      this.wake();
+    });
+    sock.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    sock.on('error', () => undefined);
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  static async open(port: number): Promise<{ c: RawSmtp; greeting: string }> {
+    const sock = connect(port, '127.0.0.1');
+    const c = new RawSmtp(sock);
+    const greeting = await c.reply();
+    return { c, greeting };
+  }
+
+  /** The next complete reply (all lines joined by \n), or '' if the server closed first. */
+  async reply(timeoutMs = 5000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(this.buf);
+      if (m) {
+        this.buf = this.buf.slice(m[0].length);
+        return m[0].trimEnd().replace(/\r\n/g, '\n');
+      }
+      if (this.closed) return '';
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no reply within ${timeoutMs} ms; buffer: ${JSON.stringify(this.buf)}`);
+      await new Promise<void>((ok) => {
+        const t = setTimeout(ok, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          ok();
+        });
+      });
+    }
+  }
+
+  async cmd(line: string, timeoutMs?: number): Promise<string> {
+    this.sock.write(line + '\r\n');
+    return this.reply(timeoutMs);
+  }
+
+  write(data: string): void {
+    this.sock.write(data);
+  }
+
+  /** Resolves true once the server closed the connection (false after timeoutMs). */
+  async waitClosed(timeoutMs = 3000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed && Date.now() < deadline) {
+      await new Promise<void>((ok) => {
+        const t = setTimeout(ok, Math.max(1, deadline - Date.now()));
+        this.waiters.push(() => {
+          clearTimeout(t);
+          ok();
+        });
+      });
+    }
+    return this.closed;
+  }
+
+  end(): void {
+    this.sock.end();
+  }
+}
+
+export interface Spooled {
+  id: string;
+  env: { mailFrom: string; rcptTo: string[]; disposition?: { action: string; rule: string | null; reason: string | null } };
+  eml: Buffer;
+}
+
+export function spooled(dataDir: string, area: 'spool' | 'quarantine' = 'spool'): Spooled[] {
+  const dir = join(dataDir, area, 'new');
+  let files: string[];
+  try {
+    files = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return files.filter((f) => f.endsWith('.eml')).sort().map((f) => {
+    const id = f.slice(0, -4);
+    return { id, env: JSON.parse(readFileSync(join(dir, `${id}.json`), 'utf8')) as Spooled['env'], eml: readFileSync(join(dir, f)) };
+  });
+}
+
+/**
+ * Splits the first `n` header fields (with their folded continuation lines) off a spooled
+ * message: returns them as text and the rest, which must be what the client sent.
+ */
+export function splitFields(eml: Buffer, n: number): { fields: string[]; rest: Buffer } {
+  const text = eml.toString('latin1');
+  const fields: string[] = [];
+  let pos = 0;
+  while (fields.length < n) {
+    let end = text.indexOf('\r\n', pos) + 2;
+    while (text[end] === ' ' || text[end] === '\t') end = text.indexOf('\r\n', end) + 2;
+    fields.push(text.slice(pos, end));
+    pos = end;
+  }
+  return { fields, rest: Buffer.from(text.slice(pos), 'latin1') };
+}
+
+/** EHLO + MAIL + RCPT on a raw client; returns the replies. */
+export async function envelopeOn(c: RawSmtp, from = 'sender@example.org', to = 'user@localhost'): Promise<string[]> {
+  return [await c.cmd('EHLO client.example.org'), await c.cmd(`MAIL FROM:<${from}>`), await c.cmd(`RCPT TO:<${to}>`)];
+}
