@@ -3,6 +3,7 @@
  * sandbox. esbuild strips types and bundles the SDK into it; any other import is an
  * error, because nothing of Node exists inside the sandbox.
  */
+import { resolve } from 'node:path';
 import { build, type Message, type Plugin } from 'esbuild';
 import { SDK_ENTRY } from '../paths.js';
 import { BUNDLE_GLOBAL } from './guest.js';
@@ -23,7 +24,7 @@ const onlySdk: Plugin = {
 
 function format(m: Message): string {
   const l = m.location;
-  return l ? `${l.file}:${l.line}:${l.column + 1}: ${m.text}` : m.text;
+  return l ? `${resolve(l.file)}:${l.line}:${l.column + 1}: ${m.text}` : m.text;
 }
 
 export async function compileRule(file: string): Promise<string> {
