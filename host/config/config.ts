@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
 import type { ErrorObject } from 'ajv';
+import { parseTree, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { CONFIG_SCHEMA } from '../paths.js';
 
 export interface RuleLimits {
@@ -85,18 +86,19 @@ export function describeAjvError(e: ErrorObject, root = ''): string {
   }
 }
 
-/** JSON.parse with the error's line and column instead of an offset. */
+/** JSON.parse; on a syntax error, every error with its line and column (via jsonc-parser). */
 export function parseJson(text: string, source: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    const msg = (e as Error).message;
-    const pos = /position (\d+)/.exec(msg);
-    if (!pos) throw new ConfigError(source, [msg]);
-    const before = text.slice(0, Number(pos[1]));
-    const line = before.split('\n').length;
-    const col = before.length - before.lastIndexOf('\n');
-    throw new ConfigError(source, [`${source}:${line}:${col}: ${msg.replace(/ in JSON at position \d+.*/, '')}`]);
+    const errors: ParseError[] = [];
+    parseTree(text, errors, { disallowComments: true, allowTrailingComma: false });
+    const at = (offset: number): string => {
+      const before = text.slice(0, offset);
+      return `${before.split('\n').length}:${offset - before.lastIndexOf('\n')}`;
+    };
+    const lines = errors.map((x) => `${source}:${at(x.offset)}: ${printParseErrorCode(x.error)}`);
+    throw new ConfigError(source, lines.length ? lines : [`${source}: ${(e as Error).message}`]);
   }
 }
 

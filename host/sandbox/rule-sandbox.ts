@@ -25,8 +25,8 @@ import { parseGuestReply } from './validate.js';
 const WASM_PAGE = 65536;
 /** The QuickJS build does not link with less than 256 pages (16 MiB). */
 const MIN_PAGES = 256;
-/** Top-level code of a rule gets this much longer than a call to run. */
-const LOAD_TIME_FACTOR = 20;
+/** Deadline for a rule's top-level code (it should only define the rule). */
+const LOAD_TIMEOUT_MS = 1000;
 /** Extra time to read an error object (its getters are guest code). */
 const DESCRIBE_MS = 5;
 
@@ -86,9 +86,9 @@ export class RuleSandbox {
     this.ctx = rt.newContext();
     try {
       this.eval(GUEST_PRELUDE, 'portcullis:prelude');
-      this.deadline = performance.now() + limits.timeoutMs * LOAD_TIME_FACTOR;
+      this.deadline = performance.now() + LOAD_TIMEOUT_MS;
       this.eval(this.source.code, file);
-      this.meta = JSON.parse(this.eval(GUEST_INSTALL, 'portcullis:install')) as RuleMeta;
+      this.meta = JSON.parse(this.eval(GUEST_INSTALL, 'portcullis:install', file)) as RuleMeta;
       const pc = this.keep(this.ctx.getProp(this.ctx.global, '__pc'));
       // Held as handles: a rule that later replaces globalThis.__pc cannot redirect calls.
       this.callFn = this.keep(this.ctx.getProp(pc, 'call'));
@@ -108,12 +108,14 @@ export class RuleSandbox {
   }
 
   /** Evaluates code; returns the result as a string, or throws RuleLoadError. */
-  private eval(code: string, filename: string): string {
+  private eval(code: string, filename: string, reportAs = filename): string {
     this.interrupted = false;
     const r = this.ctx.evalCode(code, filename, { type: 'global', strict: true });
     if (r.error) {
-      const what = this.interrupted ? 'timed out while loading (top-level code loops?)' : this.describe(r.error);
-      throw new RuleLoadError(`${filename}: ${what}`);
+      const interrupted = this.interrupted;
+      const what = this.describe(r.error); // also frees the error handle
+      if (interrupted) throw new RuleLoadError(`${reportAs}: top-level code ran past ${LOAD_TIMEOUT_MS} ms while loading (a loop outside the handlers?)`);
+      throw new RuleLoadError(`${reportAs}: ${what}`);
     }
     const s = this.ctx.typeof(r.value) === 'string' ? this.ctx.getString(r.value) : '';
     r.value.dispose();
@@ -139,7 +141,7 @@ export class RuleSandbox {
       };
       // QuickJS stack lines read "    at f (rule.ts:39:23)"; positions are in the compiled bundle.
       const frame = /at (?:[^\s(]+ \()?([^()\s]+:\d+(?::\d+)?)/.exec(prop('stack'));
-      const where = frame ? ` (at ${frame[1]} of the compiled rule)` : '';
+      const where = frame && !frame[1]!.startsWith('portcullis:') ? ` (at ${frame[1]} of the compiled rule)` : '';
       return `${prop('name') || 'Error'}: ${prop('message').slice(0, 300)}${where}`;
     } catch {
       return 'threw an unreadable value';

@@ -1,0 +1,133 @@
+/**
+ * Bad input gets a clear error: invalid config (JSON path and what was expected), a rule
+ * with a syntax error (file:line:col), a rule that fails at load, bad rule options. The
+ * CLI exits non-zero before listening.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../host/config/config.js';
+import { ROOT } from '../host/paths.js';
+import { rule, tempDir } from './helpers.js';
+
+function configFile(content: unknown): string {
+  const f = join(tempDir(), 'config.json');
+  writeFileSync(f, typeof content === 'string' ? content : JSON.stringify(content));
+  return f;
+}
+
+function problems(content: unknown): string[] {
+  try {
+    loadConfig(configFile(content));
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    return e.problems;
+  }
+  assert.fail('config was accepted');
+}
+
+function cli(...args: string[]): { status: number | null; stderr: string; stdout: string } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { status: r.status, stderr: r.stderr, stdout: r.stdout };
+}
+
+describe('config validation', () => {
+  it('an empty config is the embedded default', () => {
+    const c = loadConfig(configFile({}));
+    assert.deepEqual(c.listen, ['127.0.0.1:2525']);
+    assert.deepEqual(c.localDomains, ['localhost']);
+    assert.deepEqual(c.relayNetworks, ['127.0.0.0/8', '::1/128']);
+    assert.deepEqual(c.exemptNetworks, []);
+    assert.equal(c.rules.defaults.timeoutMs, 50);
+    assert.equal(c.rules.defaults.failPolicy, 'tempfail');
+  });
+
+  it('names every problem with its JSON path and what was expected', () => {
+    assert.deepEqual(
+      problems({ listen: ['nowhere'], limits: { maxClients: 0, bogus: 1 }, rules: { settings: { x: { action: 'explode' } } }, typo: true }).sort(),
+      [
+        '/: unknown property "typo"',
+        '/limits: unknown property "bogus"',
+        '/limits/maxClients: must be >= 1',
+        '/listen/0: must match pattern "^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$"',
+        '/rules/settings/x/action: must be one of "enforce", "shadow", "quarantine", "tempfail"',
+      ].sort(),
+    );
+  });
+
+  it('checks networks and ports beyond the schema', () => {
+    assert.deepEqual(problems({ relayNetworks: ['10.0.0.0/33', '999.1.1.1'], listen: ['127.0.0.1:70000'] }), [
+      '/relayNetworks/0: prefix length must be 0–32',
+      '/relayNetworks/1: "999.1.1.1" is not an IP address or network',
+      '/listen/0: port must be 0–65535',
+    ]);
+  });
+
+  it('reports a JSON syntax error with line and column', () => {
+    const [p] = problems('{\n  "hostname": "mx.example",\n  "banner": oops\n}');
+    assert.match(p!, /config\.json:3:13: InvalidSymbol$/);
+  });
+});
+
+describe('portcullis start refuses to run on bad input', () => {
+  it('exits 78 on an invalid config, printing each problem, before listening', () => {
+    const r = cli('start', '--config', configFile({ limits: { maxClients: 'many' } }));
+    assert.equal(r.status, 78);
+    assert.match(r.stderr, /invalid config .*config\.json:\n  \/limits\/maxClients: must be integer/);
+  });
+
+  it('exits 78 when a rule has a syntax error, naming file:line:col', () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'rules'));
+    const file = join(dir, 'rules', 'broken.ts');
+    writeFileSync(file, "import { defineRule } from 'portcullis/sdk';\nexport default defineRule({ name: 'broken', phases: { rcpt: () => { return ) } } });\n");
+    const r = cli('start', '--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--rules', join(dir, 'rules'));
+    assert.equal(r.status, 78);
+    assert.ok(r.stderr.includes(`${file}:2:76: Unexpected ")"`), r.stderr);
+  });
+
+  it('exits 64 with usage on an unknown flag', () => {
+    const r = cli('start', '--bogus');
+    assert.equal(r.status, 64);
+    assert.match(r.stderr, /Unknown option '--bogus'/);
+  });
+});
+
+describe('rules that cannot load', () => {
+  async function loadError(files: Record<string, string>, settings: Record<string, unknown> = {}): Promise<string> {
+    const { startTestHost } = await import('./helpers.js');
+    try {
+      const h = await startTestHost({ rules: files, config: { rules: { settings } } });
+      await h.close();
+    } catch (e) {
+      return (e as Error).message;
+    }
+    assert.fail('rules loaded');
+  }
+
+  it('a rule importing a Node module is refused at compile time', async () => {
+    const msg = await loadError({ 'fs.ts': "import { readFileSync } from 'node:fs';\nexport default { name: 'fs', phases: { connect: () => readFileSync('/etc/passwd') } };\n" });
+    assert.match(msg, /fs\.ts:1:30: cannot import "node:fs": a rule may import only "portcullis\/sdk"/);
+  });
+
+  it('top-level code that loops is stopped and reported', async () => {
+    assert.match(await loadError({ 'spin.ts': 'while (true) {}\nexport default {};\n' }), /spin\.ts: top-level code ran past 1000 ms while loading/);
+  });
+
+  it('a default export that is not a rule is reported', async () => {
+    assert.match(await loadError({ 'x.ts': "export default { name: 'Bad Name', phases: {} };\n" }), /x\.ts: TypeError: name must be a kebab-case string/);
+    assert.match(await loadError({ 'y.ts': "export default { name: 'y', phases: { rcp: () => 1 } };\n" }), /phases\.rcp is not a phase; phases are connect, helo, auth, mail, rcpt, data, message, close/);
+  });
+
+  it('options are validated against the rule\'s own schema, with the config path', async () => {
+    const src = rule('limits', '{ rcpt: () => next() }', "options: { type: 'object', additionalProperties: false, properties: { max: { type: 'integer', minimum: 1, default: 5 } } },");
+    assert.match(await loadError({ 'l.ts': src }, { limits: { options: { max: 0 } } }), /\/rules\/settings\/limits\/options\/max: must be >= 1/);
+    assert.match(await loadError({ 'l.ts': src }, { nosuch: { enabled: false } }), /\/rules\/settings\/nosuch: no rule named "nosuch"/);
+  });
+
+  it('two rules with the same name are refused', async () => {
+    assert.match(await loadError({ 'a.ts': rule('same', '{}'), 'b.ts': rule('same', '{}') }), /b\.ts: rule name "same" is already used by .*a\.ts/);
+  });
+});
