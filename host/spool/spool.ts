@@ -29,7 +29,16 @@ export function newMessageId(): string {
 async function writeSynced(path: string, parts: (Buffer | string)[]): Promise<void> {
   const fh = await open(path, 'wx', 0o640);
   try {
-    for (const p of parts) await fh.write(typeof p === 'string' ? Buffer.from(p) : p);
+    for (const p of parts) {
+      // write() may write less than asked (a disk filling up): loop until all is written,
+      // so a short write surfaces as the ENOSPC of the next attempt, never as a short file.
+      const buf = typeof p === 'string' ? Buffer.from(p) : p;
+      for (let off = 0; off < buf.length; ) {
+        const { bytesWritten } = await fh.write(buf, off);
+        if (bytesWritten === 0) throw Object.assign(new Error(`no space left writing ${path}`), { code: 'ENOSPC' });
+        off += bytesWritten;
+      }
+    }
     await fh.sync();
   } finally {
     await fh.close();

@@ -1,0 +1,170 @@
+/**
+ * The admin's controls over a rule (shadow, action overrides, priority), the tarpit and
+ * greeting pause, and what happens when the spool cannot take a message.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { mailer, RawSmtp, rule, spooled, startTestHost, tempDir } from './helpers.js';
+
+const STRICT = rule('strict', `{ rcpt: (ev) => ev.rcpt.address.startsWith('spam@') ? reject(550, 'Looks like spam') : next() }`);
+
+async function rcptReply(port: number, rcpt: string): Promise<string> {
+  const { c } = await RawSmtp.open(port);
+  await c.cmd('EHLO x.example');
+  await c.cmd('MAIL FROM:<a@example.org>');
+  const r = await c.cmd(`RCPT TO:<${rcpt}>`);
+  c.end();
+  return r;
+}
+
+describe('per-rule action overrides', () => {
+  it('shadow: the rule runs and its decision is logged and counted, but not enforced', async () => {
+    const h = await startTestHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { action: 'shadow' } } } } });
+    try {
+      assert.equal(await rcptReply(h.port, 'spam@localhost'), '250 2.1.5 Accepted');
+      const rec = h.logs.find((l) => l.rule === 'strict' && l.shadow === true);
+      assert.equal(rec?.msg, 'shadow: rule strict would have answered reject at rcpt');
+      assert.equal(rec?.code, 550);
+      assert.equal(h.host.counters.get('rule_verdicts_total', { rule: 'strict', phase: 'rcpt', action: 'reject', mode: 'shadow' }), 1);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('tempfail: a reject becomes the matching 4xx (soft bounce)', async () => {
+    const h = await startTestHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { action: 'tempfail' } } } } });
+    try {
+      assert.equal(await rcptReply(h.port, 'spam@localhost'), '450 4.7.1 Looks like spam');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('quarantine: a reject becomes acceptance into the quarantine folder', async () => {
+    const h = await startTestHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { action: 'quarantine' } } } } });
+    try {
+      const info = await mailer(h.port).sendMail({ envelope: { from: 'a@example.org', to: ['spam@localhost'] }, raw: 'Subject: buy\r\n\r\nnow\r\n' });
+      assert.match(info.response, /^250 2\.0\.0 Ok: queued as /);
+      assert.equal(spooled(h.dataDir).length, 0);
+      const [q] = spooled(h.dataDir, 'quarantine');
+      assert.equal(q?.env.disposition?.rule, 'strict');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('enabled: false leaves the rule out', async () => {
+    const h = await startTestHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { enabled: false } } } } });
+    try {
+      assert.equal(await rcptReply(h.port, 'spam@localhost'), '250 2.1.5 Accepted');
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('priority', () => {
+  const rules = {
+    'a.ts': rule('first', `{ rcpt: () => reject(550, 'first says no') }`, 'priority: 10,'),
+    'b.ts': rule('second', `{ rcpt: () => reject(551, 'second says no') }`, 'priority: 20,'),
+  };
+
+  it('rules run in priority order and the first terminal verdict wins', async () => {
+    const h = await startTestHost({ rules });
+    try {
+      assert.equal(await rcptReply(h.port, 'x@localhost'), '550 5.7.1 first says no');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('the config can reorder rules', async () => {
+    const h = await startTestHost({ rules, config: { rules: { settings: { second: { priority: 1 } } } } });
+    try {
+      assert.equal(await rcptReply(h.port, 'x@localhost'), '551 5.7.1 second says no');
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('tarpit and greeting pause', () => {
+  it('a rule can delay its reply, capped by limits.maxDelayMs', async () => {
+    const h = await startTestHost({
+      rules: { 't.ts': rule('tarpit', `{ rcpt: (ev, ctx) => { ctx.delay(ev.rcpt.address.startsWith('slow@') ? 60000 : 0); } }`) },
+      config: { limits: { maxDelayMs: 400 } },
+    });
+    try {
+      const t0 = Date.now();
+      assert.equal(await rcptReply(h.port, 'slow@localhost'), '250 2.1.5 Accepted');
+      const waited = Date.now() - t0;
+      assert.ok(waited >= 390, `waited ${waited} ms`);
+      assert.ok(waited < 5000, `waited ${waited} ms: the cap did not apply`);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('with greetPauseMs, a client that talks before the greeting is refused', async () => {
+    const h = await startTestHost({ config: { greetPauseMs: 500 } });
+    try {
+      const { connect } = await import('node:net');
+      const sock = connect(h.port, '127.0.0.1');
+      const data: Buffer[] = [];
+      sock.on('data', (d: Buffer) => data.push(d));
+      sock.on('connect', () => sock.write('EHLO hasty.example\r\n'));
+      await new Promise((ok) => sock.on('close', ok));
+      assert.match(Buffer.concat(data).toString(), /^421 localhost You talk too soon\r\n/);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('spool failures', () => {
+  it('a spool that cannot be written gives 452 4.3.1, leaves nothing behind, and the host keeps serving', async () => {
+    const h = await startTestHost({});
+    try {
+      const tmp = join(h.dataDir, 'spool', 'tmp');
+      rmSync(tmp, { recursive: true });
+      writeFileSync(tmp, 'not a directory'); // every write into spool/tmp now fails (ENOTDIR)
+      const send = () => mailer(h.port).sendMail({ envelope: { from: 'a@example.org', to: ['u@localhost'] }, raw: 'Subject: x\r\n\r\nbody\r\n' });
+      await assert.rejects(send(), (e: { response?: string }) => /^452 4\.3\.1 Insufficient system storage, please try again later \(session [a-z0-9]+\)$/.test(e.response ?? ''));
+      assert.deepEqual(readdirSync(join(h.dataDir, 'spool', 'new')), []);
+      rmSync(tmp);
+      mkdirSync(tmp);
+      assert.match((await send()).response, /^250 2\.0\.0 Ok: queued as /);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('a full disk gives 452 4.3.1 with no partial file, then mail flows again once there is room', async (t) => {
+    const mnt = tempDir('portcullis-tmpfs-');
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'ignore' });
+    } catch {
+      t.skip('cannot mount a tmpfs here (needs root); the ENOTDIR test above covers the write-failure path');
+      return;
+    }
+    const h = await startTestHost({ config: { dataDir: join(mnt, 'data') } });
+    try {
+      const big = `Subject: big\r\n\r\n${'y'.repeat(76)}\r\n`.repeat(4000); // ~320 KB > 256 KB
+      await assert.rejects(
+        mailer(h.port).sendMail({ envelope: { from: 'a@example.org', to: ['u@localhost'] }, raw: big }),
+        (e: { response?: string }) => /^452 4\.3\.1 /.test(e.response ?? ''),
+      );
+      assert.deepEqual(readdirSync(join(mnt, 'data', 'spool', 'tmp')), []);
+      assert.deepEqual(readdirSync(join(mnt, 'data', 'spool', 'new')), []);
+      const ok = await mailer(h.port).sendMail({ envelope: { from: 'a@example.org', to: ['u@localhost'] }, raw: 'Subject: small\r\n\r\nfits\r\n' });
+      assert.match(ok.response, /^250 2\.0\.0 Ok: queued as /);
+    } finally {
+      await h.close();
+      execFileSync('umount', [mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
+  });
+});
