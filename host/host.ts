@@ -88,7 +88,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       pins: () => sets.counts(),
       close: async () => {
         await door.close();
-        await pool.close();
+        await Promise.all([pool.close(), spool.close()]);
       },
     };
   } catch (e) {

@@ -11,6 +11,7 @@ import nodemailer from 'nodemailer';
 import { pino } from 'pino';
 import { loadConfig } from '../host/config/config.js';
 import { startHost, type Host } from '../host/host.js';
+import { readSpoolFile, type SpoolEnvelope } from '../host/spool/spool.js';
 
 export interface TestHost {
   host: Host;
@@ -152,10 +153,11 @@ export class RawSmtp {
 
 export interface Spooled {
   id: string;
-  env: { mailFrom: string; rcptTo: string[]; disposition?: { action: string; rule: string | null; reason: string | null } };
+  env: SpoolEnvelope;
   eml: Buffer;
 }
 
+/** The messages in a spool area, oldest first: envelope and message of each `<id>.msg`. */
 export function spooled(dataDir: string, area: 'spool' | 'quarantine' = 'spool'): Spooled[] {
   const dir = join(dataDir, area, 'new');
   let files: string[];
@@ -164,9 +166,9 @@ export function spooled(dataDir: string, area: 'spool' | 'quarantine' = 'spool')
   } catch {
     return [];
   }
-  return files.filter((f) => f.endsWith('.eml')).sort().map((f) => {
-    const id = f.slice(0, -4);
-    return { id, env: JSON.parse(readFileSync(join(dir, `${id}.json`), 'utf8')) as Spooled['env'], eml: readFileSync(join(dir, f)) };
+  return files.filter((f) => f.endsWith('.msg')).sort().map((f) => {
+    const { envelope, message } = readSpoolFile(readFileSync(join(dir, f)));
+    return { id: f.slice(0, -4), env: envelope, eml: message };
   });
 }
 

@@ -324,7 +324,7 @@ export class FrontDoor {
       : '';
     const area = disp.action === 'quarantine' ? 'quarantine' : 'spool';
     try {
-      await this.d.spool.store(area, env, [trace + added, msg]);
+      await this.d.spool.store(area, env, [Buffer.from(trace + added), msg]);
     } catch (e) {
       this.d.log.error({ ...log, err: e }, `could not spool message ${id}: ${(e as Error).message}`);
       this.d.counters.inc('spool_failures_total');

@@ -1,0 +1,141 @@
+// npm run bench: throughput and peak RSS of Portcullis against a bare smtp-server, all
+// driven by Postfix's smtp-source in ONE run, printed as ratios to the bare server; then
+// how much a rule stuck at its deadline delays other sessions' replies.
+//
+//   node bench/run.mjs [--rounds N] [--messages N]
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { runSmtpSource, sampleRss, startProcess, SMTP_SOURCE } from './lib.mjs';
+
+const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, messages: { type: 'string', default: '5000' } } });
+const ROUNDS = Number(values.rounds);
+const N = Number(values.messages);
+
+// Spools live on the project's disk (data/ is git-ignored), as in a real deployment.
+mkdirSync(join(ROOT, 'data'), { recursive: true });
+const work = mkdtempSync(join(ROOT, 'data', 'bench-'));
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
+
+/** A trivial rule with a handler on all 8 phases: measures the sandbox bridge, not rule logic. */
+const TRIVIAL = `import { defineRule, next } from 'portcullis/sdk';
+export default defineRule({ name: 'trivial', phases: {
+  connect: () => next(), helo: () => next(), auth: () => next(), mail: () => next(),
+  rcpt: () => next(), data: () => next(), message: () => next(), close: () => next(),
+} });
+`;
+/** Spins until its deadline for recipients spin@…, says nothing otherwise. */
+const RUNAWAY = `import { defineRule, next } from 'portcullis/sdk';
+export default defineRule({ name: 'runaway', phases: { rcpt: (ev) => { if (ev.rcpt.address.startsWith('spin@')) for (;;) {} return next(); } } });
+`;
+
+function portcullisConfig(name, ruleSource, extra = {}) {
+  const dir = join(work, name);
+  mkdirSync(join(dir, 'rules'), { recursive: true });
+  if (ruleSource) writeFileSync(join(dir, 'rules', 'rule.ts'), ruleSource);
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify({
+    listen: ['127.0.0.1:0'], dataDir: join(dir, 'data'), reverseDns: false,
+    limits: { maxClients: 1000 },
+    rules: { builtin: false, dirs: ruleSource ? [join(dir, 'rules')] : [] },
+    ...extra,
+  }));
+  return file;
+}
+
+const VARIANTS = {
+  'bare smtp-server': () => startProcess(process.execPath, [join(ROOT, 'bench', 'bare-server.mjs'), '0'], { readyPattern: /LISTENING (\d+)/ }),
+  'portcullis, no rules': () => portcullis(portcullisConfig('none', null)),
+  'portcullis, 8-phase rule': () => portcullis(portcullisConfig('trivial', TRIVIAL)),
+};
+
+function portcullis(config) {
+  return startProcess(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--config', config], { readyPattern: /listening on 127\.0\.0\.1:(\d+)/ });
+}
+
+const SCENARIOS = [
+  { name: 'many/conn 1 KB 1 rcpt', perConnection: true, sizeBytes: 1024, recipients: 1, messages: N },
+  { name: 'one/conn 1 KB 1 rcpt', perConnection: false, sizeBytes: 1024, recipients: 1, messages: N },
+  { name: 'many/conn 100 KB 1 rcpt', perConnection: true, sizeBytes: 100 * 1024, recipients: 1, messages: Math.ceil(N / 5) },
+  { name: 'many/conn 1 KB 10 rcpt', perConnection: true, sizeBytes: 1024, recipients: 10, messages: N },
+];
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function measure(start, scenario) {
+  const srv = await start();
+  try {
+    await runSmtpSource({ port: srv.port, messages: 500, perConnection: true, sizeBytes: 1024 }); // warm-up (JIT, pools)
+    const rss = sampleRss(srv.child.pid);
+    const r = await runSmtpSource({ port: srv.port, ...scenario });
+    return { rate: r.msgsPerSec, rss: rss.stop() };
+  } finally {
+    await srv.stop();
+  }
+}
+
+async function throughput() {
+  console.log(`smtp-source: ${SMTP_SOURCE}, 20 sessions; ${ROUNDS} rounds, variants interleaved, median per cell\n`);
+  const rows = [];
+  for (const sc of SCENARIOS) {
+    const runs = Object.fromEntries(Object.keys(VARIANTS).map((v) => [v, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [v, start] of Object.entries(VARIANTS)) runs[v].push(await measure(start, sc));
+    }
+    const bare = median(runs['bare smtp-server'].map((r) => r.rate));
+    for (const [v, rs] of Object.entries(runs)) {
+      const rate = median(rs.map((r) => r.rate));
+      rows.push({ scenario: sc.name, variant: v, 'msgs/s': Math.round(rate), 'ratio to bare': (rate / bare).toFixed(2), 'peak RSS MB': Math.round(Math.max(...rs.map((r) => r.rss))) });
+    }
+  }
+  console.table(rows);
+}
+
+/** Reply latency of one client doing MAIL/RCPT/RSET in a loop, in ms. */
+async function latencies(port, count, rcpt = 'ok@localhost') {
+  const sock = connect(port, '127.0.0.1');
+  let buf = '';
+  let waiter = null;
+  sock.on('data', (d) => { buf += d; if (waiter && /\r\n$/.test(buf) && /^\d{3} /m.test(buf)) { const w = waiter; waiter = null; w(); } });
+  const reply = () => new Promise((ok) => { if (/^\d{3} .*\r\n/m.test(buf)) ok(); else waiter = ok; }).then(() => { const b = buf; buf = ''; return b; });
+  const cmd = async (line) => { sock.write(line + '\r\n'); return reply(); };
+  await reply();
+  await cmd('EHLO bench.example');
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    await cmd('MAIL FROM:<a@example.org>');
+    const t0 = performance.now();
+    await cmd(`RCPT TO:<${rcpt}>`);
+    out.push(performance.now() - t0);
+    await cmd('RSET');
+  }
+  sock.end();
+  return out;
+}
+
+async function runawayBlastRadius() {
+  const srv = await portcullis(portcullisConfig('runaway', RUNAWAY));
+  try {
+    const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)];
+    await latencies(srv.port, 300);
+    const quiet = (await Promise.all([latencies(srv.port, 1000), latencies(srv.port, 1000)])).flat();
+    // Two clients keep a rule spinning to its 50 ms deadline while two others are measured.
+    const spinning = Promise.all([latencies(srv.port, 40, 'spin@localhost'), latencies(srv.port, 40, 'spin@localhost')]);
+    const busy = (await Promise.all([latencies(srv.port, 1000), latencies(srv.port, 1000)])).flat();
+    const spin = (await spinning).flat();
+    console.log('\nRunaway rule (50 ms deadline), RCPT reply latency of other sessions, ms:');
+    console.table([
+      { case: 'no runaway', p50: pct(quiet, 0.5).toFixed(2), p99: pct(quiet, 0.99).toFixed(2), max: Math.max(...quiet).toFixed(2) },
+      { case: '2 clients hitting the runaway rule', p50: pct(busy, 0.5).toFixed(2), p99: pct(busy, 0.99).toFixed(2), max: Math.max(...busy).toFixed(2) },
+      { case: '(the runaway calls themselves)', p50: pct(spin, 0.5).toFixed(2), p99: pct(spin, 0.99).toFixed(2), max: Math.max(...spin).toFixed(2) },
+    ]);
+  } finally {
+    await srv.stop();
+  }
+}
+
+await throughput();
+await runawayBlastRadius();
