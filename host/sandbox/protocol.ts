@@ -64,11 +64,31 @@ export interface RuleResult {
   error?: string;
 }
 
+/** One phase's chain for one session. */
+export interface CallRequest {
+  seq: number;
+  version: number;
+  phase: Phase;
+  chain: ChainLink[];
+  event: string;
+}
+
+/** Shared memory between the pool and its workers (see pool.ts). */
+export interface WorkerInit {
+  index: number;
+  /** Int32Array ring indexed by seq % CLAIM_RING: 0 = unclaimed, else the claiming worker's index + 1. */
+  claims: SharedArrayBuffer;
+  /** Int32Array, one per worker: the seq it is running now, 0 when idle. */
+  running: SharedArrayBuffer;
+}
+
+export const CLAIM_RING = 1 << 16;
+
 export type ToWorker =
   | { t: 'inspect'; seq: number; file: string; code: string }
   | { t: 'install'; seq: number; version: number; rules: RuleCode[] }
   | { t: 'release'; version: number }
-  | { t: 'call'; seq: number; version: number; phase: Phase; chain: ChainLink[]; event: string }
+  | { t: 'calls'; calls: CallRequest[] }
   | { t: 'stats'; seq: number };
 
 export type FromWorker =

@@ -4,32 +4,48 @@
  * spinning until its deadline stalls only the calls queued here, never the SMTP event
  * loop, and with a large thread stack so QuickJS's own stack limit always trips first.
  */
-import { parentPort } from 'node:worker_threads';
-import type { FromWorker, RuleResult, ToWorker } from './protocol.js';
+import { parentPort, workerData } from 'node:worker_threads';
+import { CLAIM_RING, type CallRequest, type FromWorker, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
 import { RuleSandbox } from './rule-sandbox.js';
 
 const port = parentPort!;
+const init = workerData as WorkerInit;
+const claims = new Int32Array(init.claims);
+const running = new Int32Array(init.running);
 const versions = new Map<number, Map<string, RuleSandbox>>();
 const post = (m: FromWorker): void => port.postMessage(m);
 
+/**
+ * Runs one call unless another worker claimed it first (the pool hands calls queued
+ * behind a stuck rule to another worker; whoever claims a call runs it, once).
+ */
+async function runCall(call: CallRequest): Promise<void> {
+  if (Atomics.compareExchange(claims, call.seq % CLAIM_RING, 0, init.index + 1) !== 0) return;
+  Atomics.store(running, init.index, call.seq);
+  const rules = versions.get(call.version);
+  const results: RuleResult[] = [];
+  for (const link of call.chain) {
+    const sb = rules?.get(link.id);
+    if (!sb) {
+      results.push({ id: link.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: 'rule not installed in this worker' });
+      if (link.stopOnFailure) break;
+      continue;
+    }
+    if (sb.pending) await sb.pending;
+    const r = sb.call(link.id, call.phase, call.event);
+    results.push(r);
+    if (r.outcome === 'ok' ? r.verdict.action !== 'next' && link.stopOnVerdict : link.stopOnFailure) break;
+  }
+  Atomics.store(running, init.index, 0);
+  // Each result goes back at once: a fast call is never held back by a slow one after it.
+  post({ t: 'result', seq: call.seq, results });
+}
+
 async function handle(msg: ToWorker): Promise<void> {
   switch (msg.t) {
-    case 'call': {
-      const rules = versions.get(msg.version);
-      const results: RuleResult[] = [];
-      for (const link of msg.chain) {
-        const sb = rules?.get(link.id);
-        if (!sb) {
-          results.push({ id: link.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: 'rule not installed in this worker' });
-          if (link.stopOnFailure) break;
-          continue;
-        }
-        if (sb.pending) await sb.pending;
-        const r = sb.call(link.id, msg.phase, msg.event);
-        results.push(r);
-        if (r.outcome === 'ok' ? r.verdict.action !== 'next' && link.stopOnVerdict : link.stopOnFailure) break;
-      }
-      return post({ t: 'result', seq: msg.seq, results });
+    case 'calls': {
+      for (const call of msg.calls) await runCall(call);
+      return;
     }
     case 'inspect': {
       try {
