@@ -20,6 +20,12 @@ class NoDelayConnection extends SMTPConnection {
   }
 }
 
+// With --spool DIR it stores each message the way Portcullis does (same Spool class,
+// fsync'ed before the 250): the like-for-like baseline for Portcullis's own overhead.
+const spoolDir = process.argv.indexOf('--spool') > 0 ? process.argv[process.argv.indexOf('--spool') + 1] : null;
+const spool = spoolDir ? new (await import('../dist/host/spool/spool.js')).Spool(spoolDir) : null;
+const { newMessageId } = await import('../dist/host/spool/spool.js');
+
 const server = new SMTPServer({
   authOptional: true,
   disabledCommands: ['AUTH', 'STARTTLS'],
@@ -28,9 +34,15 @@ const server = new SMTPServer({
   size: 1024 * 1024 * 1024, // 1 GB: never the limiting factor
   closeTimeout: 1000, // bounded shutdown if clients linger
   onData(stream, session, callback) {
-    stream.on('data', () => {}); // drain
+    const chunks = [];
+    stream.on('data', (c) => { if (spool) chunks.push(c); }); // drain (and keep, to spool)
     stream.on('error', () => {}); // client vanished mid-message: nothing to do
-    stream.on('end', () => callback());
+    stream.on('end', () => {
+      if (!spool) return callback();
+      const id = newMessageId();
+      const env = { id, receivedAt: new Date().toISOString(), mailFrom: session.envelope.mailFrom.address, rcptTo: session.envelope.rcptTo.map((r) => r.address) };
+      spool.store('spool', env, [Buffer.concat(chunks)]).then(() => callback(null, `Ok: queued as ${id}`), (e) => callback(e));
+    });
   },
 });
 
@@ -49,7 +61,7 @@ server.on('error', (err) => {
   if (err && err.code !== 'ECONNRESET' && err.code !== 'EPIPE') console.error('bare-server error:', err.message);
 });
 
-const port = Number(process.argv[2] ?? 0);
+const port = Number(process.argv[2] ?? 0) || 0;
 server.listen(port, '127.0.0.1', () => {
   process.stdout.write(`LISTENING ${server.server.address().port}\n`);
 });

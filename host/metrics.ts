@@ -3,15 +3,26 @@ export class Counters {
   private values = new Map<string, number>();
 
   inc(name: string, labels: Record<string, string> = {}, by = 1): void {
-    const key = `${name}${Object.keys(labels).length ? JSON.stringify(labels) : ''}`;
+    const key = keyOf(name, labels);
     this.values.set(key, (this.values.get(key) ?? 0) + by);
   }
 
   get(name: string, labels: Record<string, string> = {}): number {
-    return this.values.get(`${name}${Object.keys(labels).length ? JSON.stringify(labels) : ''}`) ?? 0;
+    return this.values.get(keyOf(name, labels)) ?? 0;
   }
 
   snapshot(): Record<string, number> {
     return Object.fromEntries(this.values);
   }
+}
+
+/** Prometheus-style key: name{a="x",b="y"} (labels in the order given). */
+function keyOf(name: string, labels: Record<string, string>): string {
+  let key = name;
+  let sep = '{';
+  for (const k in labels) {
+    key += `${sep}${k}="${labels[k]}"`;
+    sep = ',';
+  }
+  return sep === '{' ? key : key + '}';
 }

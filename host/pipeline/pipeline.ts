@@ -40,12 +40,33 @@ export function applyAction(v: Verdict, action: RuleAction): Verdict {
   return v;
 }
 
+/** How long a client that made a rule time out (or fault) stays suspect. */
+const SUSPECT_MS = 10 * 60_000;
+const MAX_SUSPECTS = 10_000;
+
 export class Pipeline {
+  /** Client IP → until when its calls run in the sandbox pool's suspect lane. */
+  private suspects = new Map<string, number>();
+
   constructor(
     private readonly pool: SandboxPool,
     private readonly log: Logger,
     private readonly counters: Counters,
   ) {}
+
+  private isSuspect(ip: string, now: number): boolean {
+    const until = this.suspects.get(ip);
+    if (until === undefined) return false;
+    if (until > now) return true;
+    this.suspects.delete(ip);
+    return false;
+  }
+
+  private markSuspect(ip: string, now: number): void {
+    if (this.suspects.size >= MAX_SUSPECTS) this.suspects.delete(this.suspects.keys().next().value!);
+    this.suspects.delete(ip);
+    this.suspects.set(ip, now + SUSPECT_MS);
+  }
 
   /** True when some rule of the set handles `phase` (otherwise no event need be built). */
   handles(rs: RuleSet, phase: Phase): boolean {
@@ -56,7 +77,8 @@ export class Pipeline {
     const phase = event.phase;
     const chain = rs.chains[phase];
     if (!chain) return NO_DECISION;
-    const results = await this.pool.run(rs.version, phase, chain, JSON.stringify(event), rs.budgets[phase] ?? 0);
+    const ip = event.session.client.ip;
+    const results = await this.pool.run(rs.version, phase, chain, JSON.stringify(event), rs.budgets[phase] ?? 0, this.isSuspect(ip, event.session.time));
     const sid = event.session.id;
     let decision: PhaseDecision = NO_DECISION;
     const headers: [string, string][] = [];
@@ -70,6 +92,7 @@ export class Pipeline {
       const shadow = rule.action === 'shadow';
       for (const line of r.effects.logs ?? []) this.log.info({ session: sid, rule: name, phase }, line);
       if (r.outcome !== 'ok') {
+        if (r.outcome === 'timeout' || r.outcome === 'oom' || r.outcome === 'crash') this.markSuspect(ip, Date.now());
         const enforced = rule.limits.failPolicy === 'tempfail' && !shadow;
         this.counters.inc('rule_failures_total', { rule: name, outcome: r.outcome });
         this.log.warn({ session: sid, rule: name, phase, outcome: r.outcome, error: r.error, ms: round(r.ms), policy: shadow ? 'shadow' : rule.limits.failPolicy },

@@ -10,6 +10,9 @@
  * - Work stealing: when a worker has been on the same call for STEAL_MS, the calls
  *   queued behind it are sent to another worker. A call runs once: each worker claims
  *   a call in shared memory before running it and skips calls claimed elsewhere.
+ * - A client whose calls ran long before is "suspect": its calls stay in the last
+ *   worker's lane and are never stolen, so clients that keep rules spinning slow down
+ *   each other rather than everyone.
  * A worker that stops answering altogether is replaced.
  */
 import { Worker } from 'node:worker_threads';
@@ -40,6 +43,8 @@ interface PendingCall {
   slot: Slot;
   sentAt: number;
   budgetMs: number;
+  /** From a client whose calls ran long before: kept in the last worker's lane. */
+  suspect: boolean;
 }
 
 interface PendingControl {
@@ -100,12 +105,14 @@ export class SandboxPool {
   }
 
   private onMessage(slot: Slot, m: FromWorker): void {
-    if (m.t === 'result') {
-      const call = this.calls.get(m.seq);
-      if (!call) return;
-      this.calls.delete(m.seq);
-      call.slot.calls.delete(m.seq);
-      call.resolve(m.results);
+    if (m.t === 'results') {
+      for (const r of m.calls) {
+        const call = this.calls.get(r.seq);
+        if (!call) continue; // answered by another worker after a steal
+        this.calls.delete(r.seq);
+        call.slot.calls.delete(r.seq);
+        call.resolve(r.results);
+      }
       return;
     }
     if (!('seq' in m)) return;
@@ -207,7 +214,7 @@ export class SandboxPool {
   private steal(slot: Slot, now: number): void {
     const current = Atomics.load(this.running, slot.index);
     for (const call of [...slot.calls.values()]) {
-      if (call.req.seq === current) continue;
+      if (call.req.seq === current || call.suspect) continue;
       const target = this.pick(now);
       if (target === slot) return;
       slot.calls.delete(call.req.seq);
@@ -224,15 +231,20 @@ export class SandboxPool {
     });
   }
 
-  /** Runs one phase's chain; resolves with one result per rule called, in order. */
-  run(version: number, phase: Phase, chain: ChainLink[], event: string, budgetMs: number): Promise<RuleResult[]> {
+  /**
+   * Runs one phase's chain; resolves with one result per rule called, in order.
+   * `suspect` calls (from a client that made a rule run long before) all go to the last
+   * worker, so clients that keep rules spinning queue behind each other, not behind
+   * everyone else.
+   */
+  run(version: number, phase: Phase, chain: ChainLink[], event: string, budgetMs: number, suspect = false): Promise<RuleResult[]> {
     const seq = ++this.seq;
     Atomics.store(this.claims, seq % CLAIM_RING, 0);
     const now = performance.now();
     return new Promise((resolve) => {
-      const call: PendingCall = { req: { seq, version, phase, chain, event }, resolve, slot: this.slots[0]!, sentAt: now, budgetMs: budgetMs + (this.opts.watchdogGraceMs ?? 1000) };
+      const call: PendingCall = { req: { seq, version, phase, chain, event }, resolve, slot: this.slots[0]!, sentAt: now, budgetMs: budgetMs + (this.opts.watchdogGraceMs ?? 1000), suspect };
       this.calls.set(seq, call);
-      this.enqueue(this.pick(now), call);
+      this.enqueue(suspect ? this.slots[this.slots.length - 1]! : this.pick(now), call);
     });
   }
 

@@ -95,5 +95,5 @@ export type FromWorker =
   | { t: 'ready' }
   | { t: 'inspected'; seq: number; meta?: RuleMeta; error?: string }
   | { t: 'installed'; seq: number; errors: { id: string; error: string }[] }
-  | { t: 'result'; seq: number; results: RuleResult[] }
+  | { t: 'results'; calls: { seq: number; results: RuleResult[] }[] }
   | { t: 'stats'; seq: number; modules: number; versions: number[] };

@@ -27,6 +27,8 @@ const WASM_PAGE = 65536;
 const MIN_PAGES = 256;
 /** Deadline for a rule's top-level code (it should only define the rule). */
 const LOAD_TIMEOUT_MS = 1000;
+/** A call running this long is "busy": results held by the worker are sent meanwhile. */
+const BUSY_MS = 1;
 /** Extra time to read an error object (its getters are guest code). */
 const DESCRIBE_MS = 5;
 
@@ -55,15 +57,21 @@ export class RuleSandbox {
   private handles: QuickJSHandle[] = [];
   private phaseNames = new Map<Phase, QuickJSHandle>();
   private deadline = Infinity;
+  /** When the current call counts as long-running (onBusy fires once). */
+  private busyAt = Infinity;
   /** Set while the module is unusable (faulted, rebuild pending or failed). */
   private broken: string | null = null;
   private interrupted = false;
   meta!: RuleMeta;
 
-  private constructor(private readonly source: RuleSource) {}
+  /**
+   * @param onBusy called (from inside the interrupt handler) once a call has run for
+   *   BUSY_MS: the worker uses it to send results it is holding before this call ends.
+   */
+  private constructor(private readonly source: RuleSource, private readonly onBusy: () => void) {}
 
-  static async create(source: RuleSource): Promise<RuleSandbox> {
-    const sb = new RuleSandbox(source);
+  static async create(source: RuleSource, onBusy: () => void = () => undefined): Promise<RuleSandbox> {
+    const sb = new RuleSandbox(source, onBusy);
     await sb.boot();
     return sb;
   }
@@ -78,7 +86,12 @@ export class RuleSandbox {
     const rt = mod.newRuntime();
     rt.setMaxStackSize(limits.stackKb * 1024);
     rt.setInterruptHandler(() => {
-      if (performance.now() <= this.deadline) return false;
+      const now = performance.now();
+      if (now > this.busyAt) {
+        this.busyAt = Infinity;
+        this.onBusy();
+      }
+      if (now <= this.deadline) return false;
       this.interrupted = true;
       return true;
     });
@@ -170,6 +183,7 @@ export class RuleSandbox {
     if (!phaseName) this.phaseNames.set(phase, (phaseName = this.keep(ctx.newString(phase))));
     this.interrupted = false;
     this.deadline = t0 + this.source.limits.timeoutMs;
+    this.busyAt = t0 + BUSY_MS;
     let reply: string;
     try {
       const ev = ctx.newString(event);
@@ -194,6 +208,7 @@ export class RuleSandbox {
       return done('crash', (e as Error).message);
     } finally {
       this.deadline = Infinity;
+      this.busyAt = Infinity;
     }
     try {
       const { verdict, effects } = parseGuestReply(reply);

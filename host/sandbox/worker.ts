@@ -37,15 +37,26 @@ async function runCall(call: CallRequest): Promise<void> {
     if (r.outcome === 'ok' ? r.verdict.action !== 'next' && link.stopOnVerdict : link.stopOnFailure) break;
   }
   Atomics.store(running, init.index, 0);
-  // Each result goes back at once: a fast call is never held back by a slow one after it.
-  post({ t: 'result', seq: call.seq, results });
+  outbox.push({ seq: call.seq, results });
+}
+
+/**
+ * Results wait here until the batch is done, so one message carries them all; a call
+ * that runs long sends them early (see onBusy), so a fast call is never held back by a
+ * slow one after it.
+ */
+let outbox: { seq: number; results: RuleResult[] }[] = [];
+function flushResults(): void {
+  if (!outbox.length) return;
+  post({ t: 'results', calls: outbox });
+  outbox = [];
 }
 
 async function handle(msg: ToWorker): Promise<void> {
   switch (msg.t) {
     case 'calls': {
       for (const call of msg.calls) await runCall(call);
-      return;
+      return flushResults();
     }
     case 'inspect': {
       try {
@@ -62,7 +73,7 @@ async function handle(msg: ToWorker): Promise<void> {
       const errors: { id: string; error: string }[] = [];
       for (const r of msg.rules) {
         try {
-          rules.set(r.id, await RuleSandbox.create(r));
+          rules.set(r.id, await RuleSandbox.create(r, flushResults));
         } catch (e) {
           errors.push({ id: r.id, error: (e as Error).message });
         }

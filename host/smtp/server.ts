@@ -168,6 +168,7 @@ export class FrontDoor {
     const st: SessionState = {
       ruleSet: this.d.rules.pin(),
       exempt: this.isExempt(s.remoteAddress),
+      relayClient: this.isRelayClient(s.remoteAddress),
       whitelisted: false,
       submission: cfg.submissionPorts.includes(s.localPort),
       helo: null,
@@ -234,7 +235,7 @@ export class FrontDoor {
     const domain = domainOf(a.address);
     const info = sessionInfo(st, s);
     // Relay control comes before any rule, and no rule can lift it: never an open relay.
-    if (domain && !this.acceptedDomains.has(domain) && !st.user && !this.isRelayClient(info.client.ip)) {
+    if (domain && !this.acceptedDomains.has(domain) && !st.user && !st.relayClient) {
       tx.failedRcpts++;
       this.d.counters.inc('replies_refused_total', { phase: 'rcpt', rule: 'relay-control' });
       this.d.log.info({ session: s.id, ip: info.client.ip, rcpt: a.address }, `relaying denied for ${a.address} from ${info.client.ip}`);

@@ -38,6 +38,8 @@ export interface SessionState {
   ruleSet: RuleSet;
   /** Client in exemptNetworks: no rule runs. */
   exempt: boolean;
+  /** Client in relayNetworks: may send to any domain. */
+  relayClient: boolean;
   /** A rule accepted at connect, HELO or AUTH: the rest of the connection skips the rules. */
   whitelisted: boolean;
   submission: boolean;

@@ -22,9 +22,14 @@ export interface SpoolEnvelope {
 
 export type SpoolArea = 'spool' | 'quarantine';
 
-/** Sortable, unique message id: time then randomness. */
+/** Random per process, so ids from two processes (or restarts) never collide. */
+const PROCESS_TAG = randomBytes(3).toString('hex').toUpperCase();
+let counter = 0;
+
+/** Sortable, unique message id: time, process tag, counter. */
 export function newMessageId(): string {
-  return `${Date.now().toString(36).toUpperCase()}${randomBytes(5).toString('hex').toUpperCase()}`;
+  counter = (counter + 1) % 0x100000;
+  return `${Date.now().toString(36).toUpperCase()}${PROCESS_TAG}${counter.toString(16).toUpperCase().padStart(5, '0')}`;
 }
 
 /** Splits a spool file into its envelope and message. */
