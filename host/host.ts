@@ -9,7 +9,7 @@ import { parseListen, type Config } from './config/config.js';
 import { Counters } from './metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { loadRuleSet, type RuleSet } from './pipeline/ruleset.js';
-import { SandboxPool } from './sandbox/pool.js';
+import { Sandbox } from './sandbox/sandbox.js';
 import { FrontDoor } from './smtp/server.js';
 import { Spool } from './spool/spool.js';
 
@@ -23,7 +23,7 @@ export interface Host {
   readonly log: Logger;
   readonly counters: Counters;
   readonly blacklist: Blacklist;
-  readonly pool: SandboxPool;
+  readonly sandbox: Sandbox;
   /** Listening addresses, with the real port when the config asked for port 0. */
   readonly addresses: { host: string; port: number }[];
   /** The RuleSet new sessions get. */
@@ -36,7 +36,7 @@ export interface Host {
 /** Pin counts per RuleSet: a version's sandboxes are released once nobody uses it. */
 class RuleSets {
   private pinned = new Map<RuleSet, number>();
-  constructor(private cur: RuleSet, private readonly pool: SandboxPool) {}
+  constructor(private cur: RuleSet, private readonly pool: Sandbox) {}
   get current(): RuleSet {
     return this.cur;
   }
@@ -58,7 +58,7 @@ class RuleSets {
 export async function startHost(config: Config, opts: HostOptions = {}): Promise<Host> {
   const log = opts.logger ?? pino({ level: config.log.level });
   const counters = new Counters();
-  const pool = new SandboxPool({ workers: config.sandbox.workers });
+  const pool = new Sandbox({ workers: config.sandbox.workers, inline: config.sandbox.inline });
   let front: FrontDoor | undefined;
   try {
     const ruleSet = await loadRuleSet(config, pool, 1);
@@ -83,7 +83,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     }
     log.info({ listen: addresses.map((a) => `${a.host}:${a.port}`), dataDir }, `Portcullis listening on ${addresses.map((a) => `${a.host}:${a.port}`).join(', ')}`);
     return {
-      config, log, counters, blacklist, pool, addresses,
+      config, log, counters, blacklist, sandbox: pool, addresses,
       current: () => sets.current,
       pins: () => sets.counts(),
       close: async () => {

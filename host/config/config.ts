@@ -42,7 +42,7 @@ export interface Config {
   auth: { users: Record<string, string>; allowInsecure: boolean };
   tls?: { key: string; cert: string };
   received: boolean;
-  sandbox: { workers: number };
+  sandbox: { workers: number; inline: boolean };
   rules: { builtin: boolean; dirs: string[]; defaults: RuleLimits; settings: Record<string, RuleSettings> };
   log: { level: string };
 }

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Effects, Phase, PhaseEvent, Verdict } from '../../sdk/index.js';
 import type { RuleAction } from '../config/config.js';
 import type { Counters } from '../metrics.js';
-import type { SandboxPool } from '../sandbox/pool.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
 import type { Outcome } from '../sandbox/protocol.js';
 import type { RuleSet } from './ruleset.js';
 
@@ -49,7 +49,7 @@ export class Pipeline {
   private suspects = new Map<string, number>();
 
   constructor(
-    private readonly pool: SandboxPool,
+    private readonly sandbox: Sandbox,
     private readonly log: Logger,
     private readonly counters: Counters,
   ) {}
@@ -78,7 +78,8 @@ export class Pipeline {
     const chain = rs.chains[phase];
     if (!chain) return NO_DECISION;
     const ip = event.session.client.ip;
-    const results = await this.pool.run(rs.version, phase, chain, JSON.stringify(event), rs.budgets[phase] ?? 0, this.isSuspect(ip, event.session.time));
+    const { results, escalated } = await this.sandbox.run(rs.version, phase, chain, JSON.stringify(event), rs.budgets[phase] ?? 0, this.isSuspect(ip, event.session.time));
+    if (escalated) this.markSuspect(ip, Date.now());
     const sid = event.session.id;
     let decision: PhaseDecision = NO_DECISION;
     const headers: [string, string][] = [];

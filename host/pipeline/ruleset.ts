@@ -10,7 +10,7 @@ import type { Phase } from '../../sdk/index.js';
 import { describeAjvError, type Config, type RuleAction, type RuleLimits } from '../config/config.js';
 import { BUILTIN_RULES } from '../paths.js';
 import { compileRule } from '../sandbox/compile.js';
-import type { SandboxPool } from '../sandbox/pool.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
 import type { ChainLink, RuleCode, RuleMeta } from '../sandbox/protocol.js';
 
 export interface LoadedRule {
@@ -57,7 +57,7 @@ export function ruleDirs(cfg: Config): string[] {
 
 const optionsAjv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
 
-export async function loadRuleSet(cfg: Config, pool: SandboxPool, version: number): Promise<RuleSet> {
+export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number): Promise<RuleSet> {
   const problems: string[] = [];
   const found: { file: string; code: string; meta: RuleMeta }[] = [];
   for (const dir of ruleDirs(cfg)) {

@@ -43,6 +43,8 @@ export interface RuleSource {
   code: string;
   optionsJson: string;
   limits: SandboxLimits;
+  /** Deadline for the rule's top-level code (default LOAD_TIMEOUT_MS). */
+  loadTimeoutMs?: number;
 }
 
 /** A rule failed to load: message ready for the admin, with file:line:col when known. */
@@ -56,6 +58,7 @@ export class RuleSandbox {
   private callFn!: QuickJSHandle;
   private handles: QuickJSHandle[] = [];
   private phaseNames = new Map<Phase, QuickJSHandle>();
+  private memory: WebAssembly.Memory | undefined;
   private deadline = Infinity;
   /** When the current call counts as long-running (onBusy fires once). */
   private busyAt = Infinity;
@@ -79,10 +82,11 @@ export class RuleSandbox {
   private async boot(): Promise<void> {
     const { limits, file } = this.source;
     const pages = Math.max(MIN_PAGES, Math.ceil((limits.memoryMb * 1024 * 1024) / WASM_PAGE));
+    // A rebuilt module reuses its predecessor's memory: a fresh instance re-initialises
+    // it, and pages already faulted in are not paid for again (a memory bomb's cost).
+    this.memory ??= new WebAssembly.Memory({ initial: MIN_PAGES, maximum: pages });
     // The variant must be the default export itself, or newVariant drops wasmMemory silently.
-    const mod = await newQuickJSWASMModuleFromVariant(
-      newVariant(variant, { wasmModule: () => wasmModule, wasmMemory: new WebAssembly.Memory({ initial: MIN_PAGES, maximum: pages }) }),
-    );
+    const mod = await newQuickJSWASMModuleFromVariant(newVariant(variant, { wasmModule: () => wasmModule, wasmMemory: this.memory }));
     const rt = mod.newRuntime();
     rt.setMaxStackSize(limits.stackKb * 1024);
     rt.setInterruptHandler(() => {
@@ -99,7 +103,7 @@ export class RuleSandbox {
     this.ctx = rt.newContext();
     try {
       this.eval(GUEST_PRELUDE, 'portcullis:prelude');
-      this.deadline = performance.now() + LOAD_TIMEOUT_MS;
+      this.deadline = performance.now() + (this.source.loadTimeoutMs ?? LOAD_TIMEOUT_MS);
       this.eval(this.source.code, file);
       this.meta = JSON.parse(this.eval(GUEST_INSTALL, 'portcullis:install', file)) as RuleMeta;
       const pc = this.keep(this.ctx.getProp(this.ctx.global, '__pc'));
@@ -127,7 +131,7 @@ export class RuleSandbox {
     if (r.error) {
       const interrupted = this.interrupted;
       const what = this.describe(r.error); // also frees the error handle
-      if (interrupted) throw new RuleLoadError(`${reportAs}: top-level code ran past ${LOAD_TIMEOUT_MS} ms while loading (a loop outside the handlers?)`);
+      if (interrupted) throw new RuleLoadError(`${reportAs}: top-level code ran past ${this.source.loadTimeoutMs ?? LOAD_TIMEOUT_MS} ms while loading (a loop outside the handlers?)`);
       throw new RuleLoadError(`${reportAs}: ${what}`);
     }
     const s = this.ctx.typeof(r.value) === 'string' ? this.ctx.getString(r.value) : '';

@@ -1,0 +1,63 @@
+/**
+ * The sandbox as the pipeline sees it: the inline tier on the main thread first, the
+ * worker pool for what needs longer (and for suspect clients). Both hold every rule of
+ * every live RuleSet version.
+ */
+import type { Phase } from '../../sdk/index.js';
+import { INLINE_MS, InlineTier } from './inline.js';
+import { SandboxPool, type PoolOptions, type PoolStats } from './pool.js';
+import type { ChainLink, RuleCode, RuleMeta, RuleResult } from './protocol.js';
+
+export interface SandboxRun {
+  results: RuleResult[];
+  /**
+   * True when a rule really needed more than the inline tier allows: it ran past
+   * INLINE_MS in a worker too (an inline timeout alone can be the main thread being
+   * preempted, which says nothing about the client). The client is then suspect.
+   */
+  escalated: boolean;
+}
+
+export class Sandbox {
+  private readonly pool: SandboxPool;
+  private readonly inline: InlineTier | null;
+  /** Calls the inline tier handed to the pool. */
+  escalations = 0;
+
+  constructor(opts: PoolOptions & { inline: boolean }) {
+    this.pool = new SandboxPool(opts);
+    this.inline = opts.inline ? new InlineTier() : null;
+  }
+
+  /** Evaluates a compiled rule once (in a worker) to read what it declares. */
+  inspect(file: string, code: string): Promise<RuleMeta> {
+    return this.pool.inspect(file, code);
+  }
+
+  async install(version: number, rules: RuleCode[]): Promise<void> {
+    await this.pool.install(version, rules);
+    await this.inline?.install(version, rules);
+  }
+
+  release(version: number): void {
+    this.inline?.release(version);
+    this.pool.release(version);
+  }
+
+  async run(version: number, phase: Phase, chain: ChainLink[], event: string, budgetMs: number, suspect: boolean): Promise<SandboxRun> {
+    if (suspect || !this.inline) return { results: await this.pool.run(version, phase, chain, event, budgetMs, suspect), escalated: false };
+    const r = this.inline.run(version, phase, chain, event);
+    if (r.escalateAt < 0) return { results: r.results, escalated: false };
+    this.escalations++;
+    const rest = await this.pool.run(version, phase, chain.slice(r.escalateAt), event, budgetMs, false);
+    return { results: [...r.results, ...rest], escalated: rest.some((x) => x.ms > INLINE_MS || x.outcome !== 'ok') };
+  }
+
+  stats(): Promise<PoolStats> {
+    return this.pool.stats();
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
