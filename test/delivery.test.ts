@@ -134,3 +134,38 @@ describe('auth phase and exempt networks', () => {
     }
   });
 });
+
+describe('events', () => {
+  it('each phase sees the session and envelope as they are at that point, across transactions and HELOs', async () => {
+    const h = await startTestHost({
+      rules: {
+        'e.ts': rule('echo', `{
+          rcpt: (ev, ctx) => { ctx.log('rcpt ' + ev.envelope.rcptTo.map((r) => r.address).join(',') + ' +' + ev.rcpt.address + ' failed=' + ev.envelope.failedRcpts); },
+          message: (ev, ctx) => { ctx.addHeader('X-Seen', [ev.session.helo?.verb, ev.session.helo?.name, ev.envelope.mailFrom?.address, ev.envelope.mailFrom?.size, ev.envelope.rcptTo.map((r) => r.address).join(','), ev.session.transactions].join('|')); },
+          data: (ev) => { try { (ev.envelope as any).rcptTo.push({ address: 'injected@x' }); } catch { /* events are read-only */ } },
+        }`),
+      },
+    });
+    try {
+      const { c } = await RawSmtp.open(h.port);
+      await c.cmd('EHLO first.example');
+      await c.cmd('MAIL FROM:<a@example.org> SIZE=120');
+      await c.cmd('RCPT TO:<one@localhost>');
+      await c.cmd('RCPT TO:<two@localhost>');
+      await c.cmd('DATA');
+      await c.cmd('Subject: 1\r\n\r\nx\r\n.');
+      await c.cmd('HELO second.example');
+      await c.cmd('MAIL FROM:<b@example.org>');
+      await c.cmd('RCPT TO:<three@localhost>');
+      await c.cmd('DATA');
+      await c.cmd('Subject: 2\r\n\r\ny\r\n.');
+      c.end();
+      const seen = spooled(h.dataDir).map((m) => /X-Seen: (.*)\r\n/.exec(m.eml.toString())?.[1]);
+      assert.deepEqual(seen, ['EHLO|first.example|a@example.org|120|one@localhost,two@localhost|0', 'HELO|second.example|b@example.org||three@localhost|1']);
+      const rcpts = h.logs.filter((l) => l.rule === 'echo' && String(l.msg).startsWith('rcpt ')).map((l) => l.msg);
+      assert.deepEqual(rcpts, ['rcpt  +one@localhost failed=0', 'rcpt one@localhost +two@localhost failed=0', 'rcpt  +three@localhost failed=0']);
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -68,6 +68,11 @@ export class Pipeline {
     this.suspects.set(ip, now + SUSPECT_MS);
   }
 
+  /** The session ended: sandboxes may forget what they kept for it. */
+  endSession(sid: string): void {
+    this.sandbox.endSession(sid);
+  }
+
   /** True when some rule of the set handles `phase` (otherwise no event need be built). */
   handles(rs: RuleSet, phase: Phase): boolean {
     return rs.chains[phase] !== undefined;
@@ -78,7 +83,7 @@ export class Pipeline {
     const chain = rs.chains[phase];
     if (!chain) return NO_DECISION;
     const ip = event.session.client.ip;
-    const { results, escalated } = await this.sandbox.run(rs.version, phase, chain, JSON.stringify(event), rs.budgets[phase] ?? 0, this.isSuspect(ip, event.session.time));
+    const { results, escalated } = await this.sandbox.run(rs.version, chain, event, rs.budgets[phase] ?? 0, this.isSuspect(ip, event.session.time));
     if (escalated) this.markSuspect(ip, Date.now());
     const sid = event.session.id;
     let decision: PhaseDecision = NO_DECISION;

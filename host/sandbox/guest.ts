@@ -13,8 +13,32 @@ export const BUNDLE_GLOBAL = '__portcullisRule';
 export const GUEST_PRELUDE = `globalThis.__pc = (function () {
   'use strict';
   const parse = JSON.parse, stringify = JSON.stringify, isArray = Array.isArray, Str = String;
+  const freeze = Object.freeze, keys = Object.keys, assign = Object.assign;
   const PHASES = ${JSON.stringify(PHASES)};
   let def = null, options = {};
+  // Inline tier: per session, the parts of its events that rarely change (see inline.ts).
+  const sessions = new Map();
+  const MAX_SESSIONS = 10000;
+  function deepFreeze(o) {
+    if (o && typeof o === 'object') { for (const k of keys(o)) deepFreeze(o[k]); freeze(o); }
+    return o;
+  }
+  function run(phase, event) {
+    const fx = {};
+    const ctx = {
+      options,
+      addHeader(name, value) { (fx.headers || (fx.headers = [])).push([Str(name), Str(value)]); },
+      blacklist(ttlSeconds, reason) { fx.blacklist = { ttlSeconds: +ttlSeconds, reason: Str(reason) }; },
+      delay(ms) { fx.delayMs = (fx.delayMs || 0) + (+ms); },
+      log(message) { (fx.logs || (fx.logs = [])).push(Str(message)); },
+    };
+    const v = def.phases[phase](event, ctx);
+    if (v && typeof v.then === 'function') return '!the handler returned a Promise: handlers must be synchronous';
+    // '' = no opinion and no effects: the common case costs no JSON on either side.
+    if ((v === undefined || (v && v.action === 'next' && keys(v).length === 1)) && keys(fx).length === 0) return '';
+    try { return stringify({ v: v === undefined ? null : v, fx }); }
+    catch (e) { return '!the verdict is not JSON: ' + Str(e && e.message); }
+  }
   return {
     install(mod) {
       const d = mod && typeof mod === 'object' ? mod.default : undefined;
@@ -34,21 +58,22 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
         priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, needs: d.needs || [], phases });
     },
     setOptions(json) { options = parse(json); },
-    call(phase, eventJson) {
-      const event = parse(eventJson);
-      const fx = {};
-      const ctx = {
-        options,
-        addHeader(name, value) { (fx.headers || (fx.headers = [])).push([Str(name), Str(value)]); },
-        blacklist(ttlSeconds, reason) { fx.blacklist = { ttlSeconds: +ttlSeconds, reason: Str(reason) }; },
-        delay(ms) { fx.delayMs = (fx.delayMs || 0) + (+ms); },
-        log(message) { (fx.logs || (fx.logs = [])).push(Str(message)); },
-      };
-      const v = def.phases[phase](event, ctx);
-      if (v && typeof v.then === 'function') return '!the handler returned a Promise: handlers must be synchronous';
-      try { return stringify({ v: v === undefined ? null : v, fx }); }
-      catch (e) { return '!the verdict is not JSON: ' + Str(e && e.message); }
+    call(phase, eventJson) { return run(phase, parse(eventJson)); },
+    // sessionJson / envelopeJson are null when unchanged since this session's last call here.
+    callDelta(phase, sid, time, sessionJson, envelopeJson, restJson) {
+      let c = sessions.get(sid);
+      if (!c) {
+        if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value);
+        sessions.set(sid, (c = {}));
+      }
+      if (sessionJson !== null) c.s = deepFreeze(parse(sessionJson));
+      if (envelopeJson !== null) c.e = envelopeJson === '' ? undefined : deepFreeze(parse(envelopeJson));
+      const event = parse(restJson);
+      event.session = assign({}, c.s, { time });
+      if (c.e !== undefined) event.envelope = c.e;
+      return run(phase, event);
     },
+    drop(sid) { sessions.delete(sid); },
   };
 })();`;
 

@@ -10,6 +10,30 @@ import type { Phase } from '../../sdk/index.js';
 import type { ChainLink, RuleCode, RuleResult } from './protocol.js';
 import { RuleSandbox } from './rule-sandbox.js';
 
+/**
+ * An event cut into the parts that change at different rates. A rule's inline sandbox
+ * keeps the session and envelope parts it was last sent for each session, so most calls
+ * carry only `rest` (the phase's own data): parsing JSON is most of a call's cost.
+ */
+export interface EventParts {
+  sid: string;
+  time: number;
+  /** The session info without `time`. */
+  session: string;
+  /** The envelope, or '' for phases without one. */
+  envelope: string;
+  /** `phase` and the phase's own fields. */
+  rest: string;
+}
+
+interface Entry {
+  sb: RuleSandbox;
+  full: RuleCode['limits'];
+  /** Per session: the parts this sandbox has, valid for generation `gen` of the sandbox. */
+  sent: Map<string, { session: string; envelope: string }>;
+  gen: number;
+}
+
 /** CPU time a call may take on the main thread before it moves to a worker. */
 export const INLINE_MS = 3;
 /** Guest stack on the main thread: deeper recursion would reach the host's own stack. */
@@ -24,15 +48,16 @@ export interface InlineRun {
 }
 
 export class InlineTier {
-  /** Per version, per rule id: its inline sandbox and full limits (absent = worker-only). */
-  private versions = new Map<number, Map<string, { sb: RuleSandbox; full: RuleCode['limits'] }>>();
+  /** Per version, per rule id (absent = worker-only). */
+  private versions = new Map<number, Map<string, Entry>>();
 
   async install(version: number, rules: RuleCode[]): Promise<void> {
-    const map = new Map<string, { sb: RuleSandbox; full: RuleCode['limits'] }>();
+    const map = new Map<string, Entry>();
     for (const r of rules) {
       const limits = { ...r.limits, timeoutMs: Math.min(r.limits.timeoutMs, INLINE_MS), stackKb: Math.min(r.limits.stackKb, INLINE_STACK_KB) };
       try {
-        map.set(r.id, { sb: await RuleSandbox.create({ ...r, limits, loadTimeoutMs: INLINE_LOAD_MS }), full: r.limits });
+        const sb = await RuleSandbox.create({ ...r, limits, loadTimeoutMs: INLINE_LOAD_MS });
+        map.set(r.id, { sb, full: r.limits, sent: new Map(), gen: sb.generation });
       } catch {
         // Loads in the worker pool (it was inspected there); runs there only.
       }
@@ -45,14 +70,31 @@ export class InlineTier {
     this.versions.delete(version);
   }
 
-  run(version: number, phase: Phase, chain: ChainLink[], event: string): InlineRun {
+  /** The session ended: every sandbox forgets its parts. */
+  endSession(sid: string): void {
+    for (const rules of this.versions.values()) {
+      for (const e of rules.values()) {
+        if (e.sent.delete(sid) && e.sb.generation === e.gen && !e.sb.pending) e.sb.drop(sid);
+      }
+    }
+  }
+
+  run(version: number, phase: Phase, chain: ChainLink[], ev: EventParts): InlineRun {
     const rules = this.versions.get(version);
     const results: RuleResult[] = [];
     for (let i = 0; i < chain.length; i++) {
       const link = chain[i]!;
       const entry = rules?.get(link.id);
       if (!entry || entry.sb.pending) return { results, escalateAt: i };
-      const r = entry.sb.call(link.id, phase, event);
+      if (entry.gen !== entry.sb.generation) {
+        entry.sent.clear(); // rebuilt: the guest lost its copies
+        entry.gen = entry.sb.generation;
+      }
+      const had = entry.sent.get(ev.sid);
+      const r = entry.sb.callDelta(link.id, phase, ev.sid, ev.time, had?.session === ev.session ? null : ev.session, had?.envelope === ev.envelope ? null : ev.envelope, ev.rest);
+      // Whatever went wrong may have happened before the guest stored the parts.
+      if (r.outcome === 'ok') entry.sent.set(ev.sid, { session: ev.session, envelope: ev.envelope });
+      else entry.sent.delete(ev.sid);
       // Out of inline time or stack, but within the rule's own limits: a worker finishes it.
       if ((r.outcome === 'timeout' && entry.full.timeoutMs > INLINE_MS) || (r.outcome === 'stack-overflow' && entry.full.stackKb > INLINE_STACK_KB) || r.outcome === 'crash') {
         return { results, escalateAt: i };

@@ -56,6 +56,9 @@ export class RuleSandbox {
   private runtime!: QuickJSRuntime;
   private ctx!: QuickJSContext;
   private callFn!: QuickJSHandle;
+  private callDeltaFn!: QuickJSHandle;
+  private dropFn!: QuickJSHandle;
+  private gen = 0;
   private handles: QuickJSHandle[] = [];
   private phaseNames = new Map<Phase, QuickJSHandle>();
   private memory: WebAssembly.Memory | undefined;
@@ -109,6 +112,8 @@ export class RuleSandbox {
       const pc = this.keep(this.ctx.getProp(this.ctx.global, '__pc'));
       // Held as handles: a rule that later replaces globalThis.__pc cannot redirect calls.
       this.callFn = this.keep(this.ctx.getProp(pc, 'call'));
+      this.callDeltaFn = this.keep(this.ctx.getProp(pc, 'callDelta'));
+      this.dropFn = this.keep(this.ctx.getProp(pc, 'drop'));
       const setOptions = this.keep(this.ctx.getProp(pc, 'setOptions'));
       const opts = this.ctx.newString(this.source.optionsJson);
       const r = this.ctx.callFunction(setOptions, this.ctx.undefined, opts);
@@ -177,6 +182,37 @@ export class RuleSandbox {
    * Callers await `pending` first.
    */
   call(id: string, phase: Phase, event: string): RuleResult {
+    return this.invoke(id, this.callFn, phase, [event]);
+  }
+
+  /**
+   * The inline tier's call: the parts of the event that did not change since this
+   * session's last call here are null, and the guest reuses its own parsed copy.
+   */
+  callDelta(id: string, phase: Phase, sid: string, time: number, session: string | null, envelope: string | null, rest: string): RuleResult {
+    return this.invoke(id, this.callDeltaFn, phase, [sid, time, session, envelope, rest]);
+  }
+
+  /** Forgets a session's cached event parts (the session ended). */
+  drop(sid: string): void {
+    if (this.broken) return;
+    const h = this.ctx.newString(sid);
+    this.deadline = performance.now() + DESCRIBE_MS;
+    try {
+      const r = this.ctx.callFunction(this.dropFn, this.ctx.undefined, h);
+      (r.error ?? r.value).dispose();
+    } finally {
+      h.dispose();
+      this.deadline = Infinity;
+    }
+  }
+
+  /** Rebuilds so far: a rebuilt module has lost whatever the guest cached. */
+  get generation(): number {
+    return this.gen;
+  }
+
+  private invoke(id: string, fn: QuickJSHandle, phase: Phase, args: (string | number | null)[]): RuleResult {
     const t0 = performance.now();
     const done = (outcome: Outcome, error?: string): RuleResult => ({
       id, outcome, verdict: { action: 'next' }, effects: {}, ms: performance.now() - t0, error,
@@ -190,9 +226,9 @@ export class RuleSandbox {
     this.busyAt = t0 + BUSY_MS;
     let reply: string;
     try {
-      const ev = ctx.newString(event);
-      const r = ctx.callFunction(this.callFn, ctx.undefined, phaseName, ev);
-      ev.dispose();
+      const handles = args.map((a) => (a === null ? ctx.null : typeof a === 'number' ? ctx.newNumber(a) : ctx.newString(a)));
+      const r = ctx.callFunction(fn, ctx.undefined, phaseName, ...handles);
+      for (const h of handles) if (h !== ctx.null) h.dispose();
       if (r.error) {
         const interrupted = this.interrupted;
         const why = this.describe(r.error);
@@ -225,6 +261,7 @@ export class RuleSandbox {
   /** Throws the faulted module away and boots a fresh one from the same source. */
   private rebuild(): void {
     const old = { runtime: this.runtime, ctx: this.ctx, handles: this.handles };
+    this.gen++;
     this.broken = 'is being rebuilt after a fault';
     this.handles = [];
     this.phaseNames.clear();

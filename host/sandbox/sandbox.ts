@@ -3,8 +3,8 @@
  * worker pool for what needs longer (and for suspect clients). Both hold every rule of
  * every live RuleSet version.
  */
-import type { Phase } from '../../sdk/index.js';
-import { INLINE_MS, InlineTier } from './inline.js';
+import type { PhaseEvent } from '../../sdk/index.js';
+import { INLINE_MS, InlineTier, type EventParts } from './inline.js';
 import { SandboxPool, type PoolOptions, type PoolStats } from './pool.js';
 import type { ChainLink, RuleCode, RuleMeta, RuleResult } from './protocol.js';
 
@@ -44,13 +44,19 @@ export class Sandbox {
     this.pool.release(version);
   }
 
-  async run(version: number, phase: Phase, chain: ChainLink[], event: string, budgetMs: number, suspect: boolean): Promise<SandboxRun> {
-    if (suspect || !this.inline) return { results: await this.pool.run(version, phase, chain, event, budgetMs, suspect), escalated: false };
-    const r = this.inline.run(version, phase, chain, event);
+  async run(version: number, chain: ChainLink[], event: PhaseEvent, budgetMs: number, suspect: boolean): Promise<SandboxRun> {
+    const phase = event.phase;
+    if (suspect || !this.inline) return { results: await this.pool.run(version, phase, chain, JSON.stringify(event), budgetMs, suspect), escalated: false };
+    const r = this.inline.run(version, phase, chain, parts(event));
     if (r.escalateAt < 0) return { results: r.results, escalated: false };
     this.escalations++;
-    const rest = await this.pool.run(version, phase, chain.slice(r.escalateAt), event, budgetMs, false);
+    const rest = await this.pool.run(version, phase, chain.slice(r.escalateAt), JSON.stringify(event), budgetMs, false);
     return { results: [...r.results, ...rest], escalated: rest.some((x) => x.ms > INLINE_MS || x.outcome !== 'ok') };
+  }
+
+  /** The session ended: inline sandboxes drop what they cached for it. */
+  endSession(sid: string): void {
+    this.inline?.endSession(sid);
   }
 
   stats(): Promise<PoolStats> {
@@ -60,4 +66,17 @@ export class Sandbox {
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+/** Cuts an event into the parts the inline tier sends separately. */
+function parts(event: PhaseEvent): EventParts {
+  const { session, ...restOfEvent } = event;
+  const { time, ...sessionWithoutTime } = session;
+  let envelope = '';
+  if ('envelope' in restOfEvent) {
+    const { envelope: env, ...rest } = restOfEvent;
+    envelope = JSON.stringify(env);
+    return { sid: session.id, time, session: JSON.stringify(sessionWithoutTime), envelope, rest: JSON.stringify(rest) };
+  }
+  return { sid: session.id, time, session: JSON.stringify(sessionWithoutTime), envelope, rest: JSON.stringify(restOfEvent) };
 }

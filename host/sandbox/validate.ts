@@ -95,8 +95,11 @@ export function validateEffects(raw: unknown): Effects {
   return fx;
 }
 
-/** Parses the guest's reply string (see guest.ts): `!why` or `{"v":…,"fx":…}`. */
+const NOTHING = Object.freeze({ verdict: Object.freeze({ action: 'next' }) as Verdict, effects: Object.freeze({}) as Effects });
+
+/** Parses the guest's reply string (see guest.ts): '' (no opinion), `!why` or `{"v":…,"fx":…}`. */
 export function parseGuestReply(reply: string): { verdict: Verdict; effects: Effects } {
+  if (reply === '') return NOTHING;
   if (reply.startsWith('!')) fail(reply.slice(1));
   const parsed = JSON.parse(reply) as { v: unknown; fx: unknown };
   return { verdict: validateVerdict(parsed.v), effects: validateEffects(parsed.fx) };

@@ -279,23 +279,25 @@ export class FrontDoor {
 
   private async endOfMessage(s: SMTPServerSession, msg: Buffer): Promise<Reply> {
     const st = this.state(s);
-    const tx = st.tx;
-    st.transactions++;
-    const offset = bodyOffset(msg);
-    const rs = st.ruleSet;
-    if (this.d.pipeline.handles(rs, 'message')) {
-      const limit = this.d.config.limits.bodyLimit;
-      const body = msg.subarray(offset);
-      const message = {
-        headers: parseHeaders(msg, offset),
-        size: msg.length,
-        body: rs.needsBody ? body.subarray(0, limit).toString('utf8') : null,
-        bodyTruncated: rs.needsBody && body.length > limit,
-      };
-      const reply = await this.decide(st, s, 'message', await this.run(st, { phase: 'message', session: sessionInfo(st, s), envelope: envelope(tx), message }));
-      if (reply) return reply;
+    try {
+      const rs = st.ruleSet;
+      if (this.d.pipeline.handles(rs, 'message')) {
+        const offset = bodyOffset(msg);
+        const limit = this.d.config.limits.bodyLimit;
+        const body = msg.subarray(offset);
+        const message = {
+          headers: parseHeaders(msg, offset),
+          size: msg.length,
+          body: rs.needsBody ? body.subarray(0, limit).toString('utf8') : null,
+          bodyTruncated: rs.needsBody && body.length > limit,
+        };
+        const reply = await this.decide(st, s, 'message', await this.run(st, { phase: 'message', session: sessionInfo(st, s), envelope: envelope(st.tx), message }));
+        if (reply) return reply;
+      }
+      return await this.deliver(st, s, msg);
+    } finally {
+      st.transactions++; // the transaction is over, whatever its outcome
     }
-    return this.deliver(st, s, msg);
   }
 
   /** Spools (or quarantines, or discards) an accepted message; 250 only once it is on disk. */
@@ -351,6 +353,7 @@ export class FrontDoor {
       this.d.log.error({ session: s.id, err: e }, 'close phase failed');
     } finally {
       this.sessions.delete(s.id);
+      this.d.pipeline.endSession(s.id);
       this.d.rules.unpin(st.ruleSet);
     }
   }
