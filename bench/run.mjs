@@ -65,7 +65,7 @@ const VARIANTS = {
   },
   'portcullis, no rules': () => portcullis(portcullisConfig('none', null)),
   'portcullis, 8-phase rule': () => portcullis(portcullisConfig('trivial', TRIVIAL)),
-  'portcullis, 8-phase rule, workers only': () => portcullis(portcullisConfig('trivial-workers', TRIVIAL, { sandbox: { inline: false } })),
+  'portcullis, 8-phase rule, inline tier': () => portcullis(portcullisConfig('trivial-inline', TRIVIAL, { sandbox: { inline: true } })),
 };
 
 function portcullis(config) {

@@ -136,8 +136,9 @@ describe('auth phase and exempt networks', () => {
 });
 
 describe('events', () => {
-  it('each phase sees the session and envelope as they are at that point, across transactions and HELOs', async () => {
+  for (const inline of [false, true]) it(`each phase sees the session and envelope as they are at that point, across transactions and HELOs (sandbox.inline: ${inline})`, async () => {
     const h = await startTestHost({
+      config: { sandbox: { inline } },
       rules: {
         'e.ts': rule('echo', `{
           rcpt: (ev, ctx) => { ctx.log('rcpt ' + ev.envelope.rcptTo.map((r) => r.address).join(',') + ' +' + ev.rcpt.address + ' failed=' + ev.envelope.failedRcpts); },

@@ -44,34 +44,6 @@ export default defineRule({ name: 'sibling', priority: 200, phases: { rcpt: (ev)
 
 const FAIL = /^451 4\.3\.0 Temporary local problem, please try again later \(session [a-z0-9]+\)$/;
 
-let t: TestHost;
-before(async () => {
-  t = await startTestHost({ rules: RULES });
-});
-after(async () => t.close());
-
-/** Sends one message on a second connection; resolves with the server's final reply. */
-async function bystander(): Promise<string> {
-  const transport = mailer(t.port);
-  try {
-    const info = await transport.sendMail({ envelope: { from: 'b@example.org', to: ['bystander@localhost'] }, raw: 'Subject: hi\r\n\r\nhello\r\n' });
-    return info.response;
-  } finally {
-    transport.close();
-  }
-}
-
-async function attempt(name: string): Promise<string> {
-  const { c } = await RawSmtp.open(t.port);
-  await c.cmd('EHLO attacker.example');
-  await c.cmd('MAIL FROM:<a@example.org>');
-  const r = await c.cmd(`RCPT TO:<${name}@localhost>`, 10_000);
-  // The session goes on after a failed rule: the next recipient is judged normally.
-  assert.equal(await c.cmd('RCPT TO:<fine@localhost>'), '250 2.1.5 Accepted');
-  c.end();
-  return r;
-}
-
 const CASES: [string, string][] = [
   ['loop', 'timeout'],
   ['regex', 'timeout'],
@@ -92,44 +64,75 @@ const CASES: [string, string][] = [
   ['tamper', 'invalid-verdict'],
 ];
 
-describe('hostile rules cost one verdict, never the server', () => {
-  for (const [name, outcome] of CASES) {
-    it(`${name}: answered 451 4.3.0, logged as ${outcome}, while another client's mail goes through`, async () => {
-      const [reply, other] = await Promise.all([attempt(name), bystander()]);
-      assert.match(reply, FAIL);
-      assert.match(other, /^250 2\.0\.0 Ok: queued as /);
-      const failure = t.logs.find((l) => l.rule === name && l.outcome !== undefined);
-      assert.equal(failure?.outcome, outcome, JSON.stringify(failure));
-      assert.equal(t.host.counters.get('rule_failures_total', { rule: name, outcome }), 1);
+// Every case runs with calls in workers only (the default) and with the inline tier first.
+for (const inline of [false, true]) {
+  describe(`hostile rules cost one verdict, never the server (sandbox.inline: ${inline})`, () => {
+    let t: TestHost;
+    before(async () => {
+      t = await startTestHost({ rules: RULES, config: { sandbox: { inline } } });
     });
-  }
+    after(async () => t.close());
 
-  it('dynamic import finds no module loader and fails the rule', async () => {
-    assert.match(await attempt('dynamic-import'), FAIL);
-  });
+    /** Sends one message on a second connection; resolves with the server's final reply. */
+    async function bystander(): Promise<string> {
+      const transport = mailer(t.port);
+      try {
+        const info = await transport.sendMail({ envelope: { from: 'b@example.org', to: ['bystander@localhost'] }, raw: 'Subject: hi\r\n\r\nhello\r\n' });
+        return info.response;
+      } finally {
+        transport.close();
+      }
+    }
 
-  it('a rule that ran out of memory is rebuilt and answers again', async () => {
-    assert.match(await attempt('alloc-grow'), FAIL);
-    assert.match(await attempt('loop'), FAIL);
-    // After the faults the sandboxes still serve ordinary calls.
-    const { c } = await RawSmtp.open(t.port);
-    await c.cmd('EHLO x.example');
-    await c.cmd('MAIL FROM:<a@example.org>');
-    assert.equal(await c.cmd('RCPT TO:<sibling@localhost>'), '550 5.7.1 Sibling still works');
-    c.end();
-  });
+    async function attempt(name: string): Promise<string> {
+      const { c } = await RawSmtp.open(t.port);
+      await c.cmd('EHLO attacker.example');
+      await c.cmd('MAIL FROM:<a@example.org>');
+      const r = await c.cmd(`RCPT TO:<${name}@localhost>`, 10_000);
+      // The session goes on after a failed rule: the next recipient is judged normally.
+      assert.equal(await c.cmd('RCPT TO:<fine@localhost>'), '250 2.1.5 Accepted');
+      c.end();
+      return r;
+    }
 
-  it('prototype tampering stays inside the rule: the host and its other rules are untouched', async () => {
-    assert.equal(({} as Record<string, unknown>).polluted, undefined);
-    const { c } = await RawSmtp.open(t.port);
-    await c.cmd('EHLO x.example');
-    await c.cmd('MAIL FROM:<a@example.org>');
-    assert.equal(await c.cmd('RCPT TO:<proto-json@localhost>'), '550 5.7.1 Refused');
-    assert.equal(await c.cmd('RCPT TO:<sibling@localhost>'), '550 5.7.1 Sibling still works');
-    c.end();
-    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    for (const [name, outcome] of CASES) {
+      it(`${name}: answered 451 4.3.0, logged as ${outcome}, while another client's mail goes through`, async () => {
+        const [reply, other] = await Promise.all([attempt(name), bystander()]);
+        assert.match(reply, FAIL);
+        assert.match(other, /^250 2\.0\.0 Ok: queued as /);
+        const failure = t.logs.find((l) => l.rule === name && l.outcome !== undefined);
+        assert.equal(failure?.outcome, outcome, JSON.stringify(failure));
+        assert.equal(t.host.counters.get('rule_failures_total', { rule: name, outcome }), 1);
+      });
+    }
+
+    it('dynamic import finds no module loader and fails the rule', async () => {
+      assert.match(await attempt('dynamic-import'), FAIL);
+    });
+
+    it('a rule that ran out of memory is rebuilt and answers again', async () => {
+      assert.match(await attempt('alloc-grow'), FAIL);
+      assert.match(await attempt('loop'), FAIL);
+      // After the faults the sandboxes still serve ordinary calls.
+      const { c } = await RawSmtp.open(t.port);
+      await c.cmd('EHLO x.example');
+      await c.cmd('MAIL FROM:<a@example.org>');
+      assert.equal(await c.cmd('RCPT TO:<sibling@localhost>'), '550 5.7.1 Sibling still works');
+      c.end();
+    });
+
+    it('prototype tampering stays inside the rule: the host and its other rules are untouched', async () => {
+      assert.equal(({} as Record<string, unknown>).polluted, undefined);
+      const { c } = await RawSmtp.open(t.port);
+      await c.cmd('EHLO x.example');
+      await c.cmd('MAIL FROM:<a@example.org>');
+      assert.equal(await c.cmd('RCPT TO:<proto-json@localhost>'), '550 5.7.1 Refused');
+      assert.equal(await c.cmd('RCPT TO:<sibling@localhost>'), '550 5.7.1 Sibling still works');
+      c.end();
+      assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    });
   });
-});
+}
 
 describe('fail policy "continue"', () => {
   it('treats a failing rule as no opinion, but still logs and counts the failure', async () => {
