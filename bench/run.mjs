@@ -43,8 +43,9 @@ const RUNAWAY = `import { defineRule, next } from 'portcullis/sdk';
 export default defineRule({ name: 'runaway', phases: { rcpt: (ev) => { if (ev.rcpt.address.startsWith('spin@')) for (;;) {} return next(); } } });
 `;
 
+/** A fresh directory (rules, config, spool) per server start, so no run inherits a full spool. */
 function portcullisConfig(name, ruleSource, extra = {}) {
-  const dir = join(work, name);
+  const dir = mkdtempSync(join(work, `${name}-`));
   mkdirSync(join(dir, 'rules'), { recursive: true });
   if (ruleSource) writeFileSync(join(dir, 'rules', 'rule.ts'), ruleSource);
   const file = join(dir, 'config.json');

@@ -5,15 +5,26 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../host/config/config.js';
 import { ROOT } from '../host/paths.js';
 import { rule, tempDir } from './helpers.js';
 
+const made: string[] = [];
+after(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
+function scratch(): string {
+  const d = tempDir();
+  made.push(d);
+  return d;
+}
+
 function configFile(content: unknown): string {
-  const f = join(tempDir(), 'config.json');
+  const f = join(scratch(), 'config.json');
   writeFileSync(f, typeof content === 'string' ? content : JSON.stringify(content));
   return f;
 }
@@ -79,7 +90,7 @@ describe('portcullis start refuses to run on bad input', () => {
   });
 
   it('exits 78 when a rule has a syntax error, naming file:line:col', () => {
-    const dir = tempDir();
+    const dir = scratch();
     mkdirSync(join(dir, 'rules'));
     const file = join(dir, 'rules', 'broken.ts');
     writeFileSync(file, "import { defineRule } from 'portcullis/sdk';\nexport default defineRule({ name: 'broken', phases: { rcpt: () => { return ) } } });\n");

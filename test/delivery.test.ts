@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { mailer, RawSmtp, rule, splitFields, spooled, startTestHost, type TestHost } from './helpers.js';
+import { mailer, RawSmtp, rule, splitFields, spooled, startTestHost, type TestHost, withHost } from './helpers.js';
 
 const TAGGER = rule('tagger', `{
   helo: (ev, ctx) => { ctx.addHeader('X-HELO', 'seen ' + ev.helo.name); },
@@ -78,39 +78,32 @@ describe('relay control', () => {
   });
 
   it('a rule cannot open the relay: relay control runs before the rules', async () => {
-    const h = await startTestHost({ rules: { 'a.ts': rule('allow-all', `{ connect: () => accept(), rcpt: () => accept() }`) }, config: { relayNetworks: ['192.0.2.0/24'] } });
-    try {
+    await withHost({ rules: { 'a.ts': rule('allow-all', `{ connect: () => accept(), rcpt: () => accept() }`) }, config: { relayNetworks: ['192.0.2.0/24'] } }, async (h) => {
       const { c } = await RawSmtp.open(h.port);
       await c.cmd('EHLO x.example');
       await c.cmd('MAIL FROM:<a@example.org>');
       assert.equal(await c.cmd('RCPT TO:<victim@elsewhere.example>'), '554 5.7.1 Relaying denied');
       c.end();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('lets a client in the relay networks (loopback by default) relay', async () => {
-    const h = await startTestHost({});
-    try {
+    await withHost({}, async (h) => {
       const { c } = await RawSmtp.open(h.port);
       await c.cmd('EHLO x.example');
       await c.cmd('MAIL FROM:<a@example.org>');
       assert.equal(await c.cmd('RCPT TO:<someone@elsewhere.example>'), '250 2.1.5 Accepted');
       c.end();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('auth phase and exempt networks', () => {
   it('auth rules see each attempt with its result and can refuse it', async () => {
-    const h = await startTestHost({
+    await withHost({
       rules: { 'a.ts': rule('auth-watch', `{ auth: (ev, ctx) => { ctx.log('auth ' + ev.auth.username + ' ' + ev.auth.success); return ev.auth.username === 'mallory' ? drop('No more attempts') : next(); } }`) },
       config: { auth: { users: { alice: 'pw' }, allowInsecure: true } },
-    });
-    try {
+    }, async (h) => {
       const { c } = await RawSmtp.open(h.port);
       await c.cmd('EHLO x.example');
       assert.equal(await c.cmd(`AUTH PLAIN ${Buffer.from('\0alice\0bad').toString('base64')}`), '535 5.7.8 Authentication credentials invalid');
@@ -118,26 +111,21 @@ describe('auth phase and exempt networks', () => {
       assert.equal(await c.waitClosed(), true);
       const lines = h.logs.filter((l) => l.rule === 'auth-watch' && String(l.msg).startsWith('auth ')).map((l) => l.msg);
       assert.deepEqual(lines, ['auth alice false', 'auth mallory false']);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('exempt networks skip every rule', async () => {
-    const h = await startTestHost({ rules: { 'n.ts': rule('no', `{ connect: () => reject(554, 'No') }`) }, config: { exemptNetworks: ['127.0.0.0/8'] } });
-    try {
+    await withHost({ rules: { 'n.ts': rule('no', `{ connect: () => reject(554, 'No') }`) }, config: { exemptNetworks: ['127.0.0.0/8'] } }, async (h) => {
       const { c, greeting } = await RawSmtp.open(h.port);
       assert.equal(greeting, '220 localhost ESMTP Portcullis');
       c.end();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('events', () => {
   for (const inline of [false, true]) it(`each phase sees the session and envelope as they are at that point, across transactions and HELOs (sandbox.inline: ${inline})`, async () => {
-    const h = await startTestHost({
+    await withHost({
       config: { sandbox: { inline } },
       rules: {
         'e.ts': rule('echo', `{
@@ -146,8 +134,7 @@ describe('events', () => {
           data: (ev) => { try { (ev.envelope as any).rcptTo.push({ address: 'injected@x' }); } catch { /* events are read-only */ } },
         }`),
       },
-    });
-    try {
+    }, async (h) => {
       const { c } = await RawSmtp.open(h.port);
       await c.cmd('EHLO first.example');
       await c.cmd('MAIL FROM:<a@example.org> SIZE=120');
@@ -165,8 +152,40 @@ describe('events', () => {
       assert.deepEqual(seen, ['EHLO|first.example|a@example.org|120|one@localhost,two@localhost|0', 'HELO|second.example|b@example.org||three@localhost|1']);
       const rcpts = h.logs.filter((l) => l.rule === 'echo' && String(l.msg).startsWith('rcpt ')).map((l) => l.msg);
       assert.deepEqual(rcpts, ['rcpt  +one@localhost failed=0', 'rcpt one@localhost +two@localhost failed=0', 'rcpt  +three@localhost failed=0']);
-    } finally {
-      await h.close();
-    }
+    });
+  });
+});
+
+describe('message body', () => {
+  it('reaches only rules that declare needs: [\'body\'], capped at limits.bodyLimit', async () => {
+    await withHost({
+      rules: {
+        'b.ts': rule('body-filter', `{ message: (ev) => {
+          const body = ev.message.body ?? '';
+          if (/cheap pills/i.test(body)) return reject(550, 'Message content refused', { status: '7.1', reason: 'body-keyword' });
+          if (ev.message.bodyTruncated) return reject(552, 'Body seen up to ' + body.length + ' bytes', { status: '3.4' });
+        } }`, "needs: ['body'],"),
+      },
+      config: { limits: { bodyLimit: 1000 } },
+    }, async (h) => {
+      const send = (text: string) => mailer(h.port).sendMail({ envelope: { from: 'a@example.org', to: ['u@localhost'] }, raw: `Subject: hi\r\n\r\n${text}\r\n` });
+      await assert.rejects(send('Buy CHEAP PILLS now'), (e: { response?: string }) => e.response === '550 5.7.1 Message content refused');
+      await assert.rejects(send('x'.repeat(5000)), (e: { response?: string }) => e.response === '552 5.3.4 Body seen up to 1000 bytes');
+      assert.match((await send('hello')).response, /^250 /);
+    });
+  });
+});
+
+describe('listening', () => {
+  it('serves every address in listen', async () => {
+    await withHost({ config: { listen: ['127.0.0.1:0', '127.0.0.1:0'] } }, async (h) => {
+      assert.equal(h.host.addresses.length, 2);
+      assert.notEqual(h.host.addresses[0]!.port, h.host.addresses[1]!.port);
+      for (const a of h.host.addresses) {
+        const { c, greeting } = await RawSmtp.open(a.port);
+        assert.equal(greeting, '220 localhost ESMTP Portcullis');
+        assert.equal(await c.cmd('QUIT'), '221 2.0.0 Bye');
+      }
+    });
   });
 });

@@ -51,7 +51,13 @@ export async function startTestHost(opts: { rules?: Record<string, string>; conf
       cb();
     },
   });
-  const host = await startHost(loadConfig(cfgFile), { logger: pino({ level: 'debug' }, sink) });
+  let host: Host;
+  try {
+    host = await startHost(loadConfig(cfgFile), { logger: pino({ level: 'debug' }, sink) });
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     host, port: host.addresses[0]!.port, dir, dataDir: cfg.dataDir, rulesDir, logs,
     async close() {
@@ -59,6 +65,16 @@ export async function startTestHost(opts: { rules?: Record<string, string>; conf
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Runs `fn` against a fresh host and always closes it. */
+export async function withHost(opts: Parameters<typeof startTestHost>[0], fn: (h: TestHost) => Promise<void>): Promise<void> {
+  const h = await startTestHost(opts);
+  try {
+    await fn(h);
+  } finally {
+    await h.close();
+  }
 }
 
 /** A rule file's source from its phases object literal (TypeScript). */

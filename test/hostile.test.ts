@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { mailer, RawSmtp, startTestHost, type TestHost } from './helpers.js';
+import { mailer, RawSmtp, startTestHost, type TestHost, withHost } from './helpers.js';
 
 /** One rule file per behaviour, each triggered by its recipient's local part. */
 function hostile(name: string, body: string): [string, string] {
@@ -137,8 +137,7 @@ for (const inline of [false, true]) {
 describe('fail policy "continue"', () => {
   it('treats a failing rule as no opinion, but still logs and counts the failure', async () => {
     const [file, src] = hostile('spin', 'while (true) {}');
-    const h = await startTestHost({ rules: { [file]: src }, config: { rules: { settings: { spin: { failPolicy: 'continue', timeoutMs: 20 } } } } });
-    try {
+    await withHost({ rules: { [file]: src }, config: { rules: { settings: { spin: { failPolicy: 'continue', timeoutMs: 20 } } } } }, async (h) => {
       const { c } = await RawSmtp.open(h.port);
       await c.cmd('EHLO x.example');
       await c.cmd('MAIL FROM:<a@example.org>');
@@ -147,8 +146,6 @@ describe('fail policy "continue"', () => {
       const failure = h.logs.find((l) => l.rule === 'spin' && l.outcome === 'timeout');
       assert.equal(failure?.policy, 'continue');
       assert.equal(h.host.counters.get('rule_failures_total', { rule: 'spin', outcome: 'timeout' }), 1);
-    } finally {
-      await h.close();
-    }
+    });
   });
 });

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { mailer, RawSmtp, rule, spooled, startTestHost, tempDir } from './helpers.js';
+import { mailer, RawSmtp, rule, spooled, startTestHost, tempDir, withHost } from './helpers.js';
 
 const STRICT = rule('strict', `{ rcpt: (ev) => ev.rcpt.address.startsWith('spam@') ? reject(550, 'Looks like spam') : next() }`);
 
@@ -22,47 +22,35 @@ async function rcptReply(port: number, rcpt: string): Promise<string> {
 
 describe('per-rule action overrides', () => {
   it('shadow: the rule runs and its decision is logged and counted, but not enforced', async () => {
-    const h = await startTestHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { action: 'shadow' } } } } });
-    try {
+    await withHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { action: 'shadow' } } } } }, async (h) => {
       assert.equal(await rcptReply(h.port, 'spam@localhost'), '250 2.1.5 Accepted');
       const rec = h.logs.find((l) => l.rule === 'strict' && l.shadow === true);
       assert.equal(rec?.msg, 'shadow: rule strict would have answered reject at rcpt');
       assert.equal(rec?.code, 550);
       assert.equal(h.host.counters.get('rule_verdicts_total', { rule: 'strict', phase: 'rcpt', action: 'reject', mode: 'shadow' }), 1);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('tempfail: a reject becomes the matching 4xx (soft bounce)', async () => {
-    const h = await startTestHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { action: 'tempfail' } } } } });
-    try {
+    await withHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { action: 'tempfail' } } } } }, async (h) => {
       assert.equal(await rcptReply(h.port, 'spam@localhost'), '450 4.7.1 Looks like spam');
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('quarantine: a reject becomes acceptance into the quarantine folder', async () => {
-    const h = await startTestHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { action: 'quarantine' } } } } });
-    try {
+    await withHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { action: 'quarantine' } } } } }, async (h) => {
       const info = await mailer(h.port).sendMail({ envelope: { from: 'a@example.org', to: ['spam@localhost'] }, raw: 'Subject: buy\r\n\r\nnow\r\n' });
       assert.match(info.response, /^250 2\.0\.0 Ok: queued as /);
       assert.equal(spooled(h.dataDir).length, 0);
       const [q] = spooled(h.dataDir, 'quarantine');
       assert.equal(q?.env.disposition?.rule, 'strict');
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('enabled: false leaves the rule out', async () => {
-    const h = await startTestHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { enabled: false } } } } });
-    try {
+    await withHost({ rules: { 's.ts': STRICT }, config: { rules: { settings: { strict: { enabled: false } } } } }, async (h) => {
       assert.equal(await rcptReply(h.port, 'spam@localhost'), '250 2.1.5 Accepted');
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
@@ -73,44 +61,34 @@ describe('priority', () => {
   };
 
   it('rules run in priority order and the first terminal verdict wins', async () => {
-    const h = await startTestHost({ rules });
-    try {
+    await withHost({ rules }, async (h) => {
       assert.equal(await rcptReply(h.port, 'x@localhost'), '550 5.7.1 first says no');
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('the config can reorder rules', async () => {
-    const h = await startTestHost({ rules, config: { rules: { settings: { second: { priority: 1 } } } } });
-    try {
+    await withHost({ rules, config: { rules: { settings: { second: { priority: 1 } } } } }, async (h) => {
       assert.equal(await rcptReply(h.port, 'x@localhost'), '551 5.7.1 second says no');
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('tarpit and greeting pause', () => {
   it('a rule can delay its reply, capped by limits.maxDelayMs', async () => {
-    const h = await startTestHost({
+    await withHost({
       rules: { 't.ts': rule('tarpit', `{ rcpt: (ev, ctx) => { ctx.delay(ev.rcpt.address.startsWith('slow@') ? 60000 : 0); } }`) },
       config: { limits: { maxDelayMs: 400 } },
-    });
-    try {
+    }, async (h) => {
       const t0 = Date.now();
       assert.equal(await rcptReply(h.port, 'slow@localhost'), '250 2.1.5 Accepted');
       const waited = Date.now() - t0;
       assert.ok(waited >= 390, `waited ${waited} ms`);
       assert.ok(waited < 5000, `waited ${waited} ms: the cap did not apply`);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('with greetPauseMs, a client that talks before the greeting is refused', async () => {
-    const h = await startTestHost({ config: { greetPauseMs: 500 } });
-    try {
+    await withHost({ config: { greetPauseMs: 500 } }, async (h) => {
       const { connect } = await import('node:net');
       const sock = connect(h.port, '127.0.0.1');
       const data: Buffer[] = [];
@@ -118,16 +96,13 @@ describe('tarpit and greeting pause', () => {
       sock.on('connect', () => sock.write('EHLO hasty.example\r\n'));
       await new Promise((ok) => sock.on('close', ok));
       assert.match(Buffer.concat(data).toString(), /^421 localhost You talk too soon\r\n/);
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
 
 describe('spool failures', () => {
   it('a spool that cannot be written gives 452 4.3.1, leaves nothing behind, and the host keeps serving', async () => {
-    const h = await startTestHost({});
-    try {
+    await withHost({}, async (h) => {
       const tmp = join(h.dataDir, 'spool', 'tmp');
       rmSync(tmp, { recursive: true });
       writeFileSync(tmp, 'not a directory'); // every write into spool/tmp now fails (ENOTDIR)
@@ -137,9 +112,7 @@ describe('spool failures', () => {
       rmSync(tmp);
       mkdirSync(tmp);
       assert.match((await send()).response, /^250 2\.0\.0 Ok: queued as /);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('a full disk gives 452 4.3.1 with no partial file, then mail flows again once there is room', async (t) => {

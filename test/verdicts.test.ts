@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RawSmtp, rule, spooled, startTestHost, type TestHost } from './helpers.js';
+import { RawSmtp, rule, spooled, startTestHost, type TestHost, withHost } from './helpers.js';
 
 const SWITCHBOARD = rule('switchboard', `{
   helo: (ev) => {
@@ -212,30 +212,23 @@ describe('verdicts become exact SMTP replies', () => {
 
 describe('connect phase', () => {
   it('reject refuses the connection with 554 and closes it', async () => {
-    const h = await startTestHost({ rules: { 'c.ts': rule('no-connect', `{ connect: () => reject(550, 'No mail from your network') }`) } });
-    try {
+    await withHost({ rules: { 'c.ts': rule('no-connect', `{ connect: () => reject(550, 'No mail from your network') }`) } }, async (h) => {
       const { c, greeting } = await RawSmtp.open(h.port);
       assert.equal(greeting, '554 5.7.1 No mail from your network');
       assert.equal(await c.waitClosed(), true);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('tempfail answers 421 and closes', async () => {
-    const h = await startTestHost({ rules: { 'c.ts': rule('busy', `{ connect: () => tempfail(450, 'Too busy, come back later') }`) } });
-    try {
+    await withHost({ rules: { 'c.ts': rule('busy', `{ connect: () => tempfail(450, 'Too busy, come back later') }`) } }, async (h) => {
       const { c, greeting } = await RawSmtp.open(h.port);
       assert.equal(greeting, '421 4.7.1 Too busy, come back later');
       assert.equal(await c.waitClosed(), true);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('a rule\'s blacklist effect refuses the client\'s next connection', async () => {
-    const h = await startTestHost({ rules: { 'b.ts': rule('bl', `{ rcpt: (ev, ctx) => { ctx.blacklist(600, 'spam trap hit'); return drop('Spam trap'); } }`) } });
-    try {
+    await withHost({ rules: { 'b.ts': rule('bl', `{ rcpt: (ev, ctx) => { ctx.blacklist(600, 'spam trap hit'); return drop('Spam trap'); } }`) } }, async (h) => {
       const { c } = await RawSmtp.open(h.port);
       await c.cmd('EHLO x.example');
       await c.cmd('MAIL FROM:<a@example.org>');
@@ -244,8 +237,6 @@ describe('connect phase', () => {
       assert.equal(greeting, '554 5.7.1 Access denied: spam trap hit');
       assert.equal(await c2.waitClosed(), true);
       assert.equal(h.host.blacklist.get('127.0.0.1')?.rule, 'bl');
-    } finally {
-      await h.close();
-    }
+    });
   });
 });

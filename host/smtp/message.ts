@@ -20,7 +20,8 @@ export function parseHeaders(msg: Buffer, offset: number): [string, string][] {
     const name = colon > 0 ? line.slice(0, colon).trim() : line.trim();
     let value: string;
     try {
-      value = h.libmime.decodeHeader(line).value;
+      // decodeHeader unfolds; decodeWords turns RFC 2047 encoded-words into text.
+      value = h.libmime.decodeWords(h.libmime.decodeHeader(line).value);
     } catch {
       value = line.slice(colon + 1);
     }

@@ -9,6 +9,6 @@ declare module 'mailsplit/lib/headers.js' {
   export default class Headers {
     constructor(headers: Buffer | string);
     getList(): HeaderLine[];
-    libmime: { decodeHeader(line: string): { key: string; value: string } };
+    libmime: { decodeHeader(line: string): { key: string; value: string }; decodeWords(value: string): string };
   }
 }
