@@ -58,7 +58,6 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
         priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, needs: d.needs || [], phases });
     },
     setOptions(json) { options = parse(json); },
-    call(phase, eventJson) { return run(phase, parse(eventJson)); },
     // sessionJson / envelopeJson are null when unchanged since this session's last call here.
     callDelta(phase, sid, time, sessionJson, envelopeJson, restJson) {
       let c = sessions.get(sid);

@@ -5,8 +5,9 @@
  * Three things keep it fast and keep a runaway rule's blast radius small:
  * - Calls made in the same turn of the event loop go to a worker as one message (the
  *   cost of crossing threads is paid per batch, not per call).
- * - Each call goes to the worker with the fewest unanswered calls, skipping a worker
- *   that is stuck on one call.
+ * - A session sticks to one worker, which keeps the parts of its events that did not
+ *   change (see chain.ts), unless that worker is stuck; a new session goes to the worker
+ *   with the fewest unanswered calls, skipping a worker that is stuck on one call.
  * - Work stealing: when a worker has been on the same call for STEAL_MS, the calls
  *   queued behind it are sent to another worker. A call runs once: each worker claims
  *   a call in shared memory before running it and skips calls claimed elsewhere.
@@ -17,6 +18,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Phase } from '../../sdk/index.js';
+import type { EventParts } from './chain.js';
 import { CLAIM_RING, type CallRequest, type ChainLink, type FromWorker, type RuleCode, type RuleMeta, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
 
 export interface PoolOptions {
@@ -38,6 +40,8 @@ const STEAL_MS = 3;
 
 interface PendingCall {
   req: CallRequest;
+  /** The whole event, to rebuild the request for another worker (after a steal). */
+  parts: EventParts;
   resolve: (r: RuleResult[]) => void;
   /** The worker it was last sent to. */
   slot: Slot;
@@ -58,6 +62,10 @@ class Slot {
   calls = new Map<number, PendingCall>();
   control = new Map<number, PendingControl>();
   outbox: CallRequest[] = [];
+  /** Sessions that ended, for the worker to forget. */
+  drops: string[] = [];
+  /** Per session, the parts this worker holds (it keeps the latest it was sent). */
+  known = new Map<string, { session: string; envelope: string }>();
   /** What `running` showed at the last look, and since when. */
   seenSeq = 0;
   seenSince = 0;
@@ -76,6 +84,8 @@ export class SandboxPool {
   private readonly claims = new Int32Array(new SharedArrayBuffer(CLAIM_RING * 4));
   private readonly running: Int32Array;
   private readonly calls = new Map<number, PendingCall>();
+  /** Sessions stick to a worker, which then already holds most of their events. */
+  private readonly affinity = new Map<string, Slot>();
   private watchdog: NodeJS.Timeout;
 
   constructor(private readonly opts: PoolOptions) {
@@ -134,6 +144,9 @@ export class SandboxPool {
     slot.calls.clear();
     slot.control.clear();
     slot.outbox = [];
+    slot.drops = [];
+    slot.known.clear();
+    for (const [sid, s] of this.affinity) if (s === slot) this.affinity.delete(sid);
     this.spawn(slot);
     void old.terminate();
     for (const c of calls) {
@@ -180,22 +193,42 @@ export class SandboxPool {
   }
 
   private enqueue(slot: Slot, call: PendingCall): void {
+    // Send only the parts this worker does not hold yet for the session.
+    const p = call.parts;
+    const known = slot.known.get(p.sid);
+    call.req = { ...call.req, session: known?.session === p.session ? null : p.session, envelope: known?.envelope === p.envelope ? null : p.envelope };
+    slot.known.set(p.sid, { session: p.session, envelope: p.envelope });
     call.slot = slot;
     slot.calls.set(call.req.seq, call);
     slot.outbox.push(call.req);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
   }
 
   private flush(): void {
     this.flushScheduled = false;
     for (const slot of this.slots) {
-      if (!slot.outbox.length) continue;
-      slot.worker.postMessage({ t: 'calls', calls: slot.outbox } satisfies ToWorker);
+      if (!slot.outbox.length && !slot.drops.length) continue;
+      slot.worker.postMessage({ t: 'calls', calls: slot.outbox, drops: slot.drops } satisfies ToWorker);
+      if (slot.outbox.length) this.armStealTimer(slot);
       slot.outbox = [];
-      this.armStealTimer(slot);
+      slot.drops = [];
+    }
+  }
+
+  /** The session ended: its workers may forget what they hold for it. */
+  endSession(sid: string): void {
+    this.affinity.delete(sid);
+    for (const slot of this.slots) {
+      if (slot.known.delete(sid)) {
+        slot.drops.push(sid);
+        this.scheduleFlush();
+      }
     }
   }
 
@@ -237,14 +270,22 @@ export class SandboxPool {
    * worker, so clients that keep rules spinning queue behind each other, not behind
    * everyone else.
    */
-  run(version: number, phase: Phase, chain: ChainLink[], event: string, budgetMs: number, suspect = false): Promise<RuleResult[]> {
+  run(version: number, phase: Phase, chain: ChainLink[], parts: EventParts, budgetMs: number, suspect = false): Promise<RuleResult[]> {
     const seq = ++this.seq;
     Atomics.store(this.claims, seq % CLAIM_RING, 0);
     const now = performance.now();
+    let slot: Slot;
+    if (suspect) slot = this.slots[this.slots.length - 1]!;
+    else {
+      const affine = this.affinity.get(parts.sid);
+      slot = affine && !(this.slots.length > 1 && this.stuck(affine, now)) ? affine : this.pick(now);
+      this.affinity.set(parts.sid, slot);
+    }
     return new Promise((resolve) => {
-      const call: PendingCall = { req: { seq, version, phase, chain, event }, resolve, slot: this.slots[0]!, sentAt: now, budgetMs: budgetMs + (this.opts.watchdogGraceMs ?? 1000), suspect };
+      const req: CallRequest = { seq, version, phase, chain, sid: parts.sid, time: parts.time, session: null, envelope: null, rest: parts.rest };
+      const call: PendingCall = { req, parts, resolve, slot, sentAt: now, budgetMs: budgetMs + (this.opts.watchdogGraceMs ?? 1000), suspect };
       this.calls.set(seq, call);
-      this.enqueue(suspect ? this.slots[this.slots.length - 1]! : this.pick(now), call);
+      this.enqueue(slot, call);
     });
   }
 

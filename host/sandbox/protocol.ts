@@ -64,13 +64,20 @@ export interface RuleResult {
   error?: string;
 }
 
-/** One phase's chain for one session. */
+/**
+ * One phase's chain for one session. `session` and `envelope` are null when the worker
+ * already holds them for this session (from an earlier call sent to it).
+ */
 export interface CallRequest {
   seq: number;
   version: number;
   phase: Phase;
   chain: ChainLink[];
-  event: string;
+  sid: string;
+  time: number;
+  session: string | null;
+  envelope: string | null;
+  rest: string;
 }
 
 /** Shared memory between the pool and its workers (see pool.ts). */
@@ -88,7 +95,7 @@ export type ToWorker =
   | { t: 'inspect'; seq: number; file: string; code: string }
   | { t: 'install'; seq: number; version: number; rules: RuleCode[] }
   | { t: 'release'; version: number }
-  | { t: 'calls'; calls: CallRequest[] }
+  | { t: 'calls'; calls: CallRequest[]; /** sessions that ended */ drops: string[] }
   | { t: 'stats'; seq: number };
 
 export type FromWorker =

@@ -55,7 +55,6 @@ export class RuleSandbox {
   private rebuilding: Promise<void> | null = null;
   private runtime!: QuickJSRuntime;
   private ctx!: QuickJSContext;
-  private callFn!: QuickJSHandle;
   private callDeltaFn!: QuickJSHandle;
   private dropFn!: QuickJSHandle;
   private gen = 0;
@@ -111,7 +110,6 @@ export class RuleSandbox {
       this.meta = JSON.parse(this.eval(GUEST_INSTALL, 'portcullis:install', file)) as RuleMeta;
       const pc = this.keep(this.ctx.getProp(this.ctx.global, '__pc'));
       // Held as handles: a rule that later replaces globalThis.__pc cannot redirect calls.
-      this.callFn = this.keep(this.ctx.getProp(pc, 'call'));
       this.callDeltaFn = this.keep(this.ctx.getProp(pc, 'callDelta'));
       this.dropFn = this.keep(this.ctx.getProp(pc, 'drop'));
       const setOptions = this.keep(this.ctx.getProp(pc, 'setOptions'));
@@ -178,16 +176,9 @@ export class RuleSandbox {
   }
 
   /**
-   * Calls the rule's handler for `phase`. Never throws; every failure is an outcome.
-   * Callers await `pending` first.
-   */
-  call(id: string, phase: Phase, event: string): RuleResult {
-    return this.invoke(id, this.callFn, phase, [event]);
-  }
-
-  /**
-   * The inline tier's call: the parts of the event that did not change since this
-   * session's last call here are null, and the guest reuses its own parsed copy.
+   * Calls the rule's handler for `phase`. The parts of the event that did not change
+   * since this session's last call here are null: the guest reuses its parsed copy.
+   * Never throws; every failure is an outcome. Callers await `pending` first.
    */
   callDelta(id: string, phase: Phase, sid: string, time: number, session: string | null, envelope: string | null, rest: string): RuleResult {
     return this.invoke(id, this.callDeltaFn, phase, [sid, time, session, envelope, rest]);

@@ -4,7 +4,8 @@
  * every live RuleSet version.
  */
 import type { PhaseEvent } from '../../sdk/index.js';
-import { INLINE_MS, InlineTier, type EventParts } from './inline.js';
+import type { EventParts } from './chain.js';
+import { INLINE_MS, InlineTier } from './inline.js';
 import { SandboxPool, type PoolOptions, type PoolStats } from './pool.js';
 import type { ChainLink, RuleCode, RuleMeta, RuleResult } from './protocol.js';
 
@@ -46,17 +47,19 @@ export class Sandbox {
 
   async run(version: number, chain: ChainLink[], event: PhaseEvent, budgetMs: number, suspect: boolean): Promise<SandboxRun> {
     const phase = event.phase;
-    if (suspect || !this.inline) return { results: await this.pool.run(version, phase, chain, JSON.stringify(event), budgetMs, suspect), escalated: false };
-    const r = this.inline.run(version, phase, chain, parts(event));
-    if (r.escalateAt < 0) return { results: r.results, escalated: false };
+    const p = parts(event);
+    if (suspect || !this.inline) return { results: await this.pool.run(version, phase, chain, p, budgetMs, suspect), escalated: false };
+    const r = this.inline.run(version, phase, chain, p);
+    if (r.stoppedAt < 0) return { results: r.results, escalated: false };
     this.escalations++;
-    const rest = await this.pool.run(version, phase, chain.slice(r.escalateAt), JSON.stringify(event), budgetMs, false);
+    const rest = await this.pool.run(version, phase, chain.slice(r.stoppedAt), p, budgetMs, false);
     return { results: [...r.results, ...rest], escalated: rest.some((x) => x.ms > INLINE_MS || x.outcome !== 'ok') };
   }
 
   /** The session ended: inline sandboxes drop what they cached for it. */
   endSession(sid: string): void {
     this.inline?.endSession(sid);
+    this.pool.endSession(sid);
   }
 
   stats(): Promise<PoolStats> {

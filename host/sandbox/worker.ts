@@ -1,10 +1,11 @@
 /**
  * A sandbox worker thread: holds the rule sandboxes of every live RuleSet version and
- * runs a phase's chain of rules for the main thread. Runs in a worker so that a rule
- * spinning until its deadline stalls only the calls queued here, never the SMTP event
- * loop, and with a large thread stack so QuickJS's own stack limit always trips first.
+ * runs phase chains for the main thread. Runs in a worker so that a rule spinning until
+ * its deadline stalls only the calls queued here, never the SMTP event loop, and with a
+ * large thread stack so QuickJS's own stack limit always trips first.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { ChainRunner } from './chain.js';
 import { CLAIM_RING, type CallRequest, type FromWorker, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
 import { RuleSandbox } from './rule-sandbox.js';
 
@@ -12,38 +13,12 @@ const port = parentPort!;
 const init = workerData as WorkerInit;
 const claims = new Int32Array(init.claims);
 const running = new Int32Array(init.running);
-const versions = new Map<number, Map<string, RuleSandbox>>();
 const post = (m: FromWorker): void => port.postMessage(m);
 
 /**
- * Runs one call unless another worker claimed it first (the pool hands calls queued
- * behind a stuck rule to another worker; whoever claims a call runs it, once).
- */
-async function runCall(call: CallRequest): Promise<void> {
-  if (Atomics.compareExchange(claims, call.seq % CLAIM_RING, 0, init.index + 1) !== 0) return;
-  Atomics.store(running, init.index, call.seq);
-  const rules = versions.get(call.version);
-  const results: RuleResult[] = [];
-  for (const link of call.chain) {
-    const sb = rules?.get(link.id);
-    if (!sb) {
-      results.push({ id: link.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: 'rule not installed in this worker' });
-      if (link.stopOnFailure) break;
-      continue;
-    }
-    if (sb.pending) await sb.pending;
-    const r = sb.call(link.id, call.phase, call.event);
-    results.push(r);
-    if (r.outcome === 'ok' ? r.verdict.action !== 'next' && link.stopOnVerdict : link.stopOnFailure) break;
-  }
-  Atomics.store(running, init.index, 0);
-  outbox.push({ seq: call.seq, results });
-}
-
-/**
  * Results wait here until the batch is done, so one message carries them all; a call
- * that runs long sends them early (see onBusy), so a fast call is never held back by a
- * slow one after it.
+ * that runs long sends them early (onBusy, from the interrupt handler), so a fast call
+ * is never held back by a slow one after it.
  */
 let outbox: { seq: number; results: RuleResult[] }[] = [];
 function flushResults(): void {
@@ -52,11 +27,53 @@ function flushResults(): void {
   outbox = [];
 }
 
+const runner = new ChainRunner({ onBusy: flushResults });
+/** Per session, the latest session and envelope parts sent to this worker. */
+const parts = new Map<string, { session: string; envelope: string }>();
+
+async function runCall(call: CallRequest): Promise<void> {
+  // Take the parts before the claim: the pool counts on this worker holding what it was
+  // sent, whether it runs this call or another worker claimed it first.
+  let p = parts.get(call.sid);
+  if (!p || call.session !== null || call.envelope !== null) {
+    p = { session: call.session ?? p?.session ?? '{}', envelope: call.envelope ?? p?.envelope ?? '' };
+    parts.set(call.sid, p);
+  }
+  // The pool hands calls queued behind a stuck rule to another worker: a call runs once,
+  // in whichever worker claims it first.
+  if (Atomics.compareExchange(claims, call.seq % CLAIM_RING, 0, init.index + 1) !== 0) return;
+  Atomics.store(running, init.index, call.seq);
+  const ev = { sid: call.sid, time: call.time, session: p.session, envelope: p.envelope, rest: call.rest };
+  const results: RuleResult[] = [];
+  for (let from = 0; ; ) {
+    const r = runner.run(call.version, call.phase, call.chain, ev, from);
+    results.push(...r.results);
+    if (r.stoppedAt < 0) break;
+    const link = call.chain[r.stoppedAt]!;
+    const sb = runner.sandbox(call.version, link.id);
+    if (sb?.pending) {
+      await sb.pending; // rebuilding after a fault: wait, then run it
+      from = r.stoppedAt;
+      continue;
+    }
+    results.push({ id: link.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: 'rule not installed in this worker' });
+    if (link.stopOnFailure) break;
+    from = r.stoppedAt + 1;
+  }
+  Atomics.store(running, init.index, 0);
+  outbox.push({ seq: call.seq, results });
+}
+
 async function handle(msg: ToWorker): Promise<void> {
   switch (msg.t) {
     case 'calls': {
       for (const call of msg.calls) await runCall(call);
-      return flushResults();
+      flushResults();
+      for (const sid of msg.drops) {
+        parts.delete(sid);
+        runner.endSession(sid);
+      }
+      return;
     }
     case 'inspect': {
       try {
@@ -68,29 +85,12 @@ async function handle(msg: ToWorker): Promise<void> {
         return post({ t: 'inspected', seq: msg.seq, error: (e as Error).message });
       }
     }
-    case 'install': {
-      const rules = new Map<string, RuleSandbox>();
-      const errors: { id: string; error: string }[] = [];
-      for (const r of msg.rules) {
-        try {
-          rules.set(r.id, await RuleSandbox.create(r, flushResults));
-        } catch (e) {
-          errors.push({ id: r.id, error: (e as Error).message });
-        }
-      }
-      versions.set(msg.version, rules);
-      return post({ t: 'installed', seq: msg.seq, errors });
-    }
-    case 'release': {
-      for (const sb of versions.get(msg.version)?.values() ?? []) sb.dispose();
-      versions.delete(msg.version);
-      return;
-    }
-    case 'stats': {
-      let modules = 0;
-      for (const v of versions.values()) modules += v.size;
-      return post({ t: 'stats', seq: msg.seq, modules, versions: [...versions.keys()] });
-    }
+    case 'install':
+      return post({ t: 'installed', seq: msg.seq, errors: await runner.install(msg.version, msg.rules) });
+    case 'release':
+      return runner.release(msg.version);
+    case 'stats':
+      return post({ t: 'stats', seq: msg.seq, modules: runner.modules, versions: runner.versionList() });
   }
 }
 
