@@ -181,6 +181,7 @@ export class FrontDoor {
     this.sessions.set(s.id, st);
     this.d.counters.inc('connections_total');
     const info = sessionInfo(st, s);
+    this.d.log.info({ session: s.id, ip: info.client.ip, port: info.client.port, ptr: info.client.ptr, localPort: info.local.port, ruleSet: st.ruleSet.version, ...(st.exempt ? { exempt: true } : {}) }, `connect from ${info.client.ptr ?? 'unknown'}[${info.client.ip}]`);
     const listed = this.d.blacklist.get(info.client.ip);
     if (listed) {
       this.d.log.info({ session: s.id, ip: info.client.ip, rule: listed.rule }, `refused blacklisted client ${info.client.ip}: ${listed.reason}`);
@@ -352,6 +353,7 @@ export class FrontDoor {
     } catch (e) {
       this.d.log.error({ session: s.id, err: e }, 'close phase failed');
     } finally {
+      this.d.log.info({ session: s.id, ip: plainIp(s.remoteAddress), transactions: st.transactions, user: st.user }, `disconnect from [${plainIp(s.remoteAddress)}]`);
       this.sessions.delete(s.id);
       this.d.pipeline.endSession(s.id);
       this.d.rules.unpin(st.ruleSet);
