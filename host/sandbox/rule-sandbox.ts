@@ -60,7 +60,6 @@ export class RuleSandbox {
   private gen = 0;
   private handles: QuickJSHandle[] = [];
   private phaseNames = new Map<Phase, QuickJSHandle>();
-  private memory: WebAssembly.Memory | undefined;
   private deadline = Infinity;
   /** When the current call counts as long-running (onBusy fires once). */
   private busyAt = Infinity;
@@ -84,11 +83,10 @@ export class RuleSandbox {
   private async boot(): Promise<void> {
     const { limits, file } = this.source;
     const pages = Math.max(MIN_PAGES, Math.ceil((limits.memoryMb * 1024 * 1024) / WASM_PAGE));
-    // A rebuilt module reuses its predecessor's memory: a fresh instance re-initialises
-    // it, and pages already faulted in are not paid for again (a memory bomb's cost).
-    this.memory ??= new WebAssembly.Memory({ initial: MIN_PAGES, maximum: pages });
+    // A fresh memory each boot: a rebuilt module shares nothing with the one that faulted.
+    const memory = new WebAssembly.Memory({ initial: MIN_PAGES, maximum: pages });
     // The variant must be the default export itself, or newVariant drops wasmMemory silently.
-    const mod = await newQuickJSWASMModuleFromVariant(newVariant(variant, { wasmModule: () => wasmModule, wasmMemory: this.memory }));
+    const mod = await newQuickJSWASMModuleFromVariant(newVariant(variant, { wasmModule: () => wasmModule, wasmMemory: memory }));
     const rt = mod.newRuntime();
     rt.setMaxStackSize(limits.stackKb * 1024);
     rt.setInterruptHandler(() => {
