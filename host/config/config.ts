@@ -114,8 +114,12 @@ function checkNetworks(list: string[], path: string, problems: string[]): void {
 
 /** Reads, merges overrides, fills defaults and validates. Throws ConfigError. */
 export function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}): Config {
-  const source = file ?? '(embedded defaults)';
-  const raw = (file ? parseJson(readFileSync(file, 'utf8'), file) : {}) as Record<string, unknown>;
+  return configFrom(file ? parseJson(readFileSync(file, 'utf8'), file) : {}, file ?? '(embedded defaults)', overrides);
+}
+
+/** Validates a config object (a copy is filled with defaults). Throws ConfigError. */
+export function configFrom(input: unknown, source: string, overrides: ConfigOverrides = {}): Config {
+  const raw = structuredClone(input) as Record<string, unknown>;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(source, ['/: must be an object']);
   if (overrides.listen) raw.listen = [overrides.listen];
   if (overrides.dataDir) raw.dataDir = overrides.dataDir;

@@ -96,7 +96,7 @@ export class Pipeline {
       if (!rule) continue;
       const name = rule.name;
       const shadow = rule.action === 'shadow';
-      for (const line of r.effects.logs ?? []) this.log.info({ session: sid, rule: name, phase }, line);
+      for (const line of r.effects.logs ?? []) this.log.info({ session: sid, rule: name, phase, ruleLog: true }, line);
       if (r.outcome !== 'ok') {
         if (r.outcome === 'timeout' || r.outcome === 'oom' || r.outcome === 'crash') this.markSuspect(ip, Date.now());
         const enforced = rule.limits.failPolicy === 'tempfail' && !shadow;

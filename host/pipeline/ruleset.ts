@@ -57,15 +57,20 @@ export function ruleDirs(cfg: Config): string[] {
 
 const optionsAjv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
 
-export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number): Promise<RuleSet> {
+/**
+ * Builds a RuleSet from the config's rule directories, or from exactly `onlyFiles` when
+ * given (the test harness loads single rules that way).
+ */
+export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, onlyFiles?: string[]): Promise<RuleSet> {
   const problems: string[] = [];
   const found: { file: string; code: string; meta: RuleMeta }[] = [];
-  for (const dir of ruleDirs(cfg)) {
+  const sources = onlyFiles ? [{ dir: '(files)', files: () => onlyFiles.map((f) => resolve(f)) }] : ruleDirs(cfg).map((dir) => ({ dir, files: () => ruleFiles(dir) }));
+  for (const source of sources) {
     let files: string[];
     try {
-      files = ruleFiles(dir);
+      files = source.files();
     } catch (e) {
-      problems.push(`${dir}: cannot read rules directory: ${(e as Error).message}`);
+      problems.push(`${source.dir}: cannot read rules directory: ${(e as Error).message}`);
       continue;
     }
     for (const file of files) {

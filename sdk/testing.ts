@@ -1,0 +1,289 @@
+/**
+ * Portcullis rule test harness: `import { loadRule, loadRuleSet } from 'portcullis/sdk/testing'`.
+ *
+ * It loads rules through the same compile path and the same QuickJS sandbox as the
+ * server, and drives them with scripted sessions through the server's own session logic
+ * (relay control, whitelisting, verdict combination, fail policy, shadow mode), so a
+ * verdict seen in a test is the one a client would see. Time comes from a fake clock you
+ * advance; tarpit delays are recorded, not slept. Works with any test runner.
+ *
+ * @example
+ * import { test } from 'node:test';
+ * import assert from 'node:assert/strict';
+ * import { loadRule } from 'portcullis/sdk/testing';
+ *
+ * test('refuses blockme@', async (t) => {
+ *   const h = await loadRule('./rules/no-blockme.ts');
+ *   t.after(() => h.close());
+ *   const s = await h.connect({ ip: '203.0.113.9', helo: 'mx.example.net' });
+ *   await s.mail('someone@example.net');
+ *   assert.equal((await s.rcpt('blockme@localhost')).reply, '550 5.7.1 Blocked');
+ * });
+ */
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import { MemoryBlacklist, type Blacklist } from '../host/blacklist.js';
+import { configFrom, loadConfig, type Config, type RuleSettings } from '../host/config/config.js';
+import { Counters } from '../host/metrics.js';
+import { Pipeline, type PhaseDecision } from '../host/pipeline/pipeline.js';
+import { loadRuleSet as buildRuleSet, type RuleSet } from '../host/pipeline/ruleset.js';
+import { compileRule } from '../host/sandbox/compile.js';
+import type { Outcome } from '../host/sandbox/protocol.js';
+import { Sandbox } from '../host/sandbox/sandbox.js';
+import { formatReply, type Reply } from '../host/smtp/reply.js';
+import { SessionPolicy, SmtpSession, type Disposition } from '../host/smtp/session.js';
+import type { Verdict } from './verdicts.js';
+
+/** What one command did. */
+export interface Step {
+  /** The reply line that refuses the command (`'550 5.7.1 …'`), or null when it proceeds. */
+  reply: string | null;
+  /** The winning verdict (`next` when no rule had an opinion). */
+  verdict: Verdict;
+  /** The rule that decided, or null. */
+  rule: string | null;
+  /** Set when the deciding rule failed (timeout, oom, error, …) under the tempfail policy. */
+  failure: Outcome | null;
+  /** Headers rules added at this command. */
+  headers: [string, string][];
+  /** A blacklist entry a rule asked for at this command. */
+  blacklist: { ttlSeconds: number; reason: string; rule: string } | null;
+  /** Tarpit delay asked for (already capped by limits.maxDelayMs when the reply was sent). */
+  delayMs: number;
+  /** Lines rules logged at this command. */
+  logs: string[];
+}
+
+/** What end of data did: refused (reply), or accepted with where it goes and the headers added. */
+export interface MessageStep extends Step {
+  accepted: { disposition: Disposition['action']; rule: string | null; reason: string | null; redirectTo: string | null; headers: [string, string][] } | null;
+}
+
+export interface ConnectOptions {
+  /** Client address (default 192.0.2.1, TEST-NET-1). */
+  ip?: string;
+  port?: number;
+  /** Reverse DNS name of the client (default none). */
+  ptr?: string | null;
+  /** Our port: 25 (default), or 587/2525 for submission. */
+  localPort?: number;
+  tls?: boolean;
+  /** Send EHLO with this name right after connecting. */
+  helo?: string;
+}
+
+export interface HarnessOptions {
+  /** Config as a file path or an object (validated like the server's). Default: embedded defaults. */
+  config?: string | Record<string, unknown>;
+  /** Start of the fake clock (default 2026-01-05T10:00:00Z, a Monday). */
+  start?: Date | number;
+}
+
+export interface RuleOptions extends HarnessOptions {
+  /** The rule's options (validated against its schema). */
+  options?: Record<string, unknown>;
+  /** Other per-rule settings: action ('shadow'…), failPolicy, timeoutMs… */
+  settings?: Partial<RuleSettings>;
+}
+
+/** A log record written by the host while the harness ran. */
+export type LogRecord = Record<string, unknown> & { msg?: string };
+
+export class Harness {
+  /** The fake clock every event's `session.time` comes from. */
+  readonly clock: { now(): number; advance(ms: number): void; set(t: Date | number): void };
+  /** Every log record (rule logs, decisions, refusals). */
+  readonly logs: LogRecord[] = [];
+  /** Per-rule counters: `counters.get('rule_verdicts_total', { rule, phase, action, mode })`. */
+  readonly counters = new Counters();
+  private readonly pipeline: Pipeline;
+  private readonly policy: SessionPolicy;
+  private readonly log: Logger;
+
+  /** @internal use loadRule / loadRuleSet */
+  constructor(
+    private readonly sandbox: Sandbox,
+    readonly ruleSet: RuleSet,
+    readonly config: Config,
+    /** The internal blacklist: preset it, or read what rules put there. */
+    readonly blacklist: Blacklist,
+    start: number,
+  ) {
+    let now = start;
+    this.clock = { now: () => now, advance: (ms) => void (now += ms), set: (t) => void (now = +t) };
+    const sink = new Writable({
+      write: (chunk: Buffer, _enc, cb) => {
+        for (const line of chunk.toString().split('\n')) if (line) this.logs.push(JSON.parse(line) as LogRecord);
+        cb();
+      },
+    });
+    this.log = pino({ level: 'debug' }, sink);
+    this.pipeline = new Pipeline(sandbox, this.log, this.counters);
+    this.policy = new SessionPolicy(config);
+  }
+
+  /** The rules loaded, in run order. */
+  get rules(): string[] {
+    return this.ruleSet.rules.map((r) => r.name);
+  }
+
+  /** Opens a session (runs the connect phase, and EHLO when `helo` is given). */
+  async connect(o: ConnectOptions = {}): Promise<TestSession> {
+    const delays: number[] = [];
+    const session = new SmtpSession(
+      { policy: this.policy, pipeline: this.pipeline, blacklist: this.blacklist, log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms) },
+      { id: randomBytes(8).toString('hex'), ip: o.ip ?? '192.0.2.1', port: o.port ?? 40000, ptr: o.ptr ?? null, localIp: '192.0.2.25', localPort: o.localPort ?? 25, tls: () => o.tls ?? false },
+      this.ruleSet,
+    );
+    const s = new TestSession(session, this, delays, this.pipeline);
+    s.connected = await s.step(() => session.connect());
+    if (o.helo !== undefined && !s.connected.reply) await s.helo(o.helo);
+    return s;
+  }
+
+  /** Lines rules logged with ctx.log so far (of one rule, if named). */
+  ruleLogs(rule?: string): string[] {
+    return this.logs.filter((l) => l.ruleLog === true && (!rule || l.rule === rule)).map((l) => String(l.msg));
+  }
+
+  /** Frees the sandboxes. Use `await using`, or call it in an after() hook. */
+  async close(): Promise<void> {
+    await this.sandbox.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+export class TestSession {
+  /** What the connect phase did (its reply refuses the connection). */
+  connected!: Step;
+
+  /** @internal */
+  constructor(
+    private readonly s: SmtpSession,
+    private readonly h: Harness,
+    private readonly delays: number[],
+    private readonly pipeline: Pipeline,
+  ) {}
+
+  /** @internal runs one command and reports what its phase did. */
+  async step(run: () => Promise<Reply | null>): Promise<Step> {
+    const logsBefore = this.h.logs.length;
+    this.delays.length = 0;
+    this.s.last = { verdict: { action: 'next' }, rule: null, failure: null, headers: [], blacklist: null, delayMs: 0 };
+    const reply = await run();
+    const d: PhaseDecision = this.s.last;
+    return {
+      reply: reply ? formatReply(reply) : null,
+      verdict: d.verdict,
+      rule: d.rule,
+      failure: d.failure,
+      headers: d.headers,
+      blacklist: d.blacklist,
+      delayMs: this.delays.reduce((a, b) => a + b, 0),
+      logs: this.h.logs.slice(logsBefore).filter((l) => l.ruleLog === true).map((l) => String(l.msg)),
+    };
+  }
+
+  helo(name: string, verb: 'HELO' | 'EHLO' = 'EHLO'): Promise<Step> {
+    return this.step(() => this.s.heloCommand(verb, name));
+  }
+
+  /** An AUTH attempt; `success` says whether the password was right (default true). */
+  auth(username: string, o: { success?: boolean; method?: string } = {}): Promise<Step> {
+    return this.step(() => this.s.auth(o.method ?? 'PLAIN', username, o.success ?? true));
+  }
+
+  /** MAIL FROM; `''` is the null sender. `args` are ESMTP parameters, e.g. `{ SIZE: '12000' }`. */
+  mail(address: string, args: Record<string, string> = {}): Promise<Step> {
+    return this.step(() => this.s.mail(address, args));
+  }
+
+  rcpt(address: string, args: Record<string, string> = {}): Promise<Step> {
+    return this.step(() => this.s.rcpt(address, args));
+  }
+
+  /** The DATA command (before 354). */
+  data(): Promise<Step> {
+    return this.step(() => this.s.data());
+  }
+
+  /**
+   * End of data with this message: raw RFC 5322 text, or headers and a body. Runs the
+   * DATA command first unless `{ skipData: true }`.
+   */
+  async message(msg: string | Buffer | { headers: Record<string, string> | [string, string][]; body?: string }, o: { skipData?: boolean } = {}): Promise<MessageStep> {
+    if (!o.skipData) {
+      const d = await this.data();
+      if (d.reply) return { ...d, accepted: null };
+    }
+    const raw = Buffer.isBuffer(msg) ? msg : typeof msg === 'string' ? Buffer.from(msg.replace(/\r?\n/g, '\r\n')) : compose(msg);
+    let accepted: MessageStep['accepted'] = null;
+    const step = await this.step(async () => {
+      const out = await this.s.message(raw);
+      if ('reply' in out) return out.reply;
+      const disp = out.accepted.disposition;
+      accepted = { disposition: disp.action, rule: disp.rule, reason: disp.reason, redirectTo: disp.address ?? null, headers: out.accepted.headers };
+      return null;
+    });
+    return { ...step, accepted };
+  }
+
+  /** Ends the session (the close phase runs; its verdicts are only logged). */
+  async close(): Promise<Step> {
+    const step = await this.step(async () => {
+      await this.s.close();
+      return null;
+    });
+    this.pipeline.endSession(this.s.conn.id);
+    return step;
+  }
+}
+
+function compose(m: { headers: Record<string, string> | [string, string][]; body?: string }): Buffer {
+  const headers = Array.isArray(m.headers) ? m.headers : Object.entries(m.headers);
+  return Buffer.from(`${headers.map(([n, v]) => `${n}: ${v}\r\n`).join('')}\r\n${(m.body ?? '').replace(/\r?\n/g, '\r\n')}`);
+}
+
+function harnessConfig(o: HarnessOptions): Config {
+  if (typeof o.config === 'string') return loadConfig(o.config);
+  return configFrom(o.config ?? {}, '(test config)');
+}
+
+const DEFAULT_START = Date.UTC(2026, 0, 5, 10, 0, 0);
+
+/** Loads one rule file, alone, with its options. */
+export async function loadRule(file: string, o: RuleOptions = {}): Promise<Harness> {
+  const sandbox = new Sandbox({ workers: 1, inline: false });
+  try {
+    const meta = await sandbox.inspect(file, await compileRule(file));
+    const base = harnessConfig(o);
+    const settings = { ...base.rules.settings, [meta.name]: { enabled: true, action: 'enforce' as const, ...o.settings, ...(o.options ? { options: o.options } : {}) } };
+    const config = configFrom({ ...base, rules: { ...base.rules, builtin: false, dirs: [], settings } }, '(test config)');
+    const rs = await buildRuleSet(config, sandbox, 1, [file]);
+    return new Harness(sandbox, rs, config, new MemoryBlacklist(), +(o.start ?? DEFAULT_START));
+  } catch (e) {
+    await sandbox.close();
+    throw e;
+  }
+}
+
+/**
+ * Loads every enabled rule the config names (built-in ones and its `rules.dirs`), in
+ * priority order with the real verdict combination: how your rule works with the rest.
+ */
+export async function loadRuleSet(o: HarnessOptions & { rulesDirs?: string[] } = {}): Promise<Harness> {
+  const sandbox = new Sandbox({ workers: 1, inline: false });
+  try {
+    const base = harnessConfig(o);
+    const config = o.rulesDirs ? configFrom({ ...base, rules: { ...base.rules, dirs: [...base.rules.dirs, ...o.rulesDirs] } }, '(test config)') : base;
+    const rs = await buildRuleSet(config, sandbox, 1);
+    return new Harness(sandbox, rs, config, new MemoryBlacklist(), +(o.start ?? DEFAULT_START));
+  } catch (e) {
+    await sandbox.close();
+    throw e;
+  }
+}
