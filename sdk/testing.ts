@@ -206,6 +206,11 @@ export class TestSession {
     return this.step(() => this.s.rcpt(address, args));
   }
 
+  /** RSET: abandons the transaction. */
+  rset(): void {
+    this.s.rset();
+  }
+
   /** The DATA command (before 354). */
   data(): Promise<Step> {
     return this.step(() => this.s.data());

@@ -238,6 +238,11 @@ export class SmtpSession {
     return null;
   }
 
+  /** RSET: the transaction is abandoned (RFC 5321 §4.1.1.5). */
+  rset(): void {
+    this.tx = this.newTransaction();
+  }
+
   async data(): Promise<Reply | null> {
     return this.phase({ phase: 'data', session: this.info(), envelope: this.envelope() });
   }

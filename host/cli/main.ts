@@ -1,15 +1,24 @@
-/**
- * The `portcullis` command.
- *   portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR]
- */
+/** The `portcullis` command: see USAGE. */
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from './config/config.js';
-import { startHost } from './host.js';
-import { RuleSetError } from './pipeline/ruleset.js';
+import { ConfigError, loadConfig } from '../config/config.js';
+import { startHost } from '../host.js';
+import { RuleSetError } from '../pipeline/ruleset.js';
+import { check } from './check.js';
+import { newRule } from './new-rule.js';
+import { runTests } from './test.js';
+import { tryTranscript } from './try.js';
 
-const USAGE = `usage: portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR]
-
-  start    run the SMTP front door (embedded defaults: 127.0.0.1:2525, built-in rules, ./data)
+const USAGE = `usage:
+  portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR]
+      run the SMTP front door (embedded defaults: 127.0.0.1:2525, built-in rules, ./data)
+  portcullis check [--config FILE] [--rules DIR]
+      validate the config and every rule (compile, load, options); exit 1 on any problem
+  portcullis try [--config FILE] [--rules DIR] [--ip IP] [--port 25|587] [--ptr NAME] [--helo NAME] [--auth USER] [TRANSCRIPT]
+      replay client lines (a file, or stdin) against the rules; print replies and decisions
+  portcullis test [--config FILE] [--rules DIR] [PATHS...]
+      run rule tests (*.test.ts) with node's test runner (default: the rules directories)
+  portcullis new-rule NAME [--dir DIR]
+      write DIR/NAME.ts and DIR/NAME.test.ts from a template
 
 options:
   --config FILE        JSON config (see schemas/config.schema.json)
@@ -44,6 +53,14 @@ export async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case 'start':
         return await start(rest);
+      case 'check':
+        return await check(rest);
+      case 'try':
+        return await tryTranscript(rest);
+      case 'test':
+        return await runTests(rest);
+      case 'new-rule':
+        return newRule(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -1,0 +1,123 @@
+/** The admin's CLI: check, new-rule, test and try, through the real `portcullis` binary. */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { ROOT } from '../host/paths.js';
+import { rule, tempDir } from './helpers.js';
+
+const dir = tempDir();
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function cli(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), ...args], { cwd: dir, encoding: 'utf8', input, timeout: 60_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('portcullis new-rule', () => {
+  it('scaffolds a rule and its test, and never overwrites', () => {
+    const r = cli(['new-rule', 'no-blockme', '--dir', 'mine']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(existsSync(join(dir, 'mine', 'no-blockme.ts')));
+    assert.match(readFileSync(join(dir, 'mine', 'no-blockme.test.ts'), 'utf8'), /loadRule\("mine\/no-blockme.ts"\)/);
+    assert.equal(cli(['new-rule', 'no-blockme', '--dir', 'mine']).status, 73);
+    assert.equal(cli(['new-rule', 'Bad Name']).status, 64);
+  });
+});
+
+describe('portcullis test', () => {
+  it('runs the scaffolded test green, and a failing test red', () => {
+    const green = cli(['test', 'mine']);
+    assert.equal(green.status, 0, green.stdout + green.stderr);
+    assert.match(green.stdout, /# pass 2/);
+    writeFileSync(join(dir, 'mine', 'wrong.test.ts'), `import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { loadRule } from 'portcullis/sdk/testing';
+test('expects the wrong reply', async () => {
+  const h = await loadRule('mine/no-blockme.ts');
+  try {
+    const s = await h.connect({ helo: 'x.example' });
+    await s.mail('a@example.net');
+    assert.equal((await s.rcpt('blockme@localhost')).reply, '250 2.1.5 Accepted');
+  } finally { await h.close(); }
+});
+`);
+    const red = cli(['test', 'mine/wrong.test.ts']);
+    assert.equal(red.status, 1);
+    assert.match(red.stdout, /550 5\.1\.1 Mailbox unavailable/);
+    rmSync(join(dir, 'mine', 'wrong.test.ts'));
+  });
+
+  it('says so when there is nothing to run', () => {
+    const r = cli(['test']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /no test files/);
+  });
+});
+
+describe('portcullis check', () => {
+  it('lists every rule and exits 0 when all is well', () => {
+    const r = cli(['check', '--rules', 'mine']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^ok: config \(embedded defaults\)\nok: rule null-sender-single-rcpt .*priority 50, phases rcpt\nok: rule no-blockme \(.*mine\/no-blockme\.ts\) priority 100, phases rcpt\n$/);
+  });
+
+  it('reports every problem, with file:line:col or JSON path, and exits 1', () => {
+    const bad = tempDir();
+    writeFileSync(join(bad, 'broken.ts'), "import { defineRule } from 'portcullis/sdk';\nexport default defineRule({ name: 'broken', phases: { rcpt: () => { return ) } } });\n");
+    writeFileSync(join(bad, 'opts.ts'), rule('opts', '{ rcpt: () => next() }', "options: { type: 'object', properties: { max: { type: 'integer' } } },"));
+    writeFileSync(join(bad, 'config.json'), JSON.stringify({ rules: { settings: { opts: { options: { max: 'ten' } } } } }));
+    const r = cli(['check', '--config', join(bad, 'config.json'), '--rules', bad]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /error: .*broken\.ts:2:76: Unexpected "\)"/);
+    assert.match(r.stderr, /error: \/rules\/settings\/opts\/options\/max: must be integer/);
+    const c = cli(['check', '--config', join(bad, 'nope.json')]);
+    assert.equal(c.status, 70);
+    rmSync(bad, { recursive: true, force: true });
+  });
+
+  it('reports an invalid config by JSON path', () => {
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify({ limits: { maxClients: 0 } }));
+    const r = cli(['check', '--config', 'bad.json']);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, 'error: config bad.json: /limits/maxClients: must be >= 1\n');
+  });
+});
+
+describe('portcullis try', () => {
+  it('replays a transcript: each reply, and the rule behind each decision', () => {
+    const transcript = 'EHLO bot.example\nMAIL FROM:<a@example.net>\nRCPT TO:<blockme@localhost>\nRCPT TO:<user@localhost>\nDATA\nSubject: hi\n\nhello\n.\nQUIT\n';
+    const r = cli(['try', '--rules', 'mine', '--ip', '203.0.113.9'], transcript);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, [
+      '>>> connect from 203.0.113.9 to port 25 (rules: null-sender-single-rcpt, no-blockme)',
+      '<<< 220 localhost ESMTP Portcullis',
+      '>>> EHLO bot.example',
+      '<<< 250 localhost Nice to meet you',
+      '>>> MAIL FROM:<a@example.net>',
+      '<<< 250 2.1.0 Accepted',
+      '>>> RCPT TO:<blockme@localhost>',
+      '    no-blockme logged: refusing blockme@localhost',
+      '    rule no-blockme decided reject (reason no-blockme)',
+      '<<< 550 5.1.1 Mailbox unavailable',
+      '>>> RCPT TO:<user@localhost>',
+      '<<< 250 2.1.5 Accepted',
+      '>>> DATA',
+      '<<< 354 End data with <CR><LF>.<CR><LF>',
+      '>>> (message: 3 lines, 22 bytes)',
+      '<<< 250 2.0.0 Ok: not queued (try mode; would deliver)',
+      '>>> QUIT',
+      '<<< 221 2.0.0 Bye',
+      '',
+    ].join('\n'));
+  });
+
+  it('shows relay control and a drop ending the session', () => {
+    writeFileSync(join(dir, 'mine', 'dropper.ts'), rule('dropper', `{ helo: (ev) => ev.helo.name === 'evil.example' ? drop('Go away') : next() }`));
+    const r = cli(['try', '--rules', 'mine'], 'EHLO ok.example\nMAIL FROM:<a@example.net>\nRCPT TO:<x@elsewhere.example>\nEHLO evil.example\nMAIL FROM:<b@example.net>\n');
+    rmSync(join(dir, 'mine', 'dropper.ts'));
+    assert.match(r.stdout, />>> RCPT TO:<x@elsewhere\.example>\n<<< 554 5\.7\.1 Relaying denied\n/);
+    assert.match(r.stdout, />>> EHLO evil\.example\n    rule dropper decided drop \(reason dropper\)\n<<< 421 4\.7\.0 Go away\n\(connection closed\)\n$/);
+  });
+});
