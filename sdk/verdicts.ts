@@ -77,6 +77,7 @@ export function drop(text = 'Closing connection', meta: VerdictMeta = {}): Verdi
 /**
  * Pretend to accept: the client gets its normal 250 replies, but the message is not
  * delivered or spooled (SmtpEvt's bulk mail to a bad recipient).
+ * @example message: (ev) => ev.message.headers.some(([n, v]) => /^precedence$/i.test(n) && /bulk/i.test(v)) ? discard({ reason: 'bulk' }) : next()
  */
 export function discard(meta: VerdictMeta = {}): Verdict {
   return { action: 'discard', ...meta };
@@ -85,6 +86,7 @@ export function discard(meta: VerdictMeta = {}): Verdict {
 /**
  * Accept the message (250) but put it in the quarantine folder instead of delivering it.
  * `meta.reason` is recorded beside the message.
+ * @example connect: (ev) => ev.session.client.ptr === null ? quarantine({ reason: 'no-ptr' }) : next()
  */
 export function quarantine(meta: VerdictMeta = {}): Verdict {
   return { action: 'quarantine', ...meta };
@@ -93,6 +95,7 @@ export function quarantine(meta: VerdictMeta = {}): Verdict {
 /**
  * Accept the message but deliver it to `address` instead of its recipients (MercuryS's
  * "redirect" blacklist action).
+ * @example rcpt: (ev) => ev.rcpt.address === 'old-team@localhost' ? redirect('team@localhost', { reason: 'moved' }) : next()
  */
 export function redirect(address: string, meta: VerdictMeta = {}): Verdict {
   return { action: 'redirect', address, ...meta };
