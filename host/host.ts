@@ -5,10 +5,11 @@
 import { resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { MemoryBlacklist, type Blacklist } from './blacklist.js';
-import { parseListen, type Config } from './config/config.js';
+import { parseListen, type Config, type ConfigOverrides } from './config/config.js';
 import { Counters } from './metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
-import { loadRuleSet, type RuleSet } from './pipeline/ruleset.js';
+import { loadRuleSet, RuleCache, type RuleSet } from './pipeline/ruleset.js';
+import { Reloader, type ReloadStatus } from './reload.js';
 import { Sandbox } from './sandbox/sandbox.js';
 import { FrontDoor } from './smtp/server.js';
 import { Spool } from './spool/spool.js';
@@ -16,6 +17,11 @@ import { Spool } from './spool/spool.js';
 export interface HostOptions {
   /** Where logs go (default: pino to stdout at config.log.level). */
   logger?: Logger;
+  /** The file `config` came from, re-read on reload, and the command-line overrides to apply again. */
+  configFile?: string;
+  overrides?: ConfigOverrides;
+  /** Watch the rules directories and the config file for changes (default false). */
+  watch?: boolean;
 }
 
 export interface Host {
@@ -30,6 +36,10 @@ export interface Host {
   current(): RuleSet;
   /** Live sessions per RuleSet version. */
   pins(): Map<number, number>;
+  /** Re-reads the config and rules now (what SIGHUP and a file change do). */
+  reload(reason: string): Promise<void>;
+  /** Version, reload counts, last error: also written to <dataDir>/status.json. */
+  status(): ReloadStatus;
   close(): Promise<void>;
 }
 
@@ -39,6 +49,12 @@ class RuleSets {
   constructor(private cur: RuleSet, private readonly pool: Sandbox) {}
   get current(): RuleSet {
     return this.cur;
+  }
+  /** Makes `rs` current; the old version goes as soon as no session uses it. */
+  swap(rs: RuleSet): void {
+    const old = this.cur;
+    this.cur = rs;
+    if (!this.pinned.has(old)) this.pool.release(old.version);
   }
   pin(): RuleSet {
     this.pinned.set(this.cur, (this.pinned.get(this.cur) ?? 0) + 1);
@@ -61,7 +77,8 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   const pool = new Sandbox({ workers: config.sandbox.workers, inline: config.sandbox.inline });
   let front: FrontDoor | undefined;
   try {
-    const ruleSet = await loadRuleSet(config, pool, 1);
+    const cache = new RuleCache();
+    const ruleSet = await loadRuleSet(config, pool, 1, { cache });
     log.info({ version: 1, rules: ruleSet.rules.map((r) => `${r.name}@${r.priority}${r.action === 'enforce' ? '' : `(${r.action})`}`) }, `loaded ${ruleSet.rules.length} rules`);
     const sets = new RuleSets(ruleSet, pool);
     const blacklist = new MemoryBlacklist();
@@ -81,12 +98,24 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       addresses.push({ host, port: a && typeof a === 'object' ? a.port : port });
       if (addresses.length > 1) door.extra.push(srv);
     }
+    const reloader = new Reloader({
+      configFile: opts.configFile, overrides: opts.overrides ?? {}, config, ruleSet, sandbox: pool, cache, log, counters, dataDir,
+      apply: (cfg, rs) => {
+        door.configure(cfg);
+        sets.swap(rs);
+        if (!opts.logger) log.level = cfg.log.level;
+      },
+    });
+    if (opts.watch) reloader.watch();
     log.info({ listen: addresses.map((a) => `${a.host}:${a.port}`), dataDir }, `Portcullis listening on ${addresses.map((a) => `${a.host}:${a.port}`).join(', ')}`);
     return {
       config, log, counters, blacklist, sandbox: pool, addresses,
       current: () => sets.current,
       pins: () => sets.counts(),
+      reload: (reason) => reloader.reload(reason),
+      status: () => reloader.status,
       close: async () => {
+        await reloader.close();
         await door.close();
         await Promise.all([pool.close(), spool.close()]);
       },

@@ -268,7 +268,7 @@ export async function loadRule(file: string, o: RuleOptions = {}): Promise<Harne
     const base = harnessConfig(o);
     const settings = { ...base.rules.settings, [meta.name]: { enabled: true, action: 'enforce' as const, ...o.settings, ...(o.options ? { options: o.options } : {}) } };
     const config = configFrom({ ...base, rules: { ...base.rules, builtin: false, dirs: [], settings } }, '(test config)');
-    const rs = await buildRuleSet(config, sandbox, 1, [file]);
+    const rs = await buildRuleSet(config, sandbox, 1, { files: [file] });
     return new Harness(sandbox, rs, config, new MemoryBlacklist(), +(o.start ?? DEFAULT_START));
   } catch (e) {
     await sandbox.close();

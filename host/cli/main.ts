@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from '../config/config.js';
 import { startHost } from '../host.js';
 import { RuleSetError } from '../pipeline/ruleset.js';
 import { check } from './check.js';
+import { reload, status } from './status.js';
 import { newRule } from './new-rule.js';
 import { runTests } from './test.js';
 import { tryTranscript } from './try.js';
@@ -19,6 +20,10 @@ const USAGE = `usage:
       run rule tests (*.test.ts) with node's test runner (default: the rules directories)
   portcullis new-rule NAME [--dir DIR]
       write DIR/NAME.ts and DIR/NAME.test.ts from a template
+  portcullis reload [--config FILE] [--data-dir DIR]
+      make the running host re-read its config and rules (as SIGHUP does); exit 1 if that failed
+  portcullis status [--config FILE] [--data-dir DIR]
+      the running host's rule set version, reloads and last reload error
 
 options:
   --config FILE        JSON config (see schemas/config.schema.json)
@@ -33,8 +38,10 @@ async function start(argv: string[]): Promise<number> {
     options: { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' } },
     strict: true,
   });
-  const config = loadConfig(values.config, { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules });
-  const host = await startHost(config);
+  const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules };
+  const config = loadConfig(values.config, overrides);
+  const host = await startHost(config, { configFile: values.config, overrides, watch: config.watch });
+  process.on('SIGHUP', () => void host.reload('SIGHUP'));
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;
@@ -61,6 +68,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runTests(rest);
       case 'new-rule':
         return newRule(rest);
+      case 'reload':
+        return await reload(rest);
+      case 'status':
+        return status(rest);
       case undefined:
       case 'help':
       case '--help':

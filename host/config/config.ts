@@ -45,6 +45,7 @@ export interface Config {
   sandbox: { workers: number; inline: boolean };
   rules: { builtin: boolean; dirs: string[]; defaults: RuleLimits; settings: Record<string, RuleSettings> };
   log: { level: string };
+  watch: boolean;
 }
 
 /** Settings from the command line; they override the file. */

@@ -3,7 +3,8 @@
  * in the sandbox, frozen under a version number. Sessions pin the RuleSet current at
  * their connect; it is built whole or not at all.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
 import type { Phase } from '../../sdk/index.js';
@@ -21,6 +22,8 @@ export interface LoadedRule {
   action: RuleAction;
   limits: RuleLimits;
   meta: RuleMeta;
+  /** Source hash + settings: equal fingerprints mean the rule did not change. */
+  fingerprint: string;
 }
 
 export interface RuleSet {
@@ -58,12 +61,40 @@ export function ruleDirs(cfg: Config): string[] {
 const optionsAjv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
 
 /**
- * Builds a RuleSet from the config's rule directories, or from exactly `onlyFiles` when
- * given (the test harness loads single rules that way).
+ * Compiled and inspected rules by source content, so a reload compiles and loads only
+ * the files that changed.
  */
-export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, onlyFiles?: string[]): Promise<RuleSet> {
+export class RuleCache {
+  private entries = new Map<string, { hash: string; code: string; meta: RuleMeta }>();
+
+  async get(file: string, pool: Sandbox): Promise<{ code: string; meta: RuleMeta; hash: string }> {
+    const hash = createHash('sha256').update(readFileSync(file)).digest('hex');
+    const hit = this.entries.get(file);
+    if (hit?.hash === hash) return hit;
+    const code = await compileRule(file);
+    const entry = { hash, code, meta: await pool.inspect(file, code) };
+    this.entries.set(file, entry);
+    return entry;
+  }
+
+  /** Forgets files that are gone. */
+  keep(files: Set<string>): void {
+    for (const f of this.entries.keys()) if (!files.has(f)) this.entries.delete(f);
+  }
+}
+
+export interface LoadOptions {
+  /** Exactly these files instead of the config's directories (the test harness). */
+  files?: string[];
+  cache?: RuleCache;
+}
+
+/** Builds a RuleSet from the config's rule directories (or `files`), installed in the sandbox. */
+export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o: LoadOptions = {}): Promise<RuleSet> {
+  const onlyFiles = o.files;
+  const cache = o.cache ?? new RuleCache();
   const problems: string[] = [];
-  const found: { file: string; code: string; meta: RuleMeta }[] = [];
+  const found: { file: string; code: string; meta: RuleMeta; hash: string }[] = [];
   const sources = onlyFiles ? [{ dir: '(files)', files: () => onlyFiles.map((f) => resolve(f)) }] : ruleDirs(cfg).map((dir) => ({ dir, files: () => ruleFiles(dir) }));
   for (const source of sources) {
     let files: string[];
@@ -75,18 +106,18 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     }
     for (const file of files) {
       try {
-        const code = await compileRule(file);
-        found.push({ file, code, meta: await pool.inspect(file, code) });
+        found.push({ file, ...(await cache.get(file, pool)) });
       } catch (e) {
         problems.push((e as Error).message);
       }
     }
   }
 
+  cache.keep(new Set(found.map((f) => f.file)));
   const rules: LoadedRule[] = [];
   const codes: RuleCode[] = [];
   const seen = new Map<string, string>();
-  for (const { file, code, meta } of found) {
+  for (const { file, code, meta, hash } of found) {
     const dup = seen.get(meta.name);
     if (dup) {
       problems.push(`${file}: rule name "${meta.name}" is already used by ${dup}`);
@@ -119,7 +150,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
       failPolicy: s.failPolicy ?? d.failPolicy,
     };
     const id = `${version}:${meta.name}`;
-    rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action: s.action ?? 'enforce', limits, meta });
+    rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action: s.action ?? 'enforce', limits, meta, fingerprint: `${hash}:${JSON.stringify([options, limits, s.action ?? 'enforce', s.priority])}` });
     codes.push({ id, file, code, optionsJson: JSON.stringify(options), limits });
   }
   for (const name of Object.keys(cfg.rules.settings)) {

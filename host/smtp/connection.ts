@@ -25,7 +25,8 @@ export function replyError(r: Reply): Error {
 }
 
 export interface ConnectionHooks {
-  greetPauseMs: number;
+  /** Read per connection, so a config reload applies to new connections. */
+  greetPauseMs: () => number;
   /** Runs the helo phase; a Reply refuses the command, null lets smtp-server answer. */
   helo(session: SMTPServerSession, verb: 'HELO' | 'EHLO', name: string): Promise<Reply | null>;
   /** Runs the data phase before the 354; a Reply refuses DATA. */
@@ -46,7 +47,8 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
           return this.send(421, `${this.name} Too many connected clients, try again in a moment`, false);
         }
         // smtp-server's fixed 100 ms early-talker pause, made an option (0 = off).
-        if (hooks.greetPauseMs > 0) setTimeout(() => this.connectionReady(), hooks.greetPauseMs).unref();
+        const pause = hooks.greetPauseMs();
+        if (pause > 0) setTimeout(() => this.connectionReady(), pause).unref();
         else this.connectionReady();
       });
     }

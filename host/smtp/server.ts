@@ -35,29 +35,18 @@ export class FrontDoor {
   /** Listeners beyond the first (config.listen has several entries). */
   readonly extra: import('node:net').Server[] = [];
   private sessions = new Map<string, SmtpSession>();
-  private deps: SessionDeps;
+  /** The live config and what sessions are built from; configure() replaces both. */
+  private config: Config;
+  private deps!: SessionDeps;
 
   constructor(private readonly d: FrontDoorDeps) {
-    const c = d.config;
-    this.deps = {
-      policy: new SessionPolicy(c), pipeline: d.pipeline, blacklist: d.blacklist, log: d.log, counters: d.counters,
-      now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
-    };
-    const hasUsers = Object.keys(c.auth.users).length > 0;
+    const c = (this.config = d.config);
     this.server = new SMTPServer({
-      name: c.hostname,
-      banner: c.banner,
-      size: c.limits.maxMessageBytes,
-      maxClients: c.limits.maxClients,
-      socketTimeout: c.limits.socketTimeoutMs,
-      maxRecipients: c.limits.maxRecipients,
+      ...this.liveOptions(c),
       authOptional: true,
       authMethods: ['PLAIN', 'LOGIN'],
-      allowInsecureAuth: c.auth.allowInsecure,
-      disabledCommands: [...(hasUsers ? [] : ['AUTH']), ...(c.tls ? [] : ['STARTTLS'])],
       // We send enhanced status codes, so we advertise them (RFC 2034 §3).
       hideENHANCEDSTATUSCODES: false,
-      disableReverseLookup: !c.reverseDns,
       logger: false,
       ...(c.tls ? { key: readFileSync(c.tls.key), cert: readFileSync(c.tls.cert) } : {}),
       onConnect: (s, cb) => void this.onConnect(s).then((r) => cb(r ? replyError(r) : null), (e) => cb(this.internal(s, e))),
@@ -67,14 +56,43 @@ export class FrontDoor {
       onData: (stream, s, cb) => this.onData(stream, s, cb),
       onClose: (s) => void this.onClose(s),
     });
+    this.configure(c);
     this.installConnectionClass();
     this.server.on('error', (e) => d.log.warn({ err: e }, `smtp server error: ${e.message}`));
+  }
+
+  /** smtp-server options that follow the config; smtp-server reads them per connection or command. */
+  private liveOptions(c: Config) {
+    return {
+      name: c.hostname,
+      banner: c.banner,
+      size: c.limits.maxMessageBytes,
+      maxClients: c.limits.maxClients,
+      socketTimeout: c.limits.socketTimeoutMs,
+      maxRecipients: c.limits.maxRecipients,
+      allowInsecureAuth: c.auth.allowInsecure,
+      disabledCommands: [...(Object.keys(c.auth.users).length ? [] : ['AUTH']), ...(c.tls ? [] : ['STARTTLS'])],
+      disableReverseLookup: !c.reverseDns,
+    };
+  }
+
+  /**
+   * Applies a new config to new sessions (sessions in flight keep what they started
+   * with). Listen addresses, data dir, TLS and sandbox settings need a restart.
+   */
+  configure(c: Config): void {
+    this.config = c;
+    Object.assign(this.server.options, this.liveOptions(c));
+    this.deps = {
+      policy: new SessionPolicy(c), pipeline: this.d.pipeline, blacklist: this.d.blacklist, log: this.d.log, counters: this.d.counters,
+      now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
+    };
   }
 
   /** Our connection subclass (HELO/DATA hooks, exact replies, greeting pause): see connection.ts. */
   private installConnectionClass(): void {
     const Conn = connectionClass({
-      greetPauseMs: this.d.config.greetPauseMs,
+      greetPauseMs: () => this.config.greetPauseMs,
       helo: (s, verb, name) => this.session(s).heloCommand(verb, name),
       data: (s) => this.session(s).data(),
     });
@@ -116,14 +134,14 @@ export class FrontDoor {
   /** Resolves to the user name on success, or the refusal reply. */
   private async onAuth(a: SMTPServerAuthentication, s: SMTPServerSession): Promise<string | Reply> {
     const username = a.username ?? '';
-    const success = await verifyPassword(this.d.config.auth.users[username], a.password ?? '');
+    const success = await verifyPassword(this.config.auth.users[username], a.password ?? '');
     return (await this.session(s).auth(a.method, username, success)) ?? username;
   }
 
   private onData(stream: SMTPServerDataStream, s: SMTPServerSession, cb: (err?: Error | null, msg?: string) => void): void {
     const chunks: Buffer[] = [];
     let size = 0;
-    const max = this.d.config.limits.maxMessageBytes;
+    const max = this.config.limits.maxMessageBytes;
     stream.on('data', (c: Buffer) => {
       size += c.length;
       if (size <= max) chunks.push(c);
@@ -166,8 +184,8 @@ export class FrontDoor {
       ...(disp.action === 'deliver' ? {} : { disposition: { action: disp.action, rule: disp.rule, reason: disp.reason, originalRcptTo: rcptTo } }),
     };
     const added = accepted.headers.map(([n, v]) => headerLine(n, v)).join('');
-    const trace = this.d.config.received
-      ? receivedHeader({ heloName: session.helo?.name ?? null, ip: info.client.ip, ptr: info.client.ptr, by: this.d.config.hostname, protocol: s.transmissionType, id, rcpt: rcptTo.length === 1 ? rcptTo[0] : undefined, date: new Date() })
+    const trace = this.config.received
+      ? receivedHeader({ heloName: session.helo?.name ?? null, ip: info.client.ip, ptr: info.client.ptr, by: this.config.hostname, protocol: s.transmissionType, id, rcpt: rcptTo.length === 1 ? rcptTo[0] : undefined, date: new Date() })
       : '';
     const area = disp.action === 'quarantine' ? 'quarantine' : 'spool';
     try {

@@ -1,0 +1,190 @@
+/**
+ * Hot reload: a change to a rules directory or the config file (seen by chokidar), a
+ * SIGHUP or `portcullis reload` builds a new RuleSet version in the background and swaps
+ * it in. Only changed rule files are compiled again. A broken edit never takes effect:
+ * the last good version keeps serving, and the problems (file:line:col or JSON path) are
+ * logged, counted and kept in the status file until a good version replaces them.
+ */
+import { writeFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { watch, type FSWatcher } from 'chokidar';
+import type { Logger } from 'pino';
+import { ConfigError, loadConfig, type Config, type ConfigOverrides } from './config/config.js';
+import type { Counters } from './metrics.js';
+import { loadRuleSet, ruleDirs, RuleCache, RuleSetError, type RuleSet } from './pipeline/ruleset.js';
+import type { Sandbox } from './sandbox/sandbox.js';
+
+/** Config keys that take a restart to change (everything else applies live). */
+const RESTART_KEYS = ['listen', 'dataDir', 'sandbox', 'tls'] as const;
+/** Editors save in bursts (temp file, rename, chmod): wait this long for quiet. */
+const DEBOUNCE_MS = 50;
+
+export interface ReloadDeps {
+  /** The config file to re-read (none: the embedded defaults never change). */
+  configFile?: string;
+  overrides: ConfigOverrides;
+  config: Config;
+  ruleSet: RuleSet;
+  sandbox: Sandbox;
+  cache: RuleCache;
+  log: Logger;
+  counters: Counters;
+  /** Swaps in a good new version. */
+  apply(config: Config, ruleSet: RuleSet): void;
+  /** Where status.json goes. */
+  dataDir: string;
+}
+
+export interface ReloadStatus {
+  pid: number;
+  startedAt: string;
+  version: number;
+  rules: string[];
+  reloads: { ok: number; failed: number };
+  lastReload: { at: string; version: number; ms: number; reason: string; changed: string[] } | null;
+  /** The problems of the last failed reload, until a reload succeeds. */
+  lastError: { at: string; reason: string; problems: string[] } | null;
+  restartNeeded: string[];
+}
+
+export class Reloader {
+  private config: Config;
+  private ruleSet: RuleSet;
+  private version: number;
+  private running: Promise<void> | null = null;
+  private again: string | null = null;
+  private watcher: FSWatcher | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private pendingPaths = new Set<string>();
+  readonly status: ReloadStatus;
+
+  constructor(private readonly d: ReloadDeps) {
+    this.config = d.config;
+    this.ruleSet = d.ruleSet;
+    this.version = d.ruleSet.version;
+    this.status = {
+      pid: process.pid, startedAt: new Date().toISOString(), version: this.version, rules: d.ruleSet.rules.map((r) => r.name),
+      reloads: { ok: 0, failed: 0 }, lastReload: null, lastError: null, restartNeeded: [],
+    };
+    this.writeStatus();
+  }
+
+  /** Watches the rules directories and the config file. */
+  watch(): void {
+    const paths = [...ruleDirs(this.config), ...(this.d.configFile ? [this.d.configFile] : [])];
+    // chokidar's atomic option (on by default) folds an editor's write-temp-then-rename into one change.
+    this.watcher = watch(paths, { ignoreInitial: true, depth: 0 });
+    this.watcher.on('all', (_event, path) => {
+      if (!/\.([mc]?[tj]s|json)$/.test(path) || /\.(test|spec|d)\.[mc]?[tj]s$/.test(path)) return;
+      this.pendingPaths.add(path);
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        const changed = [...this.pendingPaths].join(', ');
+        this.pendingPaths.clear();
+        void this.reload(`changed: ${changed}`);
+      }, DEBOUNCE_MS);
+    });
+    this.watcher.on('error', (e) => this.d.log.warn({ err: e }, `watching rules and config: ${(e as Error).message}`));
+  }
+
+  /** Runs a reload; one at a time, and a request during one runs once more after it. */
+  reload(reason: string): Promise<void> {
+    if (this.running) {
+      this.again = reason;
+      return this.running;
+    }
+    this.running = (async () => {
+      let why: string | null = reason;
+      while (why !== null) {
+        this.again = null;
+        await this.reloadOnce(why);
+        why = this.again;
+      }
+    })().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  private async reloadOnce(reason: string): Promise<void> {
+    const t0 = performance.now();
+    let config = this.config;
+    if (this.d.configFile) {
+      try {
+        config = loadConfig(this.d.configFile, this.d.overrides);
+      } catch (e) {
+        if (e instanceof ConfigError) return this.fail(reason, e.problems.map((p) => `config ${e.source}: ${p}`));
+        throw e;
+      }
+    }
+    const version = ++this.version;
+    let ruleSet: RuleSet;
+    try {
+      ruleSet = await loadRuleSet(config, this.d.sandbox, version, { cache: this.d.cache });
+    } catch (e) {
+      if (e instanceof RuleSetError) return this.fail(reason, e.problems);
+      throw e;
+    }
+    const changed = [...describeRuleChanges(this.ruleSet, ruleSet), ...changedKeys(this.config, config).map((k) => `config ${k}`)];
+    const restartNeeded = RESTART_KEYS.filter((k) => JSON.stringify(this.config[k]) !== JSON.stringify(config[k]));
+    // Keys that need a restart keep their running values.
+    for (const k of restartNeeded) (config as unknown as Record<string, unknown>)[k] = this.config[k];
+    this.d.apply(config, ruleSet);
+    this.config = config;
+    this.ruleSet = ruleSet;
+    const ms = Math.round(performance.now() - t0);
+    this.d.counters.inc('reloads_total', { result: 'ok' });
+    this.d.log.info({ version, ms, changed, reason }, `reloaded: version ${version} in ${ms} ms (${changed.join('; ') || 'no change'})`);
+    if (restartNeeded.length) this.d.log.warn({ keys: restartNeeded }, `config ${restartNeeded.join(', ')} changed: that takes a restart; the running values stay`);
+    Object.assign(this.status, {
+      version, rules: ruleSet.rules.map((r) => r.name), lastError: null,
+      lastReload: { at: new Date().toISOString(), version, ms, reason, changed },
+      restartNeeded: [...new Set([...this.status.restartNeeded, ...restartNeeded])],
+    });
+    this.status.reloads.ok++;
+    this.writeStatus();
+  }
+
+  private fail(reason: string, problems: string[]): void {
+    this.d.counters.inc('reloads_total', { result: 'failed' });
+    this.d.log.error({ reason, problems }, `reload failed, version ${this.ruleSet.version} keeps serving:\n  ${problems.join('\n  ')}`);
+    this.status.lastError = { at: new Date().toISOString(), reason, problems };
+    this.status.reloads.failed++;
+    this.writeStatus();
+  }
+
+  private writeStatus(): void {
+    try {
+      const file = join(this.d.dataDir, 'status.json');
+      writeFileSync(`${file}.tmp`, JSON.stringify(this.status, null, 2) + '\n');
+      renameSync(`${file}.tmp`, file);
+    } catch (e) {
+      this.d.log.warn({ err: e }, `could not write status.json: ${(e as Error).message}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    await this.watcher?.close();
+    await this.running;
+  }
+}
+
+function describeRuleChanges(before: RuleSet, after: RuleSet): string[] {
+  const old = new Map(before.rules.map((r) => [r.name, r]));
+  const out: string[] = [];
+  for (const r of after.rules) {
+    const o = old.get(r.name);
+    if (!o) out.push(`rule ${r.name} added`);
+    else if (o.fingerprint !== r.fingerprint || o.file !== r.file) out.push(`rule ${r.name} changed`);
+    old.delete(r.name);
+  }
+  for (const name of old.keys()) out.push(`rule ${name} removed`);
+  return out;
+}
+
+function changedKeys(a: Config, b: Config): string[] {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...keys].filter((k) => k !== 'rules' && JSON.stringify((a as unknown as Record<string, unknown>)[k]) !== JSON.stringify((b as unknown as Record<string, unknown>)[k]));
+}
