@@ -106,7 +106,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         if (!opts.logger) log.level = cfg.log.level;
       },
     });
-    if (opts.watch) reloader.watch();
+    if (opts.watch) await reloader.watch();
     log.info({ listen: addresses.map((a) => `${a.host}:${a.port}`), dataDir }, `Portcullis listening on ${addresses.map((a) => `${a.host}:${a.port}`).join(', ')}`);
     return {
       config, log, counters, blacklist, sandbox: pool, addresses,

@@ -69,8 +69,8 @@ export class Reloader {
     this.writeStatus();
   }
 
-  /** Watches the rules directories and the config file. */
-  watch(): void {
+  /** Watches the rules directories and the config file; resolves once watching. */
+  async watch(): Promise<void> {
     const paths = [...ruleDirs(this.config), ...(this.d.configFile ? [this.d.configFile] : [])];
     // chokidar's atomic option (on by default) folds an editor's write-temp-then-rename into one change.
     this.watcher = watch(paths, { ignoreInitial: true, depth: 0 });
@@ -86,6 +86,8 @@ export class Reloader {
       }, DEBOUNCE_MS);
     });
     this.watcher.on('error', (e) => this.d.log.warn({ err: e }, `watching rules and config: ${(e as Error).message}`));
+    // Until the first scan is done, a change would go unseen.
+    await new Promise<void>((ok) => this.watcher!.once('ready', () => ok()));
   }
 
   /** Runs a reload; one at a time, and a request during one runs once more after it. */

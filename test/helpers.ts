@@ -15,6 +15,8 @@ import { readSpoolFile, type SpoolEnvelope } from '../host/spool/spool.js';
 
 export interface TestHost {
   host: Host;
+  /** The config file the host reads (on reload too). */
+  configFile: string;
   port: number;
   dir: string;
   dataDir: string;
@@ -29,7 +31,7 @@ export function tempDir(prefix = 'portcullis-test-'): string {
 }
 
 /** Starts a host with `rules` (file name → source) as its only rules unless `builtin` is set. */
-export async function startTestHost(opts: { rules?: Record<string, string>; config?: Record<string, unknown>; builtin?: boolean } = {}): Promise<TestHost> {
+export async function startTestHost(opts: { rules?: Record<string, string>; config?: Record<string, unknown>; builtin?: boolean; watch?: boolean } = {}): Promise<TestHost> {
   const dir = tempDir();
   const rulesDir = join(dir, 'rules');
   mkdirSync(rulesDir);
@@ -53,13 +55,13 @@ export async function startTestHost(opts: { rules?: Record<string, string>; conf
   });
   let host: Host;
   try {
-    host = await startHost(loadConfig(cfgFile), { logger: pino({ level: 'debug' }, sink) });
+    host = await startHost(loadConfig(cfgFile), { logger: pino({ level: 'debug' }, sink), configFile: cfgFile, watch: opts.watch ?? false });
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }
   return {
-    host, port: host.addresses[0]!.port, dir, dataDir: cfg.dataDir, rulesDir, logs,
+    host, configFile: cfgFile, port: host.addresses[0]!.port, dir, dataDir: cfg.dataDir, rulesDir, logs,
     async close() {
       await host.close();
       rmSync(dir, { recursive: true, force: true });
@@ -208,4 +210,13 @@ export function splitFields(eml: Buffer, n: number): { fields: string[]; rest: B
 /** EHLO + MAIL + RCPT on a raw client; returns the replies. */
 export async function envelopeOn(c: RawSmtp, from = 'sender@example.org', to = 'user@localhost'): Promise<string[]> {
   return [await c.cmd('EHLO client.example.org'), await c.cmd(`MAIL FROM:<${from}>`), await c.cmd(`RCPT TO:<${to}>`)];
+}
+
+/** Polls `check` every 20 ms until it returns true; fails after `ms`. */
+export async function eventually(what: string, check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
