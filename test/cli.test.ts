@@ -121,3 +121,44 @@ describe('portcullis try', () => {
     assert.match(r.stdout, />>> EHLO evil\.example\n    rule dropper decided drop \(reason dropper\)\n<<< 421 4\.7\.0 Go away\n\(connection closed\)\n$/);
   });
 });
+
+describe('portcullis reload and status', () => {
+  it('reload makes the running host re-read its rules (SIGHUP); status shows the version and the last error', async () => {
+    const { spawn } = await import('node:child_process');
+    const run = tempDir();
+    const rules = join(run, 'rules');
+    (await import('node:fs')).mkdirSync(rules);
+    writeFileSync(join(rules, 'r.ts'), rule('r', `{ rcpt: () => next() }`));
+    const cfg = join(run, 'config.json');
+    writeFileSync(cfg, JSON.stringify({ listen: ['127.0.0.1:0'], dataDir: join(run, 'data'), reverseDns: false, watch: false, rules: { dirs: [rules] } }));
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      await new Promise<void>((ok, fail) => {
+        let out = '';
+        const t = setTimeout(() => fail(new Error(`host did not start: ${out}`)), 20_000);
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('listening on')) {
+            clearTimeout(t);
+            ok();
+          }
+        });
+      });
+      const st = cli(['status', '--config', cfg]);
+      assert.equal(st.status, 0, st.stderr);
+      assert.match(st.stdout, /^pid \d+, started .*\nrule set version 1: null-sender-single-rcpt, r\nreloads: 0 ok, 0 failed\n$/);
+      writeFileSync(join(rules, 'r.ts'), 'export default {;\n');
+      const bad = cli(['reload', '--config', cfg]);
+      assert.equal(bad.status, 1);
+      assert.match(bad.stdout, /last reload FAILED at .*; version 1 keeps serving:\n  .*r\.ts:1:17: Expected identifier but found ";"/);
+      writeFileSync(join(rules, 'r.ts'), rule('r', `{ rcpt: () => undefined }`));
+      const good = cli(['reload', '--config', cfg]);
+      assert.equal(good.status, 0, good.stdout + good.stderr);
+      assert.match(good.stdout, /rule set version 3: null-sender-single-rcpt, r\nreloads: 1 ok, 1 failed\nlast reload: version 3 at .* in \d+ ms \(rule r changed\)\n$/);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      rmSync(run, { recursive: true, force: true });
+    }
+  });
+});
