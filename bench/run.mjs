@@ -17,6 +17,7 @@ const { values } = parseArgs({ options: {
   only: { type: 'string' }, // run only scenarios whose name contains this
   'skip-runaway': { type: 'boolean', default: false },
   'only-runaway': { type: 'boolean', default: false },
+  'only-reload': { type: 'boolean', default: false },
   'spool-on-shm': { type: 'boolean', default: false },
 } });
 const ROUNDS = Number(values.rounds);
@@ -156,5 +157,55 @@ async function runawayBlastRadius() {
   }
 }
 
-if (!values['only-runaway']) await throughput();
-if (!values['skip-runaway']) await runawayBlastRadius();
+/** Save → first new session that sees the change, over 50 saves of a watched rule file. */
+async function reloadLatency() {
+  const variant = (k) => `import { defineRule, next, reject } from 'portcullis/sdk';
+export default defineRule({ name: 'edit', phases: { rcpt: (ev) => ev.rcpt.address.startsWith('x@') ? reject(550, 'v${k}') : next() } });
+`;
+  const config = portcullisConfig('reload', variant('start'));
+  const ruleFile = join(dirname(config), 'rules', 'rule.ts');
+  const srv = await portcullis(config);
+  try {
+    const probe = async () => {
+      const sock = connect({ port: srv.port, host: '127.0.0.1' });
+      let buf = '';
+      const lines = ['EHLO probe.example', 'MAIL FROM:<a@example.org>', 'RCPT TO:<x@localhost>'];
+      let done = false;
+      sock.on('error', () => {});
+      return new Promise((ok) => {
+        sock.on('data', (d) => {
+          if (done) return;
+          buf += d;
+          if (!/\r\n$/.test(buf)) return;
+          const last = buf.trimEnd().split('\r\n').pop();
+          if (!/^\d{3} /.test(last)) return;
+          buf = '';
+          const next = lines.shift();
+          if (next) sock.write(next + '\r\n');
+          else {
+            done = true;
+            sock.end('QUIT\r\n');
+            ok(last);
+          }
+        });
+      });
+    };
+    const ms = [];
+    for (let k = 0; k < 50; k++) {
+      writeFileSync(ruleFile, variant(k));
+      const t0 = performance.now();
+      while (!(await probe()).includes(`v${k}`)) {
+        if (performance.now() - t0 > 10_000) throw new Error(`save ${k} not seen within 10 s`);
+      }
+      ms.push(performance.now() - t0);
+    }
+    ms.sort((a, b) => a - b);
+    console.log(`\nReload latency (save of a watched rule → first new session that sees it), 50 saves: median ${ms[25].toFixed(0)} ms, max ${ms[49].toFixed(0)} ms (includes a 50 ms debounce)`);
+  } finally {
+    await srv.stop();
+  }
+}
+
+if (!values['only-runaway'] && !values['only-reload']) await throughput();
+if (!values['skip-runaway'] && !values['only-reload']) await runawayBlastRadius();
+if (!values['only-runaway']) await reloadLatency();
