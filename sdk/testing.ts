@@ -29,29 +29,21 @@ import { Counters } from '../host/metrics.js';
 import { Pipeline, type PhaseDecision } from '../host/pipeline/pipeline.js';
 import { loadRuleSet as buildRuleSet, type RuleSet } from '../host/pipeline/ruleset.js';
 import { compileRule } from '../host/sandbox/compile.js';
-import type { Outcome } from '../host/sandbox/protocol.js';
 import { Sandbox } from '../host/sandbox/sandbox.js';
 import { formatReply, type Reply } from '../host/smtp/reply.js';
 import { SessionPolicy, SmtpSession, type Disposition } from '../host/smtp/session.js';
-import type { Verdict } from './verdicts.js';
 
-/** What one command did. */
-export interface Step {
+/**
+ * What one command did: the phase's decision (winning `verdict`, the `rule` that made
+ * it, a rule `failure` under the tempfail policy, `headers` and `blacklist` effects,
+ * `delayMs` of tarpit asked for), the reply the client gets, and what rules logged.
+ */
+export interface Step extends Omit<PhaseDecision, 'delayMs'> {
   /** The reply line that refuses the command (`'550 5.7.1 …'`), or null when it proceeds. */
   reply: string | null;
-  /** The winning verdict (`next` when no rule had an opinion). */
-  verdict: Verdict;
-  /** The rule that decided, or null. */
-  rule: string | null;
-  /** Set when the deciding rule failed (timeout, oom, error, …) under the tempfail policy. */
-  failure: Outcome | null;
-  /** Headers rules added at this command. */
-  headers: [string, string][];
-  /** A blacklist entry a rule asked for at this command. */
-  blacklist: { ttlSeconds: number; reason: string; rule: string } | null;
-  /** Tarpit delay asked for (already capped by limits.maxDelayMs when the reply was sent). */
+  /** Tarpit delay applied (capped by limits.maxDelayMs). */
   delayMs: number;
-  /** Lines rules logged at this command. */
+  /** Lines rules logged at this command (ctx.log). */
   logs: string[];
 }
 
@@ -177,12 +169,8 @@ export class TestSession {
     const reply = await run();
     const d: PhaseDecision = this.s.last;
     return {
+      ...d,
       reply: reply ? formatReply(reply) : null,
-      verdict: d.verdict,
-      rule: d.rule,
-      failure: d.failure,
-      headers: d.headers,
-      blacklist: d.blacklist,
       delayMs: this.delays.reduce((a, b) => a + b, 0),
       logs: this.h.logs.slice(logsBefore).filter((l) => l.ruleLog === true).map((l) => String(l.msg)),
     };

@@ -220,3 +220,13 @@ export async function eventually(what: string, check: () => boolean | Promise<bo
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** A new session up to one RCPT: returns that RCPT's reply. */
+export async function rcptReply(port: number, rcpt: string): Promise<string> {
+  const { c } = await RawSmtp.open(port);
+  await c.cmd('EHLO probe.example');
+  await c.cmd('MAIL FROM:<a@example.org>');
+  const r = await c.cmd(`RCPT TO:<${rcpt}>`);
+  c.end();
+  return r;
+}

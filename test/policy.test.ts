@@ -7,18 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { mailer, RawSmtp, rule, spooled, startTestHost, tempDir, withHost } from './helpers.js';
+import { mailer, RawSmtp, rule, spooled, startTestHost, tempDir, withHost, rcptReply } from './helpers.js';
 
 const STRICT = rule('strict', `{ rcpt: (ev) => ev.rcpt.address.startsWith('spam@') ? reject(550, 'Looks like spam') : next() }`);
-
-async function rcptReply(port: number, rcpt: string): Promise<string> {
-  const { c } = await RawSmtp.open(port);
-  await c.cmd('EHLO x.example');
-  await c.cmd('MAIL FROM:<a@example.org>');
-  const r = await c.cmd(`RCPT TO:<${rcpt}>`);
-  c.end();
-  return r;
-}
 
 describe('per-rule action overrides', () => {
   it('shadow: the rule runs and its decision is logged and counted, but not enforced', async () => {
