@@ -91,7 +91,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       // smtp-server listens on one address; more listen entries get their own net server.
       const srv = addresses.length === 0 ? door.server.server : (await import('node:net')).createServer((sock) => door.server.connect(sock, {}));
       await new Promise<void>((ok, fail) => {
-        srv.once('error', fail);
+        srv.once('error', (e: NodeJS.ErrnoException) => fail(Object.assign(new Error(`cannot listen on ${l}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`), { code: e.code })));
         srv.listen(port, host, () => ok());
       });
       const a = srv.address();

@@ -99,6 +99,25 @@ describe('portcullis start refuses to run on bad input', () => {
     assert.ok(r.stderr.includes(`${file}:2:76: Unexpected ")"`), r.stderr);
   });
 
+  it('exits 71 with a plain message when the port is taken or the data dir cannot be made', async () => {
+    const { createServer } = await import('node:net');
+    const busy = createServer();
+    await new Promise<void>((ok) => busy.listen(0, '127.0.0.1', () => ok()));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      const r = cli('start', '--listen', `127.0.0.1:${port}`, '--data-dir', join(scratch(), 'data'));
+      assert.equal(r.status, 71);
+      assert.equal(r.stderr, `portcullis: cannot listen on 127.0.0.1:${port}: address already in use\n`);
+    } finally {
+      busy.close();
+    }
+    const file = join(scratch(), 'a-file');
+    writeFileSync(file, 'x');
+    const r = cli('start', '--listen', '127.0.0.1:0', '--data-dir', join(file, 'data'));
+    assert.equal(r.status, 71);
+    assert.match(r.stderr, /^portcullis: ENOTDIR: not a directory, mkdir '.*a-file\/data\/spool\/tmp'\n$/);
+  });
+
   it('exits 64 with usage on an unknown flag', () => {
     const r = cli('start', '--bogus');
     assert.equal(r.status, 64);

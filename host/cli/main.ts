@@ -91,6 +91,11 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`portcullis: ${(e as Error).message}\n${USAGE}`);
       return 64; // EX_USAGE
     }
+    // A system error (port in use, data dir not writable…) is the admin's to fix: say it plainly.
+    if (typeof (e as NodeJS.ErrnoException).code === 'string' && /^E[A-Z]+$/.test((e as NodeJS.ErrnoException).code!)) {
+      process.stderr.write(`portcullis: ${(e as Error).message}\n`);
+      return 71; // EX_OSERR
+    }
     process.stderr.write(`portcullis: ${(e as Error).stack ?? String(e)}\n`);
     return 70; // EX_SOFTWARE
   }
