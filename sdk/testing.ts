@@ -252,7 +252,7 @@ const DEFAULT_START = Date.UTC(2026, 0, 5, 10, 0, 0);
 export async function loadRule(file: string, o: RuleOptions = {}): Promise<Harness> {
   const sandbox = new Sandbox({ workers: 1, inline: false });
   try {
-    const meta = await sandbox.inspect(file, await compileRule(file));
+    const meta = await sandbox.inspect(file, (await compileRule(file)).code);
     const base = harnessConfig(o);
     const settings = { ...base.rules.settings, [meta.name]: { enabled: true, action: 'enforce' as const, ...o.settings, ...(o.options ? { options: o.options } : {}) } };
     const config = configFrom({ ...base, rules: { ...base.rules, builtin: false, dirs: [], settings } }, '(test config)');

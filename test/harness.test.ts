@@ -47,6 +47,8 @@ describe('rule test harness', () => {
       const s = await h.connect({ helo: 'x.example' });
       const r = await s.mail('a@example.net');
       assert.equal(r.failure, 'error');
+      // Reported at the rule's own file and line (through the source map), not the bundle's.
+      assert.match(String(h.logs.find((l) => l.outcome === 'error')?.error), /^Error: bug \(at .*\/f\.ts:2:\d+\)$/);
       assert.match(r.reply ?? '', /^451 4\.3\.0 Temporary local problem, please try again later \(session [0-9a-f]+\)$/);
     } finally {
       await h.close();

@@ -30,7 +30,7 @@ before(async () => {
   const file = join(dir, 'probe.ts');
   writeFileSync(file, SRC);
   pool = new SandboxPool({ workers: 2 });
-  const code = await compileRule(file);
+  const { code } = await compileRule(file);
   await pool.install(1, [{ id: '1:worker-probe', file, code, optionsJson: '{}', limits: { timeoutMs: 2000, memoryMb: 32, stackKb: 512 } }]);
 });
 after(() => pool.close());

@@ -115,7 +115,15 @@ function checkNetworks(list: string[], path: string, problems: string[]): void {
 
 /** Reads, merges overrides, fills defaults and validates. Throws ConfigError. */
 export function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}): Config {
-  return configFrom(file ? parseJson(readFileSync(file, 'utf8'), file) : {}, file ?? '(embedded defaults)', overrides);
+  let text = '{}';
+  if (file) {
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ConfigError(file, [`cannot read the file: ${(e as Error).message}`]);
+    }
+  }
+  return configFrom(parseJson(text, file ?? '(embedded defaults)'), file ?? '(embedded defaults)', overrides);
 }
 
 /** Validates a config object (a copy is filled with defaults). Throws ConfigError. */

@@ -65,14 +65,14 @@ const optionsAjv = new Ajv({ allErrors: true, useDefaults: true, strict: false }
  * the files that changed.
  */
 export class RuleCache {
-  private entries = new Map<string, { hash: string; code: string; meta: RuleMeta }>();
+  private entries = new Map<string, { hash: string; code: string; map: string; meta: RuleMeta }>();
 
-  async get(file: string, pool: Sandbox): Promise<{ code: string; meta: RuleMeta; hash: string }> {
+  async get(file: string, pool: Sandbox): Promise<{ code: string; map: string; meta: RuleMeta; hash: string }> {
     const hash = createHash('sha256').update(readFileSync(file)).digest('hex');
     const hit = this.entries.get(file);
     if (hit?.hash === hash) return hit;
-    const code = await compileRule(file);
-    const entry = { hash, code, meta: await pool.inspect(file, code) };
+    const { code, map } = await compileRule(file);
+    const entry = { hash, code, map, meta: await pool.inspect(file, code) };
     this.entries.set(file, entry);
     return entry;
   }
@@ -94,7 +94,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
   const onlyFiles = o.files;
   const cache = o.cache ?? new RuleCache();
   const problems: string[] = [];
-  const found: { file: string; code: string; meta: RuleMeta; hash: string }[] = [];
+  const found: { file: string; code: string; map: string; meta: RuleMeta; hash: string }[] = [];
   const sources = onlyFiles ? [{ dir: '(files)', files: () => onlyFiles.map((f) => resolve(f)) }] : ruleDirs(cfg).map((dir) => ({ dir, files: () => ruleFiles(dir) }));
   for (const source of sources) {
     let files: string[];
@@ -117,7 +117,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
   const rules: LoadedRule[] = [];
   const codes: RuleCode[] = [];
   const seen = new Map<string, string>();
-  for (const { file, code, meta, hash } of found) {
+  for (const { file, code, map, meta, hash } of found) {
     const dup = seen.get(meta.name);
     if (dup) {
       problems.push(`${file}: rule name "${meta.name}" is already used by ${dup}`);
@@ -151,7 +151,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     };
     const id = `${version}:${meta.name}`;
     rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action: s.action ?? 'enforce', limits, meta, fingerprint: `${hash}:${JSON.stringify([options, limits, s.action ?? 'enforce', s.priority])}` });
-    codes.push({ id, file, code, optionsJson: JSON.stringify(options), limits });
+    codes.push({ id, file, code, map, optionsJson: JSON.stringify(options), limits });
   }
   for (const name of Object.keys(cfg.rules.settings)) {
     if (!seen.has(name)) problems.push(`/rules/settings/${name}: no rule named "${name}" was found in ${ruleDirs(cfg).join(', ')}`);

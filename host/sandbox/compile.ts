@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { build, type Message, type Plugin } from 'esbuild';
 import { SDK_ENTRY } from '../paths.js';
-import { BUNDLE_GLOBAL } from './guest.js';
+import { BUNDLE_DIR, BUNDLE_GLOBAL } from './guest.js';
 
 /** A rule that did not compile; `message` lists each problem as file:line:col: text. */
 export class CompileError extends Error {}
@@ -27,7 +27,13 @@ function format(m: Message): string {
   return l ? `${resolve(l.file)}:${l.line}:${l.column + 1}: ${m.text}` : m.text;
 }
 
-export async function compileRule(file: string): Promise<string> {
+/** The bundle of a rule, and its source map (JSON) back to the rule's own files. */
+export interface CompiledRule {
+  code: string;
+  map: string;
+}
+
+export async function compileRule(file: string): Promise<CompiledRule> {
   try {
     const out = await build({
       entryPoints: [file],
@@ -39,10 +45,14 @@ export async function compileRule(file: string): Promise<string> {
       target: 'es2020',
       logLevel: 'silent',
       plugins: [onlySdk],
-      sourcemap: false,
+      // A separate map, used to point runtime errors at the rule's own file:line:col.
+      sourcemap: 'external',
+      outdir: BUNDLE_DIR,
       charset: 'utf8',
     });
-    return out.outputFiles[0]!.text;
+    const code = out.outputFiles.find((f) => f.path.endsWith('.js'))!.text;
+    const map = out.outputFiles.find((f) => f.path.endsWith('.map'))?.text ?? '';
+    return { code, map };
   } catch (e) {
     const errors = (e as { errors?: Message[] }).errors;
     if (errors?.length) throw new CompileError(errors.map(format).join('\n'));

@@ -6,6 +6,9 @@
  */
 import { PHASES } from '../../sdk/events.js';
 
+/** Where esbuild places the bundle (never written): source map paths are relative to it. */
+export const BUNDLE_DIR = '/portcullis-out';
+
 /** Global name the rule bundle is assigned to (esbuild `globalName`). */
 export const BUNDLE_GLOBAL = '__portcullisRule';
 

@@ -40,6 +40,8 @@ export interface RuleCode {
   id: string;
   file: string;
   code: string;
+  /** Source map of `code` (JSON), to report runtime errors at the rule's own file:line:col. */
+  map?: string;
   optionsJson: string;
   limits: SandboxLimits;
 }

@@ -7,6 +7,8 @@
  * rules' state and limits are untouched.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { SourceMapConsumer, type RawSourceMap } from 'source-map-js';
 import { createRequire } from 'node:module';
 import variantImport from '@jitl/quickjs-wasmfile-release-sync';
 import {
@@ -18,7 +20,7 @@ import {
   type QuickJSSyncVariant,
 } from 'quickjs-emscripten-core';
 import type { Phase } from '../../sdk/index.js';
-import { GUEST_INSTALL, GUEST_PRELUDE } from './guest.js';
+import { BUNDLE_DIR, GUEST_INSTALL, GUEST_PRELUDE } from './guest.js';
 import type { Outcome, RuleMeta, RuleResult, SandboxLimits } from './protocol.js';
 import { parseGuestReply } from './validate.js';
 
@@ -41,6 +43,8 @@ const variant = ((variantImport as { default?: unknown }).default ?? variantImpo
 export interface RuleSource {
   file: string;
   code: string;
+  /** Source map of `code` (JSON): error positions are reported in the rule's own files. */
+  map?: string;
   optionsJson: string;
   limits: SandboxLimits;
   /** Deadline for the rule's top-level code (default LOAD_TIMEOUT_MS). */
@@ -140,6 +144,16 @@ export class RuleSandbox {
     return s;
   }
 
+  private mapper: SourceMapConsumer | null | undefined;
+
+  /** A bundle position as file:line:col of the rule's source (via the source map). */
+  private position(file: string, line: number, col: number): string {
+    if (this.mapper === undefined) this.mapper = this.source.map ? new SourceMapConsumer(JSON.parse(this.source.map) as RawSourceMap) : null;
+    const p = this.mapper?.originalPositionFor({ line, column: col - 1 });
+    if (!p?.source || p.line == null) return `${file}:${line}:${col} of the compiled rule`;
+    return `${resolve(BUNDLE_DIR, p.source)}:${p.line}:${(p.column ?? 0) + 1}`;
+  }
+
   private keep(h: QuickJSHandle): QuickJSHandle {
     this.handles.push(h);
     return h;
@@ -157,9 +171,10 @@ export class RuleSandbox {
         h.dispose();
         return s;
       };
-      // QuickJS stack lines read "    at f (rule.ts:39:23)"; positions are in the compiled bundle.
-      const frame = /at (?:[^\s(]+ \()?([^()\s]+:\d+(?::\d+)?)/.exec(prop('stack'));
-      const where = frame && !frame[1]!.startsWith('portcullis:') ? ` (at ${frame[1]} of the compiled rule)` : '';
+      // QuickJS stack lines read "    at f (rule.ts:39:23)", positions in the compiled bundle.
+      const stack = prop('stack');
+      const frame = /at (?:[^\s(]+ \()?([^()\s]+):(\d+):(\d+)/.exec(stack) ?? /at (?:[^\s(]+ \()?([^()\s]+):(\d+)()/.exec(stack);
+      const where = frame && !frame[1]!.startsWith('portcullis:') ? ` (at ${this.position(frame[1]!, Number(frame[2]), Number(frame[3] || 1))})` : '';
       return `${prop('name') || 'Error'}: ${prop('message').slice(0, 300)}${where}`;
     } catch {
       return 'threw an unreadable value';
