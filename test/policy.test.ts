@@ -132,3 +132,17 @@ describe('spool failures', () => {
     }
   });
 });
+
+describe('connection limits', () => {
+  it('a client over limits.maxClients gets 421 and is closed; the others are served', async () => {
+    await withHost({ config: { limits: { maxClients: 1 } } }, async (h) => {
+      const { c: first, greeting } = await RawSmtp.open(h.port);
+      assert.equal(greeting, '220 localhost ESMTP Portcullis');
+      const { c: second, greeting: refused } = await RawSmtp.open(h.port);
+      assert.equal(refused, '421 localhost Too many connected clients, try again in a moment');
+      assert.equal(await second.waitClosed(), true);
+      assert.match(await first.cmd('EHLO still.example'), /^250-localhost/);
+      first.end();
+    });
+  });
+});
