@@ -2,9 +2,8 @@
  * Puts the parts together: config → sandbox pool → RuleSet → SMTP front door listening.
  * Also what tests and the CLI use to start and stop a host.
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { MemoryBlacklist, type Blacklist } from './blacklist.js';
 import { parseListen, type Config, type ConfigOverrides } from './config/config.js';
 import { Counters } from './metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
@@ -13,6 +12,9 @@ import { Reloader, type ReloadStatus } from './reload.js';
 import { Sandbox } from './sandbox/sandbox.js';
 import { FrontDoor } from './smtp/server.js';
 import { Spool } from './spool/spool.js';
+import { storeAccess } from './store/access.js';
+import { SqliteStore } from './store/sqlite.js';
+import type { MemoryStore } from './store/store.js';
 
 export interface HostOptions {
   /** Where logs go (default: pino to stdout at config.log.level). */
@@ -28,7 +30,8 @@ export interface Host {
   readonly config: Config;
   readonly log: Logger;
   readonly counters: Counters;
-  readonly blacklist: Blacklist;
+  /** The watchlist store (blacklist, counters, mailboxes, lists), in SQLite under the data dir. */
+  readonly store: SqliteStore;
   readonly sandbox: Sandbox;
   /** Listening addresses, with the real port when the config asked for port 0. */
   readonly addresses: { host: string; port: number }[];
@@ -74,17 +77,18 @@ class RuleSets {
 export async function startHost(config: Config, opts: HostOptions = {}): Promise<Host> {
   const log = opts.logger ?? pino({ level: config.log.level });
   const counters = new Counters();
-  const pool = new Sandbox({ workers: config.sandbox.workers, inline: config.sandbox.inline });
+  const dataDir = resolve(config.dataDir);
+  const store = await SqliteStore.open(join(dataDir, 'portcullis.db'), { log, counters });
+  applyStoreConfig(store, config);
+  const pool = new Sandbox({ workers: config.sandbox.workers, inline: config.sandbox.inline, storeCall: storeAccess(store) });
   let front: FrontDoor | undefined;
   try {
     const cache = new RuleCache();
     const ruleSet = await loadRuleSet(config, pool, 1, { cache });
     log.info({ version: 1, rules: ruleSet.rules.map((r) => `${r.name}@${r.priority}${r.action === 'enforce' ? '' : `(${r.action})`}`) }, `loaded ${ruleSet.rules.length} rules`);
     const sets = new RuleSets(ruleSet, pool);
-    const blacklist = new MemoryBlacklist();
-    const dataDir = resolve(config.dataDir);
     const spool = new Spool(dataDir);
-    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), spool, blacklist, log, counters, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
+    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), spool, store, log, counters, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
     for (const l of config.listen) {
       const { host, port } = parseListen(l);
@@ -101,6 +105,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     const reloader = new Reloader({
       configFile: opts.configFile, overrides: opts.overrides ?? {}, config, ruleSet, sandbox: pool, cache, log, counters, dataDir,
       apply: (cfg, rs) => {
+        applyStoreConfig(store, cfg);
         door.configure(cfg);
         sets.swap(rs);
         if (!opts.logger) log.level = cfg.log.level;
@@ -109,20 +114,32 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     if (opts.watch) await reloader.watch();
     log.info({ listen: addresses.map((a) => `${a.host}:${a.port}`), dataDir }, `Portcullis listening on ${addresses.map((a) => `${a.host}:${a.port}`).join(', ')}`);
     return {
-      config, log, counters, blacklist, sandbox: pool, addresses,
+      config, log, counters, store, sandbox: pool, addresses,
       current: () => sets.current,
       pins: () => sets.counts(),
-      reload: (reason) => reloader.reload(reason),
+      reload: async (reason) => {
+        await store.load(); // what `portcullis blacklist/mailbox` changed on disk
+        applyStoreConfig(store, reloader.currentConfig);
+        await reloader.reload(reason);
+      },
       status: () => reloader.status,
       close: async () => {
         await reloader.close();
         await door.close();
         await Promise.all([pool.close(), spool.close()]);
+        await store.close();
       },
     };
   } catch (e) {
     await front?.close().catch(() => undefined);
     await pool.close();
+    await store.close();
     throw e;
   }
+}
+
+/** The config's part of the store: which domains are local, and the mailboxes it lists. */
+function applyStoreConfig(store: MemoryStore, config: Config): void {
+  store.setLocalDomains(config.localDomains);
+  for (const m of config.mailboxes) store.mailboxAdd(m, false);
 }

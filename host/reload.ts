@@ -69,6 +69,11 @@ export class Reloader {
     this.writeStatus();
   }
 
+  /** The config now in force. */
+  get currentConfig(): Config {
+    return this.config;
+  }
+
   /** Watches the rules directories and the config file; resolves once watching. */
   async watch(): Promise<void> {
     const paths = [...ruleDirs(this.config), ...(this.d.configFile ? [this.d.configFile] : [])];

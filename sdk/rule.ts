@@ -1,6 +1,33 @@
 import type { Phase, PhaseEvents } from './events.js';
 import type { Verdict } from './verdicts.js';
 
+/**
+ * The watchlist store, shared by all rules and kept across restarts. Keys are shared
+ * too: prefix them with your rule's name unless rules are meant to share a counter.
+ * Times are the event's `session.time` (a fake clock in tests).
+ */
+export interface RuleStore {
+  /**
+   * Records one event under `key` and returns how many happened in the last
+   * `windowSeconds`, this one included.
+   * @example if (ctx.store.hit('auth-fail:' + ev.session.client.ip, 120) > 5) return drop('Too many failed logins')
+   */
+  hit(key: string, windowSeconds: number): number;
+  /** How many events happened under `key` in the last `windowSeconds` (records nothing). */
+  count(key: string, windowSeconds: number): number;
+  /** The client's live blacklist entry, or null. */
+  blacklisted(ip: string): { reason: string; rule: string; expires: number } | null;
+  /**
+   * Whether a local mailbox exists: 'unknown' for other domains and for local domains
+   * with no mailbox list (every address is valid then); postmaster@ always exists.
+   */
+  mailbox(address: string): 'exists' | 'missing' | 'unknown';
+  listHas(list: string, value: string): boolean;
+  listValues(list: string): string[];
+  /** Adds a value to a named list (kept in the store, e.g. learned spam subjects). */
+  listAdd(list: string, value: string): void;
+}
+
 /** What a handler may do besides returning a verdict. Effects accumulate across rules. */
 export interface RuleContext<Options = Record<string, unknown>> {
   /** This rule's options from the config, validated against `RuleDefinition.options` and with its defaults filled in. */
@@ -20,6 +47,8 @@ export interface RuleContext<Options = Record<string, unknown>> {
   delay(ms: number): void;
   /** Write a line to the host log, tagged with the rule and session. */
   log(message: string): void;
+  /** The watchlist store (blacklist, counters, mailboxes, lists). */
+  readonly store: RuleStore;
 }
 
 /** A handler for one phase: return a verdict, or nothing for no opinion. */

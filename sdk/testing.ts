@@ -23,7 +23,6 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { MemoryBlacklist, type Blacklist } from '../host/blacklist.js';
 import { configFrom, loadConfig, type Config, type RuleSettings } from '../host/config/config.js';
 import { Counters } from '../host/metrics.js';
 import { Pipeline, type PhaseDecision } from '../host/pipeline/pipeline.js';
@@ -32,6 +31,8 @@ import { compileRule } from '../host/sandbox/compile.js';
 import { Sandbox } from '../host/sandbox/sandbox.js';
 import { formatReply, type Reply } from '../host/smtp/reply.js';
 import { SessionPolicy, SmtpSession, type Disposition } from '../host/smtp/session.js';
+import { storeAccess } from '../host/store/access.js';
+import { MemoryStore } from '../host/store/store.js';
 
 /**
  * What one command did: the phase's decision (winning `verdict`, the `rule` that made
@@ -98,8 +99,11 @@ export class Harness {
     private readonly sandbox: Sandbox,
     readonly ruleSet: RuleSet,
     readonly config: Config,
-    /** The internal blacklist: preset it, or read what rules put there. */
-    readonly blacklist: Blacklist,
+    /**
+     * The watchlist store, in memory: preset blacklist entries, counters, mailboxes and
+     * lists, or read what rules put there (its times are the fake clock's).
+     */
+    readonly store: MemoryStore,
     start: number,
   ) {
     let now = start;
@@ -124,7 +128,7 @@ export class Harness {
   async connect(o: ConnectOptions = {}): Promise<TestSession> {
     const delays: number[] = [];
     const session = new SmtpSession(
-      { policy: this.policy, pipeline: this.pipeline, blacklist: this.blacklist, log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms) },
+      { policy: this.policy, pipeline: this.pipeline, store: this.store, log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms) },
       { id: randomBytes(8).toString('hex'), ip: o.ip ?? '192.0.2.1', port: o.port ?? 40000, ptr: o.ptr ?? null, localIp: '192.0.2.25', localPort: o.localPort ?? 25, tls: () => o.tls ?? false },
       this.ruleSet,
     );
@@ -248,16 +252,24 @@ function harnessConfig(o: HarnessOptions): Config {
 
 const DEFAULT_START = Date.UTC(2026, 0, 5, 10, 0, 0);
 
+/** The config's part of the store: local domains and listed mailboxes. */
+function adopt(store: MemoryStore, config: Config): void {
+  store.setLocalDomains(config.localDomains);
+  for (const m of config.mailboxes) store.mailboxAdd(m, false);
+}
+
 /** Loads one rule file, alone, with its options. */
 export async function loadRule(file: string, o: RuleOptions = {}): Promise<Harness> {
-  const sandbox = new Sandbox({ workers: 1, inline: false });
+  const store = new MemoryStore();
+  const sandbox = new Sandbox({ workers: 1, inline: false, storeCall: storeAccess(store) });
   try {
     const meta = await sandbox.inspect(file, (await compileRule(file)).code);
     const base = harnessConfig(o);
     const settings = { ...base.rules.settings, [meta.name]: { enabled: true, action: 'enforce' as const, ...o.settings, ...(o.options ? { options: o.options } : {}) } };
     const config = configFrom({ ...base, rules: { ...base.rules, builtin: false, dirs: [], settings } }, '(test config)');
     const rs = await buildRuleSet(config, sandbox, 1, { files: [file] });
-    return new Harness(sandbox, rs, config, new MemoryBlacklist(), +(o.start ?? DEFAULT_START));
+    adopt(store, config);
+    return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START));
   } catch (e) {
     await sandbox.close();
     throw e;
@@ -269,12 +281,14 @@ export async function loadRule(file: string, o: RuleOptions = {}): Promise<Harne
  * priority order with the real verdict combination: how your rule works with the rest.
  */
 export async function loadRuleSet(o: HarnessOptions & { rulesDirs?: string[] } = {}): Promise<Harness> {
-  const sandbox = new Sandbox({ workers: 1, inline: false });
+  const store = new MemoryStore();
+  const sandbox = new Sandbox({ workers: 1, inline: false, storeCall: storeAccess(store) });
   try {
     const base = harnessConfig(o);
     const config = o.rulesDirs ? configFrom({ ...base, rules: { ...base.rules, dirs: [...base.rules.dirs, ...o.rulesDirs] } }, '(test config)') : base;
     const rs = await buildRuleSet(config, sandbox, 1);
-    return new Harness(sandbox, rs, config, new MemoryBlacklist(), +(o.start ?? DEFAULT_START));
+    adopt(store, config);
+    return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START));
   } catch (e) {
     await sandbox.close();
     throw e;

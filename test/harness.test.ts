@@ -70,9 +70,9 @@ describe('rule test harness', () => {
   });
 
   it('a preset blacklist entry refuses the client at connect', async () => {
-    const h = await loadRule(ruleFile('n.ts', rule('noop', '{ connect: () => next() }')));
+    const h = await loadRule(join(BUILTIN_RULES, 'blacklist.ts'));
     try {
-      h.blacklist.add('198.51.100.7', 600, 'seen on a spam trap', 'admin');
+      h.store.blacklistAdd('198.51.100.7', 600, 'seen on a spam trap', 'admin', h.clock.now());
       const s = await h.connect({ ip: '198.51.100.7' });
       assert.equal(s.connected.reply, '554 5.7.1 Access denied: seen on a spam trap');
     } finally {
@@ -85,7 +85,7 @@ describe('rule test harness', () => {
     writeFileSync(join(own, 'late.ts'), rule('late-reject', `{ rcpt: () => reject(550, 'late rule') }`, 'priority: 900,'));
     const h = await loadRuleSet({ rulesDirs: [own] });
     try {
-      assert.deepEqual(h.rules, ['null-sender-single-rcpt', 'late-reject']);
+      assert.deepEqual(h.rules, ['blacklist', 'null-sender-single-rcpt', 'late-reject']);
       const s = await h.connect({ helo: 'mx.example.net' });
       await s.mail('');
       assert.equal((await s.rcpt('u@localhost')).rule, 'late-reject');

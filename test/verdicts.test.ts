@@ -228,7 +228,8 @@ describe('connect phase', () => {
   });
 
   it('a rule\'s blacklist effect refuses the client\'s next connection', async () => {
-    await withHost({ rules: { 'b.ts': rule('bl', `{ rcpt: (ev, ctx) => { ctx.blacklist(600, 'spam trap hit'); return drop('Spam trap'); } }`) } }, async (h) => {
+    // The built-in rules include `blacklist`, which refuses listed clients at connect.
+    await withHost({ builtin: true, rules: { 'b.ts': rule('bl', `{ rcpt: (ev, ctx) => { ctx.blacklist(600, 'spam trap hit'); return drop('Spam trap'); } }`) } }, async (h) => {
       const { c } = await RawSmtp.open(h.port);
       await c.cmd('EHLO x.example');
       await c.cmd('MAIL FROM:<a@example.org>');
@@ -236,7 +237,7 @@ describe('connect phase', () => {
       const { c: c2, greeting } = await RawSmtp.open(h.port);
       assert.equal(greeting, '554 5.7.1 Access denied: spam trap hit');
       assert.equal(await c2.waitClosed(), true);
-      assert.equal(h.host.blacklist.get('127.0.0.1')?.rule, 'bl');
+      assert.equal(h.host.store.blacklistGet('127.0.0.1')?.rule, 'bl');
     });
   });
 });

@@ -34,6 +34,7 @@ export interface Config {
   submissionPorts: number[];
   limits: { maxClients: number; socketTimeoutMs: number; maxMessageBytes: number; maxRecipients: number; maxDelayMs: number; bodyLimit: number };
   localDomains: string[];
+  mailboxes: string[];
   relayDomains: string[];
   relayNetworks: string[];
   exemptNetworks: string[];

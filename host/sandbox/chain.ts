@@ -5,6 +5,7 @@
  * and envelope change far less often than once per call.
  */
 import type { Phase } from '../../sdk/index.js';
+import type { StoreCall } from '../store/access.js';
 import type { ChainLink, RuleCode, RuleResult, SandboxLimits } from './protocol.js';
 import { RuleSandbox } from './rule-sandbox.js';
 
@@ -41,6 +42,8 @@ export interface ChainOptions {
   loadTimeoutMs?: number;
   /** Called (from the interrupt handler) when a call has run for a millisecond. */
   onBusy?: () => void;
+  /** Runs rules' store operations. */
+  storeCall?: StoreCall;
 }
 
 export class ChainRunner {
@@ -55,7 +58,7 @@ export class ChainRunner {
     for (const r of rules) {
       const limits = this.opts.tighten ? this.opts.tighten(r.limits) : r.limits;
       try {
-        const sb = await RuleSandbox.create({ ...r, limits, loadTimeoutMs: this.opts.loadTimeoutMs }, this.opts.onBusy);
+        const sb = await RuleSandbox.create({ ...r, limits, loadTimeoutMs: this.opts.loadTimeoutMs }, this.opts.onBusy, this.opts.storeCall);
         map.set(r.id, { sb, full: r.limits, sent: new Map(), gen: sb.generation });
       } catch (e) {
         errors.push({ id: r.id, error: (e as Error).message });

@@ -17,6 +17,19 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
   'use strict';
   const parse = JSON.parse, stringify = JSON.stringify, isArray = Array.isArray, Str = String;
   const freeze = Object.freeze, keys = Object.keys, assign = Object.assign;
+  // The host's store function, captured before the rule's code runs.
+  const hostStore = globalThis.__portcullisStore;
+  delete globalThis.__portcullisStore;
+  const storeCall = (op, args) => parse(hostStore(op, stringify(args)));
+  const store = freeze({
+    hit: (key, windowSeconds) => storeCall('hit', [key, windowSeconds]),
+    count: (key, windowSeconds) => storeCall('count', [key, windowSeconds]),
+    blacklisted: (ip) => storeCall('blacklisted', [ip]),
+    mailbox: (address) => storeCall('mailbox', [address]),
+    listHas: (list, value) => storeCall('listHas', [list, value]),
+    listValues: (list) => storeCall('listValues', [list]),
+    listAdd: (list, value) => { storeCall('listAdd', [list, value]); },
+  });
   const PHASES = ${JSON.stringify(PHASES)};
   let def = null, options = {};
   // Inline tier: per session, the parts of its events that rarely change (see inline.ts).
@@ -34,6 +47,7 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       blacklist(ttlSeconds, reason) { fx.blacklist = { ttlSeconds: +ttlSeconds, reason: Str(reason) }; },
       delay(ms) { fx.delayMs = (fx.delayMs || 0) + (+ms); },
       log(message) { (fx.logs || (fx.logs = [])).push(Str(message)); },
+      store,
     };
     const v = def.phases[phase](event, ctx);
     if (v && typeof v.then === 'function') return '!the handler returned a Promise: handlers must be synchronous';

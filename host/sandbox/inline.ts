@@ -6,6 +6,7 @@
  */
 import type { Phase } from '../../sdk/index.js';
 import { ChainRunner, type ChainRun, type EventParts } from './chain.js';
+import type { StoreCall } from '../store/access.js';
 import type { ChainLink, RuleCode, SandboxLimits } from './protocol.js';
 
 /** CPU time a call may take on the main thread before it moves to a worker. */
@@ -14,11 +15,16 @@ export const INLINE_MS = 3;
 const INLINE_STACK_KB = 256;
 
 export class InlineTier {
-  private runner = new ChainRunner({
-    tighten: (l: SandboxLimits) => ({ ...l, timeoutMs: Math.min(l.timeoutMs, INLINE_MS), stackKb: Math.min(l.stackKb, INLINE_STACK_KB) }),
-    // Top-level code must define the rule quickly to run inline; else the rule is worker-only.
-    loadTimeoutMs: 20,
-  });
+  private runner: ChainRunner;
+
+  constructor(storeCall?: StoreCall) {
+    this.runner = new ChainRunner({
+      tighten: (l: SandboxLimits) => ({ ...l, timeoutMs: Math.min(l.timeoutMs, INLINE_MS), stackKb: Math.min(l.stackKb, INLINE_STACK_KB) }),
+      // Top-level code must define the rule quickly to run inline; else the rule is worker-only.
+      loadTimeoutMs: 20,
+      storeCall,
+    });
+  }
 
   async install(version: number, rules: RuleCode[]): Promise<void> {
     await this.runner.install(version, rules); // a rule that fails here runs in workers only

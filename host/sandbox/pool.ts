@@ -19,11 +19,14 @@
 import { Worker } from 'node:worker_threads';
 import type { Phase } from '../../sdk/index.js';
 import type { EventParts } from './chain.js';
-import { CLAIM_RING, type CallRequest, type ChainLink, type FromWorker, type RuleCode, type RuleMeta, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
+import type { StoreCall } from '../store/access.js';
+import { CLAIM_RING, STORE_CHANNEL_BYTES, type CallRequest, type ChainLink, type FromWorker, type RuleCode, type RuleMeta, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
 
 export interface PoolOptions {
   /** Worker threads (default 2). */
   workers: number;
+  /** Answers rules' store operations (the store lives in this thread). */
+  storeCall?: StoreCall;
   /** Grace on top of the rules' own deadlines before a silent worker is declared hung. */
   watchdogGraceMs?: number;
 }
@@ -58,6 +61,8 @@ interface PendingControl {
 
 class Slot {
   worker!: Worker;
+  /** Store channel shared with this worker (see worker.ts storeCall). */
+  store = new SharedArrayBuffer(8 + STORE_CHANNEL_BYTES);
   /** Calls sent here and not answered yet, in send order. */
   calls = new Map<number, PendingCall>();
   control = new Map<number, PendingControl>();
@@ -101,7 +106,7 @@ export class SandboxPool {
   }
 
   private spawn(slot: Slot): void {
-    const init: WorkerInit = { index: slot.index, claims: this.claims.buffer as SharedArrayBuffer, running: this.running.buffer as SharedArrayBuffer };
+    const init: WorkerInit = { index: slot.index, claims: this.claims.buffer as SharedArrayBuffer, running: this.running.buffer as SharedArrayBuffer, store: slot.store };
     // A 16 MB thread stack: wasm frames of deep guest recursion live on it, and QuickJS's
     // own limit (stackKb) must trip long before it runs out.
     const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, resourceLimits: { stackSizeMb: 16 } });
@@ -114,7 +119,26 @@ export class SandboxPool {
     });
   }
 
+  /** Answers a worker's store operation through its channel and wakes it. */
+  private answerStore(slot: Slot, m: { op: string; args: unknown[]; now: number }): void {
+    let answer: string;
+    try {
+      if (!this.opts.storeCall) throw new Error('no store');
+      answer = JSON.stringify({ value: this.opts.storeCall(m.op, m.args, m.now) ?? null });
+    } catch (e) {
+      answer = JSON.stringify({ error: (e as Error).message });
+    }
+    let bytes = new TextEncoder().encode(answer);
+    if (bytes.length > STORE_CHANNEL_BYTES) bytes = new TextEncoder().encode(JSON.stringify({ error: 'the store answer is too large' }));
+    const flag = new Int32Array(slot.store, 0, 2);
+    new Uint8Array(slot.store, 8).set(bytes);
+    Atomics.store(flag, 1, bytes.length);
+    Atomics.store(flag, 0, 1);
+    Atomics.notify(flag, 0);
+  }
+
   private onMessage(slot: Slot, m: FromWorker): void {
+    if (m.t === 'store') return this.answerStore(slot, m);
     if (m.t === 'results') {
       for (const r of m.calls) {
         const call = this.calls.get(r.seq);

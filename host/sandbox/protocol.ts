@@ -89,7 +89,12 @@ export interface WorkerInit {
   claims: SharedArrayBuffer;
   /** Int32Array, one per worker: the seq it is running now, 0 when idle. */
   running: SharedArrayBuffer;
+  /** This worker's store channel: Int32 [answered, length], then the JSON answer's bytes. */
+  store: SharedArrayBuffer;
 }
+
+/** Size of a worker's store channel (an answer larger than this is an error). */
+export const STORE_CHANNEL_BYTES = 256 * 1024;
 
 export const CLAIM_RING = 1 << 16;
 
@@ -102,6 +107,8 @@ export type ToWorker =
 
 export type FromWorker =
   | { t: 'ready' }
+  /** A rule's store operation; the worker waits for the answer in its store channel. */
+  | { t: 'store'; op: string; args: unknown[]; now: number }
   | { t: 'inspected'; seq: number; meta?: RuleMeta; error?: string }
   | { t: 'installed'; seq: number; errors: { id: string; error: string }[] }
   | { t: 'results'; calls: { seq: number; results: RuleResult[] }[] }

@@ -21,6 +21,7 @@ import {
 } from 'quickjs-emscripten-core';
 import type { Phase } from '../../sdk/index.js';
 import { BUNDLE_DIR, GUEST_INSTALL, GUEST_PRELUDE } from './guest.js';
+import type { StoreCall } from '../store/access.js';
 import type { Outcome, RuleMeta, RuleResult, SandboxLimits } from './protocol.js';
 import { parseGuestReply } from './validate.js';
 
@@ -72,14 +73,18 @@ export class RuleSandbox {
   private interrupted = false;
   meta!: RuleMeta;
 
+  /** The current call's event time: "now" for the rule's store operations. */
+  private now = 0;
+
   /**
    * @param onBusy called (from inside the interrupt handler) once a call has run for
    *   BUSY_MS: the worker uses it to send results it is holding before this call ends.
+   * @param storeCall runs the rule's ctx.store operations (none: the store is unavailable).
    */
-  private constructor(private readonly source: RuleSource, private readonly onBusy: () => void) {}
+  private constructor(private readonly source: RuleSource, private readonly onBusy: () => void, private readonly storeCall?: StoreCall) {}
 
-  static async create(source: RuleSource, onBusy: () => void = () => undefined): Promise<RuleSandbox> {
-    const sb = new RuleSandbox(source, onBusy);
+  static async create(source: RuleSource, onBusy: () => void = () => undefined, storeCall?: StoreCall): Promise<RuleSandbox> {
+    const sb = new RuleSandbox(source, onBusy, storeCall);
     await sb.boot();
     return sb;
   }
@@ -106,6 +111,7 @@ export class RuleSandbox {
     this.runtime = rt;
     this.ctx = rt.newContext();
     try {
+      this.installStore();
       this.eval(GUEST_PRELUDE, 'portcullis:prelude');
       this.deadline = performance.now() + (this.source.loadTimeoutMs ?? LOAD_TIMEOUT_MS);
       this.eval(this.source.code, file);
@@ -142,6 +148,29 @@ export class RuleSandbox {
     const s = this.ctx.typeof(r.value) === 'string' ? this.ctx.getString(r.value) : '';
     r.value.dispose();
     return s;
+  }
+
+  /**
+   * The one host function a rule can reach: its store operations, as (op, JSON args)
+   * strings in and a JSON string out. Anything malformed throws a TypeError in the rule.
+   */
+  private installStore(): void {
+    const ctx = this.ctx;
+    const fn = ctx.newFunction('__portcullisStore', (opH, argsH) => {
+      try {
+        if (!this.storeCall) throw new Error('the store is not available while a rule loads');
+        const op = ctx.typeof(opH) === 'string' ? ctx.getString(opH) : '';
+        const json = ctx.typeof(argsH) === 'string' ? ctx.getString(argsH) : '';
+        if (json.length > 4096) throw new TypeError('store arguments are too long');
+        const args = JSON.parse(json) as unknown;
+        if (!Array.isArray(args)) throw new TypeError('store arguments must be an array');
+        return ctx.newString(JSON.stringify(this.storeCall(op, args, this.now) ?? null));
+      } catch (e) {
+        return { error: ctx.newError({ name: e instanceof TypeError ? 'TypeError' : 'Error', message: (e as Error).message }) };
+      }
+    });
+    ctx.setProp(ctx.global, '__portcullisStore', fn);
+    fn.dispose();
   }
 
   private mapper: SourceMapConsumer | null | undefined;
@@ -194,6 +223,7 @@ export class RuleSandbox {
    * Never throws; every failure is an outcome. Callers await `pending` first.
    */
   callDelta(id: string, phase: Phase, sid: string, time: number, session: string | null, envelope: string | null, rest: string): RuleResult {
+    this.now = time;
     return this.invoke(id, this.callDeltaFn, phase, [sid, time, session, envelope, rest]);
   }
 

@@ -27,7 +27,7 @@ export class Sandbox {
 
   constructor(opts: PoolOptions & { inline: boolean }) {
     this.pool = new SandboxPool(opts);
-    this.inline = opts.inline ? new InlineTier() : null;
+    this.inline = opts.inline ? new InlineTier(opts.storeCall) : null;
   }
 
   /** Evaluates a compiled rule once (in a worker) to read what it declares. */

@@ -27,7 +27,26 @@ function flushResults(): void {
   outbox = [];
 }
 
-const runner = new ChainRunner({ onBusy: flushResults });
+const storeFlag = new Int32Array(init.store, 0, 2);
+const storeBytes = new Uint8Array(init.store, 8);
+/** Longest a rule waits for the main thread to answer a store operation. */
+const STORE_WAIT_MS = 500;
+
+/**
+ * A rule's store operation, answered synchronously: the main thread owns the store, so
+ * the worker asks it and blocks (only this worker, only for this call) until the answer
+ * is in the shared channel.
+ */
+function storeCall(op: string, args: unknown[], now: number): unknown {
+  Atomics.store(storeFlag, 0, 0);
+  post({ t: 'store', op, args, now });
+  if (Atomics.wait(storeFlag, 0, 0, STORE_WAIT_MS) === 'timed-out') throw new Error(`the store did not answer within ${STORE_WAIT_MS} ms`);
+  const answer = JSON.parse(new TextDecoder().decode(storeBytes.slice(0, Atomics.load(storeFlag, 1)))) as { value?: unknown; error?: string };
+  if (answer.error !== undefined) throw new TypeError(answer.error);
+  return answer.value;
+}
+
+const runner = new ChainRunner({ onBusy: flushResults, storeCall });
 /** Per session, the latest session and envelope parts sent to this worker. */
 const parts = new Map<string, { session: string; envelope: string }>();
 

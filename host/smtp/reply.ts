@@ -22,8 +22,6 @@ export function formatReply(r: Reply): string {
 export const REPLIES = {
   /** RFC 5321 §3.6.2: we are not an open relay. 5.7.1 = delivery not authorized. */
   relayDenied: { code: 554, status: '7.1', text: 'Relaying denied' },
-  /** A blacklisted client (internal short-term blacklist). */
-  blacklisted: (reason: string): Reply => ({ code: 554, status: '7.1', text: `Access denied: ${reason}` }),
   /** A rule failed (timeout, crash…) under the tempfail policy; RFC 3463 4.3.0 = other mail system status. */
   ruleFailure: (sessionId: string): Reply => ({ code: 451, status: '3.0', text: `Temporary local problem, please try again later (session ${sessionId})` }),
   /** Something unexpected in the host; nothing internal is revealed. */

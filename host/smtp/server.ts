@@ -1,17 +1,17 @@
 /**
  * The protocol adapter: smtp-server's hooks → SmtpSession (one rule event per phase, the
- * pipeline's decision, relay control, the blacklist) → the exact SMTP reply; and spooling
+ * pipeline's decision, relay control) → the exact SMTP reply; and spooling
  * of accepted mail before the 250.
  */
 import type { Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Logger } from 'pino';
-import type { Blacklist } from '../blacklist.js';
 import type { Config } from '../config/config.js';
 import type { Counters } from '../metrics.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
+import type { MemoryStore } from '../store/store.js';
 import { newMessageId, type Spool, type SpoolEnvelope } from '../spool/spool.js';
 import { verifyPassword } from './auth.js';
 import { connectionClass, replyError } from './connection.js';
@@ -23,7 +23,7 @@ export interface FrontDoorDeps {
   config: Config;
   pipeline: Pipeline;
   spool: Spool;
-  blacklist: Blacklist;
+  store: MemoryStore;
   log: Logger;
   counters: Counters;
   /** The RuleSet a new session pins, and the call that unpins it when the session ends. */
@@ -84,7 +84,7 @@ export class FrontDoor {
     this.config = c;
     Object.assign(this.server.options, this.liveOptions(c));
     this.deps = {
-      policy: new SessionPolicy(c), pipeline: this.d.pipeline, blacklist: this.d.blacklist, log: this.d.log, counters: this.d.counters,
+      policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, counters: this.d.counters,
       now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
     };
   }

@@ -7,12 +7,12 @@
  */
 import type { Logger } from 'pino';
 import type { Envelope, EnvelopeAddress, Phase, PhaseEvent, SessionInfo } from '../../sdk/index.js';
-import type { Blacklist } from '../blacklist.js';
 import type { Config } from '../config/config.js';
 import type { Counters } from '../metrics.js';
 import { domainOf, networkList, plainIp } from '../net.js';
 import { NO_DECISION, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
+import type { MemoryStore } from '../store/store.js';
 import { bodyOffset, parseHeaders } from './message.js';
 import { dropReply, formatReply, REPLIES, verdictReply, type Reply } from './reply.js';
 
@@ -68,7 +68,8 @@ export class SessionPolicy {
 export interface SessionDeps {
   policy: SessionPolicy;
   pipeline: Pipeline;
-  blacklist: Blacklist;
+  /** The watchlist store (the blacklist effect writes there). */
+  store: MemoryStore;
   log: Logger;
   counters: Counters;
   /** Milliseconds since the epoch (a fake clock in tests). */
@@ -147,7 +148,7 @@ export class SmtpSession {
     const sid = this.conn.id;
     if (d.headers.length) (sessionLevel ? this.headers : this.tx.headers).push(...d.headers);
     if (d.blacklist) {
-      this.d.blacklist.add(ip, d.blacklist.ttlSeconds, d.blacklist.reason, d.blacklist.rule);
+      this.d.store.blacklistAdd(ip, d.blacklist.ttlSeconds, d.blacklist.reason, d.blacklist.rule, this.d.now());
       this.d.log.info({ session: sid, ip, rule: d.blacklist.rule, ttl: d.blacklist.ttlSeconds }, `blacklisted ${ip}: ${d.blacklist.reason}`);
     }
     const reply = replyFor(phase, d, sid);
@@ -174,12 +175,6 @@ export class SmtpSession {
     const info = this.info();
     this.d.log.info({ session: info.id, ip: info.client.ip, port: info.client.port, ptr: info.client.ptr, localPort: info.local.port, ruleSet: this.ruleSet.version, ...(this.exempt ? { exempt: true } : {}) }, `connect from ${info.client.ptr ?? 'unknown'}[${info.client.ip}]`);
     this.d.counters.inc('connections_total');
-    const listed = this.d.blacklist.get(info.client.ip);
-    if (listed) {
-      this.d.log.info({ session: info.id, ip: info.client.ip, rule: listed.rule }, `refused blacklisted client ${info.client.ip}: ${listed.reason}`);
-      this.d.counters.inc('replies_refused_total', { phase: 'connect', rule: 'blacklist' });
-      return REPLIES.blacklisted(listed.reason);
-    }
     return this.phase({ phase: 'connect', session: info });
   }
 
