@@ -22,6 +22,8 @@ export interface RuleStore {
    * with no mailbox list (every address is valid then); postmaster@ always exists.
    */
   mailbox(address: string): 'exists' | 'missing' | 'unknown';
+  /** True for a domain we receive mail for (config localDomains). */
+  localDomain(domain: string): boolean;
   listHas(list: string, value: string): boolean;
   listValues(list: string): string[];
   /** Adds a value to a named list (kept in the store, e.g. learned spam subjects). */

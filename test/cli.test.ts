@@ -60,7 +60,8 @@ describe('portcullis check', () => {
   it('lists every rule and exits 0 when all is well', () => {
     const r = cli(['check', '--rules', 'mine']);
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /^ok: config \(embedded defaults\)\nok: rule blacklist .*priority 0, phases connect\nok: rule null-sender-single-rcpt .*priority 50, phases rcpt\nok: rule no-blockme \(.*mine\/no-blockme\.ts\) priority 100, phases rcpt\n$/);
+    assert.match(r.stdout, /^ok: config \(embedded defaults\)\nok: rule blacklist .*priority 0, phases connect\n(ok: rule .*\n)*ok: rule no-blockme \(.*mine\/no-blockme\.ts\) priority 100, phases rcpt\n(ok: rule .*\n)*$/);
+    assert.match(r.stdout, /\nok: rule null-sender-single-rcpt .*priority 50, phases rcpt\n/);
   });
 
   it('reports every problem, with file:line:col or JSON path, and exits 1', () => {
@@ -91,8 +92,9 @@ describe('portcullis try', () => {
     const transcript = 'EHLO bot.example\nMAIL FROM:<a@example.net>\nRCPT TO:<blockme@localhost>\nRCPT TO:<user@localhost>\nDATA\nSubject: hi\n\nhello\n.\nQUIT\n';
     const r = cli(['try', '--rules', 'mine', '--ip', '203.0.113.9'], transcript);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stdout, [
-      '>>> connect from 203.0.113.9 to port 25 (rules: blacklist, null-sender-single-rcpt, no-blockme)',
+    const [first, ...rest] = r.stdout.split('\n');
+    assert.match(first!, /^>>> connect from 203\.0\.113\.9 to port 25 \(rules: blacklist, .*no-blockme.*\)$/);
+    assert.equal(rest.join('\n'), [
       '<<< 220 localhost ESMTP Portcullis',
       '>>> EHLO bot.example',
       '<<< 250 localhost Nice to meet you',
@@ -147,7 +149,7 @@ describe('portcullis reload and status', () => {
       });
       const st = cli(['status', '--config', cfg]);
       assert.equal(st.status, 0, st.stderr);
-      assert.match(st.stdout, /^pid \d+, started .*\nrule set version 1: blacklist, null-sender-single-rcpt, r\nreloads: 0 ok, 0 failed\n$/);
+      assert.match(st.stdout, /^pid \d+, started .*\nrule set version 1: blacklist, .*\br\b.*\nreloads: 0 ok, 0 failed\n$/);
       writeFileSync(join(rules, 'r.ts'), 'export default {;\n');
       const bad = cli(['reload', '--config', cfg]);
       assert.equal(bad.status, 1);
@@ -155,7 +157,7 @@ describe('portcullis reload and status', () => {
       writeFileSync(join(rules, 'r.ts'), rule('r', `{ rcpt: () => undefined }`));
       const good = cli(['reload', '--config', cfg]);
       assert.equal(good.status, 0, good.stdout + good.stderr);
-      assert.match(good.stdout, /rule set version 3: blacklist, null-sender-single-rcpt, r\nreloads: 1 ok, 1 failed\nlast reload: version 3 at .* in \d+ ms \(rule r changed\)\n$/);
+      assert.match(good.stdout, /rule set version 3: blacklist, .*\br\b.*\nreloads: 1 ok, 1 failed\nlast reload: version 3 at .* in \d+ ms \(rule r changed\)\n$/);
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));

@@ -85,7 +85,9 @@ describe('rule test harness', () => {
     writeFileSync(join(own, 'late.ts'), rule('late-reject', `{ rcpt: () => reject(550, 'late rule') }`, 'priority: 900,'));
     const h = await loadRuleSet({ rulesDirs: [own] });
     try {
-      assert.deepEqual(h.rules, ['blacklist', 'null-sender-single-rcpt', 'late-reject']);
+      assert.equal(h.rules[0], 'blacklist');
+      assert.equal(h.rules.at(-1), 'late-reject');
+      assert.ok(h.rules.includes('null-sender-single-rcpt') && h.rules.includes('invalid-recipient'));
       const s = await h.connect({ helo: 'mx.example.net' });
       await s.mail('');
       assert.equal((await s.rcpt('u@localhost')).rule, 'late-reject');

@@ -26,6 +26,7 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
     count: (key, windowSeconds) => storeCall('count', [key, windowSeconds]),
     blacklisted: (ip) => storeCall('blacklisted', [ip]),
     mailbox: (address) => storeCall('mailbox', [address]),
+    localDomain: (domain) => storeCall('localDomain', [domain]),
     listHas: (list, value) => storeCall('listHas', [list, value]),
     listValues: (list) => storeCall('listValues', [list]),
     listAdd: (list, value) => { storeCall('listAdd', [list, value]); },

@@ -4,7 +4,7 @@
  */
 import type { MemoryStore } from './store.js';
 
-export type StoreOp = 'hit' | 'count' | 'blacklisted' | 'mailbox' | 'listHas' | 'listValues' | 'listAdd';
+export type StoreOp = 'hit' | 'count' | 'blacklisted' | 'mailbox' | 'localDomain' | 'listHas' | 'listValues' | 'listAdd';
 
 /** A store operation as a rule asks for it; the result is JSON-able. */
 export type StoreCall = (op: string, args: unknown[], now: number) => unknown;
@@ -36,6 +36,8 @@ export function storeAccess(store: MemoryStore): StoreCall {
       }
       case 'mailbox':
         return store.mailbox(str(args[0], 'address', 320));
+      case 'localDomain':
+        return store.isLocalDomain(str(args[0], 'domain', 253));
       case 'listHas':
         return store.listHas(str(args[0], 'list', 64), str(args[1], 'value', 1000));
       case 'listValues':

@@ -48,6 +48,10 @@ export class MemoryStore {
     for (const d of domains) this.localDomains.add(d.toLowerCase());
   }
 
+  isLocalDomain(domain: string): boolean {
+    return this.localDomains.has(domain.toLowerCase());
+  }
+
   // --- blacklist -------------------------------------------------------------
 
   blacklistAdd(ip: string, ttlSeconds: number, reason: string, rule: string, now = Date.now()): BlacklistEntry {

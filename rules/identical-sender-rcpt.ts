@@ -1,0 +1,33 @@
+/**
+ * identical-sender-rcpt — MAIL FROM and RCPT TO the same address.
+ *
+ * SmtpEvt 1.0.1: tag it `X-Identical: From and Rcpt identical`; with a single recipient
+ * that is not a valid local mailbox, also `X-Blocked: identical-sender-rcpt`. The same
+ * client doing it `watchlistCount` times within `watchlistMinutes` is dropped and
+ * blacklisted.
+ */
+import { defineRule, drop } from 'portcullis/sdk';
+import { trusted, watchAndBlacklist, watchSchema, type WatchOptions } from './lib/smtpevt.js';
+
+export default defineRule<WatchOptions>({
+  name: 'identical-sender-rcpt',
+  description: 'Tags mail from an address to itself; repeated, blacklists the client',
+  priority: 140,
+  options: { type: 'object', additionalProperties: false, properties: watchSchema(3, 10, 30) },
+  phases: {
+    rcpt: (ev, ctx) => {
+      const from = ev.envelope.mailFrom?.address.toLowerCase();
+      if (trusted(ev.session) || !from || from !== ev.rcpt.address.toLowerCase()) return;
+      if (watchAndBlacklist(ctx, 'identical-sender-rcpt', ev.session.client.ip, 'repeated identical sender and recipient')) {
+        return drop('Too many messages from an address to itself', { reason: 'identical-sender-rcpt' });
+      }
+      ctx.addHeader('X-Identical', 'From and Rcpt identical');
+    },
+    data: (ev, ctx) => {
+      const from = ev.envelope.mailFrom?.address.toLowerCase();
+      const [only, ...more] = ev.envelope.rcptTo;
+      if (trusted(ev.session) || !only || more.length || only.address.toLowerCase() !== from) return;
+      if (ctx.store.mailbox(only.address) !== 'exists') ctx.addHeader('X-Blocked', 'identical-sender-rcpt');
+    },
+  },
+});

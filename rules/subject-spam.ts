@@ -1,0 +1,55 @@
+/**
+ * subject-spam — spam subjects, when something else already looks wrong.
+ *
+ * SmtpEvt 1.1: the subject is scanned when the transaction has an invalid local
+ * recipient (see `invalid-recipient`) or the client's HELO was unqualified (see
+ * `suspicious-helo`). A match with an invalid recipient drops the connection and
+ * blacklists the client (and with `learn`, remembers the exact subject in the store's
+ * `spam-subjects` list); a match after an unqualified HELO only tags
+ * `X-Blocked: subject-spam`.
+ */
+import { defineRule, drop } from 'portcullis/sdk';
+import { trusted, txKey } from './lib/smtpevt.js';
+
+interface Options {
+  patterns: string[];
+  learn: boolean;
+  blacklistTtlMinutes: number;
+}
+
+export default defineRule<Options>({
+  name: 'subject-spam',
+  description: 'Drops or tags spam subjects when the transaction already looks wrong',
+  priority: 135,
+  options: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      patterns: {
+        type: 'array', items: { type: 'string' },
+        default: ['\\bviagra\\b', '\\bcialis\\b', 'casino', 'lottery', 'you (have )?won', '\\bloan\\b', 'replica watch'],
+        description: 'Case-insensitive regular expressions.',
+      },
+      learn: { type: 'boolean', default: false, description: 'Remember subjects that got a client blacklisted.' },
+      blacklistTtlMinutes: { type: 'integer', minimum: 1, default: 60 },
+    },
+  },
+  phases: {
+    message: (ev, ctx) => {
+      if (trusted(ev.session)) return;
+      const invalidRcpt = ctx.store.count(txKey('invalid-rcpt', ev.session), 3600) > 0;
+      const heloUnqualified = ctx.store.count(`helo-unqualified:${ev.session.id}`, 86400) > 0;
+      if (!invalidRcpt && !heloUnqualified) return;
+      const subject = ev.message.headers.find(([n]) => n.toLowerCase() === 'subject')?.[1] ?? '';
+      const matched = ctx.options.patterns.some((p) => new RegExp(p, 'i').test(subject)) || ctx.store.listHas('spam-subjects', subject);
+      if (!matched) return;
+      if (!invalidRcpt) {
+        ctx.addHeader('X-Blocked', 'subject-spam');
+        return;
+      }
+      ctx.blacklist(ctx.options.blacklistTtlMinutes * 60, 'spam subject to an invalid recipient');
+      if (ctx.options.learn && subject) ctx.store.listAdd('spam-subjects', subject);
+      return drop('Message refused', { reason: 'subject-spam' });
+    },
+  },
+});
