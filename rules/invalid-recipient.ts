@@ -11,7 +11,7 @@
 import { defineRule, drop, reject } from 'portcullis/sdk';
 import { domainOf, spamBotSign, trusted, txKey } from './lib/smtpevt.js';
 
-export default defineRule<{ maxFailedRcpts: number; ourNames: string[] }>({
+export default defineRule<{ maxFailedRcpts: number; ourNames: string[]; noPtrIsSign: boolean }>({
   name: 'invalid-recipient',
   description: 'Refuses or counts RCPTs to local mailboxes that do not exist',
   priority: 110,
@@ -21,13 +21,14 @@ export default defineRule<{ maxFailedRcpts: number; ourNames: string[] }>({
     properties: {
       maxFailedRcpts: { type: 'integer', minimum: 1, default: 5, description: 'Invalid recipients accepted in one transaction before the connection is dropped.' },
       ourNames: { type: 'array', items: { type: 'string' }, default: ['localhost'] },
+      noPtrIsSign: { type: 'boolean', default: true, description: 'A client without reverse DNS counts as a spam bot (turn off where reverse DNS is not looked up).' },
     },
   },
   phases: {
     rcpt: (ev, ctx) => {
       if (trusted(ev.session) || !ctx.store.localDomain(domainOf(ev.rcpt.address))) return;
       if (ctx.store.mailbox(ev.rcpt.address) !== 'missing') return;
-      const sign = ev.envelope.mailFrom?.address === '' ? 'null sender' : spamBotSign(ev.session, ctx.options.ourNames);
+      const sign = ev.envelope.mailFrom?.address === '' ? 'null sender' : spamBotSign(ev.session, ctx.options.ourNames, ctx.options.noPtrIsSign);
       if (sign) {
         ctx.log(`${ev.rcpt.address} does not exist; refused (${sign})`);
         return reject(550, `No such user here: ${ev.rcpt.address}`, { status: '1.1', reason: 'invalid-recipient' });

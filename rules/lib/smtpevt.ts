@@ -28,10 +28,10 @@ export function heloProblem(helo: HeloEvent['helo'] | null, clientIp: string, ou
 export const heloUnqualified = (helo: HeloEvent['helo'] | null): boolean => !helo?.name || (!helo.name.includes('.') && !helo.name.startsWith('['));
 
 /** Why the client looks like a spam bot (suspicious HELO, no reverse DNS), or null. */
-export function spamBotSign(s: SessionInfo, ourNames: string[]): string | null {
+export function spamBotSign(s: SessionInfo, ourNames: string[], noPtrIsSign = true): string | null {
   const helo = heloProblem(s.helo, s.client.ip, ourNames);
   if (helo) return helo;
-  if (s.client.ptr === null) return 'no reverse DNS (PTR) name';
+  if (noPtrIsSign && s.client.ptr === null) return 'no reverse DNS (PTR) name';
   return null;
 }
 
