@@ -112,6 +112,9 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       },
     });
     if (opts.watch) await reloader.watch();
+    // Counters reach `portcullis stats` through status.json.
+    const statusTimer = setInterval(() => reloader.writeStatus(), 10_000);
+    statusTimer.unref();
     log.info({ listen: addresses.map((a) => `${a.host}:${a.port}`), dataDir }, `Portcullis listening on ${addresses.map((a) => `${a.host}:${a.port}`).join(', ')}`);
     return {
       config, log, counters, store, sandbox: pool, addresses,
@@ -124,7 +127,9 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       },
       status: () => reloader.status,
       close: async () => {
+        clearInterval(statusTimer);
         await reloader.close();
+        reloader.writeStatus();
         await door.close();
         await Promise.all([pool.close(), spool.close()]);
         await store.close();

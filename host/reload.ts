@@ -45,6 +45,9 @@ export interface ReloadStatus {
   /** The problems of the last failed reload, until a reload succeeds. */
   lastError: { at: string; reason: string; problems: string[] } | null;
   restartNeeded: string[];
+  /** Counters (hits per rule and verdict, failures, refusals…), as of `savedAt`. */
+  counters?: Record<string, number>;
+  savedAt?: string;
 }
 
 export class Reloader {
@@ -161,7 +164,10 @@ export class Reloader {
     this.writeStatus();
   }
 
-  private writeStatus(): void {
+  /** Writes status.json (with the counters) now; the host also calls it every few seconds. */
+  writeStatus(): void {
+    this.status.counters = this.d.counters.snapshot();
+    this.status.savedAt = new Date().toISOString();
     try {
       const file = join(this.d.dataDir, 'status.json');
       writeFileSync(`${file}.tmp`, JSON.stringify(this.status, null, 2) + '\n');

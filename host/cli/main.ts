@@ -4,7 +4,8 @@ import { ConfigError, loadConfig } from '../config/config.js';
 import { startHost } from '../host.js';
 import { RuleSetError } from '../pipeline/ruleset.js';
 import { check } from './check.js';
-import { reload, status } from './status.js';
+import { reload, stats, status } from './status.js';
+import { blacklistCommand, mailboxCommand } from './store.js';
 import { newRule } from './new-rule.js';
 import { runTests } from './test.js';
 import { tryTranscript } from './try.js';
@@ -24,6 +25,12 @@ const USAGE = `usage:
       make the running host re-read its config and rules (as SIGHUP does); exit 1 if that failed
   portcullis status [--config FILE] [--data-dir DIR]
       the running host's rule set version, reloads and last reload error
+  portcullis stats [--config FILE] [--data-dir DIR]
+      the running host's counters: hits per rule and verdict, failures, refusals
+  portcullis blacklist list | add IP [--ttl SECONDS] [--reason TEXT] | remove IP | reset
+      the internal blacklist (reset also makes the host re-read its config)
+  portcullis mailbox list | add ADDRESS | remove ADDRESS
+      local mailboxes (ADDRESS: user@domain, or *@domain for all of a domain)
 
 options:
   --config FILE        JSON config (see schemas/config.schema.json)
@@ -72,6 +79,12 @@ export async function main(argv: string[]): Promise<number> {
         return await reload(rest);
       case 'status':
         return status(rest);
+      case 'stats':
+        return stats(rest);
+      case 'blacklist':
+        return await blacklistCommand(rest);
+      case 'mailbox':
+        return await mailboxCommand(rest);
       case undefined:
       case 'help':
       case '--help':

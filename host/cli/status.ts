@@ -52,6 +52,19 @@ export function status(argv: string[], out: Out = process.stdout, err: Out = pro
   return s.lastError ? 1 : 0;
 }
 
+/** `portcullis stats`: the running host's counters (from status.json, refreshed every 10 s). */
+export function stats(argv: string[], out: Out = process.stdout, err: Out = process.stderr): number {
+  const file = statusFile(argv);
+  const s = read(file);
+  if (!s?.counters) {
+    err.write(`portcullis stats: no counters at ${file} (is the host running with this data dir?)\n`);
+    return 1;
+  }
+  out.write(`as of ${s.savedAt ?? '?'} (pid ${s.pid})\n`);
+  for (const [k, v] of Object.entries(s.counters).sort(([a], [b]) => a.localeCompare(b))) out.write(`${k} ${v}\n`);
+  return 0;
+}
+
 export async function reload(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   const file = statusFile(argv);
   const before = read(file);

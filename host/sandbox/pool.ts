@@ -257,7 +257,7 @@ export class SandboxPool {
   }
 
   private armStealTimer(slot: Slot): void {
-    if (slot.timer || this.slots.length < 2) return;
+    if (slot.timer || this.slots.length < 2 || this.closed) return;
     slot.timer = setTimeout(() => {
       slot.timer = null;
       if (!slot.calls.size) return;
@@ -265,6 +265,7 @@ export class SandboxPool {
       if (this.stuck(slot, now)) this.steal(slot, now);
       this.armStealTimer(slot);
     }, STEAL_MS);
+    slot.timer.unref(); // pending calls keep the process alive by themselves, not this timer
   }
 
   /** Sends the calls queued behind a stuck worker's current call to other workers. */
@@ -350,5 +351,8 @@ export class SandboxPool {
     clearInterval(this.watchdog);
     for (const s of this.slots) if (s.timer) clearTimeout(s.timer);
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    // Calls still waiting get an answer: the sandbox is gone.
+    for (const c of this.calls.values()) c.resolve(c.req.chain.map((l) => ({ id: l.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: 'sandbox closed' })));
+    this.calls.clear();
   }
 }

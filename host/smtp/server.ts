@@ -54,7 +54,10 @@ export class FrontDoor {
       onMailFrom: (a, s, cb) => void this.session(s).mail(a.address, argsOf(a.args)).then((r) => cb(r ? replyError(r) : null), (e) => cb(this.internal(s, e))),
       onRcptTo: (a, s, cb) => void this.session(s).rcpt(a.address, argsOf(a.args)).then((r) => cb(r ? replyError(r) : null), (e) => cb(this.internal(s, e))),
       onData: (stream, s, cb) => this.onData(stream, s, cb),
-      onClose: (s) => void this.onClose(s),
+      onClose: (s) => {
+        const p = this.onClose(s).finally(() => this.closing.delete(p));
+        this.closing.add(p);
+      },
     });
     this.configure(c);
     this.installConnectionClass();
@@ -200,10 +203,14 @@ export class FrontDoor {
     return REPLIES.queued(id);
   }
 
-  /** Stops listening and closes every connection (smtp-server gives them 30 s to finish). */
+  /** Close phases still running (they may call rules): close() waits for them. */
+  private closing = new Set<Promise<void>>();
+
+  /** Stops listening, closes every connection (smtp-server gives them 30 s) and waits for their close phases. */
   async close(): Promise<void> {
     for (const srv of this.extra) srv.close();
     await new Promise<void>((ok) => this.server.close(() => ok()));
+    await Promise.allSettled([...this.closing]);
   }
 
   private async onClose(s: SMTPServerSession): Promise<void> {

@@ -66,8 +66,9 @@ export class SqliteStore extends MemoryStore {
     return store;
   }
 
-  /** Reads every table into memory (at open, and when `reset` asks to re-read). */
+  /** Reads every table into memory (at open, and on reload: changes made by the CLI). */
   async load(now = Date.now()): Promise<void> {
+    await this.flush(); // our own pending writes first, or re-reading would undo them
     this.blacklist.clear();
     for (const r of await all<{ ip: string; reason: string; rule: string; created: number; expires: number }>(this.db, 'SELECT * FROM blacklist')) {
       if (r.expires > now) this.blacklist.set(r.ip, r);

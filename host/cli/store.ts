@@ -1,0 +1,114 @@
+/**
+ * `portcullis blacklist list|add IP [--ttl SECONDS] [--reason TEXT]|remove IP|reset` and
+ * `portcullis mailbox list|add ADDRESS|remove ADDRESS`: change the store on disk, then
+ * tell a running host to re-read it (SIGHUP, as `portcullis reload`). `blacklist reset`
+ * empties the blacklist and makes the host re-read its config too, like SmtpEvt's reset.
+ */
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config/config.js';
+import type { ReloadStatus } from '../reload.js';
+import { SqliteStore } from '../store/sqlite.js';
+
+type Out = { write(s: string): unknown };
+
+const OPTIONS = { config: { type: 'string' }, 'data-dir': { type: 'string' }, ttl: { type: 'string' }, reason: { type: 'string' } } as const;
+
+/**
+ * Runs `fn` on the store; once its changes are committed (the store closed), tells a
+ * running host to re-read it when `fn` returned 0 with `notify`.
+ */
+async function withStore(values: { config?: string; 'data-dir'?: string }, fn: (s: SqliteStore) => number, out: Out, notify = false): Promise<number> {
+  const dataDir = resolve(loadConfig(values.config, { dataDir: values['data-dir'] }).dataDir);
+  const store = await SqliteStore.open(join(dataDir, 'portcullis.db'));
+  let code: number;
+  try {
+    code = fn(store);
+  } finally {
+    await store.close();
+  }
+  if (code === 0 && notify) signalHost(dataDir, out);
+  return code;
+}
+
+/** Tells a running host (found through status.json) to re-read the store and config. */
+function signalHost(dataDir: string, out: Out): void {
+  try {
+    const st = JSON.parse(readFileSync(join(dataDir, 'status.json'), 'utf8')) as ReloadStatus;
+    process.kill(st.pid, 'SIGHUP');
+    out.write(`told the running host (pid ${st.pid}) to re-read it\n`);
+  } catch {
+    // no host running with this data dir: it reads the store when it starts
+  }
+}
+
+export async function blacklistCommand(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const [action, ip] = positionals;
+  if (action === 'list') {
+    return withStore(values, (s) => {
+      const now = Date.now();
+      for (const e of s.blacklistList(now).sort((a, b) => a.expires - b.expires)) {
+        out.write(`${e.ip}\t${e.rule}\t${Math.ceil((e.expires - now) / 60000)} min left\t${e.reason}\n`);
+      }
+      return 0;
+    }, out);
+  }
+  if (action === 'add' || action === 'remove') {
+    if (!ip || !isIP(ip)) {
+      err.write(`portcullis blacklist ${action}: give an IP address\n`);
+      return 64;
+    }
+    const ttl = Number(values.ttl ?? 3600);
+    if (!(ttl > 0)) {
+      err.write('portcullis blacklist add: --ttl must be a number of seconds > 0\n');
+      return 64;
+    }
+    return withStore(values, (s) => {
+      if (action === 'add') s.blacklistAdd(ip, ttl, values.reason ?? 'added by the administrator', 'admin');
+      else if (!s.blacklistRemove(ip)) {
+        err.write(`portcullis blacklist remove: ${ip} is not blacklisted\n`);
+        return 1;
+      }
+      out.write(`${action === 'add' ? 'blacklisted' : 'removed'} ${ip}\n`);
+      return 0;
+    }, out, true);
+  }
+  if (action === 'reset') {
+    return withStore(values, (s) => {
+      s.blacklistClear();
+      out.write('blacklist emptied\n');
+      return 0;
+    }, out, true);
+  }
+  err.write('usage: portcullis blacklist list | add IP [--ttl SECONDS] [--reason TEXT] | remove IP | reset\n');
+  return 64;
+}
+
+export async function mailboxCommand(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  const [action, address] = positionals;
+  if (action === 'list') {
+    const fromConfig = new Set(loadConfig(values.config, { dataDir: values['data-dir'] }).mailboxes.map((m) => m.toLowerCase()));
+    return withStore(values, (s) => {
+      const all = new Set([...s.mailboxList(), ...fromConfig]);
+      for (const m of [...all].sort()) out.write(`${m}${fromConfig.has(m) ? ' (config)' : ''}\n`);
+      return 0;
+    }, out);
+  }
+  if ((action === 'add' || action === 'remove') && address && /^[^@\s]+@[A-Za-z0-9.-]+$/.test(address)) {
+    return withStore(values, (s) => {
+      if (action === 'add') s.mailboxAdd(address);
+      else if (!s.mailboxRemove(address)) {
+        err.write(`portcullis mailbox remove: ${address} is not listed\n`);
+        return 1;
+      }
+      out.write(`${action === 'add' ? 'added' : 'removed'} ${address.toLowerCase()}\n`);
+      return 0;
+    }, out, true);
+  }
+  err.write('usage: portcullis mailbox list | add ADDRESS | remove ADDRESS   (ADDRESS: user@domain, or *@domain for every address)\n');
+  return 64;
+}
