@@ -1,6 +1,6 @@
 /** Where the checkout's parts are, whether running from source or from dist/. */
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 function findRoot(): string {
@@ -18,4 +18,3 @@ export const ROOT = findRoot();
 export const SDK_ENTRY = join(ROOT, 'sdk', 'index.ts');
 export const BUILTIN_RULES = join(ROOT, 'rules');
 export const CONFIG_SCHEMA = join(ROOT, 'schemas', 'config.schema.json');
-export const abs = (p: string): string => resolve(p);

@@ -22,9 +22,6 @@ export interface SandboxRun {
 export class Sandbox {
   private readonly pool: SandboxPool;
   private readonly inline: InlineTier | null;
-  /** Calls the inline tier handed to the pool. */
-  escalations = 0;
-
   constructor(opts: PoolOptions & { inline: boolean }) {
     this.pool = new SandboxPool(opts);
     this.inline = opts.inline ? new InlineTier(opts.storeCall) : null;
@@ -51,7 +48,6 @@ export class Sandbox {
     if (suspect || !this.inline) return { results: await this.pool.run(version, phase, chain, p, budgetMs, suspect), escalated: false };
     const r = this.inline.run(version, phase, chain, p);
     if (r.stoppedAt < 0) return { results: r.results, escalated: false };
-    this.escalations++;
     const rest = await this.pool.run(version, phase, chain.slice(r.stoppedAt), p, budgetMs, false);
     return { results: [...r.results, ...rest], escalated: rest.some((x) => x.ms > INLINE_MS || x.outcome !== 'ok') };
   }
@@ -75,11 +71,6 @@ export class Sandbox {
 function parts(event: PhaseEvent): EventParts {
   const { session, ...restOfEvent } = event;
   const { time, ...sessionWithoutTime } = session;
-  let envelope = '';
-  if ('envelope' in restOfEvent) {
-    const { envelope: env, ...rest } = restOfEvent;
-    envelope = JSON.stringify(env);
-    return { sid: session.id, time, session: JSON.stringify(sessionWithoutTime), envelope, rest: JSON.stringify(rest) };
-  }
-  return { sid: session.id, time, session: JSON.stringify(sessionWithoutTime), envelope, rest: JSON.stringify(restOfEvent) };
+  const { envelope, ...rest } = restOfEvent as typeof restOfEvent & { envelope?: unknown };
+  return { sid: session.id, time, session: JSON.stringify(sessionWithoutTime), envelope: envelope === undefined ? '' : JSON.stringify(envelope), rest: JSON.stringify(rest) };
 }
