@@ -7,6 +7,11 @@ export class Counters {
     this.values.set(key, (this.values.get(key) ?? 0) + by);
   }
 
+  /** A gauge: sets the value instead of adding to it. */
+  set(name: string, labels: Record<string, string>, value: number): void {
+    this.values.set(keyOf(name, labels), value);
+  }
+
   get(name: string, labels: Record<string, string> = {}): number {
     return this.values.get(keyOf(name, labels)) ?? 0;
   }

@@ -4,20 +4,28 @@
  * SmtpEvt 1.0.1: tag it `X-Identical: From and Rcpt identical`; with a single recipient
  * that is not a valid local mailbox, also `X-Blocked: identical-sender-rcpt`. The same
  * client doing it `watchlistCount` times within `watchlistMinutes` is dropped and
- * blacklisted.
+ * blacklisted. SmtpEvt 1.1.0: a client listed in the `dnsbl` zone doing it is dropped
+ * at once.
  */
 import { defineRule, drop } from 'portcullis/sdk';
-import { trusted, watchAndBlacklist, watchSchema, type WatchOptions } from './lib/smtpevt.js';
+import { dnsblHit } from './lib/dnsbl.js';
+import { dnsblSignOption, trusted, watchAndBlacklist, watchSchema, type WatchOptions } from './lib/smtpevt.js';
 
-export default defineRule<WatchOptions>({
+export default defineRule<WatchOptions & { dnsbl: string }>({
   name: 'identical-sender-rcpt',
   description: 'Tags mail from an address to itself; repeated, blacklists the client',
   priority: 140,
-  options: { type: 'object', additionalProperties: false, properties: watchSchema(3, 10, 30) },
+  options: { type: 'object', additionalProperties: false, properties: { ...watchSchema(3, 10, 30), dnsbl: dnsblSignOption } },
+  needs: (o) => (o.dnsbl ? [`dnsbl:${o.dnsbl}`] : []),
   phases: {
     rcpt: (ev, ctx) => {
       const from = ev.envelope.mailFrom?.address.toLowerCase();
       if (trusted(ev.session) || !from || from !== ev.rcpt.address.toLowerCase()) return;
+      const listed = dnsblHit(ev, ctx.options.dnsbl);
+      if (listed) {
+        ctx.log(`${ev.session.client.ip} sends from an address to itself and is listed in ${listed}: dropped`);
+        return drop('Message refused', { reason: 'identical-sender-dnsbl' });
+      }
       if (watchAndBlacklist(ctx, 'identical-sender-rcpt', ev.session.client.ip, 'repeated identical sender and recipient')) {
         return drop('Too many messages from an address to itself', { reason: 'identical-sender-rcpt' });
       }

@@ -2,19 +2,22 @@
  * subject-spam — spam subjects, when something else already looks wrong.
  *
  * SmtpEvt 1.1: the subject is scanned when the transaction has an invalid local
- * recipient (see `invalid-recipient`) or the client's HELO was unqualified (see
- * `suspicious-helo`). A match with an invalid recipient drops the connection and
+ * recipient (see `invalid-recipient`), the client is listed in the `dnsbl` zone, or its
+ * HELO was unqualified (see `suspicious-helo`). A match with an invalid recipient or a
+ * DNSBL listing drops the connection and
  * blacklists the client (and with `learn`, remembers the exact subject in the store's
  * `spam-subjects` list); a match after an unqualified HELO only tags
  * `X-Blocked: subject-spam`.
  */
 import { defineRule, drop } from 'portcullis/sdk';
-import { trusted, txKey } from './lib/smtpevt.js';
+import { dnsblHit } from './lib/dnsbl.js';
+import { dnsblSignOption, trusted, txKey } from './lib/smtpevt.js';
 
 interface Options {
   patterns: string[];
   learn: boolean;
   blacklistTtlMinutes: number;
+  dnsbl: string;
 }
 
 export default defineRule<Options>({
@@ -32,22 +35,25 @@ export default defineRule<Options>({
       },
       learn: { type: 'boolean', default: false, description: 'Remember subjects that got a client blacklisted.' },
       blacklistTtlMinutes: { type: 'integer', minimum: 1, default: 60 },
+      dnsbl: dnsblSignOption,
     },
   },
+  needs: (o) => (o.dnsbl ? [`dnsbl:${o.dnsbl}`] : []),
   phases: {
     message: (ev, ctx) => {
       if (trusted(ev.session)) return;
       const invalidRcpt = ctx.store.count(txKey('invalid-rcpt', ev.session), 3600) > 0;
+      const listed = dnsblHit(ev, ctx.options.dnsbl);
       const heloUnqualified = ctx.store.count(`helo-unqualified:${ev.session.id}`, 86400) > 0;
-      if (!invalidRcpt && !heloUnqualified) return;
+      if (!invalidRcpt && !listed && !heloUnqualified) return;
       const subject = ev.message.headers.find(([n]) => n.toLowerCase() === 'subject')?.[1] ?? '';
       const matched = ctx.options.patterns.some((p) => new RegExp(p, 'i').test(subject)) || ctx.store.listHas('spam-subjects', subject);
       if (!matched) return;
-      if (!invalidRcpt) {
+      if (!invalidRcpt && !listed) {
         ctx.addHeader('X-Blocked', 'subject-spam');
         return;
       }
-      ctx.blacklist(ctx.options.blacklistTtlMinutes * 60, 'spam subject to an invalid recipient');
+      ctx.blacklist(ctx.options.blacklistTtlMinutes * 60, invalidRcpt ? 'spam subject to an invalid recipient' : `spam subject from a client listed in ${listed}`);
       if (ctx.options.learn && subject) ctx.store.listAdd('spam-subjects', subject);
       return drop('Message refused', { reason: 'subject-spam' });
     },

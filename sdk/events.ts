@@ -65,8 +65,52 @@ export interface Envelope {
   failedRcpts: number;
 }
 
+/**
+ * The answer of one DNS block list (DNSBL for the client IP, RHSBL for the sender domain).
+ * Only `listed` means listed: a list that refused the query or did not answer never does.
+ */
+export interface DnsListAnswer {
+  /**
+   * - `listed`: the list answered with A records in 127.0.0.0/8.
+   * - `clear`: not listed (NXDOMAIN, or no A record).
+   * - `refused`: the list refused the query (answers 127.255.255.x: over quota, or queried
+   *   through a public resolver). The host logs it loudly; treat it as not listed.
+   * - `error`: timeout, SERVFAIL or another transient failure; never cached, never listed.
+   */
+  status: 'listed' | 'clear' | 'refused' | 'error';
+  /** The A records when listed or refused (e.g. `['127.0.0.2']`), else empty. */
+  codes: string[];
+  /** The list's TXT record when listed (often a URL explaining the listing), else null. */
+  text: string | null;
+}
+
+/** Whether the sender domain can receive mail: an MX record, or else an A/AAAA record (RFC 5321 §5.1). */
+export interface DnsMxAnswer {
+  /** `found`; `none` (the domain or its records do not exist); `error` (transient failure). */
+  status: 'found' | 'none' | 'error';
+  /** MX host names by preference, or the domain itself when only A/AAAA exist. */
+  hosts: string[];
+}
+
+/**
+ * DNS facts the host looked up before the phase, for the needs its rules declared
+ * (`needs: ['dnsbl:zen.spamhaus.org', 'rhsbl:dbl.spamhaus.org', 'mx']`). A fact is absent
+ * when no rule of the phase asked for it, when it does not apply yet (no sender domain
+ * before MAIL FROM, or the null sender) or when DNS is off in the host config.
+ */
+export interface DnsFacts {
+  /** Client IP looked up in each DNSBL zone, by zone. */
+  dnsbl: Record<string, DnsListAnswer | undefined>;
+  /** MAIL FROM domain looked up in each RHSBL zone (e.g. Spamhaus DBL), by zone. */
+  rhsbl: Record<string, DnsListAnswer | undefined>;
+  /** MX (or A/AAAA) of the MAIL FROM domain. */
+  mx?: DnsMxAnswer;
+}
+
 interface EventBase {
   session: SessionInfo;
+  /** DNS facts asked for by the phase's rules (see `needs` in defineRule). */
+  dns: DnsFacts;
 }
 
 export interface ConnectEvent extends EventBase {

@@ -56,8 +56,17 @@ export interface RuleContext<Options = Record<string, unknown>> {
 /** A handler for one phase: return a verdict, or nothing for no opinion. */
 export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: RuleContext<Options>) => Verdict | void;
 
-/** Extra data a rule asks the host to put into its events. */
-export type Need = 'body';
+/**
+ * Extra data a rule asks the host to put into its events:
+ * - `'body'`: the (capped) body in the `message` event;
+ * - `'dnsbl:<zone>'`: the client IP looked up in a DNS block list → `ev.dns.dnsbl[zone]`;
+ * - `'rhsbl:<zone>'`: the MAIL FROM domain looked up in a domain list → `ev.dns.rhsbl[zone]`;
+ * - `'mx'`: the MAIL FROM domain's MX (or A/AAAA) → `ev.dns.mx`.
+ *
+ * The host looks them up (cached, in parallel, early: DNSBLs at connect, sender facts at
+ * MAIL FROM) and waits for them only before a phase whose rules declared them.
+ */
+export type Need = 'body' | 'mx' | `dnsbl:${string}` | `rhsbl:${string}`;
 
 /** A rule: what `defineRule` takes and a rule file default-exports. */
 export interface RuleDefinition<Options = Record<string, unknown>> {
@@ -72,8 +81,11 @@ export interface RuleDefinition<Options = Record<string, unknown>> {
    * `default` for each property. The host validates the config's options against it.
    */
   options?: Record<string, unknown>;
-  /** Extra event data to fetch: `'body'` puts the (capped) body into the `message` event. */
-  needs?: Need[];
+  /**
+   * Extra event data to fetch (see `Need`). A function of the options when they name
+   * the zones: `needs: (o) => ['dnsbl:' + o.zone]`. Evaluated once per rule load.
+   */
+  needs?: Need[] | ((options: Options) => Need[]);
   /** One handler per phase the rule cares about; phases without a handler cost nothing. */
   phases: { [P in Phase]?: Handler<P, Options> };
 }

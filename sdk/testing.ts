@@ -31,6 +31,8 @@ import { compileRule } from '../host/sandbox/compile.js';
 import { Sandbox } from '../host/sandbox/sandbox.js';
 import { formatReply, type Reply } from '../host/smtp/reply.js';
 import { SessionPolicy, SmtpSession, type Disposition } from '../host/smtp/session.js';
+import { DnsChecker, reversedIp } from '../host/dns/checker.js';
+import { tableBackend, type DnsTable } from '../host/dns/backend.js';
 import { storeAccess } from '../host/store/access.js';
 import { MemoryStore } from '../host/store/store.js';
 
@@ -71,7 +73,31 @@ export interface HarnessOptions {
   config?: string | Record<string, unknown>;
   /** Start of the fake clock (default 2026-01-05T10:00:00Z, a Monday). */
   start?: Date | number;
+  /**
+   * Fake DNS answers, name → records (or an error code such as `'ETIMEOUT'`); names not
+   * in the table are NXDOMAIN. Without it DNS is off and rules see no DNS facts. Build
+   * entries with `fakeDns.listed(...)` / `fakeDns.mx(...)`.
+   * @example dns: { ...fakeDns.listed('zen.spamhaus.org', '192.0.2.1', '127.0.0.4') }
+   */
+  dns?: DnsTable;
 }
+
+/** Builders of fake DNS answers for `HarnessOptions.dns`. */
+export const fakeDns = {
+  /** `subject` (an IP, or a domain for RHSBLs) listed in `zone` with A record `code` and an optional TXT. */
+  listed(zone: string, subject: string, code = '127.0.0.2', text?: string): DnsTable {
+    const label = reversedIp(subject) ?? subject.toLowerCase();
+    return { [`${label}.${zone}`]: { A: [code], ...(text ? { TXT: [text] } : {}) } };
+  },
+  /** `zone` does not answer for `subject` (the lookup times out). */
+  timeout(zone: string, subject: string): DnsTable {
+    return { [`${reversedIp(subject) ?? subject.toLowerCase()}.${zone}`]: 'ETIMEOUT' };
+  },
+  /** `domain` has these MX hosts (none: only an A record). */
+  mx(domain: string, ...hosts: string[]): DnsTable {
+    return { [domain]: hosts.length ? { MX: hosts } : { A: ['192.0.2.80'] } };
+  },
+};
 
 export interface RuleOptions extends HarnessOptions {
   /** The rule's options (validated against its schema). */
@@ -93,6 +119,7 @@ export class Harness {
   private readonly pipeline: Pipeline;
   private readonly policy: SessionPolicy;
   private readonly log: Logger;
+  private readonly dns: DnsChecker | null;
 
   /** @internal use loadRule / loadRuleSet */
   constructor(
@@ -105,6 +132,7 @@ export class Harness {
      */
     readonly store: MemoryStore,
     start: number,
+    dns?: DnsTable,
   ) {
     let now = start;
     this.clock = { now: () => now, advance: (ms) => void (now += ms), set: (t) => void (now = +t) };
@@ -117,6 +145,7 @@ export class Harness {
     this.log = pino({ level: 'debug' }, sink);
     this.pipeline = new Pipeline(sandbox, this.log, this.counters);
     this.policy = new SessionPolicy(config);
+    this.dns = dns ? new DnsChecker(tableBackend(dns), store, this.counters, this.log, config.dns.cacheTtlSeconds) : null;
   }
 
   /** The rules loaded, in run order. */
@@ -128,7 +157,7 @@ export class Harness {
   async connect(o: ConnectOptions = {}): Promise<TestSession> {
     const delays: number[] = [];
     const session = new SmtpSession(
-      { policy: this.policy, pipeline: this.pipeline, store: this.store, log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms) },
+      { policy: this.policy, pipeline: this.pipeline, store: this.store, log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms), dns: this.dns },
       { id: randomBytes(8).toString('hex'), ip: o.ip ?? '192.0.2.1', port: o.port ?? 40000, ptr: o.ptr ?? null, localIp: '192.0.2.25', localPort: o.localPort ?? 25, tls: () => o.tls ?? false },
       this.ruleSet,
     );
@@ -269,7 +298,7 @@ export async function loadRule(file: string, o: RuleOptions = {}): Promise<Harne
     const config = configFrom({ ...base, rules: { ...base.rules, builtin: false, dirs: [], settings } }, '(test config)');
     const rs = await buildRuleSet(config, sandbox, 1, { files: [file] });
     adopt(store, config);
-    return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START));
+    return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START), o.dns);
   } catch (e) {
     await sandbox.close();
     throw e;
@@ -288,7 +317,7 @@ export async function loadRuleSet(o: HarnessOptions & { rulesDirs?: string[] } =
     const config = o.rulesDirs ? configFrom({ ...base, rules: { ...base.rules, dirs: [...base.rules.dirs, ...o.rulesDirs] } }, '(test config)') : base;
     const rs = await buildRuleSet(config, sandbox, 1);
     adopt(store, config);
-    return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START));
+    return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START), o.dns);
   } catch (e) {
     await sandbox.close();
     throw e;

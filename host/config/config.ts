@@ -40,6 +40,7 @@ export interface Config {
   exemptNetworks: string[];
   dataDir: string;
   reverseDns: boolean;
+  dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number };
   auth: { users: Record<string, string>; allowInsecure: boolean };
   tls?: { key: string; cert: string };
   received: boolean;
@@ -54,6 +55,8 @@ export interface ConfigOverrides {
   listen?: string;
   dataDir?: string;
   rulesDir?: string;
+  /** `--dns HOST:PORT`: the resolver for DNS checks. */
+  dns?: string;
 }
 
 /** The config is invalid; `problems` holds one "path: what is wrong" line each. */
@@ -133,6 +136,7 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(source, ['/: must be an object']);
   if (overrides.listen) raw.listen = [overrides.listen];
   if (overrides.dataDir) raw.dataDir = overrides.dataDir;
+  if (overrides.dns) raw.dns = { ...(raw.dns as object | undefined), servers: [overrides.dns] };
   if (overrides.rulesDir) {
     const rules = (raw.rules ??= {}) as Record<string, unknown>;
     rules.dirs = [...((rules.dirs as string[] | undefined) ?? []), overrides.rulesDir];

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
 import type { Phase } from '../../sdk/index.js';
 import { describeAjvError, type Config, type RuleAction, type RuleLimits } from '../config/config.js';
+import { parseNeed, uniqueNeeds, type DnsNeed } from '../dns/facts.js';
 import { BUILTIN_RULES } from '../paths.js';
 import { compileRule } from '../sandbox/compile.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
@@ -36,6 +37,10 @@ export interface RuleSet {
   readonly budgets: Partial<Record<Phase, number>>;
   /** True when a rule declared needs: ['body']. */
   readonly needsBody: boolean;
+  /** Per phase, the DNS facts its rules need (absent = none: the phase never waits for DNS). */
+  readonly dns: Partial<Record<Phase, DnsNeed[]>>;
+  /** Every DNS fact any rule needs, looked up ahead of time (IP lists at connect, sender facts at MAIL). */
+  readonly dnsAll: DnsNeed[];
 }
 
 /** Loading failed; each problem names the file (file:line:col) or config path. */
@@ -168,15 +173,32 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
       budgets[phase] = (budgets[phase] ?? 0) + r.limits.timeoutMs;
     }
   }
-  await pool.install(version, codes).catch((e: Error) => {
+  const needs = await pool.install(version, codes).catch((e: Error) => {
     throw new RuleSetError(e.message.split('\n'));
   });
+  let needsBody = false;
+  const dns: Partial<Record<Phase, DnsNeed[]>> = {};
+  for (const r of rules) {
+    for (const n of needs[r.id] ?? []) {
+      const need = parseNeed(n);
+      if (need === 'body') needsBody = true;
+      else if ('error' in need) problems.push(`${r.file}: ${need.error}`);
+      else for (const phase of r.meta.phases) (dns[phase] ??= []).push(need);
+    }
+  }
+  if (problems.length) {
+    pool.release(version);
+    throw new RuleSetError(problems);
+  }
+  for (const phase of Object.keys(dns) as Phase[]) dns[phase] = uniqueNeeds(dns[phase]!);
   return Object.freeze({
     version,
     rules: Object.freeze(rules),
     byId: new Map(rules.map((r) => [r.id, r])),
     chains,
     budgets,
-    needsBody: rules.some((r) => r.meta.needs.includes('body')),
+    needsBody,
+    dns,
+    dnsAll: uniqueNeeds(Object.values(dns).flat()),
   });
 }

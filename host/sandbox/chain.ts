@@ -6,7 +6,7 @@
  */
 import type { Phase } from '../../sdk/index.js';
 import type { StoreCall } from '../store/access.js';
-import type { ChainLink, RuleCode, RuleResult, SandboxLimits } from './protocol.js';
+import type { ChainLink, InstallReport, RuleCode, RuleResult, SandboxLimits } from './protocol.js';
 import { RuleSandbox } from './rule-sandbox.js';
 
 /** An event cut into the parts that change at different rates. */
@@ -52,20 +52,23 @@ export class ChainRunner {
   constructor(private readonly opts: ChainOptions = {}) {}
 
   /** Creates the sandboxes; returns the rules that failed, with why. */
-  async install(version: number, rules: RuleCode[]): Promise<{ id: string; error: string }[]> {
+  /** Loads a version's rules; returns the failures and each loaded rule's needs. */
+  async install(version: number, rules: RuleCode[]): Promise<InstallReport> {
     const map = new Map<string, Entry>();
     const errors: { id: string; error: string }[] = [];
+    const needs: Record<string, string[]> = {};
     for (const r of rules) {
       const limits = this.opts.tighten ? this.opts.tighten(r.limits) : r.limits;
       try {
         const sb = await RuleSandbox.create({ ...r, limits, loadTimeoutMs: this.opts.loadTimeoutMs }, this.opts.onBusy, this.opts.storeCall);
         map.set(r.id, { sb, full: r.limits, sent: new Map(), gen: sb.generation });
+        needs[r.id] = sb.needs;
       } catch (e) {
         errors.push({ id: r.id, error: (e as Error).message });
       }
     }
     this.versions.set(version, map);
-    return errors;
+    return { errors, needs };
   }
 
   release(version: number): void {

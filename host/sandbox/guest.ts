@@ -70,12 +70,18 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
         phases.push(key);
       }
       if (d.priority !== undefined && (typeof d.priority !== 'number' || !isFinite(d.priority))) throw new TypeError('priority must be a number');
-      if (d.needs !== undefined && !isArray(d.needs)) throw new TypeError('needs must be an array');
+      if (d.needs !== undefined && !isArray(d.needs) && typeof d.needs !== 'function') throw new TypeError('needs must be an array or a function of the options');
       def = d;
       return stringify({ name: d.name, description: typeof d.description === 'string' ? d.description : null,
-        priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, needs: d.needs || [], phases });
+        priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, needs: isArray(d.needs) ? d.needs : [], phases });
     },
-    setOptions(json) { options = parse(json); },
+    // Returns the needs (JSON), which may depend on the options.
+    setOptions(json) {
+      options = parse(json);
+      const n = typeof def.needs === 'function' ? def.needs(options) : def.needs || [];
+      if (!isArray(n)) throw new TypeError('needs(options) must return an array');
+      return stringify(n.map(Str));
+    },
     // sessionJson / envelopeJson are null when unchanged since this session's last call here.
     callDelta(phase, sid, time, sessionJson, envelopeJson, restJson) {
       let c = sessions.get(sid);

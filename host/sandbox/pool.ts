@@ -179,7 +179,7 @@ export class SandboxPool {
       c.resolve(c.req.chain.map((l) => ({ id: l.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: `sandbox worker ${why}` })));
     }
     for (const p of control) p.resolve(p.fail());
-    for (const [version, rules] of this.versions) void this.control(slot, { t: 'install', seq: 0, version, rules }, () => ({ t: 'installed', seq: 0, errors: [] }));
+    for (const [version, rules] of this.versions) void this.control(slot, { t: 'install', seq: 0, version, rules }, () => ({ t: 'installed', seq: 0, errors: [], needs: {} }));
     console.error(`sandbox worker ${slot.index} ${why}; replaced`);
   }
 
@@ -321,15 +321,17 @@ export class SandboxPool {
     return m.meta;
   }
 
-  /** Loads a RuleSet version into every worker. Throws listing every rule that failed. */
-  async install(version: number, rules: RuleCode[]): Promise<void> {
+  /** Loads a RuleSet version into every worker; returns each rule's needs. Throws listing every rule that failed. */
+  async install(version: number, rules: RuleCode[]): Promise<Record<string, string[]>> {
     this.versions.set(version, rules);
-    const replies = await Promise.all(this.slots.map((s) => this.control(s, { t: 'install', seq: 0, version, rules }, () => ({ t: 'installed', seq: 0, errors: [{ id: '*', error: 'sandbox worker crashed while installing' }] }))));
+    const replies = await Promise.all(this.slots.map((s) => this.control(s, { t: 'install', seq: 0, version, rules }, () => ({ t: 'installed', seq: 0, errors: [{ id: '*', error: 'sandbox worker crashed while installing' }], needs: {} }))));
     const errors = replies.flatMap((m) => (m.t === 'installed' ? m.errors : []));
     if (errors.length) {
       this.release(version);
       throw new Error(errors.map((e) => e.error).join('\n'));
     }
+    const first = replies[0];
+    return first?.t === 'installed' ? first.needs : {};
   }
 
   /** Frees a RuleSet version's sandboxes in every worker. */

@@ -46,6 +46,12 @@ export interface RuleCode {
   limits: SandboxLimits;
 }
 
+/** What installing a RuleSet version reports: failures, and each rule's needs with its options. */
+export interface InstallReport {
+  errors: { id: string; error: string }[];
+  needs: Record<string, string[]>;
+}
+
 /** One link of a phase's chain: which rule to call and when to stop after it. */
 export interface ChainLink {
   id: string;
@@ -110,6 +116,6 @@ export type FromWorker =
   /** A rule's store operation; the worker waits for the answer in its store channel. */
   | { t: 'store'; op: string; args: unknown[]; now: number }
   | { t: 'inspected'; seq: number; meta?: RuleMeta; error?: string }
-  | { t: 'installed'; seq: number; errors: { id: string; error: string }[] }
+  | ({ t: 'installed'; seq: number } & InstallReport)
   | { t: 'results'; calls: { seq: number; results: RuleResult[] }[] }
   | { t: 'stats'; seq: number; modules: number; versions: number[] };

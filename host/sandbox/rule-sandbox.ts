@@ -72,6 +72,8 @@ export class RuleSandbox {
   private broken: string | null = null;
   private interrupted = false;
   meta!: RuleMeta;
+  /** What the rule needs with its options set (see Need in the SDK). */
+  needs: string[] = [];
 
   /** The current call's event time: "now" for the rule's store operations. */
   private now = 0;
@@ -125,6 +127,7 @@ export class RuleSandbox {
       const r = this.ctx.callFunction(setOptions, this.ctx.undefined, opts);
       opts.dispose();
       if (r.error) throw new RuleLoadError(`${file}: options: ${this.describe(r.error)}`);
+      this.needs = JSON.parse(this.ctx.getString(r.value)) as string[];
       r.value.dispose();
     } catch (e) {
       this.dispose();

@@ -32,9 +32,11 @@ export class Sandbox {
     return this.pool.inspect(file, code);
   }
 
-  async install(version: number, rules: RuleCode[]): Promise<void> {
-    await this.pool.install(version, rules);
+  /** Installs a RuleSet version; returns each rule's needs (by rule id). */
+  async install(version: number, rules: RuleCode[]): Promise<Record<string, string[]>> {
+    const needs = await this.pool.install(version, rules);
     await this.inline?.install(version, rules);
+    return needs;
   }
 
   release(version: number): void {

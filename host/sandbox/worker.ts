@@ -105,7 +105,7 @@ async function handle(msg: ToWorker): Promise<void> {
       }
     }
     case 'install':
-      return post({ t: 'installed', seq: msg.seq, errors: await runner.install(msg.version, msg.rules) });
+      return post({ t: 'installed', seq: msg.seq, ...(await runner.install(msg.version, msg.rules)) });
     case 'release':
       return runner.release(msg.version);
     case 'stats':

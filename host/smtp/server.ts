@@ -12,6 +12,7 @@ import type { Counters } from '../metrics.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
+import { dnsCheckerFor } from '../dns/checker.js';
 import { newMessageId, type Spool, type SpoolEnvelope } from '../spool/spool.js';
 import { verifyPassword } from './auth.js';
 import { connectionClass, replyError } from './connection.js';
@@ -89,6 +90,7 @@ export class FrontDoor {
     this.deps = {
       policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, counters: this.d.counters,
       now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
+      dns: dnsCheckerFor(c.dns, this.d.store, this.d.counters, this.d.log),
     };
   }
 

@@ -6,8 +6,10 @@
  * this class, so a rule behaves in a test exactly as on the wire.
  */
 import type { Logger } from 'pino';
-import type { Envelope, EnvelopeAddress, Phase, PhaseEvent, SessionInfo } from '../../sdk/index.js';
+import type { Envelope, EnvelopeAddress, Phase, PhaseEvent, PhaseEvents, SessionInfo } from '../../sdk/index.js';
 import type { Config } from '../config/config.js';
+import type { DnsChecker } from '../dns/checker.js';
+import { NO_FACTS, SessionFacts } from '../dns/facts.js';
 import type { Counters } from '../metrics.js';
 import { domainOf, networkList, plainIp } from '../net.js';
 import { NO_DECISION, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
@@ -76,7 +78,12 @@ export interface SessionDeps {
   now: () => number;
   /** Waits out a tarpit delay (tests record it instead). */
   delay: (ms: number) => Promise<void>;
+  /** DNS lists and MX checks; null when DNS is off (config dns.servers empty). */
+  dns: DnsChecker | null;
 }
+
+/** An event as the session builds it; the DNS facts are added before the rules run. */
+type BareEvent = { [P in Phase]: Omit<PhaseEvents[P], 'dns'> }[Phase];
 
 /** Phases whose verdicts apply to the whole connection rather than one transaction. */
 const SESSION_PHASES: ReadonlySet<Phase> = new Set(['connect', 'helo', 'auth']);
@@ -101,6 +108,8 @@ export class SmtpSession {
   tx: Transaction;
   /** The decision of the last phase run (for the test harness). */
   last: PhaseDecision = NO_DECISION;
+  /** DNS facts of this session; null when DNS is off or no rule needs any. */
+  private readonly facts: SessionFacts | null;
 
   /** `ruleSet` is pinned by the caller for the whole session. */
   constructor(private readonly d: SessionDeps, readonly conn: ConnectionFacts, readonly ruleSet: RuleSet) {
@@ -108,6 +117,8 @@ export class SmtpSession {
     this.relayClient = d.policy.isRelayClient(conn.ip);
     this.submission = d.policy.config.submissionPorts.includes(conn.localPort);
     this.tx = this.newTransaction();
+    const skipRules = this.exempt;
+    this.facts = d.dns && ruleSet.dnsAll.length && !skipRules ? new SessionFacts(d.dns, plainIp(conn.ip), d.now) : null;
   }
 
   private newTransaction(): Transaction {
@@ -133,10 +144,15 @@ export class SmtpSession {
   }
 
   /** Runs a phase's rules (unless the session or transaction skips them) and applies the decision. */
-  private async phase(event: PhaseEvent): Promise<Reply | null> {
-    const p = event.phase;
+  private async phase(bare: BareEvent): Promise<Reply | null> {
+    const p = bare.phase;
     const skip = this.exempt || this.whitelisted || (!SESSION_PHASES.has(p) && this.tx.whitelisted);
-    const d = skip ? NO_DECISION : await this.d.pipeline.run(this.ruleSet, event);
+    let d = NO_DECISION;
+    if (!skip) {
+      const sender = bare.phase === 'mail' ? bare.mail.address : (this.tx.mail?.address ?? null);
+      const dns = this.facts ? await this.facts.get(this.ruleSet.dns[p] ?? [], sender) : NO_FACTS;
+      d = await this.d.pipeline.run(this.ruleSet, { ...bare, dns } as PhaseEvent);
+    }
     this.last = d;
     return this.decide(p, d);
   }
@@ -175,6 +191,7 @@ export class SmtpSession {
     const info = this.info();
     this.d.log.info({ session: info.id, ip: info.client.ip, port: info.client.port, ptr: info.client.ptr, localPort: info.local.port, ruleSet: this.ruleSet.version, ...(this.exempt ? { exempt: true } : {}) }, `connect from ${info.client.ptr ?? 'unknown'}[${info.client.ip}]`);
     this.d.counters.inc('connections_total');
+    this.facts?.prefetch(this.ruleSet.dnsAll, null); // client-IP lists, while the client waits for the greeting
     return this.phase({ phase: 'connect', session: info });
   }
 
@@ -204,6 +221,7 @@ export class SmtpSession {
     const size = args.SIZE !== undefined && /^\d+$/.test(args.SIZE) ? Number(args.SIZE) : null;
     this.tx = this.newTransaction();
     const mail = { address, args, size };
+    this.facts?.prefetch(this.ruleSet.dnsAll, address); // sender-domain facts, while the rules look at MAIL
     const reply = await this.phase({ phase: 'mail', session: this.info(), envelope: this.envelope(), mail });
     if (!reply) this.tx.mail = mail;
     return reply;

@@ -84,6 +84,7 @@ export class SqliteStore extends MemoryStore {
       set.add(r.value);
     }
     this.cache.clear();
+    await run(this.db, 'DELETE FROM cache WHERE expires <= ?', [now]);
     for (const r of await all<{ key: string; value: string; expires: number }>(this.db, 'SELECT * FROM cache')) {
       if (r.expires > now) this.cache.set(r.key, { value: r.value, expires: r.expires });
     }

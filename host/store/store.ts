@@ -179,6 +179,15 @@ export class MemoryStore {
     const expires = now + ttlSeconds * 1000;
     this.cache.set(key, { value, expires });
     this.changed({ t: 'cache-put', key, value, expires });
+    // Expired entries go when read; a sweep now and then drops those never read again.
+    if (++this.cacheSets % 1000 === 0) for (const [k, e] of this.cache) if (e.expires <= now) this.cache.delete(k);
+  }
+
+  private cacheSets = 0;
+
+  /** Cache entries held (some may have expired since the last sweep). */
+  get cacheSize(): number {
+    return this.cache.size;
   }
 
   async close(): Promise<void> {}

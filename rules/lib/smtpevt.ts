@@ -3,6 +3,7 @@
  * Portcullis rules). Not a rule itself: rule files import it.
  */
 import type { HeloEvent, RuleContext, SessionInfo } from 'portcullis/sdk';
+import { zoneOption } from './dnsbl.js';
 
 export const domainOf = (address: string): string => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 
@@ -27,13 +28,20 @@ export function heloProblem(helo: HeloEvent['helo'] | null, clientIp: string, ou
 /** An unqualified (dotless, not an address) or missing HELO name: it triggers the subject scan. */
 export const heloUnqualified = (helo: HeloEvent['helo'] | null): boolean => !helo?.name || (!helo.name.includes('.') && !helo.name.startsWith('['));
 
-/** Why the client looks like a spam bot (suspicious HELO, no reverse DNS), or null. */
-export function spamBotSign(s: SessionInfo, ourNames: string[], noPtrIsSign = true): string | null {
+/**
+ * Why the client looks like a spam bot (suspicious HELO, no reverse DNS, a DNSBL hit
+ * given as `dnsbl`, see `dnsblHit`), or null.
+ */
+export function spamBotSign(s: SessionInfo, ourNames: string[], noPtrIsSign = true, dnsbl: string | null = null): string | null {
   const helo = heloProblem(s.helo, s.client.ip, ourNames);
   if (helo) return helo;
   if (noPtrIsSign && s.client.ptr === null) return 'no reverse DNS (PTR) name';
+  if (dnsbl) return `listed in ${dnsbl}`;
   return null;
 }
+
+/** The option naming the DNSBL whose hits count as a spam sign ('' = none). */
+export const dnsblSignOption = zoneOption('zen.spamhaus.org', "A listing of the client in this DNSBL counts as a spam sign ('' = none). Needs dns.servers.");
 
 /** The options every watchlist rule takes. */
 export interface WatchOptions {

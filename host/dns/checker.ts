@@ -1,0 +1,152 @@
+/**
+ * DNS block lists and the sender-domain MX check, with a TTL cache in the store.
+ *
+ * The rules never see DNS errors as listings: a timeout or SERVFAIL gives `error`, which
+ * is never cached and never "listed" (RFC 5782 §2.1 leaves the meaning of failures to
+ * the client; every serious MTA fails open). NXDOMAIN and "no record" are cached like
+ * listings (negative caching, RFC 2308), for `cacheTtlSeconds` (SmtpEvt: 30 minutes).
+ */
+import { isIP } from 'node:net';
+import type { Logger } from 'pino';
+import type { DnsListAnswer, DnsMxAnswer } from '../../sdk/index.js';
+import type { Counters } from '../metrics.js';
+import type { MemoryStore } from '../store/store.js';
+import { nodeBackend, type DnsBackend } from './backend.js';
+
+export type ListKind = 'dnsbl' | 'rhsbl';
+
+/** Error codes that mean "the name or record does not exist" (a definite answer). */
+const NOT_FOUND = new Set(['ENOTFOUND', 'ENODATA']);
+
+const errorCode = (e: unknown): string => (e as { code?: string }).code ?? 'EUNKNOWN';
+
+/** The DNSBL query name of an IP (RFC 5782 §2.1 for IPv4, §2.4 nibbles for IPv6). */
+export function reversedIp(ip: string): string | null {
+  if (isIP(ip) === 4) return ip.split('.').reverse().join('.');
+  if (isIP(ip) !== 6) return null;
+  const [head, tail = ''] = ip.toLowerCase().split('::') as [string, string?];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  if (t.some((g) => g.includes('.'))) return null; // IPv4-mapped forms are handled as IPv4 upstream
+  const groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.map((g) => g.padStart(4, '0')).join('').split('').reverse().join('.');
+}
+
+/** A domain we may look up: letters, digits, hyphens, dots; no IP literal. */
+const isLookupDomain = (d: string): boolean => /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/i.test(d) && isIP(d) === 0;
+
+export class DnsChecker {
+  /** Lookups in flight, shared by every session that asks the same thing at once. */
+  private inflight = new Map<string, Promise<unknown>>();
+  /** Zones that refused us recently (logged at most once every 10 minutes each). */
+  private refusedLogged = new Map<string, number>();
+
+  constructor(
+    private readonly backend: DnsBackend,
+    private readonly store: MemoryStore,
+    private readonly counters: Counters,
+    private readonly log: Logger,
+    private readonly ttlSeconds: number,
+  ) {}
+
+  /** Looks `subject` (an IP for dnsbl, a domain for rhsbl) up in `zone`; null when it cannot be looked up. */
+  list(kind: ListKind, zone: string, subject: string, now: number): Promise<DnsListAnswer> | null {
+    const label = kind === 'dnsbl' ? reversedIp(subject) : isLookupDomain(subject) ? subject.toLowerCase() : null;
+    if (!label) return null;
+    return this.cached(`dns:${kind}:${zone}:${label}`, kind, now, () => this.queryList(`${label}.${zone}`, zone, subject), (a) => a.status !== 'error');
+  }
+
+  /** Whether `domain` can receive mail: MX, else A/AAAA (RFC 5321 §5.1); null MX (RFC 7505) = none. */
+  mx(domain: string, now: number): Promise<DnsMxAnswer> | null {
+    if (!isLookupDomain(domain)) return null;
+    return this.cached(`dns:mx:${domain.toLowerCase()}`, 'mx', now, () => this.queryMx(domain), (a) => a.status !== 'error');
+  }
+
+  private cached<T>(key: string, kind: string, now: number, query: () => Promise<T>, cacheable: (a: T) => boolean): Promise<T> {
+    const hit = this.store.cacheGet(key, now);
+    if (hit !== undefined) {
+      this.counters.inc('dns_cache_hits_total', { kind });
+      return Promise.resolve(JSON.parse(hit) as T);
+    }
+    const running = this.inflight.get(key);
+    if (running) return running as Promise<T>;
+    this.counters.inc('dns_lookups_total', { kind });
+    const p = query()
+      .then((a) => {
+        if (cacheable(a) && this.ttlSeconds > 0) {
+          this.store.cacheSet(key, JSON.stringify(a), this.ttlSeconds, now);
+          this.counters.set('store_cache_entries', {}, this.store.cacheSize);
+        }
+        return a;
+      })
+      .finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  private async queryList(name: string, zone: string, subject: string): Promise<DnsListAnswer> {
+    let codes: string[];
+    try {
+      codes = await this.backend.a(name);
+    } catch (e) {
+      const code = errorCode(e);
+      if (NOT_FOUND.has(code)) return { status: 'clear', codes: [], text: null };
+      return this.failed(zone, subject, code);
+    }
+    const ours = codes.filter((c) => c.startsWith('127.'));
+    if (ours.length === 0) {
+      // Answers outside 127/8 come from a resolver that rewrites NXDOMAIN, not from the list.
+      this.log.warn({ zone, subject, codes }, `DNS list ${zone} answered ${codes.join(', ')} for ${subject}: not a list answer (a resolver rewriting NXDOMAIN?); treated as not listed`);
+      return this.failed(zone, subject, 'EBADANSWER');
+    }
+    if (ours.every((c) => c.startsWith('127.255.255.'))) {
+      // Spamhaus: 127.255.255.252–255 = the query was refused (public resolver, over quota, typo'd zone).
+      this.counters.inc('dns_refused_total', { zone });
+      const last = this.refusedLogged.get(zone) ?? 0;
+      if (Date.now() - last > 600_000) {
+        this.refusedLogged.set(zone, Date.now());
+        this.log.error({ zone, codes: ours }, `DNS list ${zone} REFUSED our queries (answer ${ours.join(', ')}): are you querying through a public resolver or over the list's quota? Its answers are treated as not listed`);
+      }
+      return { status: 'refused', codes: ours, text: null };
+    }
+    this.counters.inc('dns_listed_total', { zone });
+    const text = await this.backend.txt(name).then((t) => t.join(' ') || null, () => null);
+    return { status: 'listed', codes: ours.sort(), text };
+  }
+
+  private failed(zone: string, subject: string, code: string): DnsListAnswer {
+    this.counters.inc('dns_errors_total', { zone, code });
+    this.log.info({ zone, subject, code }, `DNS list ${zone} lookup for ${subject} failed (${code}): treated as not listed`);
+    return { status: 'error', codes: [], text: null };
+  }
+
+  private async queryMx(domain: string): Promise<DnsMxAnswer> {
+    try {
+      const mx = await this.backend.mx(domain);
+      // RFC 7505: a single MX of "." with preference 0 says the domain takes no mail.
+      const hosts = mx.filter((h) => h !== '' && h !== '.');
+      return hosts.length ? { status: 'found', hosts } : { status: 'none', hosts: [] };
+    } catch (e) {
+      const code = errorCode(e);
+      if (code === 'ENOTFOUND') return { status: 'none', hosts: [] };
+      if (code !== 'ENODATA') return this.mxFailed(domain, code);
+    }
+    // No MX: the domain itself is the implicit MX if it has an address (RFC 5321 §5.1).
+    const answers = await Promise.allSettled([this.backend.a(domain), this.backend.aaaa(domain)]);
+    if (answers.some((r) => r.status === 'fulfilled' && r.value.length)) return { status: 'found', hosts: [domain.toLowerCase()] };
+    const failure = answers.find((r) => r.status === 'rejected' && !NOT_FOUND.has(errorCode(r.reason)));
+    return failure?.status === 'rejected' ? this.mxFailed(domain, errorCode(failure.reason)) : { status: 'none', hosts: [] };
+  }
+
+  private mxFailed(domain: string, code: string): DnsMxAnswer {
+    this.counters.inc('dns_errors_total', { zone: 'mx', code });
+    this.log.info({ domain, code }, `MX lookup for ${domain} failed (${code}): treated as valid`);
+    return { status: 'error', hosts: [] };
+  }
+}
+
+/** The checker for a config's `dns` section, or null when DNS is off (no servers). */
+export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, store: MemoryStore, counters: Counters, log: Logger): DnsChecker | null {
+  if (!dns.servers.length) return null;
+  return new DnsChecker(nodeBackend(dns.servers, dns.timeoutMs), store, counters, log, dns.cacheTtlSeconds);
+}

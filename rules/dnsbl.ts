@@ -1,0 +1,127 @@
+/**
+ * dnsbl — your own DNS block lists (DNSBL on the client IP, RHSBL on the sender domain),
+ * each with an action as MercuryS offers, and postscreen-style weights.
+ *
+ * Every list that lists the session adds its `weight` (default 1) to a score; allow
+ * lists (DNSWL) take a negative weight. When the score reaches `threshold` (default 1)
+ * the strongest action of the lists that matched applies: drop (+ blacklist for
+ * `blacklistMinutes`) > reject > redirect > tag. With the defaults, any one listing acts
+ * on its own. Refusals happen at RCPT; tags and redirects at DATA, once per message.
+ *
+ * @example
+ * "dnsbl": { "options": { "threshold": 3, "lists": [
+ *   { "name": "zen", "zone": "zen.spamhaus.org", "weight": 3, "action": "reject", "text": "Mail refused. See {text}" },
+ *   { "name": "barracuda", "zone": "b.barracudacentral.org", "weight": 2, "action": "tag" },
+ *   { "name": "dnswl", "zone": "list.dnswl.org", "answers": ["127.0.[0..255].[1..3]"], "weight": -5 } ] } }
+ */
+import { defineRule, drop, redirect, reject, type DnsListAnswer, type Need, type PhaseEvent, type RuleContext } from 'portcullis/sdk';
+import { codeMatches } from './lib/dnsbl.js';
+import { trusted } from './lib/smtpevt.js';
+
+interface List {
+  name: string;
+  zone: string;
+  /** 'client': the client IP (DNSBL); 'sender': the MAIL FROM domain (RHSBL). */
+  on: 'client' | 'sender';
+  /** A records that count (postscreen syntax); default: any listing. */
+  answers?: string[];
+  action: 'reject' | 'tag' | 'redirect' | 'drop' | 'disabled';
+  text?: string;
+  header: string;
+  address?: string;
+  weight: number;
+}
+
+interface Options {
+  lists: List[];
+  threshold: number;
+  blacklistMinutes: number;
+}
+
+const STRENGTH = { disabled: 0, tag: 1, redirect: 2, reject: 3, drop: 4 } as const;
+
+/** The lists that list this session, and whether their score reaches the threshold. */
+function matches(ev: PhaseEvent, o: Options): { hits: { list: List; answer: DnsListAnswer }[]; acts: boolean } {
+  const hits: { list: List; answer: DnsListAnswer }[] = [];
+  for (const list of o.lists) {
+    if (list.action === 'disabled') continue;
+    const answer = (list.on === 'sender' ? ev.dns.rhsbl : ev.dns.dnsbl)[list.zone];
+    if (answer?.status !== 'listed') continue;
+    if (list.answers && !answer.codes.some((c) => list.answers!.some((p) => codeMatches(c, p)))) continue;
+    hits.push({ list, answer });
+  }
+  const score = hits.reduce((s, h) => s + h.list.weight, 0);
+  return { hits: hits.filter((h) => h.list.weight > 0), acts: hits.length > 0 && score >= o.threshold };
+}
+
+const fill = (text: string, ev: PhaseEvent, h: { list: List; answer: DnsListAnswer }): string =>
+  text.replace(/\{ip\}/g, ev.session.client.ip).replace(/\{zone\}/g, h.list.zone).replace(/\{name\}/g, h.list.name).replace(/\{text\}/g, h.answer.text ?? '').replace(/[\r\n]+/g, ' ').trim();
+
+function strongest(hits: { list: List; answer: DnsListAnswer }[]) {
+  return hits.reduce((a, b) => (STRENGTH[b.list.action] > STRENGTH[a.list.action] ? b : a));
+}
+
+function logHits(ctx: RuleContext<Options>, hits: { list: List; answer: DnsListAnswer }[], what: string): void {
+  ctx.log(`listed in ${hits.map((h) => `${h.list.name} (${h.answer.codes.join(', ')})`).join(', ')}: ${what}`);
+}
+
+export default defineRule<Options>({
+  name: 'dnsbl',
+  description: 'Your DNSBL/RHSBL/DNSWL definitions with actions, weights and a threshold',
+  priority: 65,
+  options: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      lists: {
+        type: 'array', default: [],
+        items: {
+          type: 'object', additionalProperties: false, required: ['name', 'zone'],
+          properties: {
+            name: { type: 'string', pattern: '^[A-Za-z0-9._-]+$' },
+            zone: { type: 'string', pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)+$' },
+            on: { enum: ['client', 'sender'], default: 'client' },
+            answers: { type: 'array', items: { type: 'string', pattern: '^(\\d+|\\[\\d+\\.\\.\\d+\\])(\\.(\\d+|\\[\\d+\\.\\.\\d+\\])){3}$' } },
+            action: { enum: ['reject', 'tag', 'redirect', 'drop', 'disabled'], default: 'reject' },
+            text: { type: 'string', description: 'Reply text for reject/drop; {ip} {zone} {name} {text} (the TXT record) are filled in.' },
+            header: { type: 'string', pattern: '^[!-9;-~]+$', default: 'X-Blocked', description: 'Header for tag (value: the list name).' },
+            address: { type: 'string', pattern: '^[^@\\s]+@[^@\\s]+$', description: 'Where redirect sends the message.' },
+            weight: { type: 'number', default: 1, description: 'Added to the score when listed; negative for allow lists.' },
+          },
+        },
+      },
+      threshold: { type: 'number', default: 1 },
+      blacklistMinutes: { type: 'integer', minimum: 1, default: 30, description: 'How long drop blacklists the client.' },
+    },
+  },
+  needs: (o) => o.lists.filter((l) => l.action !== 'disabled').map((l): Need => (l.on === 'sender' ? `rhsbl:${l.zone}` : `dnsbl:${l.zone}`)),
+  phases: {
+    rcpt: (ev, ctx) => {
+      if (trusted(ev.session)) return;
+      const { hits, acts } = matches(ev, ctx.options);
+      if (!acts) return;
+      const h = strongest(hits);
+      const text = fill(h.list.text ?? 'Mail refused: {ip} is listed by {name}', ev, h);
+      if (h.list.action === 'drop') {
+        logHits(ctx, hits, `dropped and blacklisted for ${ctx.options.blacklistMinutes} min`);
+        ctx.blacklist(ctx.options.blacklistMinutes * 60, `listed in ${h.list.name}`);
+        return drop(text, { reason: h.list.name });
+      }
+      if (h.list.action === 'reject') {
+        logHits(ctx, hits, 'refused');
+        return reject(550, text, { status: '7.1', reason: h.list.name });
+      }
+    },
+    data: (ev, ctx) => {
+      if (trusted(ev.session)) return;
+      const { hits, acts } = matches(ev, ctx.options);
+      if (!acts) return;
+      for (const h of hits) if (h.list.action === 'tag') ctx.addHeader(h.list.header, h.list.name);
+      const r = hits.find((h) => h.list.action === 'redirect' && h.list.address);
+      if (r) {
+        logHits(ctx, hits, `redirected to ${r.list.address}`);
+        return redirect(r.list.address!, { reason: r.list.name });
+      }
+    },
+  },
+});

@@ -1,0 +1,48 @@
+/**
+ * spamhaus-dbl — the MAIL FROM domain in the Spamhaus Domain Block List.
+ *
+ * 127.0.1.2–.99 (spam, phishing, malware, botnet C&C domains): MAIL FROM refused,
+ * `550 5.7.1`. 127.0.1.102 and up (legitimate domains being abused, e.g. a hacked site):
+ * only tagged `X-DBL: <domain> abused-legit (<code>)`. The null sender has no domain and
+ * is not looked up; failed or refused lookups count as not listed (SmtpEvt 1.2.0.213).
+ */
+import { defineRule, reject } from 'portcullis/sdk';
+import { zoneOption } from './lib/dnsbl.js';
+import { domainOf, trusted } from './lib/smtpevt.js';
+
+const octet = (code: string): number => Number(code.slice(code.lastIndexOf('.') + 1));
+/** Which part of the DBL a code is from: 'spam', 'abused', or null for other answers. */
+const kind = (code: string): 'spam' | 'abused' | null => {
+  if (!code.startsWith('127.0.1.')) return null;
+  const n = octet(code);
+  return n >= 2 && n <= 99 ? 'spam' : n >= 102 && n <= 199 ? 'abused' : null;
+};
+
+export default defineRule<{ zone: string }>({
+  name: 'spamhaus-dbl',
+  description: 'Refuses MAIL FROM domains on the Spamhaus DBL; tags abused legitimate domains',
+  priority: 61,
+  options: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { zone: zoneOption('dbl.spamhaus.org', 'The DBL zone (or a DQS zone).') },
+  },
+  needs: (o) => (o.zone ? [`rhsbl:${o.zone}`] : []),
+  phases: {
+    mail: (ev, ctx) => {
+      const a = ev.dns.rhsbl[ctx.options.zone];
+      if (a?.status !== 'listed' || trusted(ev.session)) return;
+      const domain = domainOf(ev.mail.address);
+      if (a.codes.some((c) => kind(c) === 'spam')) {
+        ctx.log(`sender domain ${domain} is on the DBL (${a.codes.join(', ')}): refused`);
+        return reject(550, `Sender address rejected: ${domain} blocked using ${ctx.options.zone}`, { status: '7.1', reason: 'dbl' });
+      }
+    },
+    data: (ev, ctx) => {
+      const a = ev.dns.rhsbl[ctx.options.zone];
+      const abused = a?.status === 'listed' ? a.codes.filter((c) => kind(c) === 'abused') : [];
+      if (!abused.length || trusted(ev.session)) return;
+      ctx.addHeader('X-DBL', `${domainOf(ev.envelope.mailFrom?.address ?? '')} abused-legit (${abused.join(', ')})`);
+    },
+  },
+});

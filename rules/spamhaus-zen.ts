@@ -1,0 +1,65 @@
+/**
+ * spamhaus-zen — the client IP in Spamhaus ZEN, read the way SmtpEvt's DNSBL CACHE does.
+ *
+ * - SBL (127.0.0.2, .3, .9): refused at RCPT, `554 5.7.1`.
+ * - XBL (127.0.0.4–.7): refused when something else already says spam bot (suspicious
+ *   HELO, no reverse DNS, an invalid local recipient); otherwise the message gets
+ *   `X-Blocked: zen.spamhaus.org (XBL …)`, the header Mercury's own DNSBL tagging uses.
+ * - PBL (127.0.0.10, .11): `X-PBL` — unless the client authenticated or came in on a
+ *   submission port, where end-user addresses are expected. The other SmtpEvt rules
+ *   count any ZEN listing as a spam-bot sign, so they get stricter too.
+ * Answers 127.255.255.x (the query was refused) and lookup failures count as not listed;
+ * the host logs them. Lookups are cached in the store (dns.cacheTtlSeconds, 30 minutes).
+ */
+import { defineRule, reject } from 'portcullis/sdk';
+import { zenListing, zoneOption } from './lib/dnsbl.js';
+import { spamBotSign, trusted, txKey } from './lib/smtpevt.js';
+
+interface Options {
+  zone: string;
+  ourNames: string[];
+}
+
+export default defineRule<Options>({
+  name: 'spamhaus-zen',
+  description: 'Refuses SBL, refuses or tags XBL, tags PBL listings of the client (Spamhaus ZEN)',
+  priority: 60,
+  options: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      zone: zoneOption('zen.spamhaus.org', 'The ZEN zone (a Spamhaus DQS zone such as <key>.zen.dq.spamhaus.net works too).'),
+      ourNames: { type: 'array', items: { type: 'string' }, default: ['localhost'] },
+    },
+  },
+  needs: (o) => (o.zone ? [`dnsbl:${o.zone}`] : []),
+  phases: {
+    rcpt: (ev, ctx) => {
+      const zen = zenListing(ev.dns.dnsbl[ctx.options.zone]);
+      if (!zen || trusted(ev.session)) return;
+      const ip = ev.session.client.ip;
+      if (zen.sbl) {
+        ctx.log(`${ip} is in the SBL (${zen.codes.join(', ')}): refused`);
+        return reject(554, `Service unavailable; client [${ip}] blocked using ${ctx.options.zone} (SBL)`, { status: '7.1', reason: 'sbl' });
+      }
+      const sign = zen.xbl ? spamBotSign(ev.session, ctx.options.ourNames) : null;
+      if (sign) {
+        ctx.log(`${ip} is in the XBL and ${sign}: refused`);
+        return reject(554, `Service unavailable; client [${ip}] blocked using ${ctx.options.zone} (XBL)`, { status: '7.1', reason: 'xbl' });
+      }
+    },
+    data: (ev, ctx) => {
+      const zen = zenListing(ev.dns.dnsbl[ctx.options.zone]);
+      if (!zen || trusted(ev.session)) return;
+      const ip = ev.session.client.ip;
+      if (zen.xbl) {
+        if (ev.envelope.failedRcpts > 0 || ctx.store.count(txKey('invalid-rcpt', ev.session), 3600) > 0) {
+          ctx.log(`${ip} is in the XBL and sent to invalid recipients: refused`);
+          return reject(554, `Service unavailable; client [${ip}] blocked using ${ctx.options.zone} (XBL)`, { status: '7.1', reason: 'xbl' });
+        }
+        ctx.addHeader('X-Blocked', `${ctx.options.zone} (XBL ${zen.codes.join(', ')})`);
+      }
+      if (zen.pbl && !ev.session.local.submission) ctx.addHeader('X-PBL', `${ip} listed in the Spamhaus PBL`);
+    },
+  },
+});
