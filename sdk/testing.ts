@@ -323,3 +323,5 @@ export async function loadRuleSet(o: HarnessOptions & { rulesDirs?: string[] } =
     throw e;
   }
 }
+
+export type { DnsTable } from '../host/dns/backend.js';

@@ -46,7 +46,8 @@ export interface RuleSource {
   code: string;
   /** Source map of `code` (JSON): error positions are reported in the rule's own files. */
   map?: string;
-  optionsJson: string;
+  /** The validated options; null to only read what the rule declares (inspect). */
+  optionsJson: string | null;
   limits: SandboxLimits;
   /** Deadline for the rule's top-level code (default LOAD_TIMEOUT_MS). */
   loadTimeoutMs?: number;
@@ -122,13 +123,15 @@ export class RuleSandbox {
       // Held as handles: a rule that later replaces globalThis.__pc cannot redirect calls.
       this.callDeltaFn = this.keep(this.ctx.getProp(pc, 'callDelta'));
       this.dropFn = this.keep(this.ctx.getProp(pc, 'drop'));
-      const setOptions = this.keep(this.ctx.getProp(pc, 'setOptions'));
-      const opts = this.ctx.newString(this.source.optionsJson);
-      const r = this.ctx.callFunction(setOptions, this.ctx.undefined, opts);
-      opts.dispose();
-      if (r.error) throw new RuleLoadError(`${file}: options: ${this.describe(r.error)}`);
-      this.needs = JSON.parse(this.ctx.getString(r.value)) as string[];
-      r.value.dispose();
+      if (this.source.optionsJson !== null) {
+        const setOptions = this.keep(this.ctx.getProp(pc, 'setOptions'));
+        const opts = this.ctx.newString(this.source.optionsJson);
+        const r = this.ctx.callFunction(setOptions, this.ctx.undefined, opts);
+        opts.dispose();
+        if (r.error) throw new RuleLoadError(`${file}: options: ${this.describe(r.error)}`);
+        this.needs = JSON.parse(this.ctx.getString(r.value)) as string[];
+        r.value.dispose();
+      }
     } catch (e) {
       this.dispose();
       if (e instanceof RuleLoadError) throw e;
