@@ -18,6 +18,7 @@ import { spamBotSign, trusted, txKey } from './lib/smtpevt.js';
 interface Options {
   zone: string;
   ourNames: string[];
+  noPtrIsSign: boolean;
 }
 
 export default defineRule<Options>({
@@ -30,6 +31,7 @@ export default defineRule<Options>({
     properties: {
       zone: zoneOption('zen.spamhaus.org', 'The ZEN zone (a Spamhaus DQS zone such as <key>.zen.dq.spamhaus.net works too).'),
       ourNames: { type: 'array', items: { type: 'string' }, default: ['localhost'] },
+      noPtrIsSign: { type: 'boolean', default: true, description: 'No reverse DNS counts as a spam sign for XBL clients (turn off where reverse DNS is not looked up).' },
     },
   },
   needs: (o) => (o.zone ? [`dnsbl:${o.zone}`] : []),
@@ -42,7 +44,7 @@ export default defineRule<Options>({
         ctx.log(`${ip} is in the SBL (${zen.codes.join(', ')}): refused`);
         return reject(554, `Service unavailable; client [${ip}] blocked using ${ctx.options.zone} (SBL)`, { status: '7.1', reason: 'sbl' });
       }
-      const sign = zen.xbl ? spamBotSign(ev.session, ctx.options.ourNames) : null;
+      const sign = zen.xbl ? spamBotSign(ev.session, ctx.options.ourNames, ctx.options.noPtrIsSign) : null;
       if (sign) {
         ctx.log(`${ip} is in the XBL and ${sign}: refused`);
         return reject(554, `Service unavailable; client [${ip}] blocked using ${ctx.options.zone} (XBL)`, { status: '7.1', reason: 'xbl' });

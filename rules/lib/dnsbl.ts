@@ -37,7 +37,7 @@ export function dnsblHit(ev: PhaseEvent, zone: string): string | null {
  */
 export function codeMatches(code: string, pattern: string): boolean {
   const c = code.split('.');
-  const p = pattern.split('.');
+  const p = pattern.match(/\[\d+\.\.\d+\]|\d+/g) ?? [];
   if (c.length !== 4 || p.length !== 4) return false;
   return p.every((part, i) => {
     const range = /^\[(\d+)\.\.(\d+)\]$/.exec(part);

@@ -1,0 +1,129 @@
+/**
+ * Real DNS servers for the tests, on 127.0.0.1 high ports with zones the test writes:
+ * Debian's rbldnsd serves the block lists (exactly the A/TXT answers DNSBLs give) and
+ * dnsmasq is the resolver the host asks: it forwards the list zones to rbldnsd and
+ * answers MX/A records for a local test domain itself. dnsmasq's cache is off and it
+ * logs every query, so a test can count what reached DNS. `.ci/run` installs both.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { Resolver } from 'node:dns/promises';
+import { join } from 'node:path';
+
+export const RBLDNSD = '/usr/sbin/rbldnsd';
+export const DNSMASQ = '/usr/sbin/dnsmasq';
+
+/** Why the real-DNS tests cannot run here, or null. CI (PORTCULLIS_REQUIRE_DNS=1) fails instead of skipping. */
+export function dnsServersMissing(): string | null {
+  const missing = [RBLDNSD, DNSMASQ].filter((p) => !existsSync(p));
+  if (!missing.length) return null;
+  const why = `${missing.join(' and ')} not installed (apt-get install rbldnsd dnsmasq-base)`;
+  if (process.env.PORTCULLIS_REQUIRE_DNS === '1') throw new Error(why);
+  return why;
+}
+
+export interface DnsZones {
+  /** rbldnsd ip4set zones: zone → lines (`127.0.0.2 :127.0.0.2:text`). */
+  ipZones: Record<string, string[]>;
+  /** rbldnsd dnset zones: zone → lines (`spam.test :127.0.1.2:text`). */
+  domainZones: Record<string, string[]>;
+  /** Domain dnsmasq answers for from local data (unknown names there are NXDOMAIN). */
+  localDomain: string;
+  /** dnsmasq --mx-host / --host-record values. */
+  mx: string[];
+  hosts: string[];
+}
+
+export interface DnsServers {
+  /** The resolver's address for the host config: "127.0.0.1:PORT". */
+  server: string;
+  /** How many queries of `type` for `name` reached the resolver so far. */
+  queries(name: string, type?: string): number;
+  close(): Promise<void>;
+}
+
+/** A UDP port that was free a moment ago. */
+async function freeUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((ok) => s.bind(0, '127.0.0.1', ok));
+  const port = s.address().port;
+  await new Promise<void>((ok) => s.close(() => ok()));
+  return port;
+}
+
+function stop(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise((ok) => {
+    p.once('exit', () => ok());
+    p.kill('SIGTERM');
+  });
+}
+
+/** Polls until `name` resolves through `server` (bounded: 5 s). */
+async function waitAnswering(server: string, name: string, proc: ChildProcess, what: string): Promise<void> {
+  const r = new Resolver({ timeout: 200, tries: 1 });
+  r.setServers([server]);
+  for (let i = 0; i < 25; i++) {
+    if (proc.exitCode !== null) throw new Error(`${what} exited with ${proc.exitCode}`);
+    try {
+      await r.resolve4(name);
+      return;
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOTFOUND' || (e as { code?: string }).code === 'ENODATA') return;
+    }
+    await new Promise((ok) => setTimeout(ok, 200));
+  }
+  throw new Error(`${what} on ${server} did not answer within 5 s`);
+}
+
+export async function startDnsServers(dir: string, z: DnsZones): Promise<DnsServers> {
+  chmodSync(dir, 0o755); // rbldnsd drops to nobody and must still read its zone files
+  const specs: string[] = [];
+  for (const [zone, lines] of Object.entries(z.ipZones)) {
+    writeFileSync(join(dir, `${zone}.zone`), lines.join('\n') + '\n');
+    specs.push(`${zone}:ip4set:${zone}.zone`);
+  }
+  for (const [zone, lines] of Object.entries(z.domainZones)) {
+    writeFileSync(join(dir, `${zone}.zone`), lines.join('\n') + '\n');
+    specs.push(`${zone}:dnset:${zone}.zone`);
+  }
+  const rblPort = await freeUdpPort();
+  const rbl = spawn(RBLDNSD, ['-n', '-u', 'nobody', '-b', `127.0.0.1/${rblPort}`, '-w', dir, '-t', '300', ...specs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const firstZone = Object.keys(z.ipZones)[0]!;
+  const log = join(dir, 'dnsmasq.log');
+  writeFileSync(log, '');
+  let dm: ChildProcess | undefined;
+  try {
+    await waitAnswering(`127.0.0.1:${rblPort}`, `1.0.0.127.${firstZone}`, rbl, 'rbldnsd');
+    const port = await freeUdpPort();
+    const zones = [...Object.keys(z.ipZones), ...Object.keys(z.domainZones)];
+    dm = spawn(DNSMASQ, [
+      '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${port}`,
+      '--cache-size=0', '--user=root', '--log-queries', `--log-facility=${log}`, `--local=/${z.localDomain}/`,
+      ...zones.map((zone) => `--server=/${zone}/127.0.0.1#${rblPort}`),
+      ...z.mx.map((m) => `--mx-host=${m}`), ...z.hosts.map((h) => `--host-record=${h}`),
+    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await waitAnswering(`127.0.0.1:${port}`, `1.0.0.127.${firstZone}`, dm, 'dnsmasq');
+    const server = `127.0.0.1:${port}`;
+    return {
+      server,
+      queries: (name, type = 'A') => readFileSync(log, 'utf8').split('\n').filter((l) => l.includes(` query[${type}] ${name} from`)).length,
+      close: async () => {
+        await Promise.all([stop(rbl), dm ? stop(dm) : undefined]);
+      },
+    };
+  } catch (e) {
+    await Promise.all([stop(rbl), dm ? stop(dm) : undefined]);
+    throw e;
+  }
+}
+
+/** A DNS "server" that reads queries and never answers (a dead resolver, a firewalled list). */
+export async function startSilentDns(): Promise<{ server: string; received: () => number; close: () => Promise<void> }> {
+  const s = createSocket('udp4');
+  let n = 0;
+  s.on('message', () => void n++);
+  await new Promise<void>((ok) => s.bind(0, '127.0.0.1', ok));
+  return { server: `127.0.0.1:${s.address().port}`, received: () => n, close: () => new Promise((ok) => s.close(() => ok())) };
+}
