@@ -76,6 +76,15 @@ describe('config validation', () => {
     ]);
   });
 
+  it('DNS is off by default; --dns sets the resolver; a bad server entry names its path', () => {
+    assert.deepEqual(loadConfig(configFile({})).dns, { servers: [], timeoutMs: 2000, cacheTtlSeconds: 1800 });
+    assert.deepEqual(loadConfig(configFile({ dns: { timeoutMs: 500 } }), { dns: '127.0.0.1:5353' }).dns, { servers: ['127.0.0.1:5353'], timeoutMs: 500, cacheTtlSeconds: 1800 });
+    assert.deepEqual(problems({ dns: { servers: ['resolver.example'], timeoutMs: 1 } }).sort(), [
+      '/dns/servers/0: must match pattern "^(system|[0-9.]+(:[0-9]{1,5})?|\\[[0-9a-fA-F:.]+\\](:[0-9]{1,5})?|[0-9a-fA-F:]+)$"',
+      '/dns/timeoutMs: must be >= 50',
+    ]);
+  });
+
   it('reports a JSON syntax error with line and column', () => {
     const [p] = problems('{\n  "hostname": "mx.example",\n  "banner": oops\n}');
     assert.match(p!, /config\.json:3:13: InvalidSymbol$/);
