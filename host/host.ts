@@ -86,6 +86,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     const cache = new RuleCache();
     const ruleSet = await loadRuleSet(config, pool, 1, { cache });
     log.info({ version: 1, rules: ruleSet.rules.map((r) => `${r.name}@${r.priority}${r.action === 'enforce' ? '' : `(${r.action})`}`) }, `loaded ${ruleSet.rules.length} rules`);
+    logDnsState(log, config, ruleSet);
     const sets = new RuleSets(ruleSet, pool);
     const spool = new Spool(dataDir);
     const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), spool, store, log, counters, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
@@ -141,6 +142,15 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     await store.close();
     throw e;
   }
+}
+
+/** Says at start whether the rules' DNS checks will run, so "why is nothing listed?" has an answer in the log. */
+function logDnsState(log: Logger, config: Config, rs: RuleSet): void {
+  if (!rs.dnsAll.length) return;
+  const rules = rs.rules.filter((r) => r.needs.some((n) => n !== 'body')).map((r) => r.name);
+  const zones = rs.dnsAll.map((n) => (n.kind === 'mx' ? 'mx' : `${n.kind}:${n.zone}`));
+  if (config.dns.servers.length) log.info({ servers: config.dns.servers, needs: zones }, `DNS checks via ${config.dns.servers.join(', ')}: ${zones.join(', ')}`);
+  else log.warn({ needs: zones, rules }, 'DNS checks are off (no dns.servers; set one or start with --dns HOST:PORT): DNS rules see no DNS facts');
 }
 
 /** The config's part of the store: which domains are local, and the mailboxes it lists. */

@@ -23,6 +23,8 @@ export interface LoadedRule {
   action: RuleAction;
   limits: RuleLimits;
   meta: RuleMeta;
+  /** What the rule needs with its options (`body`, `dnsbl:<zone>`, …); known once installed. */
+  needs: string[];
   /** Source hash + settings: equal fingerprints mean the rule did not change. */
   fingerprint: string;
 }
@@ -155,7 +157,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
       failPolicy: s.failPolicy ?? d.failPolicy,
     };
     const id = `${version}:${meta.name}`;
-    rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action: s.action ?? 'enforce', limits, meta, fingerprint: `${hash}:${JSON.stringify([options, limits, s.action ?? 'enforce', s.priority])}` });
+    rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action: s.action ?? 'enforce', limits, meta, needs: [], fingerprint: `${hash}:${JSON.stringify([options, limits, s.action ?? 'enforce', s.priority])}` });
     codes.push({ id, file, code, map, optionsJson: JSON.stringify(options), limits });
   }
   for (const name of Object.keys(cfg.rules.settings)) {
@@ -179,7 +181,8 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
   let needsBody = false;
   const dns: Partial<Record<Phase, DnsNeed[]>> = {};
   for (const r of rules) {
-    for (const n of needs[r.id] ?? []) {
+    r.needs = needs[r.id] ?? [];
+    for (const n of r.needs) {
       const need = parseNeed(n);
       if (need === 'body') needsBody = true;
       else if ('error' in need) problems.push(`${r.file}: ${need.error}`);
