@@ -41,6 +41,7 @@ export interface Config {
   dataDir: string;
   reverseDns: boolean;
   dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number };
+  checker?: { command: string[]; timeoutMs: number; concurrency: number };
   auth: { users: Record<string, string>; allowInsecure: boolean };
   tls?: { key: string; cert: string };
   received: boolean;

@@ -30,6 +30,10 @@ export const REPLIES = {
   spoolFailure: (sessionId: string): Reply => ({ code: 452, status: '3.1', text: `Insufficient system storage, please try again later (session ${sessionId})` }),
   queued: (id: string): Reply => ({ code: 250, status: '0.0', text: `Ok: queued as ${id}` }),
   authFailed: { code: 535, status: '7.8', text: 'Authentication credentials invalid' },
+  /** The external checker refused the content: 552 ends the transaction (RFC 5321 §4.2.2), 5.7.1 = not authorized. */
+  checkerRejected: { code: 552, status: '7.1', text: 'Message rejected by content filter' },
+  /** The external checker failed or timed out: the client keeps the message and retries. */
+  checkerFailed: (sessionId: string): Reply => ({ code: 451, status: '7.1', text: `Message could not be checked, please try again later (session ${sessionId})` }),
 } as const;
 
 /** Default enhanced status for a rule's reply when it gives none: policy refusal. */

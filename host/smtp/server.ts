@@ -5,6 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
@@ -13,12 +14,16 @@ import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
 import { dnsCheckerFor } from '../dns/checker.js';
+import { ExternalChecker } from '../external-checker.js';
 import { newMessageId, type Spool, type SpoolEnvelope } from '../spool/spool.js';
 import { verifyPassword } from './auth.js';
 import { connectionClass, replyError } from './connection.js';
 import { headerLine, receivedHeader } from './message.js';
 import { formatReply, REPLIES, type Reply } from './reply.js';
 import { argsOf, SessionPolicy, SmtpSession, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
+
+/** A message the rules accepted: where it goes and the headers to add. */
+type Accepted = { disposition: Disposition; headers: [string, string][] };
 
 export interface FrontDoorDeps {
   config: Config;
@@ -39,6 +44,7 @@ export class FrontDoor {
   /** The live config and what sessions are built from; configure() replaces both. */
   private config: Config;
   private deps!: SessionDeps;
+  private checker: ExternalChecker | null = null;
 
   constructor(private readonly d: FrontDoorDeps) {
     const c = (this.config = d.config);
@@ -87,6 +93,7 @@ export class FrontDoor {
   configure(c: Config): void {
     this.config = c;
     Object.assign(this.server.options, this.liveOptions(c));
+    this.checker = c.checker ? new ExternalChecker(c.checker, resolve(c.dataDir), this.d.log, this.d.counters) : null;
     this.deps = {
       policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, counters: this.d.counters,
       now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
@@ -165,11 +172,24 @@ export class FrontDoor {
     const session = this.session(s);
     const tx = session.tx; // message() ends the transaction; keep its envelope for delivery
     const outcome = await session.message(msg);
-    return 'reply' in outcome ? outcome.reply : this.deliver(session, s, tx, outcome.accepted, msg);
+    if ('reply' in outcome) return outcome.reply;
+    const checked = await this.externalCheck(session, tx, outcome.accepted, msg);
+    return 'reply' in checked ? checked.reply : this.deliver(session, s, tx, checked, msg);
+  }
+
+  /** Runs the external checker (if configured) on a message the rules accepted for delivery. */
+  private async externalCheck(session: SmtpSession, tx: Transaction, accepted: Accepted, msg: Buffer): Promise<Accepted | { reply: Reply }> {
+    const checker = this.checker;
+    const action = accepted.disposition.action;
+    if (!checker || action === 'discard' || action === 'quarantine') return accepted;
+    const added = accepted.headers.map(([n, v]) => headerLine(n, v)).join('');
+    const r = await checker.check({ session: session.conn.id, message: [Buffer.from(added), msg], ip: session.info().client.ip, sender: tx.mail?.address ?? '', rcpts: tx.rcpts.map((x) => x.address) });
+    if (r.verdict !== 'accept') return { reply: r.verdict === 'reject' ? REPLIES.checkerRejected : REPLIES.checkerFailed(session.conn.id) };
+    return { ...accepted, headers: [...accepted.headers, ...r.headers] };
   }
 
   /** Spools (or quarantines, or discards) an accepted message; 250 only once it is on disk. */
-  private async deliver(session: SmtpSession, s: SMTPServerSession, tx: Transaction, accepted: { disposition: Disposition; headers: [string, string][] }, msg: Buffer): Promise<Reply> {
+  private async deliver(session: SmtpSession, s: SMTPServerSession, tx: Transaction, accepted: Accepted, msg: Buffer): Promise<Reply> {
     const id = newMessageId();
     const disp = accepted.disposition;
     const info = session.info();
