@@ -7,6 +7,8 @@ import { parseHeaders, bodyOffset } from '../host/smtp/message.js';
 import { formatReply, verdictReply } from '../host/smtp/reply.js';
 import { InvalidVerdict, parseGuestReply, validateEffects, validateVerdict } from '../host/sandbox/validate.js';
 import { newMessageId } from '../host/spool/spool.js';
+import { reversedIp } from '../host/dns/checker.js';
+import { codeMatches } from '../rules/lib/dnsbl.js';
 import { reject, tempfail } from '../sdk/index.js';
 
 describe('reply lines', () => {
@@ -109,5 +111,22 @@ describe('message ids', () => {
     const ids = Array.from({ length: 5000 }, () => newMessageId());
     assert.equal(new Set(ids).size, ids.length);
     assert.deepEqual([...ids].sort(), ids);
+  });
+});
+
+describe('DNS list names and answer patterns', () => {
+  it('reverses IPv4 by octets and IPv6 by nibbles (RFC 5782 §2.1, §2.4)', () => {
+    assert.equal(reversedIp('192.0.2.99'), '99.2.0.192');
+    assert.equal(reversedIp('2001:db8:1:2:3:4:567:89ab'), 'b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2');
+    assert.equal(reversedIp('2001:db8::1'), '1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2');
+    assert.equal(reversedIp('not-an-ip'), null);
+  });
+
+  it('matches answers exactly or with postscreen octet ranges', () => {
+    assert.ok(codeMatches('127.0.0.4', '127.0.0.[4..7]'));
+    assert.ok(!codeMatches('127.0.0.8', '127.0.0.[4..7]'));
+    assert.ok(codeMatches('127.0.10.3', '127.0.[0..255].[2..3]'));
+    assert.ok(codeMatches('127.0.0.2', '127.0.0.2'));
+    assert.ok(!codeMatches('127.0.0.2', '127.0.0.3'));
   });
 });
