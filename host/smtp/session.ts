@@ -117,8 +117,8 @@ export class SmtpSession {
     this.relayClient = d.policy.isRelayClient(conn.ip);
     this.submission = d.policy.config.submissionPorts.includes(conn.localPort);
     this.tx = this.newTransaction();
-    const skipRules = this.exempt;
-    this.facts = d.dns && ruleSet.dnsAll.length && !skipRules ? new SessionFacts(d.dns, plainIp(conn.ip), d.now) : null;
+    // Exempt clients skip every rule, so nothing is looked up for them either.
+    this.facts = d.dns && ruleSet.dnsAll.length && !this.exempt ? new SessionFacts(d.dns, plainIp(conn.ip), d.now) : null;
   }
 
   private newTransaction(): Transaction {
