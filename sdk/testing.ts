@@ -31,7 +31,7 @@ import { compileRule } from '../host/sandbox/compile.js';
 import { Sandbox } from '../host/sandbox/sandbox.js';
 import { formatReply, type Reply } from '../host/smtp/reply.js';
 import { SessionPolicy, SmtpSession, type Disposition } from '../host/smtp/session.js';
-import { DnsChecker, reversedIp } from '../host/dns/checker.js';
+import { DnsChecker, dnsCheckerFor, reversedIp } from '../host/dns/checker.js';
 import { tableBackend, type DnsTable } from '../host/dns/backend.js';
 import { storeAccess } from '../host/store/access.js';
 import { MemoryStore } from '../host/store/store.js';
@@ -76,10 +76,11 @@ export interface HarnessOptions {
   /**
    * Fake DNS answers, name → records (or an error code such as `'ETIMEOUT'`); names not
    * in the table are NXDOMAIN. Without it DNS is off and rules see no DNS facts. Build
-   * entries with `fakeDns.listed(...)` / `fakeDns.mx(...)`.
+   * entries with `fakeDns.listed(...)` / `fakeDns.mx(...)`. `'config'` queries the
+   * config's real `dns.servers` (what `portcullis try` does).
    * @example dns: { ...fakeDns.listed('zen.spamhaus.org', '192.0.2.1', '127.0.0.4') }
    */
-  dns?: DnsTable;
+  dns?: DnsTable | 'config';
 }
 
 /** Builders of fake DNS answers for `HarnessOptions.dns`. */
@@ -132,7 +133,7 @@ export class Harness {
      */
     readonly store: MemoryStore,
     start: number,
-    dns?: DnsTable,
+    dns?: DnsTable | 'config',
   ) {
     let now = start;
     this.clock = { now: () => now, advance: (ms) => void (now += ms), set: (t) => void (now = +t) };
@@ -145,7 +146,7 @@ export class Harness {
     this.log = pino({ level: 'debug' }, sink);
     this.pipeline = new Pipeline(sandbox, this.log, this.counters);
     this.policy = new SessionPolicy(config);
-    this.dns = dns ? new DnsChecker(tableBackend(dns), store, this.counters, this.log, config.dns.cacheTtlSeconds) : null;
+    this.dns = dns === 'config' ? dnsCheckerFor(config.dns, store, this.counters, this.log) : dns ? new DnsChecker(tableBackend(dns), store, this.counters, this.log, config.dns.cacheTtlSeconds) : null;
   }
 
   /** The rules loaded, in run order. */

@@ -15,7 +15,7 @@ const USAGE = `usage:
       run the SMTP front door (embedded defaults: 127.0.0.1:2525, built-in rules, ./data)
   portcullis check [--config FILE] [--rules DIR]
       validate the config and every rule (compile, load, options); exit 1 on any problem
-  portcullis try [--config FILE] [--rules DIR] [--ip IP] [--port 25|587] [--ptr NAME] [--helo NAME] [--auth USER] [TRANSCRIPT]
+  portcullis try [--config FILE] [--rules DIR] [--ip IP] [--port 25|587] [--ptr NAME] [--helo NAME] [--auth USER] [--dns HOST:PORT] [TRANSCRIPT]
       replay client lines (a file, or stdin) against the rules; print replies and decisions
   portcullis test [--config FILE] [--rules DIR] [PATHS...]
       run rule tests (*.test.ts) with node's test runner (default: the rules directories)

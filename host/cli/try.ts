@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { loadConfig } from '../config/config.js';
 import { loadRuleSet, type Harness, type LogRecord, type Step } from '../../sdk/testing.js';
 
 type Out = { write(s: string): unknown };
@@ -46,11 +47,13 @@ export async function tryTranscript(argv: string[], out: Out = process.stdout): 
     strict: true,
     options: {
       config: { type: 'string' }, rules: { type: 'string' }, ip: { type: 'string', default: '192.0.2.1' },
-      port: { type: 'string', default: '25' }, ptr: { type: 'string' }, helo: { type: 'string' }, auth: { type: 'string' },
+      port: { type: 'string', default: '25' }, ptr: { type: 'string' }, helo: { type: 'string' }, auth: { type: 'string' }, dns: { type: 'string' },
     },
   });
   const transcript = readFileSync(positionals[0] ?? 0, 'utf8').split(/\r?\n/);
-  const h = await loadRuleSet({ config: values.config, rulesDirs: values.rules ? [values.rules] : undefined });
+  // DNS rules look up real answers, as the server would, when the config (or --dns) names a resolver.
+  const config = values.dns ? { ...loadConfig(values.config, { dns: values.dns }) } : values.config;
+  const h = await loadRuleSet({ config, rulesDirs: values.rules ? [values.rules] : undefined, dns: 'config' });
   try {
     const cfg = h.config;
     let mark = h.logs.length;
