@@ -47,6 +47,7 @@ export default defineRule<Options>({
       const heloUnqualified = ctx.store.count(`helo-unqualified:${ev.session.id}`, 86400) > 0;
       if (!invalidRcpt && !listed && !heloUnqualified) return;
       const subject = ev.message.headers.find(([n]) => n.toLowerCase() === 'subject')?.[1] ?? '';
+      if (!subject) return; // nothing to scan (and the store refuses empty values)
       const matched = ctx.options.patterns.some((p) => new RegExp(p, 'i').test(subject)) || ctx.store.listHas('spam-subjects', subject);
       if (!matched) return;
       if (!invalidRcpt && !listed) {
@@ -54,7 +55,7 @@ export default defineRule<Options>({
         return;
       }
       ctx.blacklist(ctx.options.blacklistTtlMinutes * 60, invalidRcpt ? 'spam subject to an invalid recipient' : `spam subject from a client listed in ${listed}`);
-      if (ctx.options.learn && subject) ctx.store.listAdd('spam-subjects', subject);
+      if (ctx.options.learn) ctx.store.listAdd('spam-subjects', subject);
       return drop('Message refused', { reason: 'subject-spam' });
     },
   },

@@ -177,6 +177,15 @@ describe('subject-spam', () => {
     await t.rcpt('alice@localhost');
     assert.deepEqual((await t.message({ headers: { Subject: 'casino night', Date: 'Mon, 05 Jan 2026 10:00:00 +0000' } })).accepted?.headers, []);
   });
+
+  it('a message without a Subject after an unqualified HELO is accepted untouched (found by npm run bench)', async () => {
+    const s = await h.connect({ ip: ip(), ptr: 'x.example.org', helo: 'localhost' });
+    await s.mail('a@example.org');
+    await s.rcpt('alice@localhost');
+    const r = await s.message({ headers: { Date: 'Mon, 05 Jan 2026 10:00:00 +0000' } });
+    assert.equal(r.reply, null);
+    assert.equal(r.failure, null);
+  });
 });
 
 describe('auth-brute-force', () => {
