@@ -42,6 +42,8 @@ export async function startTestHost(opts: { rules?: Record<string, string>; conf
     listen: ['127.0.0.1:0'],
     dataDir: join(dir, 'data'),
     reverseDns: false,
+    // The spool queue is held unless a test configures delivery: most tests read what was spooled.
+    delivery: { queue: { hold: true } },
     ...opts.config,
     rules: { builtin: opts.builtin ?? false, dirs: [rulesDir], ...userRules },
   };

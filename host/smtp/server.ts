@@ -1,7 +1,7 @@
 /**
  * The protocol adapter: smtp-server's hooks → SmtpSession (one rule event per phase, the
- * pipeline's decision, relay control) → the exact SMTP reply; and spooling
- * of accepted mail before the 250.
+ * pipeline's decision, relay control) → the exact SMTP reply; accepted mail goes to
+ * delivery (host/delivery), which answers the final dot.
  */
 import type { Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
@@ -12,7 +12,8 @@ import type { Counters } from '../metrics.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
-import { newMessageId, type Spool, type SpoolEnvelope } from '../spool/spool.js';
+import type { AcceptedMessage } from '../delivery/delivery.js';
+import { newMessageId, type SpoolEnvelope } from '../spool/spool.js';
 import { verifyPassword } from './auth.js';
 import { connectionClass, replyError } from './connection.js';
 import { headerLine, receivedHeader } from './message.js';
@@ -22,7 +23,8 @@ import { argsOf, SessionPolicy, SmtpSession, type ConnectionFacts, type Disposit
 export interface FrontDoorDeps {
   config: Config;
   pipeline: Pipeline;
-  spool: Spool;
+  /** Where accepted mail goes (host/delivery): spool, quarantine or the next hop. */
+  delivery: { accept(m: AcceptedMessage): Promise<Reply> };
   store: MemoryStore;
   log: Logger;
   counters: Counters;
@@ -163,20 +165,22 @@ export class FrontDoor {
     const session = this.session(s);
     const tx = session.tx; // message() ends the transaction; keep its envelope for delivery
     const outcome = await session.message(msg);
-    return 'reply' in outcome ? outcome.reply : this.deliver(session, s, tx, outcome.accepted, msg);
+    if ('reply' in outcome) return outcome.reply;
+    // Seam for the external checker (issue 7, Obtuse Spammer Deterrent): it runs here, after
+    // the rules accepted and before delivery; it may push onto outcome.accepted.headers or
+    // return its reject/tempfail reply instead of delivering.
+    return this.deliver(session, s, tx, outcome.accepted, msg);
   }
 
-  /** Spools (or quarantines, or discards) an accepted message; 250 only once it is on disk. */
+  /**
+   * Hands an accepted message to delivery with its envelope and added headers; delivery
+   * answers (250 only once the message is safe: spooled, or taken by the next hop).
+   */
   private async deliver(session: SmtpSession, s: SMTPServerSession, tx: Transaction, accepted: { disposition: Disposition; headers: [string, string][] }, msg: Buffer): Promise<Reply> {
     const id = newMessageId();
     const disp = accepted.disposition;
     const info = session.info();
     const log = { session: s.id, id, ip: info.client.ip, from: tx.mail?.address ?? '', rcpts: tx.rcpts.length, size: msg.length };
-    if (disp.action === 'discard') {
-      this.d.log.info({ ...log, rule: disp.rule, reason: disp.reason }, `discarded message ${id} (rule ${disp.rule})`);
-      this.d.counters.inc('messages_total', { disposition: 'discard' });
-      return REPLIES.queued(id);
-    }
     const rcptTo = tx.rcpts.map((r) => r.address);
     const env: SpoolEnvelope = {
       id,
@@ -190,17 +194,7 @@ export class FrontDoor {
     const trace = this.config.received
       ? receivedHeader({ heloName: session.helo?.name ?? null, ip: info.client.ip, ptr: info.client.ptr, by: this.config.hostname, protocol: s.transmissionType, id, rcpt: rcptTo.length === 1 ? rcptTo[0] : undefined, date: new Date() })
       : '';
-    const area = disp.action === 'quarantine' ? 'quarantine' : 'spool';
-    try {
-      await this.d.spool.store(area, env, [Buffer.from(trace + added), msg]);
-    } catch (e) {
-      this.d.log.error({ ...log, err: e }, `could not spool message ${id}: ${(e as Error).message}`);
-      this.d.counters.inc('spool_failures_total');
-      return REPLIES.spoolFailure(s.id);
-    }
-    this.d.log.info({ ...log, disposition: disp.action, rule: disp.rule }, `${area === 'quarantine' ? 'quarantined' : 'queued'} message ${id}`);
-    this.d.counters.inc('messages_total', { disposition: disp.action });
-    return REPLIES.queued(id);
+    return this.d.delivery.accept({ env, parts: [Buffer.from(trace + added), msg], sessionId: s.id, log });
   }
 
   /** Close phases still running (they may call rules): close() waits for them. */

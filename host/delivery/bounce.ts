@@ -1,0 +1,95 @@
+/**
+ * Delivery status notifications (bounces), RFC 3464: a multipart/report with a text part
+ * for people, a message/delivery-status part for programs, and the original's header
+ * (text/rfc822-headers: not its body, so a bounce never carries spam on to a third party).
+ *
+ * A bounce goes to the original's envelope sender and is itself sent from the null
+ * sender `<>` (RFC 5321 §4.5.5), so a bounce that fails is never bounced: the caller
+ * checks `canBounce` first.
+ */
+import { randomBytes } from 'node:crypto';
+import { bodyOffset } from '../smtp/message.js';
+import { newMessageId, type SpoolEnvelope } from '../spool/spool.js';
+
+/** A recipient the message could not be delivered to. */
+export interface Failure {
+  rcpt: string;
+  /** The next hop's reply code (0 if none). */
+  code: number;
+  /** The next hop's reply, or what went wrong. */
+  text: string;
+  /** The next hop, `host:port` (absent for local delivery). */
+  remote?: string;
+}
+
+/** RFC 5321 §4.5.5: never answer the null sender; that is how bounce loops are avoided. */
+export function canBounce(env: SpoolEnvelope): boolean {
+  return env.mailFrom !== '';
+}
+
+/** The enhanced status (RFC 3463) in a reply, or a default from its class. */
+export function statusOf(f: Failure, fallback: string): string {
+  const m = /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(f.text);
+  if (m) return m[1]!;
+  return f.code >= 500 ? '5.0.0' : fallback;
+}
+
+/** The bounce for `failures` of `original`: its envelope and message, ready for the spool. */
+export function bounceFor(o: { hostname: string; original: SpoolEnvelope; message: Buffer; failures: Failure[]; reason: string; now: Date }): { envelope: SpoolEnvelope; message: Buffer } {
+  const id = newMessageId();
+  const boundary = `=_portcullis_${randomBytes(8).toString('hex')}`;
+  const date = o.now.toUTCString().replace('GMT', '+0000');
+  const headers = o.message.subarray(0, bodyOffset(o.message)).toString('latin1').replace(/\r?\n$/, '');
+  const human = [
+    `This is the mail system at ${o.hostname}.`,
+    '',
+    `Your message could not be delivered to ${o.failures.length === 1 ? 'this recipient' : 'these recipients'} (${o.reason}):`,
+    '',
+    ...o.failures.map((f) => `  <${f.rcpt}>: ${f.remote ? `${f.remote} said: ` : ''}${f.text}`),
+    '',
+  ];
+  const perMessage = [`Reporting-MTA: dns; ${o.hostname}`, `X-Portcullis-Queue-ID: ${o.original.id}`, `Arrival-Date: ${new Date(o.original.receivedAt).toUTCString().replace('GMT', '+0000')}`];
+  const perRcpt = o.failures.map((f) => [
+    '',
+    `Final-Recipient: rfc822; ${f.rcpt}`,
+    'Action: failed',
+    `Status: ${statusOf(f, '4.4.7')}`,
+    ...(f.remote ? [`Remote-MTA: dns; ${f.remote.replace(/:\d+$/, '')}`] : []),
+    `Diagnostic-Code: smtp; ${f.text}`,
+  ].join('\r\n'));
+  const text = [
+    `From: Mail Delivery System <MAILER-DAEMON@${o.hostname}>`,
+    `To: <${o.original.mailFrom}>`,
+    'Subject: Undelivered Mail Returned to Sender',
+    `Date: ${date}`,
+    `Message-ID: <${id}@${o.hostname}>`,
+    'Auto-Submitted: auto-replied',
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/report; report-type=delivery-status; boundary="${boundary}"`,
+    '',
+    `--${boundary}`,
+    'Content-Type: text/plain; charset=us-ascii',
+    '',
+    ...human,
+    `--${boundary}`,
+    'Content-Type: message/delivery-status',
+    '',
+    perMessage.join('\r\n') + perRcpt.join(''),
+    '',
+    `--${boundary}`,
+    'Content-Type: text/rfc822-headers',
+    '',
+    headers,
+    '',
+    `--${boundary}--`,
+    '',
+  ].join('\r\n');
+  const envelope: SpoolEnvelope = {
+    id,
+    receivedAt: o.now.toISOString(),
+    client: { ip: '127.0.0.1', port: 0, helo: o.hostname, ptr: null, user: null },
+    mailFrom: '',
+    rcptTo: [o.original.mailFrom],
+  };
+  return { envelope, message: Buffer.from(text, 'latin1') };
+}

@@ -1,0 +1,112 @@
+/**
+ * One next hop: an SMTP server we pass mail to, through a pool of nodemailer connections
+ * that are reused across messages. `send` never throws: every outcome, down to a refused
+ * connection, comes back as a verdict per recipient.
+ *
+ * Not supported: XCLIENT/XFORWARD (passing the original client's address to the next
+ * hop, Postfix style). nodemailer cannot send them and we do not hand-write SMTP; the
+ * client's address, HELO and PTR travel in our Received header instead.
+ */
+import nodemailer from 'nodemailer';
+import type { NodemailerError } from 'nodemailer/lib/errors';
+import type { NextHopConfig } from '../config/config.js';
+
+/** What became of one recipient at the next hop. */
+export interface RcptResult {
+  rcpt: string;
+  /** accepted: the next hop said 250 to the message for this recipient. */
+  status: 'accepted' | 'refused' | 'deferred';
+  /** The next hop's reply code (0 when there was none: connection failed, timed out…). */
+  code: number;
+  /** The next hop's reply line, or what went wrong. */
+  text: string;
+}
+
+export interface SendResult {
+  results: RcptResult[];
+  /** The final reply of the next hop when the message was accepted (for the log and our 250). */
+  response: string | null;
+}
+
+type PoolTransport = ReturnType<typeof nodemailer.createTransport>;
+
+export class NextHop {
+  private readonly transport: PoolTransport;
+  /** `host:port`, as logs and replies name it. */
+  readonly name: string;
+
+  constructor(readonly config: NextHopConfig, heloName: string) {
+    this.name = `${config.host}:${config.port}`;
+    const tls = config.starttls;
+    this.transport = nodemailer.createTransport({
+      pool: true,
+      maxConnections: config.poolSize,
+      // A connection that drops mid-message is our queue's to retry, not the pool's: a
+      // silent resend could deliver twice, and in relay mode the client is waiting.
+      maxRequeues: 0,
+      host: config.host,
+      port: config.port,
+      secure: config.secure,
+      name: heloName,
+      ignoreTLS: tls === 'off',
+      requireTLS: tls === 'required',
+      opportunisticTLS: tls === 'opportunistic',
+      // Opportunistic TLS does not verify the certificate (Postfix 'may', RFC 7435); required does.
+      tls: { rejectUnauthorized: tls === 'required' },
+      ...(config.auth ? { auth: { user: config.auth.user, pass: config.auth.pass } } : {}),
+      connectionTimeout: config.connectTimeoutMs,
+      greetingTimeout: config.connectTimeoutMs,
+      socketTimeout: config.timeoutMs,
+      logger: false,
+    });
+  }
+
+  /**
+   * Sends `message` (exactly these bytes, dot-stuffed on the wire; nodemailer turns bare
+   * CR and bare LF into CRLF, so nothing in it can end the DATA early downstream) to `to`.
+   */
+  async send(from: string, to: string[], message: Buffer): Promise<SendResult> {
+    try {
+      const info = await this.transport.sendMail({
+        envelope: { from: from === '' ? false : from, to, ...(has8bit(message) ? { use8BitMime: true } : {}) } as { from: string; to: string[] },
+        raw: message,
+      });
+      const refused = new Map<string, NodemailerError>();
+      for (const e of (info as { rejectedErrors?: NodemailerError[] }).rejectedErrors ?? []) if (e.recipient) refused.set(e.recipient, e);
+      const results = to.map((rcpt): RcptResult => {
+        const e = refused.get(rcpt);
+        if (!e) return { rcpt, status: 'accepted', code: 250, text: info.response };
+        return errorResult(rcpt, e);
+      });
+      return { results, response: info.response };
+    } catch (err) {
+      const e = err as NodemailerError;
+      const byRcpt = new Map((e.rejectedErrors ?? []).filter((x) => x.recipient).map((x) => [x.recipient!, x]));
+      return { results: to.map((rcpt) => errorResult(rcpt, byRcpt.get(rcpt) ?? e)), response: null };
+    }
+  }
+
+  close(): void {
+    this.transport.close();
+  }
+}
+
+/** A failure as a recipient's result: 5xx (except 503, RFC 5321 §4.2.1) is final, anything else is retried. */
+function errorResult(rcpt: string, e: NodemailerError): RcptResult {
+  const code = e.responseCode ?? 0;
+  const text = e.response ?? `${e.code ?? 'error'}: ${e.message}`;
+  const permanent = code >= 500 && code !== 503;
+  return { rcpt, status: permanent ? 'refused' : 'deferred', code, text: oneLine(text) };
+}
+
+/** A reply or error as one printable ASCII line (it may end up in our own reply). */
+export function oneLine(s: string, max = 300): string {
+  const flat = s.replace(/[^ -~]+/g, ' ').replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
+}
+
+/** Any byte above 127: the next hop is told BODY=8BITMIME (RFC 6152) when it offers it. */
+function has8bit(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i]! > 127) return true;
+  return false;
+}
