@@ -11,7 +11,7 @@ import { runTests } from './test.js';
 import { tryTranscript } from './try.js';
 
 const USAGE = `usage:
-  portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR]
+  portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR] [--relay HOST:PORT]
       run the SMTP front door (embedded defaults: 127.0.0.1:2525, built-in rules, ./data)
   portcullis check [--config FILE] [--rules DIR]
       validate the config and every rule (compile, load, options); exit 1 on any problem
@@ -37,15 +37,16 @@ options:
   --listen HOST:PORT   listen here instead of the config's addresses
   --data-dir DIR       spool and state under DIR
   --rules DIR          also load rules from DIR (beside the built-in rules)
+  --relay HOST:PORT    relay mode: pass each message to this next hop during DATA, answer with its verdict
 `;
 
 async function start(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' } },
+    options: { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' }, relay: { type: 'string' } },
     strict: true,
   });
-  const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules };
+  const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules, relay: values.relay };
   const config = loadConfig(values.config, overrides);
   const host = await startHost(config, { configFile: values.config, overrides, watch: config.watch });
   process.on('SIGHUP', () => void host.reload('SIGHUP'));
