@@ -186,9 +186,16 @@ export function spooled(dataDir: string, area: 'spool' | 'quarantine' = 'spool')
   } catch {
     return [];
   }
-  return files.filter((f) => f.endsWith('.msg')).sort().map((f) => {
-    const { envelope, message } = readSpoolFile(readFileSync(join(dir, f)));
-    return { id: f.slice(0, -4), env: envelope, eml: message };
+  return files.filter((f) => f.endsWith('.msg')).sort().flatMap((f) => {
+    let file: Buffer;
+    try {
+      file = readFileSync(join(dir, f));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return []; // delivered by the queue meanwhile
+      throw e;
+    }
+    const { envelope, message } = readSpoolFile(file);
+    return [{ id: f.slice(0, -4), env: envelope, eml: message }];
   });
 }
 
