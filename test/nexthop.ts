@@ -11,6 +11,9 @@ export interface Received {
   to: string[];
   /** The message as the next hop got it (dot-unstuffed). */
   raw: Buffer;
+  /** Whether the session had switched to TLS, and who authenticated. */
+  secure: boolean;
+  user: string | null;
 }
 
 export interface NextHopOptions {
@@ -22,6 +25,8 @@ export interface NextHopOptions {
   starttls?: boolean;
   /** Listen on this port (default: any free one). */
   port?: number;
+  /** Require AUTH with these credentials (offered without TLS too). */
+  auth?: { user: string; pass: string };
 }
 
 export interface TestNextHop {
@@ -40,8 +45,13 @@ function replyErr(line: string): Error & { responseCode: number } {
 export async function startNextHop(opts: NextHopOptions = {}): Promise<TestNextHop> {
   const received: Received[] = [];
   const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: opts.starttls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    authOptional: !opts.auth,
+    allowInsecureAuth: true,
+    disabledCommands: [...(opts.auth ? [] : ['AUTH']), ...(opts.starttls ? [] : ['STARTTLS'])],
+    onAuth(a, _s, cb) {
+      if (a.username === opts.auth?.user && a.password === opts.auth?.pass) return cb(null, { user: a.username });
+      cb(Object.assign(new Error('Authentication failed'), { responseCode: 535 }));
+    },
     // The reply text is ours exactly (no enhanced code added by smtp-server).
     hideENHANCEDSTATUSCODES: true,
     logger: false,
@@ -54,7 +64,7 @@ export async function startNextHop(opts: NextHopOptions = {}): Promise<TestNextH
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
-        const m: Received = { from: s.envelope.mailFrom ? s.envelope.mailFrom.address : '', to: s.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks) };
+        const m: Received = { from: s.envelope.mailFrom ? s.envelope.mailFrom.address : '', to: s.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks), secure: s.secure, user: typeof s.user === 'string' ? s.user : null };
         const r = opts.data?.(m) ?? null;
         if (r) return cb(replyErr(r));
         received.push(m);

@@ -106,6 +106,45 @@ describe('relay mode: the next hop decides', () => {
   });
 });
 
+describe('relay mode: TLS and AUTH to the next hop', () => {
+  it('opportunistic STARTTLS upgrades when offered (certificate not verified) and AUTH logs in', async () => {
+    const secure = await startNextHop({ starttls: true, auth: { user: 'relay', pass: 'pw' } });
+    try {
+      await withHost({ config: { delivery: { mode: 'relay', nextHop: { host: '127.0.0.1', port: secure.port, starttls: 'opportunistic', auth: { user: 'relay', pass: 'pw' } } } } }, async (h) => {
+        assert.match((await send(h.port, ['u@localhost'], 'Subject: tls\r\n\r\nx\r\n')).response, /^250 2\.0\.0 Ok: relayed as /);
+        assert.deepEqual(secure.received.map((m) => [m.secure, m.user]), [[true, 'relay']]);
+      });
+    } finally {
+      await secure.close();
+    }
+  });
+
+  it('required STARTTLS refuses a next hop whose certificate cannot be verified: 451 4.4.1, nothing sent', async () => {
+    const selfSigned = await startNextHop({ starttls: true });
+    try {
+      await withHost({ config: { delivery: { mode: 'relay', nextHop: { host: '127.0.0.1', port: selfSigned.port, starttls: 'required' } } } }, async (h) => {
+        assert.match(await errorOf(send(h.port, ['u@localhost'], 'Subject: tls\r\n\r\nx\r\n')), /^451 4\.4\.1 Next hop not reachable/);
+        assert.equal(selfSigned.received.length, 0);
+      });
+    } finally {
+      await selfSigned.close();
+    }
+  });
+
+  it('wrong AUTH credentials are our configuration\'s fault: 451 4.4.1, never a 5xx', async () => {
+    const authed = await startNextHop({ auth: { user: 'relay', pass: 'pw' } });
+    try {
+      await withHost({ config: { delivery: { mode: 'relay', nextHop: { ...hop(authed.port), auth: { user: 'relay', pass: 'nope' } } } } }, async (h) => {
+        assert.match(await errorOf(send(h.port, ['u@localhost'], 'Subject: auth\r\n\r\nx\r\n')), /^451 4\.4\.1 Next hop not reachable/);
+        assert.equal(authed.received.length, 0);
+        assert.ok(h.logs.some((l) => /^not relayed .*: EAUTH: .*535/.test(String(l.msg))), 'the log says why');
+      });
+    } finally {
+      await authed.close();
+    }
+  });
+});
+
 describe('relay mode: some recipients refused', () => {
   it('250 when one recipient is accepted and one refused for good; the sender gets a bounce (RFC 3464)', async () => {
     await withHost({ config: relayTo(down.port) }, async (h) => {

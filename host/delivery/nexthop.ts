@@ -91,10 +91,14 @@ export class NextHop {
   }
 }
 
-/** A failure as a recipient's result: 5xx (except 503, RFC 5321 §4.2.1) is final, anything else is retried. */
+/**
+ * A failure as a recipient's result: 5xx (except 503, RFC 5321 §4.2.1) is final, anything
+ * else is retried. A refused AUTH is our configuration's fault, not the message's: it is
+ * retried (as Postfix defers on a SASL failure), never bounced.
+ */
 function errorResult(rcpt: string, e: NodemailerError): RcptResult {
-  const code = e.responseCode ?? 0;
-  const text = e.response ?? `${e.code ?? 'error'}: ${e.message}`;
+  const code = e.code === 'EAUTH' ? 0 : (e.responseCode ?? 0);
+  const text = e.code === 'EAUTH' ? `EAUTH: next hop refused our credentials: ${e.response ?? e.message}` : (e.response ?? `${e.code ?? 'error'}: ${e.message}`);
   const permanent = code >= 500 && code !== 503;
   return { rcpt, status: permanent ? 'refused' : 'deferred', code, text: oneLine(text) };
 }
