@@ -91,6 +91,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     const sets = new RuleSets(ruleSet, pool);
     const spool = new Spool(dataDir);
     const deliv = (delivery = new Delivery({ config, spool, dataDir, log, counters }));
+    await deliv.start(); // what the spool holds from the last run, before new mail arrives
     const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), delivery: deliv, store, log, counters, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
     for (const l of config.listen) {
@@ -115,7 +116,6 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       },
     });
     if (opts.watch) await reloader.watch();
-    await deliv.start();
     // Counters reach `portcullis stats` through status.json.
     const statusTimer = setInterval(() => reloader.writeStatus(), 10_000);
     statusTimer.unref();

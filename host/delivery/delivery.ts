@@ -52,8 +52,7 @@ export class Delivery {
   }
 
   async close(): Promise<void> {
-    await this.queue.close();
-    this.routes.close();
+    await this.queue.close(() => this.routes.close());
   }
 
   async accept(m: AcceptedMessage): Promise<Reply> {

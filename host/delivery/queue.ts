@@ -83,10 +83,14 @@ export class Queue {
     return this.due.size + this.running.size;
   }
 
-  /** Stops starting attempts and waits for those running (each ends in the next hop's timeout at worst). */
-  async close(): Promise<void> {
+  /**
+   * Stops starting attempts; `abort` (closing the next hops' connections) makes those in
+   * flight end now as deferred, their state written, instead of after a timeout.
+   */
+  async close(abort: () => void): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    abort();
     await Promise.allSettled([...this.running.values()]);
   }
 
@@ -99,6 +103,7 @@ export class Queue {
     let next = Infinity;
     for (const [id, at] of this.due) {
       if (this.running.size >= this.d.config.concurrency) break;
+      if (this.running.has(id)) continue; // its attempt decides when it is due again
       if (at > now) {
         next = Math.min(next, at);
         continue;

@@ -9,8 +9,8 @@
  * - Mixed outcomes: some recipients have the message already, so any 4xx/5xx would make the
  *   client send it to them again. We answer 250 once the rest is safe on disk: the
  *   recipients refused for now are spooled for the queue to retry, those refused for good
- *   get a bounce (none to the null sender). If the spool cannot take them, 451: the client
- *   retries and the accepted recipients may get the message twice, but none loses it.
+ *   get a bounce (none to the null sender). If the spool cannot take them, 452 4.3.1: the
+ *   client retries and the accepted recipients may get the message twice, but none loses it.
  */
 import type { Logger } from 'pino';
 import type { Counters } from '../metrics.js';
