@@ -94,6 +94,24 @@ describe('spool queue', () => {
     }
   });
 
+  it('closing the host ends a delivery stuck on a silent next hop at once; the message stays for the next start', async () => {
+    const { createServer } = await import('node:net');
+    const silent = createServer(() => undefined); // accepts, never greets
+    await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', () => ok()));
+    const h = await startTestHost({ config: { delivery: { nextHop: hop((silent.address() as { port: number }).port) } } });
+    try {
+      await send(h.port, ['u@localhost'], 'Subject: stuck\r\n\r\nx\r\n');
+      await eventually('the attempt is under way', () => new Promise<boolean>((ok) => silent.getConnections((_e, n) => ok(n > 0))));
+      const t0 = Date.now();
+      await h.host.close();
+      assert.ok(Date.now() - t0 < 5000, `closed in ${Date.now() - t0} ms, not after the 30 s greeting timeout`);
+      assert.equal(spooled(h.dataDir).length, 1, 'the message waits in the spool');
+    } finally {
+      silent.close();
+      rmSync(h.dir, { recursive: true, force: true });
+    }
+  });
+
   it('picks up what the spool holds when the host starts', async () => {
     const h = await startTestHost({ config: { delivery: { queue: { hold: true } } } });
     const dataDir = h.dataDir;

@@ -86,8 +86,9 @@ export class NextHop {
     }
   }
 
+  /** Closes every connection, those delivering too: their messages fail (and are retried later). */
   close(): void {
-    this.transport.close();
+    this.transport.close({ force: true });
   }
 }
 
