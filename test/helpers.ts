@@ -2,6 +2,7 @@
  * Test helpers: a real host on an ephemeral 127.0.0.1 port with its own rules directory
  * and data directory, a raw SMTP client for exact reply lines, and spool readers.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,6 +29,23 @@ export interface TestHost {
 
 export function tempDir(prefix = 'portcullis-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Mounts a small tmpfs (a disk that fills up) and returns where; null when we may not mount (not root). */
+export function mountTmpfs(sizeKb = 256): string | null {
+  const mnt = tempDir('portcullis-tmpfs-');
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeKb}k`, 'tmpfs', mnt], { stdio: 'ignore' });
+    return mnt;
+  } catch {
+    rmSync(mnt, { recursive: true, force: true });
+    return null;
+  }
+}
+
+export function unmountTmpfs(mnt: string): void {
+  execFileSync('umount', [mnt]);
+  rmSync(mnt, { recursive: true, force: true });
 }
 
 /** Starts a host with `rules` (file name → source) as its only rules unless `builtin` is set. */

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { eventually, mailer, spooled, startTestHost, splitFields, tempDir, withHost } from './helpers.js';
+import { eventually, mailer, mountTmpfs, spooled, startTestHost, splitFields, tempDir, unmountTmpfs, withHost } from './helpers.js';
 import { deadPort, startNextHop } from './nexthop.js';
 
 const hop = (port: number) => ({ host: '127.0.0.1', port, starttls: 'off' });
@@ -150,14 +150,8 @@ describe('spool queue', () => {
   });
 
   it('a full disk: the queue keeps the message when local delivery fails (tmpfs), relay mode answers 452 with nothing partial', async (t) => {
-    const mnt = tempDir('portcullis-tmpfs-');
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'ignore' });
-    } catch {
-      t.skip('cannot mount a tmpfs here (needs root); the ENOTDIR test above covers the write-failure path');
-      rmSync(mnt, { recursive: true, force: true });
-      return;
-    }
+    const mnt = mountTmpfs();
+    if (!mnt) return void t.skip('cannot mount a tmpfs here (needs root); the ENOTDIR test above covers the write-failure path');
     const next = await startNextHop({ rcpt: (a) => (a === 'later@localhost' ? '451 4.3.0 Try later' : null) });
     try {
       const body = `Subject: big\r\n\r\n${'y'.repeat(76)}\r\n`.repeat(1400); // ~130 KB: fits once, not twice
@@ -195,8 +189,7 @@ describe('spool queue', () => {
       }
     } finally {
       await next.close();
-      execFileSync('umount', [mnt]);
-      rmSync(mnt, { recursive: true, force: true });
+      unmountTmpfs(mnt);
     }
   });
 });
