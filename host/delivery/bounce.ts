@@ -39,7 +39,7 @@ export function bounceFor(o: { hostname: string; original: SpoolEnvelope; messag
   const id = newMessageId();
   const boundary = `=_portcullis_${randomBytes(8).toString('hex')}`;
   const date = o.now.toUTCString().replace('GMT', '+0000');
-  const headers = o.message.subarray(0, bodyOffset(o.message)).toString('latin1').replace(/\r?\n$/, '');
+  const headers = o.message.subarray(0, bodyOffset(o.message)).toString('latin1').replace(/(\r?\n)+$/, '');
   const human = [
     `This is the mail system at ${o.hostname}.`,
     '',
@@ -49,8 +49,8 @@ export function bounceFor(o: { hostname: string; original: SpoolEnvelope; messag
     '',
   ];
   const perMessage = [`Reporting-MTA: dns; ${o.hostname}`, `X-Portcullis-Queue-ID: ${o.original.id}`, `Arrival-Date: ${new Date(o.original.receivedAt).toUTCString().replace('GMT', '+0000')}`];
+  // RFC 3464 §2.1: the per-message fields, then a block per recipient, blank lines between.
   const perRcpt = o.failures.map((f) => [
-    '',
     `Final-Recipient: rfc822; ${f.rcpt}`,
     'Action: failed',
     `Status: ${statusOf(f, '4.4.7')}`,
@@ -74,7 +74,7 @@ export function bounceFor(o: { hostname: string; original: SpoolEnvelope; messag
     `--${boundary}`,
     'Content-Type: message/delivery-status',
     '',
-    perMessage.join('\r\n') + perRcpt.join(''),
+    [perMessage.join('\r\n'), ...perRcpt].join('\r\n\r\n'),
     '',
     `--${boundary}`,
     'Content-Type: text/rfc822-headers',
