@@ -8,8 +8,10 @@
  * checks `canBounce` first.
  */
 import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Counters } from '../metrics.js';
 import { bodyOffset } from '../smtp/message.js';
-import { newMessageId, type SpoolEnvelope } from '../spool/spool.js';
+import { newMessageId, type Spool, type SpoolEnvelope } from '../spool/spool.js';
 
 /** A recipient the message could not be delivered to. */
 export interface Failure {
@@ -92,4 +94,25 @@ export function bounceFor(o: { hostname: string; original: SpoolEnvelope; messag
     rcptTo: [o.original.mailFrom],
   };
   return { envelope, message: Buffer.from(text, 'latin1') };
+}
+
+/** Spools a bounce and hands its id to `enqueue`; false (logged) when the spool cannot take it. */
+export async function spoolBounce(
+  d: { spool: Spool; hostname: string; log: Logger; counters: Counters },
+  o: { original: SpoolEnvelope; message: Buffer; failures: Failure[]; reason: string; path: 'queue' | 'relay' },
+  enqueue: (id: string) => void,
+): Promise<boolean> {
+  const b = bounceFor({ hostname: d.hostname, original: o.original, message: o.message, failures: o.failures, reason: o.reason, now: new Date() });
+  const list = o.failures.map((f) => `<${f.rcpt}>`).join(', ');
+  try {
+    await d.spool.store('spool', b.envelope, [b.message]);
+  } catch (e) {
+    d.log.error({ id: o.original.id, err: e }, `could not spool the bounce of ${o.original.id} for ${list}: ${(e as Error).message}; will try again`);
+    return false;
+  }
+  d.log.info({ id: o.original.id, bounce: b.envelope.id, to: o.original.mailFrom, rcpts: o.failures.map((f) => f.rcpt), reason: o.reason }, `bounced ${o.original.id} for ${list} to <${o.original.mailFrom}> (${o.reason}) as ${b.envelope.id}`);
+  d.counters.inc('bounces_total');
+  d.counters.inc('deliveries_total', { path: o.path, result: 'bounced' }, o.failures.length);
+  enqueue(b.envelope.id);
+  return true;
 }

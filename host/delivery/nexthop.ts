@@ -68,11 +68,11 @@ export class NextHop {
   async send(from: string, to: string[], message: Buffer): Promise<SendResult> {
     try {
       const info = await this.transport.sendMail({
-        envelope: { from: from === '' ? false : from, to, ...(has8bit(message) ? { use8BitMime: true } : {}) } as { from: string; to: string[] },
+        envelope: { from: from === '' ? false : from, to, ...(has8bit(message) ? { use8BitMime: true } : {}) },
         raw: message,
       });
       const refused = new Map<string, NodemailerError>();
-      for (const e of (info as { rejectedErrors?: NodemailerError[] }).rejectedErrors ?? []) if (e.recipient) refused.set(e.recipient, e);
+      for (const e of info.rejectedErrors ?? []) if (e.recipient) refused.set(e.recipient, e);
       const results = to.map((rcpt): RcptResult => {
         const e = refused.get(rcpt);
         if (!e) return { rcpt, status: 'accepted', code: 250, text: info.response };

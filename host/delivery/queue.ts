@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config/config.js';
 import type { Counters } from '../metrics.js';
 import type { Spool, SpoolEnvelope } from '../spool/spool.js';
-import { bounceFor, canBounce, type Failure } from './bounce.js';
+import { canBounce, spoolBounce, type Failure } from './bounce.js';
 import { deliverLocally } from './local.js';
 import type { RcptResult } from './nexthop.js';
 import type { Routes } from './routes.js';
@@ -149,7 +149,7 @@ export class Queue {
     for (const r of accepted) {
       done.add(r.rcpt);
       this.d.log.info({ ...log, rcpt: r.rcpt, via: r.remote ?? 'mailbox' }, `delivered ${id} to <${r.rcpt}> via ${r.remote ?? 'the mailbox folder'}: ${r.text}`);
-      this.d.counters.inc('deliveries_total', { result: 'delivered', via: r.remote ? 'relay' : 'mailbox' });
+      this.d.counters.inc('deliveries_total', { path: 'queue', result: 'delivered' });
     }
     const expired = Date.now() - Date.parse(env.receivedAt) > this.d.config.maxAgeHours * 3_600_000;
     const failed = results.filter((r) => r.status === 'refused' || (expired && r.status === 'deferred'));
@@ -166,7 +166,7 @@ export class Queue {
     const lastError = results.find((r) => r.status !== 'accepted')?.text ?? null;
     await this.writeState(id, { attempts, nextAttemptAt: Date.now() + wait, lastError, done: [...done] });
     this.d.log.info({ ...log, rcpts: left, wait, err: lastError }, `deferred ${id} for ${left.map((r) => `<${r}>`).join(', ')}: ${lastError}; retry in ${Math.round(wait / 1000)} s`);
-    this.d.counters.inc('deliveries_total', { result: 'deferred', via: 'queue' }, left.length);
+    this.d.counters.inc('deliveries_total', { path: 'queue', result: 'deferred' }, left.length);
     if (!this.closed) {
       this.due.set(id, Date.now() + wait);
     }
@@ -182,10 +182,10 @@ export class Queue {
     const list = failed.map((r) => `<${r.rcpt}>`).join(', ');
     if (!canBounce(env)) {
       this.d.log.info({ id: env.id, rcpts: failed.map((r) => r.rcpt), reason }, `giving up on ${env.id} for ${list} (${reason}); no bounce: the sender is <> (RFC 5321 §4.5.5)`);
-      this.d.counters.inc('deliveries_total', { result: 'failed', via: 'queue' }, failed.length);
+      this.d.counters.inc('deliveries_total', { path: 'queue', result: 'failed' }, failed.length);
       return true;
     }
-    return spoolBounce(this.d, { original: env, message, failures, reason }, (id) => this.add(id));
+    return spoolBounce(this.d, { original: env, message, failures, reason, path: 'queue' }, (id) => this.add(id));
   }
 
   private statePath(id: string): string {
@@ -221,25 +221,4 @@ export class Queue {
   private async removeState(id: string): Promise<void> {
     await unlink(this.statePath(id)).catch(() => undefined);
   }
-}
-
-/** Spools a bounce and hands its id to `enqueue`; false (logged) when the spool cannot take it. */
-export async function spoolBounce(
-  d: Pick<QueueDeps, 'spool' | 'hostname' | 'log' | 'counters'>,
-  o: { original: SpoolEnvelope; message: Buffer; failures: Failure[]; reason: string },
-  enqueue: (id: string) => void,
-): Promise<boolean> {
-  const b = bounceFor({ hostname: d.hostname, original: o.original, message: o.message, failures: o.failures, reason: o.reason, now: new Date() });
-  const list = o.failures.map((f) => `<${f.rcpt}>`).join(', ');
-  try {
-    await d.spool.store('spool', b.envelope, [b.message]);
-  } catch (e) {
-    d.log.error({ id: o.original.id, err: e }, `could not spool the bounce of ${o.original.id} for ${list}: ${(e as Error).message}; will try again`);
-    return false;
-  }
-  d.log.info({ id: o.original.id, bounce: b.envelope.id, to: o.original.mailFrom, rcpts: o.failures.map((f) => f.rcpt), reason: o.reason }, `bounced ${o.original.id} for ${list} to <${o.original.mailFrom}> (${o.reason}) as ${b.envelope.id}`);
-  d.counters.inc('bounces_total');
-  d.counters.inc('deliveries_total', { result: 'bounced', via: 'queue' }, o.failures.length);
-  enqueue(b.envelope.id);
-  return true;
 }

@@ -16,10 +16,9 @@ import type { Logger } from 'pino';
 import type { Counters } from '../metrics.js';
 import { REPLIES, type Reply } from '../smtp/reply.js';
 import type { Spool, SpoolEnvelope } from '../spool/spool.js';
-import { canBounce, type Failure } from './bounce.js';
+import { canBounce, spoolBounce, type Failure } from './bounce.js';
 import { deliverLocally } from './local.js';
 import { oneLine, type RcptResult } from './nexthop.js';
-import { spoolBounce } from './queue.js';
 import type { Routes } from './routes.js';
 
 export interface RelayDeps {
@@ -43,7 +42,7 @@ export async function relay(d: RelayDeps, env: SpoolEnvelope, message: Buffer, s
   const accepted = results.filter((r) => r.status === 'accepted');
   const refused = results.filter((r) => r.status === 'refused');
   const deferred = results.filter((r) => r.status === 'deferred');
-  const count = (result: string, n: number) => n && d.counters.inc('deliveries_total', { result, via: 'relay' }, n);
+  const count = (result: string, n: number) => n && d.counters.inc('deliveries_total', { path: 'relay', result }, n);
   const describe = (rs: Result[]) => rs.map((r) => `<${r.rcpt}> ${r.remote ?? 'mailbox'}: ${r.text}`).join('; ');
 
   if (accepted.length === results.length) {
@@ -79,7 +78,7 @@ export async function relay(d: RelayDeps, env: SpoolEnvelope, message: Buffer, s
     if (!canBounce(env)) {
       d.log.info({ ...log }, `relayed ${env.id} in part; refused, no bounce to the null sender: ${describe(refused)}`);
       count('failed', refused.length);
-    } else if (!(await spoolBounce(d, { original: env, message, failures, reason: 'refused by the next hop' }, d.enqueue))) {
+    } else if (!(await spoolBounce(d, { original: env, message, failures, reason: 'refused by the next hop', path: 'relay' }, d.enqueue))) {
       return REPLIES.spoolFailure(sessionId);
     }
   }
