@@ -20,6 +20,8 @@ export interface RcptResult {
   code: number;
   /** The next hop's reply line, or what went wrong. */
   text: string;
+  /** The next hop, `host:port` (absent for local delivery). */
+  remote?: string;
 }
 
 export interface SendResult {
@@ -75,14 +77,14 @@ export class NextHop {
       for (const e of info.rejectedErrors ?? []) if (e.recipient) refused.set(e.recipient, e);
       const results = to.map((rcpt): RcptResult => {
         const e = refused.get(rcpt);
-        if (!e) return { rcpt, status: 'accepted', code: 250, text: info.response };
-        return errorResult(rcpt, e);
+        if (!e) return { rcpt, status: 'accepted', code: 250, text: info.response, remote: this.name };
+        return errorResult(rcpt, e, this.name);
       });
       return { results, response: info.response };
     } catch (err) {
       const e = err as NodemailerError;
       const byRcpt = new Map((e.rejectedErrors ?? []).filter((x) => x.recipient).map((x) => [x.recipient!, x]));
-      return { results: to.map((rcpt) => errorResult(rcpt, byRcpt.get(rcpt) ?? e)), response: null };
+      return { results: to.map((rcpt) => errorResult(rcpt, byRcpt.get(rcpt) ?? e, this.name)), response: null };
     }
   }
 
@@ -97,11 +99,11 @@ export class NextHop {
  * else is retried. A refused AUTH is our configuration's fault, not the message's: it is
  * retried (as Postfix defers on a SASL failure), never bounced.
  */
-function errorResult(rcpt: string, e: NodemailerError): RcptResult {
+function errorResult(rcpt: string, e: NodemailerError, remote: string): RcptResult {
   const code = e.code === 'EAUTH' ? 0 : (e.responseCode ?? 0);
   const text = e.code === 'EAUTH' ? `EAUTH: next hop refused our credentials: ${e.response ?? e.message}` : (e.response ?? `${e.code ?? 'error'}: ${e.message}`);
   const permanent = code >= 500 && code !== 503;
-  return { rcpt, status: permanent ? 'refused' : 'deferred', code, text: oneLine(text) };
+  return { rcpt, status: permanent ? 'refused' : 'deferred', code, text: oneLine(text), remote };
 }
 
 /** A reply or error as one printable ASCII line (it may end up in our own reply). */

@@ -20,8 +20,7 @@ import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config/config.js';
 import type { Counters } from '../metrics.js';
 import type { Spool, SpoolEnvelope } from '../spool/spool.js';
-import { canBounce, spoolBounce, type Failure } from './bounce.js';
-import { deliverLocally } from './local.js';
+import { canBounce, spoolBounce } from './bounce.js';
 import type { RcptResult } from './nexthop.js';
 import type { Routes } from './routes.js';
 
@@ -139,11 +138,7 @@ export class Queue {
     const state = (await this.readState(id)) ?? { attempts: 0, nextAttemptAt: 0, lastError: null, done: [] };
     const done = new Set(state.done);
     const pending = env.rcptTo.filter((r) => !done.has(r));
-    const results: (RcptResult & { remote?: string })[] = [];
-    await Promise.all([...this.d.routes.group(pending)].map(async ([hop, rcpts]) => {
-      const r = hop ? (await hop.send(env.mailFrom, rcpts, message)).results.map((x) => ({ ...x, remote: hop.name })) : await deliverLocally(this.d.spool, env, rcpts, message);
-      results.push(...r);
-    }));
+    const results = await this.d.routes.send(this.d.spool, env, pending, message);
     const log = { id, from: env.mailFrom, attempt: state.attempts + 1 };
     const accepted = results.filter((r) => r.status === 'accepted');
     for (const r of accepted) {
@@ -176,16 +171,15 @@ export class Queue {
    * Spools a bounce for `failed` (none for the null sender). Returns false when the bounce
    * could not be spooled: the recipients then stay pending and fail again on the next try.
    */
-  private async bounce(env: SpoolEnvelope, message: Buffer, failed: (RcptResult & { remote?: string })[], expired: boolean): Promise<boolean> {
+  private async bounce(env: SpoolEnvelope, message: Buffer, failed: RcptResult[], expired: boolean): Promise<boolean> {
     const reason = expired ? `still undeliverable after ${this.d.config.maxAgeHours} hours` : 'refused by the next hop';
-    const failures: Failure[] = failed.map((r) => ({ rcpt: r.rcpt, code: r.code, text: r.text, ...(r.remote ? { remote: r.remote } : {}) }));
     const list = failed.map((r) => `<${r.rcpt}>`).join(', ');
     if (!canBounce(env)) {
       this.d.log.info({ id: env.id, rcpts: failed.map((r) => r.rcpt), reason }, `giving up on ${env.id} for ${list} (${reason}); no bounce: the sender is <> (RFC 5321 §4.5.5)`);
       this.d.counters.inc('deliveries_total', { path: 'queue', result: 'failed' }, failed.length);
       return true;
     }
-    return spoolBounce(this.d, { original: env, message, failures, reason, path: 'queue' }, (id) => this.add(id));
+    return spoolBounce(this.d, { original: env, message, failures: failed, reason, path: 'queue' }, (id) => this.add(id));
   }
 
   private statePath(id: string): string {

@@ -16,8 +16,7 @@ import type { Logger } from 'pino';
 import type { Counters } from '../metrics.js';
 import { REPLIES, type Reply } from '../smtp/reply.js';
 import type { Spool, SpoolEnvelope } from '../spool/spool.js';
-import { canBounce, spoolBounce, type Failure } from './bounce.js';
-import { deliverLocally } from './local.js';
+import { canBounce, spoolBounce } from './bounce.js';
 import { oneLine, type RcptResult } from './nexthop.js';
 import type { Routes } from './routes.js';
 
@@ -31,24 +30,18 @@ export interface RelayDeps {
   enqueue(id: string): void;
 }
 
-type Result = RcptResult & { remote?: string };
-
 export async function relay(d: RelayDeps, env: SpoolEnvelope, message: Buffer, sessionId: string, log: Record<string, unknown>): Promise<Reply> {
-  const results: Result[] = [];
-  await Promise.all([...d.routes.group(env.rcptTo)].map(async ([hop, rcpts]) => {
-    const r = hop ? (await hop.send(env.mailFrom, rcpts, message)).results.map((x) => ({ ...x, remote: hop.name })) : await deliverLocally(d.spool, env, rcpts, message);
-    results.push(...r);
-  }));
+  const results = await d.routes.send(d.spool, env, env.rcptTo, message);
   const accepted = results.filter((r) => r.status === 'accepted');
   const refused = results.filter((r) => r.status === 'refused');
   const deferred = results.filter((r) => r.status === 'deferred');
   const count = (result: string, n: number) => n && d.counters.inc('deliveries_total', { path: 'relay', result }, n);
-  const describe = (rs: Result[]) => rs.map((r) => `<${r.rcpt}> ${r.remote ?? 'mailbox'}: ${r.text}`).join('; ');
+  const describe = (rs: RcptResult[]) => rs.map((r) => `<${r.rcpt}> ${r.remote ?? 'mailbox'}: ${r.text}`).join('; ');
 
   if (accepted.length === results.length) {
     d.log.info({ ...log, via: [...new Set(accepted.map((r) => r.remote ?? 'mailbox'))] }, `relayed ${env.id}: ${describe(accepted)}`);
     count('delivered', accepted.length);
-    return REPLIES.relayed(env.id, oneLine(accepted[0]!.text, 120));
+    return REPLIES.relayed(env.id, oneLine(accepted[0]?.text ?? '', 120));
   }
   if (!accepted.length && (!refused.length || !deferred.length)) {
     // One kind of answer for the whole message: it is the client's.
@@ -65,7 +58,7 @@ export async function relay(d: RelayDeps, env: SpoolEnvelope, message: Buffer, s
     try {
       await d.spool.store('spool', rest, [message]);
     } catch (e) {
-      d.log.error({ ...log, err: e }, `relayed ${env.id} to some recipients but cannot spool the others (${(e as Error).message}): answering 451; the client's retry may duplicate it for ${accepted.map((r) => `<${r.rcpt}>`).join(', ')}`);
+      d.log.error({ ...log, err: e }, `relayed ${env.id} to some recipients but cannot spool the others (${(e as Error).message}): answering 452; the client's retry may duplicate it for ${accepted.map((r) => `<${r.rcpt}>`).join(', ')}`);
       d.counters.inc('spool_failures_total');
       return REPLIES.spoolFailure(sessionId);
     }
@@ -74,11 +67,10 @@ export async function relay(d: RelayDeps, env: SpoolEnvelope, message: Buffer, s
     count('deferred', deferred.length);
   }
   if (refused.length) {
-    const failures: Failure[] = refused.map((r) => ({ rcpt: r.rcpt, code: r.code, text: r.text, ...(r.remote ? { remote: r.remote } : {}) }));
     if (!canBounce(env)) {
       d.log.info({ ...log }, `relayed ${env.id} in part; refused, no bounce to the null sender: ${describe(refused)}`);
       count('failed', refused.length);
-    } else if (!(await spoolBounce(d, { original: env, message, failures, reason: 'refused by the next hop', path: 'relay' }, d.enqueue))) {
+    } else if (!(await spoolBounce(d, { original: env, message, failures: refused, reason: 'refused by the next hop', path: 'relay' }, d.enqueue))) {
       return REPLIES.spoolFailure(sessionId);
     }
   }
@@ -87,7 +79,7 @@ export async function relay(d: RelayDeps, env: SpoolEnvelope, message: Buffer, s
 }
 
 /** The client's reply for a next hop's refusal (RFC 5321 §4.2: the class is what matters). */
-export function downstreamReply(r: Result, sessionId: string): Reply {
+export function downstreamReply(r: RcptResult, sessionId: string): Reply {
   if (!r.code) return REPLIES.nextHopDown(sessionId);
   const m = /^\d{3}[ -](?:(\d)\.(\d{1,3}\.\d{1,3})\s+)?(.*)$/.exec(r.text);
   // 421 means "closing": from us it would end the client's session, so 451 (RFC 5321 §3.8).

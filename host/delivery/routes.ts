@@ -5,7 +5,9 @@
  */
 import type { DeliveryConfig, NextHopConfig } from '../config/config.js';
 import { domainOf } from '../net.js';
-import { NextHop } from './nexthop.js';
+import type { Spool, SpoolEnvelope } from '../spool/spool.js';
+import { deliverLocally } from './local.js';
+import { NextHop, type RcptResult } from './nexthop.js';
 
 export class Routes {
   private readonly byDomain = new Map<string, NextHop>();
@@ -41,6 +43,13 @@ export class Routes {
       else out.set(h, [r]);
     }
     return out;
+  }
+
+  /** Sends `message` to each recipient's next hop (all at once) or into the mailbox folder: one result per recipient. */
+  async send(spool: Spool, env: SpoolEnvelope, rcpts: string[], message: Buffer): Promise<RcptResult[]> {
+    const groups = await Promise.all([...this.group(rcpts)].map(async ([hop, list]) =>
+      hop ? (await hop.send(env.mailFrom, list, message)).results : deliverLocally(spool, env, list, message)));
+    return groups.flat();
   }
 
   close(): void {
