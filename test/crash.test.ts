@@ -8,37 +8,15 @@
  * the next hop's, so a message is there or was never acknowledged, and never twice.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { ROOT } from '../host/paths.js';
-import { eventually, mailer, tempDir } from './helpers.js';
+import { eventually, mailer, spawnHost, tempDir } from './helpers.js';
 import { startNextHop } from './nexthop.js';
 
 const ROUNDS = 3;
 const CLIENTS = 6;
 const CONCURRENCY = 4;
-
-/** Starts the host; resolves with the child and its port once it listens. */
-async function startChild(cfg: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const port = await new Promise<number>((ok, fail) => {
-    let out = '';
-    const t = setTimeout(() => fail(new Error(`host did not start: ${out}`)), 20_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        ok(Number(m[1]));
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  });
-  child.stdout!.resume();
-  return { child, port };
-}
 
 for (const mode of ['spool', 'relay'] as const) it(`${mode} mode: every message that got a 250 survives ${ROUNDS} kill -9s under load, duplicated at most as at-least-once allows`, async (t) => {
   const dir = tempDir();
@@ -52,7 +30,7 @@ for (const mode of ['spool', 'relay'] as const) it(`${mode} mode: every message 
   let seq = 0;
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      const { child, port } = await startChild(cfg);
+      const { child, port } = await spawnHost(['--config', cfg]);
       let stop = false;
       const clients = Array.from({ length: CLIENTS }, async () => {
         while (!stop) {
@@ -77,7 +55,7 @@ for (const mode of ['spool', 'relay'] as const) it(`${mode} mode: every message 
     }
     assert.ok(acked.size > 10, `enough load: ${acked.size} messages acknowledged`);
     // A last start with no load: the queue delivers what the crashes left.
-    const { child } = await startChild(cfg);
+    const { child } = await spawnHost(['--config', cfg]);
     try {
       // (File names only: the queue removes files while we look.)
       await eventually('the queue empties the spool', () => readdirSync(join(dir, 'data', 'spool', 'new')).length === 0, 15_000);

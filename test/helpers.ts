@@ -2,7 +2,7 @@
  * Test helpers: a real host on an ephemeral 127.0.0.1 port with its own rules directory
  * and data directory, a raw SMTP client for exact reply lines, and spool readers.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,7 @@ import nodemailer from 'nodemailer';
 import { pino } from 'pino';
 import { loadConfig } from '../host/config/config.js';
 import { startHost, type Host } from '../host/host.js';
+import { ROOT } from '../host/paths.js';
 import { readSpoolFile, type SpoolEnvelope } from '../host/spool/spool.js';
 
 export interface TestHost {
@@ -256,4 +257,24 @@ export async function rcptReply(port: number, rcpt: string): Promise<string> {
   const r = await c.cmd(`RCPT TO:<${rcpt}>`);
   c.end();
   return r;
+}
+
+/** Runs `portcullis start ARGS` as a child process; resolves with it and its port once it listens on 127.0.0.1. */
+export async function spawnHost(args: string[]): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const port = await new Promise<number>((ok, fail) => {
+    let out = '';
+    const t = setTimeout(() => fail(new Error(`host did not start: ${out}`)), 20_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        ok(Number(m[1]));
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  });
+  child.stdout!.resume();
+  return { child, port };
 }

@@ -5,9 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig, configFrom, ConfigError } from '../host/config/config.js';
-import { envelopeOn, eventually, mailer, RawSmtp, rule, splitFields, spooled, withHost } from './helpers.js';
+import { envelopeOn, eventually, mailer, RawSmtp, rule, spawnHost, splitFields, spooled, tempDir, withHost } from './helpers.js';
 import { downstreamReply } from '../host/delivery/relay.js';
 import { formatReply } from '../host/smtp/reply.js';
 import { deadPort, startNextHop, type TestNextHop } from './nexthop.js';
@@ -259,6 +261,24 @@ describe('downstream replies', () => {
     assert.equal(r(421, '421 4.3.2 Shutting down'), '451 4.3.2 Next hop mx:25: Shutting down');
     assert.equal(r(450, '450 5.7.1 class mismatch'), '450 4.0.0 Next hop mx:25: class mismatch');
     assert.equal(r(0, 'ETIMEDOUT: Greeting never received'), '451 4.4.1 Next hop not reachable, please try again later (session s1)');
+  });
+});
+
+describe('portcullis start --relay', () => {
+  it('relays to that next hop with no config file', async () => {
+    const dir = tempDir();
+    const { child, port } = await spawnHost(['--relay', `127.0.0.1:${down.port}`, '--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data')]);
+    try {
+      const n = down.received.length;
+      const info = await send(port, ['user@localhost'], 'Subject: from the command line\r\n\r\nx\r\n');
+      assert.match(info.response, /^250 2\.0\.0 Ok: relayed as [0-9A-Z]+ \(next hop: 250 Ok: stored\)$/);
+      assert.equal(down.received.length, n + 1);
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
