@@ -59,6 +59,8 @@ for (const mode of ['spool', 'relay'] as const) it(`${mode} mode: every message 
     try {
       // (File names only: the queue removes files while we look.)
       await eventually('the queue empties the spool', () => readdirSync(join(dir, 'data', 'spool', 'new')).length === 0, 15_000);
+      for (const area of ['spool', 'mailbox']) assert.deepEqual(readdirSync(join(dir, 'data', area, 'tmp')), [], `nothing partial left in ${area}/tmp`);
+      assert.deepEqual(readdirSync(join(dir, 'data', 'spool', 'state')), [], 'no retry state left');
     } finally {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');

@@ -48,6 +48,8 @@ export class Delivery {
 
   /** Starts the queue on what the spool holds (left by a previous run or a crash). */
   async start(): Promise<void> {
+    const partial = await this.d.spool.cleanTmp();
+    if (partial) this.d.log.info({ files: partial }, `removed ${partial} partly written file(s) left by a crash`);
     await this.queue.start();
   }
 

@@ -64,8 +64,10 @@ export class Queue {
     const ids = await this.d.spool.list('spool');
     const known = new Set(ids);
     for (const id of ids) this.due.set(id, (await this.readState(id))?.nextAttemptAt ?? 0);
-    // State whose message is gone: the crash came between removing the two.
-    for (const f of await readdir(this.stateDir)) if (f.endsWith('.json') && !known.has(f.slice(0, -5))) await unlink(join(this.stateDir, f)).catch(() => undefined);
+    // State whose message is gone (a crash between removing the two), or half written.
+    for (const f of await readdir(this.stateDir)) {
+      if (f.endsWith('.tmp') || !known.has(f.slice(0, -5))) await unlink(join(this.stateDir, f)).catch(() => undefined);
+    }
     if (ids.length) this.d.log.info({ messages: ids.length }, `delivery queue: ${ids.length} message(s) in the spool`);
     this.kick();
   }
@@ -75,11 +77,6 @@ export class Queue {
     if (this.d.config.hold || this.closed) return;
     this.due.set(id, 0);
     this.kick();
-  }
-
-  /** Messages waiting or being delivered. */
-  get size(): number {
-    return this.due.size + this.running.size;
   }
 
   /**

@@ -160,6 +160,22 @@ export class Spool {
     }
   }
 
+  /**
+   * Removes what crashed writes left under the areas' tmp/. Call it before anything is
+   * written: a file there was never acknowledged (the 250 comes after the rename).
+   */
+  async cleanTmp(): Promise<number> {
+    let n = 0;
+    for (const area of ['spool', 'quarantine', 'mailbox'] as const) {
+      const dir = join(this.dataDir, area, 'tmp');
+      for (const f of await readdir(dir)) {
+        await unlink(join(dir, f));
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Ids of the messages in an area's new/, oldest first (ids sort by time). */
   async list(area: SpoolArea): Promise<string[]> {
     return (await readdir(this.dir(area))).filter((f) => f.endsWith('.msg')).map((f) => f.slice(0, -4)).sort();
