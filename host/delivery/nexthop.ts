@@ -1,7 +1,7 @@
 /**
  * One next hop: an SMTP server we pass mail to, through a pool of nodemailer connections
  * that are reused across messages. `send` never throws: every outcome, down to a refused
- * connection, comes back as a verdict per recipient.
+ * connection, comes back as a result per recipient.
  *
  * Not supported: XCLIENT/XFORWARD (passing the original client's address to the next
  * hop, Postfix style). nodemailer cannot send them and we do not hand-write SMTP; the
@@ -22,12 +22,6 @@ export interface RcptResult {
   text: string;
   /** The next hop, `host:port` (absent for local delivery). */
   remote?: string;
-}
-
-export interface SendResult {
-  results: RcptResult[];
-  /** The final reply of the next hop when the message was accepted (for the log and our 250). */
-  response: string | null;
 }
 
 type PoolTransport = ReturnType<typeof nodemailer.createTransport>;
@@ -67,7 +61,7 @@ export class NextHop {
    * Sends `message` (exactly these bytes, dot-stuffed on the wire; nodemailer turns bare
    * CR and bare LF into CRLF, so nothing in it can end the DATA early downstream) to `to`.
    */
-  async send(from: string, to: string[], message: Buffer): Promise<SendResult> {
+  async send(from: string, to: string[], message: Buffer): Promise<RcptResult[]> {
     try {
       const info = await this.transport.sendMail({
         envelope: { from: from === '' ? false : from, to, ...(has8bit(message) ? { use8BitMime: true } : {}) },
@@ -75,16 +69,15 @@ export class NextHop {
       });
       const refused = new Map<string, NodemailerError>();
       for (const e of info.rejectedErrors ?? []) if (e.recipient) refused.set(e.recipient, e);
-      const results = to.map((rcpt): RcptResult => {
+      return to.map((rcpt): RcptResult => {
         const e = refused.get(rcpt);
         if (!e) return { rcpt, status: 'accepted', code: 250, text: info.response, remote: this.name };
         return errorResult(rcpt, e, this.name);
       });
-      return { results, response: info.response };
     } catch (err) {
       const e = err as NodemailerError;
       const byRcpt = new Map((e.rejectedErrors ?? []).filter((x) => x.recipient).map((x) => [x.recipient!, x]));
-      return { results: to.map((rcpt) => errorResult(rcpt, byRcpt.get(rcpt) ?? e, this.name)), response: null };
+      return to.map((rcpt) => errorResult(rcpt, byRcpt.get(rcpt) ?? e, this.name));
     }
   }
 

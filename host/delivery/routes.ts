@@ -48,7 +48,7 @@ export class Routes {
   /** Sends `message` to each recipient's next hop (all at once) or into the mailbox folder: one result per recipient. */
   async send(spool: Spool, env: SpoolEnvelope, rcpts: string[], message: Buffer): Promise<RcptResult[]> {
     const groups = await Promise.all([...this.group(rcpts)].map(async ([hop, list]) =>
-      hop ? (await hop.send(env.mailFrom, list, message)).results : deliverLocally(spool, env, list, message)));
+      hop ? hop.send(env.mailFrom, list, message) : deliverLocally(spool, env, list, message)));
     return groups.flat();
   }
 
