@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { bounceFor, canBounce, statusOf } from '../host/delivery/bounce.js';
+import { bounceFor, noBounceReason, statusOf } from '../host/delivery/bounce.js';
 import { Routes } from '../host/delivery/routes.js';
 import { configFrom } from '../host/config/config.js';
 import type { SpoolEnvelope } from '../host/spool/spool.js';
@@ -56,9 +56,13 @@ describe('bounces', () => {
     assert.doesNotMatch(text, /[^\r]\n/, 'CRLF line ends only');
   });
 
-  it('are never sent to the null sender; the status comes from the reply or its class', () => {
-    assert.equal(canBounce({ ...original, mailFrom: '' }), false);
-    assert.equal(canBounce(original), true);
+  it('are never sent to the null sender nor against NOTIFY; the status comes from the reply or its class', () => {
+    assert.equal(noBounceReason({ ...original, mailFrom: '' }, 'a@x.example'), 'the sender is <> (RFC 5321 §4.5.5)');
+    assert.equal(noBounceReason(original, 'a@x.example'), null);
+    const dsn = { notify: { 'a@x.example': 'NEVER', 'b@x.example': 'DELAY', 'c@x.example': 'SUCCESS,FAILURE' } };
+    assert.equal(noBounceReason({ ...original, dsn }, 'a@x.example'), 'the client asked NOTIFY=NEVER (RFC 3461 §4.1)');
+    assert.equal(noBounceReason({ ...original, dsn }, 'b@x.example'), 'the client asked NOTIFY=DELAY (RFC 3461 §4.1)');
+    assert.equal(noBounceReason({ ...original, dsn }, 'c@x.example'), null);
     assert.equal(statusOf({ rcpt: 'a', code: 552, text: '552 5.2.2 Over quota' }, '4.4.7'), '5.2.2');
     assert.equal(statusOf({ rcpt: 'a', code: 554, text: '554 Go away' }, '4.4.7'), '5.0.0');
     assert.equal(statusOf({ rcpt: 'a', code: 0, text: 'ECONNREFUSED' }, '4.4.7'), '4.4.7');

@@ -4,7 +4,7 @@
  * test says.
  */
 import { createServer } from 'node:net';
-import { SMTPServer, type SMTPServerAddress } from 'smtp-server';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 
 export interface Received {
   from: string;
@@ -14,6 +14,8 @@ export interface Received {
   /** Whether the session had switched to TLS, and who authenticated. */
   secure: boolean;
   user: string | null;
+  /** DSN parameters as the next hop parsed them: MAIL's RET/ENVID, each RCPT's NOTIFY/ORCPT. */
+  dsn: { ret: string | null; envid: string | null; rcpts: ({ notify?: string[]; orcpt?: string } | null)[] };
 }
 
 export interface NextHopOptions {
@@ -54,6 +56,8 @@ export async function startNextHop(opts: NextHopOptions = {}): Promise<TestNextH
     },
     // The reply text is ours exactly (no enhanced code added by smtp-server).
     hideENHANCEDSTATUSCODES: true,
+    // Offer DSN (RFC 3461), so a relay passes the client's parameters on.
+    hideDSN: false,
     logger: false,
     closeTimeout: 200,
     onRcptTo(a: SMTPServerAddress, _s, cb) {
@@ -64,7 +68,7 @@ export async function startNextHop(opts: NextHopOptions = {}): Promise<TestNextH
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
-        const m: Received = { from: s.envelope.mailFrom ? s.envelope.mailFrom.address : '', to: s.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks), secure: s.secure, user: typeof s.user === 'string' ? s.user : null };
+        const m: Received = { from: s.envelope.mailFrom ? s.envelope.mailFrom.address : '', to: s.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks), secure: s.secure, user: typeof s.user === 'string' ? s.user : null, dsn: dsnOf(s) };
         const r = opts.data?.(m) ?? null;
         if (r) return cb(replyErr(r));
         received.push(m);
@@ -80,6 +84,12 @@ export async function startNextHop(opts: NextHopOptions = {}): Promise<TestNextH
     received,
     close: () => new Promise<void>((ok) => server.close(() => ok())),
   };
+}
+
+function dsnOf(s: SMTPServerSession): Received['dsn'] {
+  const env = s.envelope as typeof s.envelope & { dsn?: { ret?: string; envid?: string } };
+  const rcpts = env.rcptTo.map((r) => (r as SMTPServerAddress & { dsn?: { notify?: string[]; orcpt?: string } }).dsn ?? null);
+  return { ret: env.dsn?.ret ?? null, envid: env.dsn?.envid ?? null, rcpts };
 }
 
 /** A port on 127.0.0.1 where nothing listens (a next hop that is down). */

@@ -30,6 +30,7 @@ let down: TestNextHop;
 const refusals: Record<string, string> = {
   'nosuch@localhost': '550 5.1.1 No such user',
   'full@localhost': '452 4.2.2 Mailbox full',
+  'nosuch2@localhost': '550 5.1.1 No such user',
 };
 before(async () => {
   down = await startNextHop({
@@ -173,7 +174,7 @@ describe('relay mode: some recipients refused', () => {
       const n = down.received.length;
       const info = await send(h.port, ['user@localhost', 'nosuch@localhost'], 'Subject: dsn\r\n\r\nx\r\n', '');
       assert.match(info.response, /^250 /);
-      assert.ok(h.logs.some((l) => /no bounce to the null sender/.test(String(l.msg))));
+      assert.ok(h.logs.some((l) => /no bounce: the sender is <>/.test(String(l.msg))));
       assert.equal(down.received.length, n + 1);
       assert.equal(spooled(h.dataDir).length, 0);
     });
@@ -194,6 +195,32 @@ describe('relay mode: some recipients refused', () => {
     } finally {
       await moody.close();
     }
+  });
+});
+
+describe('relay mode: DSN parameters (RFC 3461)', () => {
+  it('are passed to the next hop; a bounce honours NOTIFY, echoes ENVID and ORCPT, and returns the whole message for RET=FULL', async () => {
+    await withHost({ config: relayTo(down.port) }, async (h) => {
+      const n = down.received.length;
+      const { c } = await RawSmtp.open(h.port);
+      await c.cmd('EHLO client.example');
+      assert.equal(await c.cmd('MAIL FROM:<sender@example.org> RET=FULL ENVID=env+2B1'), '250 2.1.0 Accepted');
+      assert.equal(await c.cmd('RCPT TO:<u@localhost> NOTIFY=NEVER'), '250 2.1.5 Accepted');
+      assert.equal(await c.cmd('RCPT TO:<nosuch@localhost> NOTIFY=FAILURE,DELAY ORCPT=rfc822;alias@example.org'), '250 2.1.5 Accepted');
+      assert.equal(await c.cmd('RCPT TO:<nosuch2@localhost> NOTIFY=NEVER'), '250 2.1.5 Accepted');
+      await c.cmd('DATA');
+      assert.match(await c.cmd('Subject: dsn\r\n\r\nthe body\r\n.'), /^250 2\.0\.0 Ok: relayed as /);
+      c.end();
+      await eventually('one bounce (for nosuch only) reaches the sender', () => down.received.length === n + 2);
+      const [msg, bounce] = down.received.slice(n);
+      assert.deepEqual(msg!.dsn, { ret: 'FULL', envid: 'env+1', rcpts: [{ notify: ['NEVER'] }] });
+      const text = bounce!.raw.toString();
+      assert.match(text, /\r\nOriginal-Envelope-Id: env\+1\r\nReporting-MTA: /);
+      assert.match(text, /\r\n\r\nOriginal-Recipient: rfc822; alias@example\.org\r\nFinal-Recipient: rfc822; nosuch@localhost\r\n/);
+      assert.doesNotMatch(text, /nosuch2@localhost/);
+      assert.match(text, /Content-Type: message\/rfc822\r\n\r\nReceived: [^]*\r\nSubject: dsn\r\n\r\nthe body\r\n/);
+      assert.ok(h.logs.some((l) => /^giving up on \S+ for <nosuch2@localhost> .*no bounce: the client asked NOTIFY=NEVER/.test(String(l.msg))));
+    });
   });
 });
 

@@ -10,6 +10,7 @@
 import nodemailer from 'nodemailer';
 import type { NodemailerError } from 'nodemailer/lib/errors';
 import type { NextHopConfig } from '../config/config.js';
+import type { Dsn } from '../spool/spool.js';
 
 /** What became of one recipient at the next hop. */
 export interface RcptResult {
@@ -61,11 +62,12 @@ export class NextHop {
    * Sends `message` (exactly these bytes, dot-stuffed on the wire; nodemailer turns bare
    * CR and bare LF into CRLF, so nothing in it can end the DATA early downstream) to `to`.
    */
-  async send(from: string, to: string[], message: Buffer): Promise<RcptResult[]> {
+  async send(from: string, to: string[], message: Buffer, dsn?: Dsn): Promise<RcptResult[]> {
     try {
       const info = await this.transport.sendMail({
         envelope: { from: from === '' ? false : from, to, ...(has8bit(message) ? { use8BitMime: true } : {}) },
         raw: message,
+        ...(dsn ? { dsn: dsnFor(dsn, to) } : {}),
       });
       const refused = new Map<string, NodemailerError>();
       for (const e of info.rejectedErrors ?? []) if (e.recipient) refused.set(e.recipient, e);
@@ -103,6 +105,19 @@ function errorResult(rcpt: string, e: NodemailerError, remote: string): RcptResu
 export function oneLine(s: string, max = 300): string {
   const flat = s.replace(/[^ -~]+/g, ' ').replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
+}
+
+/**
+ * The client's DSN parameters for the next hop, sent when it offers DSN (RFC 3461 §4.1:
+ * a relay passes them on). nodemailer takes one NOTIFY and one ORCPT per message: the
+ * caller sends recipients with different NOTIFY apart (Routes.send); ORCPT goes along when
+ * there is one recipient.
+ */
+function dsnFor(dsn: Dsn, to: string[]): { ret?: string; envid?: string; notify?: string; orcpt?: string } {
+  const notify = new Set(to.map((r) => dsn.notify?.[r]));
+  const one = notify.size === 1 ? [...notify][0] : undefined;
+  const orcpt = to.length === 1 ? dsn.orcpt?.[to[0]!] : undefined;
+  return { ...(dsn.ret ? { ret: dsn.ret } : {}), ...(dsn.envid ? { envid: dsn.envid } : {}), ...(one ? { notify: one } : {}), ...(orcpt ? { orcpt } : {}) };
 }
 
 /** Any byte above 127: the next hop is told BODY=8BITMIME (RFC 6152) when it offers it. */

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config/config.js';
 import type { Counters } from '../metrics.js';
 import type { Spool, SpoolEnvelope } from '../spool/spool.js';
-import { canBounce, spoolBounce } from './bounce.js';
+import { spoolBounce } from './bounce.js';
 import type { RcptResult } from './nexthop.js';
 import type { Routes } from './routes.js';
 
@@ -164,18 +164,9 @@ export class Queue {
     }
   }
 
-  /**
-   * Spools a bounce for `failed` (none for the null sender). Returns false when the bounce
-   * could not be spooled: the recipients then stay pending and fail again on the next try.
-   */
+  /** Gives up on `failed` (a bounce, unless none is wanted); false when the bounce could not be spooled. */
   private async bounce(env: SpoolEnvelope, message: Buffer, failed: RcptResult[], expired: boolean): Promise<boolean> {
     const reason = expired ? `still undeliverable after ${this.d.config.maxAgeHours} hours` : 'refused by the next hop';
-    const list = failed.map((r) => `<${r.rcpt}>`).join(', ');
-    if (!canBounce(env)) {
-      this.d.log.info({ id: env.id, rcpts: failed.map((r) => r.rcpt), reason }, `giving up on ${env.id} for ${list} (${reason}); no bounce: the sender is <> (RFC 5321 §4.5.5)`);
-      this.d.counters.inc('deliveries_total', { path: 'queue', result: 'failed' }, failed.length);
-      return true;
-    }
     return spoolBounce(this.d, { original: env, message, failures: failed, reason, path: 'queue' }, (id) => this.add(id));
   }
 

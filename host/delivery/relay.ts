@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { Counters } from '../metrics.js';
 import { REPLIES, type Reply } from '../smtp/reply.js';
 import type { Spool, SpoolEnvelope } from '../spool/spool.js';
-import { canBounce, spoolBounce } from './bounce.js';
+import { spoolBounce } from './bounce.js';
 import { oneLine, type RcptResult } from './nexthop.js';
 import type { Routes } from './routes.js';
 
@@ -66,13 +66,8 @@ export async function relay(d: RelayDeps, env: SpoolEnvelope, message: Buffer, s
     d.log.info({ ...log, rcpts: rest.rcptTo }, `relayed ${env.id} in part; queued for retry: ${describe(deferred)}`);
     count('deferred', deferred.length);
   }
-  if (refused.length) {
-    if (!canBounce(env)) {
-      d.log.info({ ...log }, `relayed ${env.id} in part; refused, no bounce to the null sender: ${describe(refused)}`);
-      count('failed', refused.length);
-    } else if (!(await spoolBounce(d, { original: env, message, failures: refused, reason: 'refused by the next hop', path: 'relay' }, d.enqueue))) {
-      return REPLIES.spoolFailure(sessionId);
-    }
+  if (refused.length && !(await spoolBounce(d, { original: env, message, failures: refused, reason: 'refused by the next hop', path: 'relay' }, d.enqueue))) {
+    return REPLIES.spoolFailure(sessionId);
   }
   d.log.info({ ...log }, `relayed ${env.id} to ${accepted.map((r) => `<${r.rcpt}>`).join(', ')}`);
   return REPLIES.relayed(env.id, `${accepted.length} of ${results.length} recipients accepted, the rest queued or bounced`);

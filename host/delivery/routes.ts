@@ -45,14 +45,32 @@ export class Routes {
     return out;
   }
 
-  /** Sends `message` to each recipient's next hop (all at once) or into the mailbox folder: one result per recipient. */
+  /**
+   * Sends `message` to each recipient's next hop (all at once) or into the mailbox folder:
+   * one result per recipient. Recipients with different DSN NOTIFY values go in separate
+   * transactions: NOTIFY is per recipient, nodemailer sends one per message.
+   */
   async send(spool: Spool, env: SpoolEnvelope, rcpts: string[], message: Buffer): Promise<RcptResult[]> {
-    const groups = await Promise.all([...this.group(rcpts)].map(async ([hop, list]) =>
-      hop ? hop.send(env.mailFrom, list, message) : deliverLocally(spool, env, list, message)));
-    return groups.flat();
+    const sends: Promise<RcptResult[]>[] = [];
+    for (const [hop, list] of this.group(rcpts)) {
+      if (!hop) sends.push(deliverLocally(spool, env, list, message));
+      else for (const same of byNotify(list, env.dsn?.notify)) sends.push(hop.send(env.mailFrom, same, message, env.dsn));
+    }
+    return (await Promise.all(sends)).flat();
   }
 
   close(): void {
     for (const h of this.all) h.close();
   }
+}
+
+/** Recipients split by their NOTIFY value (one list when none has any). */
+function byNotify(rcpts: string[], notify: Record<string, string> | undefined): string[][] {
+  if (!notify) return [rcpts];
+  const out = new Map<string, string[]>();
+  for (const r of rcpts) {
+    const k = notify[r] ?? '';
+    out.set(k, [...(out.get(k) ?? []), r]);
+  }
+  return [...out.values()];
 }

@@ -13,7 +13,7 @@ import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
 import type { AcceptedMessage } from '../delivery/delivery.js';
-import { newMessageId, type SpoolEnvelope } from '../spool/spool.js';
+import { newMessageId, type Dsn, type SpoolEnvelope } from '../spool/spool.js';
 import { verifyPassword } from './auth.js';
 import { connectionClass, replyError } from './connection.js';
 import { headerLine, receivedHeader } from './message.js';
@@ -189,6 +189,7 @@ export class FrontDoor {
       mailFrom: tx.mail?.address ?? '',
       rcptTo: disp.action === 'redirect' && disp.address ? [disp.address] : rcptTo,
       ...(disp.action === 'deliver' ? {} : { disposition: { action: disp.action, rule: disp.rule, reason: disp.reason, originalRcptTo: rcptTo } }),
+      ...dsnOf(tx, disp.action === 'redirect'),
     };
     const added = accepted.headers.map(([n, v]) => headerLine(n, v)).join('');
     const trace = this.config.received
@@ -220,4 +221,21 @@ export class FrontDoor {
       this.d.rules.unpin(session.ruleSet);
     }
   }
+}
+
+/**
+ * The DSN parameters of a transaction (RFC 3461 §4), as the envelope keeps them; none
+ * when the client gave none. A redirect's new recipient has no NOTIFY/ORCPT of its own.
+ */
+function dsnOf(tx: Transaction, redirected: boolean): { dsn?: Dsn } {
+  const dsn: Dsn = {};
+  const args = tx.mail?.args ?? {};
+  const ret = args.RET?.toUpperCase();
+  if (ret === 'FULL' || ret === 'HDRS') dsn.ret = ret;
+  if (args.ENVID) dsn.envid = args.ENVID;
+  for (const r of redirected ? [] : tx.rcpts) {
+    if (r.args.NOTIFY) (dsn.notify ??= {})[r.address] = r.args.NOTIFY.toUpperCase();
+    if (r.args.ORCPT) (dsn.orcpt ??= {})[r.address] = r.args.ORCPT;
+  }
+  return Object.keys(dsn).length ? { dsn } : {};
 }

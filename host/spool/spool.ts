@@ -18,6 +18,17 @@ export interface SpoolEnvelope {
   rcptTo: string[];
   /** For quarantine and redirect: which rule decided and why. */
   disposition?: { action: string; rule: string | null; reason: string | null; originalRcptTo?: string[] };
+  /** DSN parameters the client gave (RFC 3461): RET and ENVID of MAIL; NOTIFY and ORCPT per recipient. */
+  dsn?: Dsn;
+}
+
+export interface Dsn {
+  ret?: 'FULL' | 'HDRS';
+  envid?: string;
+  /** Recipient → NOTIFY value, e.g. "NEVER" or "FAILURE,DELAY". */
+  notify?: Record<string, string>;
+  /** Recipient → ORCPT value, e.g. "rfc822;user@example.org". */
+  orcpt?: Record<string, string>;
 }
 
 /**
