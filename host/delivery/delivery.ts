@@ -15,7 +15,7 @@ import type { Counters } from '../metrics.js';
 import { REPLIES, type Reply } from '../smtp/reply.js';
 import type { Spool, SpoolEnvelope } from '../spool/spool.js';
 import { Queue } from './queue.js';
-import { relay } from './relay.js';
+import { relay, type RelayDeps } from './relay.js';
 import { Routes } from './routes.js';
 
 export interface AcceptedMessage {
@@ -38,12 +38,14 @@ export interface DeliveryDeps {
 
 export class Delivery {
   private readonly routes: Routes;
+  private readonly relayDeps: RelayDeps;
   readonly queue: Queue;
 
   constructor(private readonly d: DeliveryDeps) {
     const c = d.config;
     this.routes = new Routes(c.delivery, c.hostname);
     this.queue = new Queue({ spool: d.spool, routes: this.routes, config: c.delivery.queue, hostname: c.hostname, dataDir: d.dataDir, log: d.log, counters: d.counters });
+    this.relayDeps = { routes: this.routes, spool: d.spool, hostname: c.hostname, log: d.log, counters: d.counters, enqueue: (id) => this.queue.add(id) };
   }
 
   /** Starts the queue on what the spool holds (left by a previous run or a crash). */
@@ -67,8 +69,7 @@ export class Delivery {
       return REPLIES.queued(env.id);
     }
     if (action !== 'quarantine' && this.d.config.delivery.mode === 'relay') {
-      const deps = { routes: this.routes, spool: this.d.spool, hostname: this.d.config.hostname, log: this.d.log, counters: this.d.counters, enqueue: (id: string) => this.queue.add(id) };
-      const reply = await relay(deps, env, Buffer.concat(m.parts), m.sessionId, log);
+      const reply = await relay(this.relayDeps, env, Buffer.concat(m.parts), m.sessionId, log);
       if (reply.code === 250) this.d.counters.inc('messages_total', { disposition: action });
       return reply;
     }
