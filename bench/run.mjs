@@ -54,6 +54,8 @@ function portcullisConfig(name, ruleSource, extra = {}) {
     listen: ['127.0.0.1:0'], dataDir: join(dir, 'data'), reverseDns: false,
     limits: { maxClients: 1000 },
     rules: { builtin: false, dirs: ruleSource ? [join(dir, 'rules')] : [] },
+    // The front door only, like 'bare smtp-server + spool': the queue's delivery is not measured.
+    delivery: { queue: { hold: true } },
     ...extra,
   }));
   return file;

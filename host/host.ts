@@ -5,6 +5,7 @@
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { parseListen, type Config, type ConfigOverrides } from './config/config.js';
+import { Delivery } from './delivery/delivery.js';
 import { Counters } from './metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { loadRuleSet, RuleCache, type RuleSet } from './pipeline/ruleset.js';
@@ -82,6 +83,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   applyStoreConfig(store, config);
   const pool = new Sandbox({ workers: config.sandbox.workers, inline: config.sandbox.inline, storeCall: storeAccess(store) });
   let front: FrontDoor | undefined;
+  let delivery: Delivery | undefined;
   try {
     const cache = new RuleCache();
     const ruleSet = await loadRuleSet(config, pool, 1, { cache });
@@ -89,7 +91,9 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     logDnsState(log, config, ruleSet);
     const sets = new RuleSets(ruleSet, pool);
     const spool = new Spool(dataDir);
-    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), spool, store, log, counters, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
+    const deliv = (delivery = new Delivery({ config, spool, dataDir, log, counters }));
+    await deliv.start(); // what the spool holds from the last run, before new mail arrives
+    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), delivery: deliv, store, log, counters, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
     for (const l of config.listen) {
       const { host, port } = parseListen(l);
@@ -132,12 +136,15 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         await reloader.close();
         reloader.writeStatus();
         await door.close();
+        // After the door: a relayed message in flight still needs its next hop.
+        await deliv.close();
         await Promise.all([pool.close(), spool.close()]);
         await store.close();
       },
     };
   } catch (e) {
     await front?.close().catch(() => undefined);
+    await delivery?.close().catch(() => undefined);
     await pool.close();
     await store.close();
     throw e;

@@ -14,8 +14,12 @@ import type { Counters } from './metrics.js';
 import { loadRuleSet, ruleDirs, RuleCache, RuleSetError, type RuleSet } from './pipeline/ruleset.js';
 import type { Sandbox } from './sandbox/sandbox.js';
 
-/** Config keys that take a restart to change (everything else applies live). */
-const RESTART_KEYS = ['listen', 'dataDir', 'sandbox', 'tls'] as const;
+/**
+ * Config keys that take a restart to change (everything else applies live). delivery:
+ * its connection pools and queue are built at start; a message in flight must not
+ * change next hop half-way.
+ */
+const RESTART_KEYS = ['listen', 'dataDir', 'sandbox', 'tls', 'delivery'] as const;
 /** Editors save in bursts (temp file, rename, chmod): wait this long for quiet. */
 const DEBOUNCE_MS = 50;
 

@@ -2,6 +2,7 @@
  * Test helpers: a real host on an ephemeral 127.0.0.1 port with its own rules directory
  * and data directory, a raw SMTP client for exact reply lines, and spool readers.
  */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import nodemailer from 'nodemailer';
 import { pino } from 'pino';
 import { loadConfig } from '../host/config/config.js';
 import { startHost, type Host } from '../host/host.js';
+import { ROOT } from '../host/paths.js';
 import { readSpoolFile, type SpoolEnvelope } from '../host/spool/spool.js';
 
 export interface TestHost {
@@ -30,6 +32,23 @@ export function tempDir(prefix = 'portcullis-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/** Mounts a small tmpfs (a disk that fills up) and returns where; null when we may not mount (not root). */
+export function mountTmpfs(sizeKb = 256): string | null {
+  const mnt = tempDir('portcullis-tmpfs-');
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeKb}k`, 'tmpfs', mnt], { stdio: 'ignore' });
+    return mnt;
+  } catch {
+    rmSync(mnt, { recursive: true, force: true });
+    return null;
+  }
+}
+
+export function unmountTmpfs(mnt: string): void {
+  execFileSync('umount', [mnt]);
+  rmSync(mnt, { recursive: true, force: true });
+}
+
 /** Starts a host with `rules` (file name → source) as its only rules unless `builtin` is set. */
 export async function startTestHost(opts: { rules?: Record<string, string>; config?: Record<string, unknown>; builtin?: boolean; watch?: boolean } = {}): Promise<TestHost> {
   const dir = tempDir();
@@ -42,6 +61,8 @@ export async function startTestHost(opts: { rules?: Record<string, string>; conf
     listen: ['127.0.0.1:0'],
     dataDir: join(dir, 'data'),
     reverseDns: false,
+    // The spool queue is held unless a test configures delivery: most tests read what was spooled.
+    delivery: { queue: { hold: true } },
     ...opts.config,
     rules: { builtin: opts.builtin ?? false, dirs: [rulesDir], ...userRules },
   };
@@ -184,9 +205,16 @@ export function spooled(dataDir: string, area: 'spool' | 'quarantine' = 'spool')
   } catch {
     return [];
   }
-  return files.filter((f) => f.endsWith('.msg')).sort().map((f) => {
-    const { envelope, message } = readSpoolFile(readFileSync(join(dir, f)));
-    return { id: f.slice(0, -4), env: envelope, eml: message };
+  return files.filter((f) => f.endsWith('.msg')).sort().flatMap((f) => {
+    let file: Buffer;
+    try {
+      file = readFileSync(join(dir, f));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return []; // delivered by the queue meanwhile
+      throw e;
+    }
+    const { envelope, message } = readSpoolFile(file);
+    return [{ id: f.slice(0, -4), env: envelope, eml: message }];
   });
 }
 
@@ -229,4 +257,24 @@ export async function rcptReply(port: number, rcpt: string): Promise<string> {
   const r = await c.cmd(`RCPT TO:<${rcpt}>`);
   c.end();
   return r;
+}
+
+/** Runs `portcullis start ARGS` as a child process; resolves with it and its port once it listens on 127.0.0.1. */
+export async function spawnHost(args: string[]): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const port = await new Promise<number>((ok, fail) => {
+    let out = '';
+    const t = setTimeout(() => fail(new Error(`host did not start: ${out}`)), 20_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        ok(Number(m[1]));
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  });
+  child.stdout!.resume();
+  return { child, port };
 }

@@ -3,11 +3,10 @@
  * greeting pause, and what happens when the spool cannot take a message.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { mailer, RawSmtp, rule, spooled, startTestHost, tempDir, withHost, rcptReply } from './helpers.js';
+import { mailer, mountTmpfs, RawSmtp, rule, spooled, startTestHost, unmountTmpfs, withHost, rcptReply } from './helpers.js';
 
 const STRICT = rule('strict', `{ rcpt: (ev) => ev.rcpt.address.startsWith('spam@') ? reject(550, 'Looks like spam') : next() }`);
 
@@ -107,13 +106,8 @@ describe('spool failures', () => {
   });
 
   it('a full disk gives 452 4.3.1 with no partial file, then mail flows again once there is room', async (t) => {
-    const mnt = tempDir('portcullis-tmpfs-');
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'ignore' });
-    } catch {
-      t.skip('cannot mount a tmpfs here (needs root); the ENOTDIR test above covers the write-failure path');
-      return;
-    }
+    const mnt = mountTmpfs();
+    if (!mnt) return void t.skip('cannot mount a tmpfs here (needs root); the ENOTDIR test above covers the write-failure path');
     const h = await startTestHost({ config: { dataDir: join(mnt, 'data') } });
     try {
       const big = `Subject: big\r\n\r\n${'y'.repeat(76)}\r\n`.repeat(4000); // ~320 KB > 256 KB
@@ -127,8 +121,7 @@ describe('spool failures', () => {
       assert.match(ok.response, /^250 2\.0\.0 Ok: queued as /);
     } finally {
       await h.close();
-      execFileSync('umount', [mnt]);
-      rmSync(mnt, { recursive: true, force: true });
+      unmountTmpfs(mnt);
     }
   });
 });

@@ -11,7 +11,7 @@ import { runTests } from './test.js';
 import { tryTranscript } from './try.js';
 
 const USAGE = `usage:
-  portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT]
+  portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT] [--relay HOST:PORT]
       run the SMTP front door (embedded defaults: 127.0.0.1:2525, built-in rules, ./data)
   portcullis check [--config FILE] [--rules DIR]
       validate the config and every rule (compile, load, options); exit 1 on any problem
@@ -38,15 +38,16 @@ options:
   --data-dir DIR       spool and state under DIR
   --rules DIR          also load rules from DIR (beside the built-in rules)
   --dns HOST:PORT      resolver for DNS checks (DNSBL, sender MX); "system" for /etc/resolv.conf
+  --relay HOST:PORT    relay mode: pass each message to this next hop during DATA, answer with its verdict
 `;
 
 async function start(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' }, dns: { type: 'string' } },
+    options: { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' }, dns: { type: 'string' }, relay: { type: 'string' } },
     strict: true,
   });
-  const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules, dns: values.dns };
+  const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules, dns: values.dns, relay: values.relay };
   const config = loadConfig(values.config, overrides);
   const host = await startHost(config, { configFile: values.config, overrides, watch: config.watch });
   process.on('SIGHUP', () => void host.reload('SIGHUP'));

@@ -49,6 +49,27 @@ export interface Config {
   rules: { builtin: boolean; dirs: string[]; defaults: RuleLimits; settings: Record<string, RuleSettings> };
   log: { level: string };
   watch: boolean;
+  delivery: DeliveryConfig;
+}
+
+/** An SMTP server we pass mail to (schemas/config.schema.json#/$defs/nextHop). */
+export interface NextHopConfig {
+  host: string;
+  port: number;
+  secure: boolean;
+  starttls: 'off' | 'opportunistic' | 'required';
+  auth?: { user: string; pass: string };
+  connectTimeoutMs: number;
+  timeoutMs: number;
+  poolSize: number;
+}
+
+export interface DeliveryConfig {
+  mode: 'spool' | 'relay';
+  nextHop?: NextHopConfig;
+  /** Recipient domain (lower case) → its next hop. */
+  routes: Record<string, NextHopConfig>;
+  queue: { retryBaseMs: number; retryMaxMs: number; maxAgeHours: number; concurrency: number; hold: boolean };
 }
 
 /** Settings from the command line; they override the file. */
@@ -58,6 +79,8 @@ export interface ConfigOverrides {
   rulesDir?: string;
   /** `--dns HOST:PORT`: the resolver for DNS checks. */
   dns?: string;
+  /** `--relay HOST:PORT`: relay mode to that next hop. */
+  relay?: string;
 }
 
 /** The config is invalid; `problems` holds one "path: what is wrong" line each. */
@@ -142,6 +165,13 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
     const rules = (raw.rules ??= {}) as Record<string, unknown>;
     rules.dirs = [...((rules.dirs as string[] | undefined) ?? []), overrides.rulesDir];
   }
+  if (overrides.relay) {
+    // --relay keeps the file's other next-hop settings (TLS, AUTH, timeouts), replacing host and port.
+    const delivery = (raw.delivery ??= {}) as Record<string, unknown>;
+    const { host, port } = parseListen(overrides.relay.includes(':') ? overrides.relay : `${overrides.relay}:25`);
+    delivery.mode = 'relay';
+    delivery.nextHop = { ...((delivery.nextHop as object | undefined) ?? {}), host, port };
+  }
   const problems = validate(raw).map((e) => describeAjvError(e));
   const cfg = raw as unknown as Config;
   if (!problems.length) {
@@ -151,6 +181,11 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
       const port = Number(l.slice(l.lastIndexOf(':') + 1));
       if (port > 65535) problems.push(`/listen/${i}: port must be 0–65535`);
     });
+    if (cfg.delivery.mode === 'relay' && !cfg.delivery.nextHop) problems.push('/delivery/nextHop: relay mode needs a next hop (or start with --relay HOST:PORT)');
+  }
+  if (!problems.length) {
+    // Domains are matched case-insensitively.
+    cfg.delivery.routes = Object.fromEntries(Object.entries(cfg.delivery.routes).map(([d, h]) => [d.toLowerCase(), h]));
   }
   if (problems.length) throw new ConfigError(source, problems);
   return cfg;

@@ -29,6 +29,10 @@ export const REPLIES = {
   /** The spool could not take the message; 4.3.1 = mail system full. */
   spoolFailure: (sessionId: string): Reply => ({ code: 452, status: '3.1', text: `Insufficient system storage, please try again later (session ${sessionId})` }),
   queued: (id: string): Reply => ({ code: 250, status: '0.0', text: `Ok: queued as ${id}` }),
+  /** Relay mode: the next hop said 250 for every recipient (its reply is passed on for the sender's logs). */
+  relayed: (id: string, response: string): Reply => ({ code: 250, status: '0.0', text: `Ok: relayed as ${id} (next hop: ${response})` }),
+  /** Relay mode: no next hop answered (refused, timed out, dropped); RFC 3463 4.4.1 = no answer from host. */
+  nextHopDown: (sessionId: string): Reply => ({ code: 451, status: '4.1', text: `Next hop not reachable, please try again later (session ${sessionId})` }),
   authFailed: { code: 535, status: '7.8', text: 'Authentication credentials invalid' },
   /** The external checker refused the content: 552 ends the transaction (RFC 5321 §4.2.2), 5.7.1 = not authorized. */
   checkerRejected: { code: 552, status: '7.1', text: 'Message rejected by content filter' },

@@ -1,7 +1,7 @@
 /**
  * The protocol adapter: smtp-server's hooks → SmtpSession (one rule event per phase, the
- * pipeline's decision, relay control) → the exact SMTP reply; and spooling
- * of accepted mail before the 250.
+ * pipeline's decision, relay control) → the exact SMTP reply; accepted mail goes to
+ * delivery (host/delivery), which answers the final dot.
  */
 import type { Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
@@ -14,8 +14,9 @@ import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
 import { dnsCheckerFor } from '../dns/checker.js';
+import type { AcceptedMessage } from '../delivery/delivery.js';
 import { ExternalChecker } from '../external-checker.js';
-import { newMessageId, type Spool, type SpoolEnvelope } from '../spool/spool.js';
+import { newMessageId, type Dsn, type SpoolEnvelope } from '../spool/spool.js';
 import { verifyPassword } from './auth.js';
 import { connectionClass, replyError } from './connection.js';
 import { headerLine, receivedHeader } from './message.js';
@@ -28,7 +29,8 @@ type Accepted = { disposition: Disposition; headers: [string, string][] };
 export interface FrontDoorDeps {
   config: Config;
   pipeline: Pipeline;
-  spool: Spool;
+  /** Where accepted mail goes (host/delivery): spool, quarantine or the next hop. */
+  delivery: { accept(m: AcceptedMessage): Promise<Reply> };
   store: MemoryStore;
   log: Logger;
   counters: Counters;
@@ -188,17 +190,15 @@ export class FrontDoor {
     return { ...accepted, headers: [...accepted.headers, ...r.headers] };
   }
 
-  /** Spools (or quarantines, or discards) an accepted message; 250 only once it is on disk. */
+  /**
+   * Hands an accepted message to delivery with its envelope and added headers; delivery
+   * answers (250 only once the message is safe: spooled, or taken by the next hop).
+   */
   private async deliver(session: SmtpSession, s: SMTPServerSession, tx: Transaction, accepted: Accepted, msg: Buffer): Promise<Reply> {
     const id = newMessageId();
     const disp = accepted.disposition;
     const info = session.info();
     const log = { session: s.id, id, ip: info.client.ip, from: tx.mail?.address ?? '', rcpts: tx.rcpts.length, size: msg.length };
-    if (disp.action === 'discard') {
-      this.d.log.info({ ...log, rule: disp.rule, reason: disp.reason }, `discarded message ${id} (rule ${disp.rule})`);
-      this.d.counters.inc('messages_total', { disposition: 'discard' });
-      return REPLIES.queued(id);
-    }
     const rcptTo = tx.rcpts.map((r) => r.address);
     const env: SpoolEnvelope = {
       id,
@@ -207,22 +207,13 @@ export class FrontDoor {
       mailFrom: tx.mail?.address ?? '',
       rcptTo: disp.action === 'redirect' && disp.address ? [disp.address] : rcptTo,
       ...(disp.action === 'deliver' ? {} : { disposition: { action: disp.action, rule: disp.rule, reason: disp.reason, originalRcptTo: rcptTo } }),
+      ...dsnOf(tx, disp.action === 'redirect'),
     };
     const added = accepted.headers.map(([n, v]) => headerLine(n, v)).join('');
     const trace = this.config.received
       ? receivedHeader({ heloName: session.helo?.name ?? null, ip: info.client.ip, ptr: info.client.ptr, by: this.config.hostname, protocol: s.transmissionType, id, rcpt: rcptTo.length === 1 ? rcptTo[0] : undefined, date: new Date() })
       : '';
-    const area = disp.action === 'quarantine' ? 'quarantine' : 'spool';
-    try {
-      await this.d.spool.store(area, env, [Buffer.from(trace + added), msg]);
-    } catch (e) {
-      this.d.log.error({ ...log, err: e }, `could not spool message ${id}: ${(e as Error).message}`);
-      this.d.counters.inc('spool_failures_total');
-      return REPLIES.spoolFailure(s.id);
-    }
-    this.d.log.info({ ...log, disposition: disp.action, rule: disp.rule }, `${area === 'quarantine' ? 'quarantined' : 'queued'} message ${id}`);
-    this.d.counters.inc('messages_total', { disposition: disp.action });
-    return REPLIES.queued(id);
+    return this.d.delivery.accept({ env, parts: [Buffer.from(trace + added), msg], sessionId: s.id, log });
   }
 
   /** Close phases still running (they may call rules): close() waits for them. */
@@ -248,4 +239,21 @@ export class FrontDoor {
       this.d.rules.unpin(session.ruleSet);
     }
   }
+}
+
+/**
+ * The DSN parameters of a transaction (RFC 3461 §4), as the envelope keeps them; none
+ * when the client gave none. A redirect's new recipient has no NOTIFY/ORCPT of its own.
+ */
+function dsnOf(tx: Transaction, redirected: boolean): { dsn?: Dsn } {
+  const dsn: Dsn = {};
+  const args = tx.mail?.args ?? {};
+  const ret = args.RET?.toUpperCase();
+  if (ret === 'FULL' || ret === 'HDRS') dsn.ret = ret;
+  if (args.ENVID) dsn.envid = args.ENVID;
+  for (const r of redirected ? [] : tx.rcpts) {
+    if (r.args.NOTIFY) (dsn.notify ??= {})[r.address] = r.args.NOTIFY.toUpperCase();
+    if (r.args.ORCPT) (dsn.orcpt ??= {})[r.address] = r.args.ORCPT;
+  }
+  return Object.keys(dsn).length ? { dsn } : {};
 }

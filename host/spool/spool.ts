@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface SpoolEnvelope {
@@ -18,9 +18,24 @@ export interface SpoolEnvelope {
   rcptTo: string[];
   /** For quarantine and redirect: which rule decided and why. */
   disposition?: { action: string; rule: string | null; reason: string | null; originalRcptTo?: string[] };
+  /** DSN parameters the client gave (RFC 3461): RET and ENVID of MAIL; NOTIFY and ORCPT per recipient. */
+  dsn?: Dsn;
 }
 
-export type SpoolArea = 'spool' | 'quarantine';
+export interface Dsn {
+  ret?: 'FULL' | 'HDRS';
+  envid?: string;
+  /** Recipient → NOTIFY value, e.g. "NEVER" or "FAILURE,DELAY". */
+  notify?: Record<string, string>;
+  /** Recipient → ORCPT value, e.g. "rfc822;user@example.org". */
+  orcpt?: Record<string, string>;
+}
+
+/**
+ * spool: waiting for delivery (the queue's input); quarantine: held by a rule's verdict;
+ * mailbox: delivered locally, Maildir-style (no envelope line), when no next hop is configured.
+ */
+export type SpoolArea = 'spool' | 'quarantine' | 'mailbox';
 
 /** Random per process, so ids from two processes (or restarts) never collide. */
 const PROCESS_TAG = randomBytes(3).toString('hex').toUpperCase();
@@ -116,7 +131,7 @@ export class Spool {
   private syncers = new Map<SpoolArea, DirSyncer>();
 
   constructor(private readonly dataDir: string) {
-    for (const area of ['spool', 'quarantine'] as const) {
+    for (const area of ['spool', 'quarantine', 'mailbox'] as const) {
       for (const sub of ['tmp', 'new']) mkdirSync(join(dataDir, area, sub), { recursive: true });
       this.syncers.set(area, new DirSyncer(this.dir(area)));
     }
@@ -132,17 +147,62 @@ export class Spool {
 
   /** Stores a message durably; on any error nothing is left behind and the error is thrown. */
   async store(area: SpoolArea, env: SpoolEnvelope, message: Buffer[]): Promise<string> {
-    const name = `${env.id}.msg`;
+    return this.write(area, `${env.id}.msg`, [Buffer.from(JSON.stringify(env) + '\n'), ...message]);
+  }
+
+  /**
+   * Writes `name` into the area's new/ durably (tmp, fsync, rename, directory fsync);
+   * nothing is left behind on error. `replace`: the name may exist already (a redelivery
+   * after a crash), and so may its temporary file.
+   */
+  async write(area: SpoolArea, name: string, parts: Buffer[], opts: { replace?: boolean } = {}): Promise<string> {
     const tmp = join(this.dataDir, area, 'tmp', name);
     const dest = join(this.dir(area), name);
+    if (opts.replace) await unlink(tmp).catch(() => undefined);
     try {
-      await writeSynced(tmp, [Buffer.from(JSON.stringify(env) + '\n'), ...message]);
+      await writeSynced(tmp, parts);
       await rename(tmp, dest);
       await this.syncers.get(area)!.sync();
       return dest;
     } catch (e) {
-      await Promise.all([tmp, dest].map((p) => unlink(p).catch(() => undefined)));
+      // (A replaced file stays: it is an earlier good copy.)
+      await Promise.all([tmp, ...(opts.replace ? [] : [dest])].map((p) => unlink(p).catch(() => undefined)));
       throw e;
     }
+  }
+
+  /**
+   * Removes what crashed writes left under the areas' tmp/. Call it before anything is
+   * written: a file there was never acknowledged (the 250 comes after the rename).
+   */
+  async cleanTmp(): Promise<number> {
+    let n = 0;
+    for (const area of ['spool', 'quarantine', 'mailbox'] as const) {
+      const dir = join(this.dataDir, area, 'tmp');
+      for (const f of await readdir(dir)) {
+        await unlink(join(dir, f));
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Ids of the messages in an area's new/, oldest first (ids sort by time). */
+  async list(area: SpoolArea): Promise<string[]> {
+    return (await readdir(this.dir(area))).filter((f) => f.endsWith('.msg')).map((f) => f.slice(0, -4)).sort();
+  }
+
+  async read(area: SpoolArea, id: string): Promise<{ envelope: SpoolEnvelope; message: Buffer }> {
+    return readSpoolFile(await readFile(join(this.dir(area), `${id}.msg`)));
+  }
+
+  /**
+   * Removes a delivered message. Not fsync'ed: if the removal is lost in a crash the
+   * message is delivered again (at-least-once), never lost.
+   */
+  async remove(area: SpoolArea, id: string): Promise<void> {
+    await unlink(join(this.dir(area), `${id}.msg`)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
   }
 }
