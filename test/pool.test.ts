@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { EventParts } from '../host/sandbox/chain.js';
 import { compileRule } from '../host/sandbox/compile.js';
 import { SandboxPool } from '../host/sandbox/pool.js';
-import { rule, tempDir } from './helpers.js';
+import { rcptReply, rule, tempDir, withHost } from './helpers.js';
 
 /** Spins for `rest` "spin:N" milliseconds of busy work, then says its label. */
 const SRC = rule('worker-probe', `{ rcpt: (ev, ctx) => {
@@ -73,5 +73,27 @@ describe('sandbox pool scheduling', () => {
     await Promise.all([spin, behind]);
     assert.deepEqual(order, ['good@x', 'spin400@x', 'next-bad@x']);
     assert.equal((await pool.stats()).steals, stealsBefore);
+  });
+});
+
+describe('store channel', () => {
+  it('a late answer to a store call that timed out is never taken as the answer to the next call', async () => {
+    // The rule's first store call waits on a main thread we keep busy past the worker's
+    // 500 ms store wait; it catches the timeout and asks `blacklisted`. The late answer to
+    // the first call (a count) must not be read as the blacklist entry.
+    const src = rule('late-store', `{ rcpt: (ev, ctx) => {
+      let first = 'answered';
+      try { ctx.store.hit('slow-key', 60); } catch (e) { first = 'timed out'; }
+      return reject(550, first + ', blacklisted=' + JSON.stringify(ctx.store.blacklisted(ev.session.client.ip)));
+    } }`, '').replace("import { defineRule", "import { reject, defineRule");
+    await withHost({ rules: { 'late-store.ts': src }, config: { rules: { settings: { 'late-store': { timeoutMs: 5000 } } } } }, async (h) => {
+      const store = h.host.store;
+      const hit = store.watchHit.bind(store);
+      store.watchHit = (key, windowSeconds, now) => {
+        if (key === 'slow-key') for (const end = Date.now() + 800; Date.now() < end; ); // the main thread is busy
+        return hit(key, windowSeconds, now);
+      };
+      assert.equal(await rcptReply(h.port, 'user@localhost'), '550 5.7.1 timed out, blacklisted=null');
+    });
   });
 });

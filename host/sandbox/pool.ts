@@ -20,7 +20,7 @@ import { Worker } from 'node:worker_threads';
 import type { Phase } from '../../sdk/index.js';
 import type { EventParts } from './chain.js';
 import type { StoreCall } from '../store/access.js';
-import { CLAIM_RING, STORE_CHANNEL_BYTES, type CallRequest, type ChainLink, type FromWorker, type RuleCode, type RuleMeta, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
+import { CLAIM_RING, STORE_CHANNEL_BYTES, STORE_HEADER_BYTES, type CallRequest, type ChainLink, type FromWorker, type RuleCode, type RuleMeta, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
 
 export interface PoolOptions {
   /** Worker threads (default 2). */
@@ -62,7 +62,7 @@ interface PendingControl {
 class Slot {
   worker!: Worker;
   /** Store channel shared with this worker (see worker.ts storeCall). */
-  store = new SharedArrayBuffer(8 + STORE_CHANNEL_BYTES);
+  store = new SharedArrayBuffer(STORE_HEADER_BYTES + STORE_CHANNEL_BYTES);
   /** Calls sent here and not answered yet, in send order. */
   calls = new Map<number, PendingCall>();
   control = new Map<number, PendingControl>();
@@ -120,7 +120,7 @@ export class SandboxPool {
   }
 
   /** Answers a worker's store operation through its channel and wakes it. */
-  private answerStore(slot: Slot, m: { op: string; args: unknown[]; now: number }): void {
+  private answerStore(slot: Slot, m: { seq: number; op: string; args: unknown[]; now: number }): void {
     let answer: string;
     try {
       if (!this.opts.storeCall) throw new Error('no store');
@@ -130,9 +130,10 @@ export class SandboxPool {
     }
     let bytes = new TextEncoder().encode(answer);
     if (bytes.length > STORE_CHANNEL_BYTES) bytes = new TextEncoder().encode(JSON.stringify({ error: 'the store answer is too large' }));
-    const flag = new Int32Array(slot.store, 0, 2);
-    new Uint8Array(slot.store, 8).set(bytes);
+    const flag = new Int32Array(slot.store, 0, 3);
+    new Uint8Array(slot.store, STORE_HEADER_BYTES).set(bytes);
     Atomics.store(flag, 1, bytes.length);
+    Atomics.store(flag, 2, m.seq); // the worker takes only the answer to the call it waits on
     Atomics.store(flag, 0, 1);
     Atomics.notify(flag, 0);
   }

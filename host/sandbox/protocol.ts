@@ -95,9 +95,12 @@ export interface WorkerInit {
   claims: SharedArrayBuffer;
   /** Int32Array, one per worker: the seq it is running now, 0 when idle. */
   running: SharedArrayBuffer;
-  /** This worker's store channel: Int32 [answered, length], then the JSON answer's bytes. */
+  /** This worker's store channel: Int32 [answered, length, seq, -], then the JSON answer's bytes. */
   store: SharedArrayBuffer;
 }
+
+/** Bytes before the answer in a store channel: Int32 answered flag, length, and the seq it answers. */
+export const STORE_HEADER_BYTES = 16;
 
 /** Size of a worker's store channel (an answer larger than this is an error). */
 export const STORE_CHANNEL_BYTES = 256 * 1024;
@@ -114,7 +117,7 @@ export type ToWorker =
 export type FromWorker =
   | { t: 'ready' }
   /** A rule's store operation; the worker waits for the answer in its store channel. */
-  | { t: 'store'; op: string; args: unknown[]; now: number }
+  | { t: 'store'; seq: number; op: string; args: unknown[]; now: number }
   | { t: 'inspected'; seq: number; meta?: RuleMeta; error?: string }
   | ({ t: 'installed'; seq: number } & InstallReport)
   | { t: 'results'; calls: { seq: number; results: RuleResult[] }[] }

@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { ChainRunner } from './chain.js';
-import { CLAIM_RING, type CallRequest, type FromWorker, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
+import { CLAIM_RING, STORE_HEADER_BYTES, type CallRequest, type FromWorker, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
 import { RuleSandbox } from './rule-sandbox.js';
 
 const port = parentPort!;
@@ -27,8 +27,10 @@ function flushResults(): void {
   outbox = [];
 }
 
-const storeFlag = new Int32Array(init.store, 0, 2);
-const storeBytes = new Uint8Array(init.store, 8);
+const storeFlag = new Int32Array(init.store, 0, 3);
+const storeBytes = new Uint8Array(init.store, STORE_HEADER_BYTES);
+// Random start: a worker that replaced a dead one on the same channel never takes its late answers.
+let storeSeq = (Math.random() * 0x7fffffff) | 0;
 /** Longest a rule waits for the main thread to answer a store operation. */
 const STORE_WAIT_MS = 500;
 
@@ -38,9 +40,19 @@ const STORE_WAIT_MS = 500;
  * is in the shared channel.
  */
 function storeCall(op: string, args: unknown[], now: number): unknown {
+  const seq = (storeSeq = (storeSeq + 1) | 0);
+  const deadline = performance.now() + STORE_WAIT_MS;
   Atomics.store(storeFlag, 0, 0);
-  post({ t: 'store', op, args, now });
-  if (Atomics.wait(storeFlag, 0, 0, STORE_WAIT_MS) === 'timed-out') throw new Error(`the store did not answer within ${STORE_WAIT_MS} ms`);
+  post({ t: 'store', seq, op, args, now });
+  // The answer must be this call's: one to an earlier call that timed out can still arrive
+  // first, and is skipped (it once answered a later `blacklisted` with a count).
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0 || Atomics.wait(storeFlag, 0, 0, left) === 'timed-out') throw new Error(`the store did not answer within ${STORE_WAIT_MS} ms`);
+    if (Atomics.load(storeFlag, 2) === seq) break;
+    Atomics.store(storeFlag, 0, 0);
+    if (Atomics.load(storeFlag, 2) === seq) break; // ours landed between the check and the reset
+  }
   const answer = JSON.parse(new TextDecoder().decode(storeBytes.slice(0, Atomics.load(storeFlag, 1)))) as { value?: unknown; error?: string };
   if (answer.error !== undefined) throw new TypeError(answer.error);
   return answer.value;
