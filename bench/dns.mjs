@@ -18,6 +18,7 @@ const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3'
 const ROUNDS = Number(values.rounds);
 const N = Number(values.messages);
 
+mkdirSync(join(ROOT, 'data'), { recursive: true });
 const work = mkdtempSync(join(ROOT, 'data', 'bench-dns-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 const dns = await startDnsServers(mkdtempSync(join(work, 'zones-')), {
@@ -38,15 +39,18 @@ const SETTINGS = {
   'sender-domain': { enabled: false },
 };
 
+/** A fresh data dir per start: no run inherits another's cache, counters or blacklist. */
 function portcullis(name, dnsConfig) {
-  const dir = mkdtempSync(join(work, `${name}-`));
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, 'config.json');
-  writeFileSync(file, JSON.stringify({
-    listen: ['127.0.0.1:0'], dataDir: join(dir, 'data'), reverseDns: false, limits: { maxClients: 1000 },
-    rules: { builtin: true, settings: SETTINGS }, ...(dnsConfig ? { dns: dnsConfig } : {}),
-  }));
-  return () => startProcess(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--config', file], { readyPattern: /listening on 127\.0\.0\.1:(\d+)/ });
+  return () => {
+    const dir = mkdtempSync(join(work, `${name}-`));
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify({
+      listen: ['127.0.0.1:0'], dataDir: join(dir, 'data'), reverseDns: false, limits: { maxClients: 1000 },
+      rules: { builtin: true, settings: SETTINGS }, ...(dnsConfig ? { dns: dnsConfig } : {}),
+      delivery: { queue: { hold: true } }, // measure the front door, not the queue
+    }));
+    return startProcess(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--config', file], { readyPattern: /listening on 127\.0\.0\.1:(\d+)/ });
+  };
 }
 
 const VARIANTS = {
