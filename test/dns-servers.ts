@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Resolver } from 'node:dns/promises';
 import { join } from 'node:path';
@@ -43,13 +44,50 @@ export interface DnsServers {
   close(): Promise<void>;
 }
 
-/** A UDP port that was free a moment ago. */
-async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((ok) => s.bind(0, '127.0.0.1', ok));
-  const port = s.address().port;
-  await new Promise<void>((ok) => s.close(() => ok()));
-  return port;
+/** A port that was free a moment ago for both UDP and TCP (DNS servers bind both). */
+async function freePort(): Promise<number> {
+  for (;;) {
+    const s = createSocket('udp4');
+    await new Promise<void>((ok) => s.bind(0, '127.0.0.1', ok));
+    const port = s.address().port;
+    await new Promise<void>((ok) => s.close(() => ok()));
+    const tcp = createServer();
+    const free = await new Promise<boolean>((ok) => {
+      tcp.once('error', () => ok(false));
+      tcp.listen(port, '127.0.0.1', () => ok(true));
+    });
+    if (free) {
+      await new Promise<void>((ok) => tcp.close(() => ok()));
+      return port;
+    }
+  }
+}
+
+/** Children still running when the test process exits are killed (a failed test must not leave servers behind). */
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+/** Starts a server; a port taken between the check and the start gets another try (3 in all). */
+async function startServer(what: string, args: (port: number) => string[], probe: string): Promise<{ proc: ChildProcess; port: number }> {
+  let last = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const proc = spawn(what, args(port), { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.add(proc);
+    proc.once('exit', () => children.delete(proc));
+    let stderr = '';
+    proc.stderr!.on('data', (d: Buffer) => void (stderr += d.toString()));
+    try {
+      await waitAnswering(`127.0.0.1:${port}`, probe, proc, what);
+      return { proc, port };
+    } catch (e) {
+      await stop(proc);
+      last = `${(e as Error).message}: ${stderr.trim()}`;
+    }
+  }
+  throw new Error(`could not start ${what}: ${last}`);
 }
 
 function stop(p: ChildProcess): Promise<void> {
@@ -88,24 +126,21 @@ export async function startDnsServers(dir: string, z: DnsZones): Promise<DnsServ
     writeFileSync(join(dir, `${zone}.zone`), lines.join('\n') + '\n');
     specs.push(`${zone}:dnset:${zone}.zone`);
   }
-  const rblPort = await freeUdpPort();
-  const rbl = spawn(RBLDNSD, ['-n', '-u', 'nobody', '-b', `127.0.0.1/${rblPort}`, '-w', dir, '-t', '300', ...specs], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const firstZone = Object.keys(z.ipZones)[0]!;
+  const probe = `1.0.0.127.${Object.keys(z.ipZones)[0]!}`;
   const log = join(dir, 'dnsmasq.log');
   writeFileSync(log, '');
+  const { proc: rbl, port: rblPort } = await startServer(RBLDNSD, (port) => ['-n', '-u', 'nobody', '-b', `127.0.0.1/${port}`, '-w', dir, '-t', '300', ...specs], probe);
   let dm: ChildProcess | undefined;
   try {
-    await waitAnswering(`127.0.0.1:${rblPort}`, `1.0.0.127.${firstZone}`, rbl, 'rbldnsd');
-    const port = await freeUdpPort();
     const zones = [...Object.keys(z.ipZones), ...Object.keys(z.domainZones)];
-    dm = spawn(DNSMASQ, [
+    const started = await startServer(DNSMASQ, (port) => [
       '--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${port}`,
       '--cache-size=0', '--user=root', '--log-queries', `--log-facility=${log}`, `--local=/${z.localDomain}/`,
       ...zones.map((zone) => `--server=/${zone}/127.0.0.1#${rblPort}`),
       ...z.mx.map((m) => `--mx-host=${m}`), ...z.hosts.map((h) => `--host-record=${h}`),
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
-    await waitAnswering(`127.0.0.1:${port}`, `1.0.0.127.${firstZone}`, dm, 'dnsmasq');
-    const server = `127.0.0.1:${port}`;
+    ], probe);
+    dm = started.proc;
+    const server = `127.0.0.1:${started.port}`;
     return {
       server,
       queries: (name, type = 'A') => readFileSync(log, 'utf8').split('\n').filter((l) => l.includes(` query[${type}] ${name} from`)).length,

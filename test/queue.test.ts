@@ -154,10 +154,12 @@ describe('spool queue', () => {
     if (!mnt) return void t.skip('cannot mount a tmpfs here (needs root); the ENOTDIR test above covers the write-failure path');
     const next = await startNextHop({ rcpt: (a) => (a === 'later@localhost' ? '451 4.3.0 Try later' : null) });
     try {
-      const body = `Subject: big\r\n\r\n${'y'.repeat(76)}\r\n`.repeat(1400); // ~130 KB: fits once, not twice
       // Spool mode, no next hop: the spool copy fits, the mailbox copy does not.
       const dataDir = join(mnt, 'data');
       const h = await startTestHost({ config: { dataDir, delivery: { queue: fast } } });
+      // Sized from what is free once the host (and its SQLite files) started: fits once, not twice.
+      const free = statfsSync(mnt).bavail * statfsSync(mnt).bsize;
+      const body = `Subject: big\r\n\r\n${`${'y'.repeat(76)}\r\n`.repeat(Math.floor((free * 0.6) / 78))}`;
       try {
         const { response } = await send(h.port, ['u@localhost'], body);
         const id = /queued as ([0-9A-Z]+)/.exec(response)![1]!;
