@@ -51,7 +51,6 @@ export class ChainRunner {
 
   constructor(private readonly opts: ChainOptions = {}) {}
 
-  /** Creates the sandboxes; returns the rules that failed, with why. */
   /** Loads a version's rules; returns the failures and each loaded rule's needs. */
   async install(version: number, rules: RuleCode[]): Promise<InstallReport> {
     const map = new Map<string, Entry>();

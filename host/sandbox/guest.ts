@@ -73,7 +73,7 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       if (d.needs !== undefined && !isArray(d.needs) && typeof d.needs !== 'function') throw new TypeError('needs must be an array or a function of the options');
       def = d;
       return stringify({ name: d.name, description: typeof d.description === 'string' ? d.description : null,
-        priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, needs: isArray(d.needs) ? d.needs : [], phases });
+        priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, phases });
     },
     // Returns the needs (JSON), which may depend on the options.
     setOptions(json) {

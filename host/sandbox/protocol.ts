@@ -30,7 +30,6 @@ export interface RuleMeta {
   description: string | null;
   priority: number;
   options: Record<string, unknown> | null;
-  needs: string[];
   phases: Phase[];
 }
 
