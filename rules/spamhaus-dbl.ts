@@ -7,14 +7,13 @@
  * is not looked up; failed or refused lookups count as not listed (SmtpEvt 1.2.0.213).
  */
 import { defineRule, reject } from 'portcullis/sdk';
-import { zoneOption } from './lib/dnsbl.js';
+import { lastOctet, zoneOption } from './lib/dnsbl.js';
 import { domainOf, trusted } from './lib/smtpevt.js';
 
-const octet = (code: string): number => Number(code.slice(code.lastIndexOf('.') + 1));
 /** Which part of the DBL a code is from: 'spam', 'abused', or null for other answers. */
 const kind = (code: string): 'spam' | 'abused' | null => {
   if (!code.startsWith('127.0.1.')) return null;
-  const n = octet(code);
+  const n = lastOctet(code);
   return n >= 2 && n <= 99 ? 'spam' : n >= 102 && n <= 199 ? 'abused' : null;
 };
 

@@ -21,6 +21,10 @@ interface Options {
   noPtrIsSign: boolean;
 }
 
+/** The refusal, worded as Postfix's reject_rbl_client words it. */
+const blocked = (ip: string, zone: string, list: 'SBL' | 'XBL') =>
+  reject(554, `Service unavailable; client [${ip}] blocked using ${zone} (${list})`, { status: '7.1', reason: list.toLowerCase() });
+
 export default defineRule<Options>({
   name: 'spamhaus-zen',
   description: 'Refuses SBL, refuses or tags XBL, tags PBL listings of the client (Spamhaus ZEN)',
@@ -42,12 +46,12 @@ export default defineRule<Options>({
       const ip = ev.session.client.ip;
       if (zen.sbl) {
         ctx.log(`${ip} is in the SBL (${zen.codes.join(', ')}): refused`);
-        return reject(554, `Service unavailable; client [${ip}] blocked using ${ctx.options.zone} (SBL)`, { status: '7.1', reason: 'sbl' });
+        return blocked(ip, ctx.options.zone, 'SBL');
       }
       const sign = zen.xbl ? spamBotSign(ev.session, ctx.options.ourNames, ctx.options.noPtrIsSign) : null;
       if (sign) {
         ctx.log(`${ip} is in the XBL and ${sign}: refused`);
-        return reject(554, `Service unavailable; client [${ip}] blocked using ${ctx.options.zone} (XBL)`, { status: '7.1', reason: 'xbl' });
+        return blocked(ip, ctx.options.zone, 'XBL');
       }
     },
     data: (ev, ctx) => {
@@ -57,7 +61,7 @@ export default defineRule<Options>({
       if (zen.xbl) {
         if (ev.envelope.failedRcpts > 0 || ctx.store.count(txKey('invalid-rcpt', ev.session), 3600) > 0) {
           ctx.log(`${ip} is in the XBL and sent to invalid recipients: refused`);
-          return reject(554, `Service unavailable; client [${ip}] blocked using ${ctx.options.zone} (XBL)`, { status: '7.1', reason: 'xbl' });
+          return blocked(ip, ctx.options.zone, 'XBL');
         }
         ctx.addHeader('X-Blocked', `${ctx.options.zone} (XBL ${zen.codes.join(', ')})`);
       }

@@ -15,7 +15,8 @@ export interface ZenListing {
   codes: string[];
 }
 
-const lastOctet = (code: string): number => Number(code.slice(code.lastIndexOf('.') + 1));
+/** The last octet of an A record: `127.0.0.4` → 4. */
+export const lastOctet = (code: string): number => Number(code.slice(code.lastIndexOf('.') + 1));
 
 /** The client's ZEN listing, or null when it is not listed (or the lookup failed or was refused). */
 export function zenListing(answer: DnsListAnswer | undefined): ZenListing | null {
