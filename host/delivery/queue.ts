@@ -14,12 +14,12 @@
  * restart. That is the only way a message is delivered twice; it is never lost.
  */
 import { mkdirSync } from 'node:fs';
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config/config.js';
 import type { Counters } from '../metrics.js';
-import type { Spool, SpoolEnvelope } from '../spool/spool.js';
+import { replaceFile, type Spool, type SpoolEnvelope } from '../spool/spool.js';
 import { spoolBounce } from './bounce.js';
 import type { RcptResult } from './nexthop.js';
 import type { Routes } from './routes.js';
@@ -183,21 +183,7 @@ export class Queue {
   }
 
   private async writeState(id: string, s: RetryState): Promise<void> {
-    const path = this.statePath(id);
-    const fh = await open(`${path}.tmp`, 'w');
-    try {
-      await fh.writeFile(JSON.stringify(s));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(`${path}.tmp`, path);
-    const dir = await open(this.stateDir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await replaceFile(this.statePath(id), Buffer.from(JSON.stringify(s)));
   }
 
   private async removeState(id: string): Promise<void> {

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export interface SpoolEnvelope {
   id: string;
@@ -68,6 +68,24 @@ async function writeSynced(path: string, parts: Buffer[]): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * Replaces the file at `path` durably with `data`: written to `path.tmp` (one a crash
+ * left there is discarded), fsync'ed, renamed over `path`, and the directory fsync'ed.
+ * For small side files such as the queue's retry state.
+ */
+export async function replaceFile(path: string, data: Buffer): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await unlink(tmp).catch(() => undefined);
+  await writeSynced(tmp, [data]);
+  await rename(tmp, path);
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
   }
 }
 
