@@ -7,17 +7,8 @@
  */
 import { defineRule, next, tempfail } from 'portcullis/sdk';
 
-interface Options {
-  senderDomains: string[];
-  /** First and last hour (0–23) mail is taken, in local time. */
-  from: number;
-  to: number;
-  /** Days mail is taken: 0 = Sunday … 6 = Saturday. */
-  days: number[];
-  utcOffsetMinutes: number;
-}
 
-export default defineRule<Options>({
+export default defineRule({
   name: 'business-hours',
   description: 'Tempfails mail from partner domains outside their business hours',
   options: {
@@ -25,21 +16,20 @@ export default defineRule<Options>({
     additionalProperties: false,
     properties: {
       senderDomains: { type: 'array', items: { type: 'string' }, default: [] },
-      from: { type: 'integer', minimum: 0, maximum: 23, default: 8 },
-      to: { type: 'integer', minimum: 0, maximum: 23, default: 17 },
-      days: { type: 'array', items: { type: 'integer', minimum: 0, maximum: 6 }, default: [1, 2, 3, 4, 5] },
+      from: { type: 'integer', minimum: 0, maximum: 23, default: 8, description: 'First hour (0–23) mail is taken, in local time.' },
+      to: { type: 'integer', minimum: 0, maximum: 23, default: 17, description: 'Last hour mail is taken.' },
+      days: { type: 'array', items: { type: 'integer', minimum: 0, maximum: 6 }, default: [1, 2, 3, 4, 5], description: 'Days mail is taken: 0 = Sunday … 6 = Saturday.' },
       utcOffsetMinutes: { type: 'integer', minimum: -720, maximum: 840, default: 0 },
     },
   },
   phases: {
     mail: (ev, ctx) => {
       const o = ctx.options;
-      const domain = ev.mail.address.slice(ev.mail.address.lastIndexOf('@') + 1).toLowerCase();
-      if (!o.senderDomains.includes(domain)) return next();
+      if (!o.senderDomains.includes(ev.mail.domain)) return next();
       const local = new Date(ev.session.time + o.utcOffsetMinutes * 60_000);
       const hour = local.getUTCHours();
       if (o.days.includes(local.getUTCDay()) && hour >= o.from && hour <= o.to) return next();
-      return tempfail(451, 'Outside business hours, please try again later', { status: '7.1', reason: 'business-hours' });
+      return tempfail(451, 'Outside business hours, please try again later', { reason: 'business-hours' });
     },
   },
 });

@@ -6,36 +6,30 @@
  * refused at RCPT with `552 5.3.4`, before any data is sent; otherwise the message is
  * refused at end of data if it is larger than the smallest limit of its recipients.
  */
-import { defineRule, next, reject } from 'portcullis/sdk';
+import { defineRule, next, reject, STATUS } from 'portcullis/sdk';
 
-interface Options {
-  /** Recipient domain → largest message in bytes. */
-  limits: Record<string, number>;
-}
 
-const domainOf = (address: string): string => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
-
-export default defineRule<Options>({
+export default defineRule({
   name: 'domain-size-limits',
   description: 'Refuses messages larger than the recipient domain accepts',
   options: {
     type: 'object',
     additionalProperties: false,
     properties: {
-      limits: { type: 'object', additionalProperties: { type: 'integer', minimum: 1 }, default: {} },
+      limits: { type: 'object', additionalProperties: { type: 'integer', minimum: 1 }, default: {}, description: 'Recipient domain → largest message in bytes.' },
     },
   },
   phases: {
     rcpt: (ev, ctx) => {
-      const limit = ctx.options.limits[domainOf(ev.rcpt.address)];
+      const limit = ctx.options.limits[ev.rcpt.domain];
       const size = ev.envelope.mailFrom?.size;
       if (limit === undefined || size == null || size <= limit) return next();
-      return reject(552, `Message too large for ${domainOf(ev.rcpt.address)} (limit ${limit} bytes)`, { status: '3.4', reason: 'domain-size' });
+      return reject(552, `Message too large for ${ev.rcpt.domain} (limit ${limit} bytes)`, { status: STATUS.tooBig, reason: 'domain-size' });
     },
     message: (ev, ctx) => {
-      const limits = ev.envelope.rcptTo.map((r) => ctx.options.limits[domainOf(r.address)]).filter((l): l is number => l !== undefined);
+      const limits = ev.envelope.rcptTo.map((r) => ctx.options.limits[r.domain]).filter((l): l is number => l !== undefined);
       if (!limits.length || ev.message.size <= Math.min(...limits)) return next();
-      return reject(552, `Message too large for one of its recipients (limit ${Math.min(...limits)} bytes)`, { status: '3.4', reason: 'domain-size' });
+      return reject(552, `Message too large for one of its recipients (limit ${Math.min(...limits)} bytes)`, { status: STATUS.tooBig, reason: 'domain-size' });
     },
   },
 });

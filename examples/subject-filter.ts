@@ -5,24 +5,18 @@
  * the MailEnable forum's wish, and Obtuse smtpd's regex content filter.
  * Default action: `550 5.7.1 Message refused: subject looks like spam`.
  */
-import { defineRule, next, reject } from 'portcullis/sdk';
+import { defineRule, next, reject, REJECT_CODES } from 'portcullis/sdk';
 
-interface Options {
-  /** Case-insensitive regular expressions, tried against the decoded Subject. */
-  patterns: string[];
-  code: number;
-  text: string;
-}
 
-export default defineRule<Options>({
+export default defineRule({
   name: 'subject-filter',
   description: 'Refuses messages whose Subject matches one of the patterns',
   options: {
     type: 'object',
     additionalProperties: false,
     properties: {
-      patterns: { type: 'array', items: { type: 'string' }, default: ['\\bviagra\\b', 'you have won', '^\\s*\\$\\$\\$'] },
-      code: { type: 'integer', minimum: 500, maximum: 599, default: 550 },
+      patterns: { type: 'array', items: { type: 'string' }, default: ['\\bviagra\\b', 'you have won', '^\\s*\\$\\$\\$'], description: 'Case-insensitive regular expressions, tried against the decoded Subject.' },
+      code: { enum: REJECT_CODES, default: 550, description: 'The refusal code (a 5xx the SDK allows).' },
       text: { type: 'string', default: 'Message refused: subject looks like spam' },
     },
   },
@@ -32,7 +26,7 @@ export default defineRule<Options>({
       const hit = ctx.options.patterns.find((p) => new RegExp(p, 'i').test(subject));
       if (!hit) return next();
       ctx.log(`subject ${JSON.stringify(subject)} matches /${hit}/i`);
-      return reject(ctx.options.code, ctx.options.text, { status: '7.1', reason: 'subject-pattern' });
+      return reject(ctx.options.code, ctx.options.text, { reason: 'subject-pattern' });
     },
   },
 });

@@ -81,7 +81,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   const dataDir = resolve(config.dataDir);
   const store = await SqliteStore.open(join(dataDir, 'portcullis.db'), { log, counters });
   applyStoreConfig(store, config);
-  const pool = new Sandbox({ workers: config.sandbox.workers, inline: config.sandbox.inline, storeCall: storeAccess(store) });
+  const pool = new Sandbox({ workers: config.sandbox.workers, storeCall: storeAccess(store) });
   let front: FrontDoor | undefined;
   let delivery: Delivery | undefined;
   try {

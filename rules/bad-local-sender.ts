@@ -6,18 +6,18 @@
  * `watchlistMinutes` blacklist it. Domain-wide mailboxes (`*@domain`) are never "bad".
  */
 import { defineRule, drop } from 'portcullis/sdk';
-import { domainOf, trusted, watchAndBlacklist, watchSchema, type WatchOptions } from './lib/smtpevt.js';
+import { watchAndBlacklist, watchOptions } from './lib/smtpevt.js';
 
-export default defineRule<WatchOptions>({
+export default defineRule({
   name: 'bad-local-sender',
   description: 'Drops senders claiming a local mailbox that does not exist',
   priority: 100,
-  options: { type: 'object', additionalProperties: false, properties: watchSchema(5, 5, 60) },
+  skip: { authenticated: true },
+  options: { type: 'object', additionalProperties: false, properties: watchOptions(5, 5, 60) },
   phases: {
     mail: (ev, ctx) => {
-      const from = ev.mail.address;
-      if (trusted(ev.session) || !from || !ctx.store.localDomain(domainOf(from)) || ctx.store.mailbox(from) !== 'missing') return;
-      ctx.log(`bad local sender ${from} from ${ev.session.client.ip}`);
+      if (ev.mail.mailbox !== 'missing') return;
+      ctx.log(`bad local sender ${ev.mail.address} from ${ev.session.client.ip}`);
       watchAndBlacklist(ctx, 'bad-local-sender', ev.session.client.ip, 'repeated bad local sender');
       return drop('Sender address rejected: no such local mailbox', { reason: 'bad-local-sender' });
     },

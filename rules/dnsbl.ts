@@ -14,35 +14,45 @@
  *   { "name": "barracuda", "zone": "b.barracudacentral.org", "weight": 2, "action": "tag" },
  *   { "name": "dnswl", "zone": "list.dnswl.org", "answers": ["127.0.[0..255].[1..3]"], "weight": -5 } ] } }
  */
-import { defineRule, drop, redirect, reject, type DnsListAnswer, type Need, type PhaseEvent, type RuleContext } from 'portcullis/sdk';
+import { defineRule, drop, redirect, reject, type DnsListAnswer, type Need, type OptionsOf, type PhaseEvent, type RuleContext } from 'portcullis/sdk';
 import { codeMatches } from './lib/dnsbl.js';
-import { trusted } from './lib/smtpevt.js';
 
-interface List {
-  name: string;
-  zone: string;
-  /** 'client': the client IP (DNSBL); 'sender': the MAIL FROM domain (RHSBL). */
-  on: 'client' | 'sender';
-  /** A records that count (postscreen syntax); default: any listing. */
-  answers?: string[];
-  action: 'reject' | 'tag' | 'redirect' | 'drop' | 'disabled';
-  text?: string;
-  header: string;
-  address?: string;
-  weight: number;
-}
+const OPTIONS = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    lists: {
+      type: 'array', default: [],
+      items: {
+        type: 'object', additionalProperties: false, required: ['name', 'zone'],
+        properties: {
+          name: { type: 'string', pattern: '^[A-Za-z0-9._-]+$', description: 'Shown in logs; the verdict reason is dnsbl-<name> in lower case.' },
+          zone: { type: 'string', pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)+$' },
+          on: { enum: ['client', 'sender'], default: 'client' },
+          answers: { type: 'array', items: { type: 'string', pattern: '^(\\d+|\\[\\d+\\.\\.\\d+\\])(\\.(\\d+|\\[\\d+\\.\\.\\d+\\])){3}$' } },
+          action: { enum: ['reject', 'tag', 'redirect', 'drop', 'disabled'], default: 'reject' },
+          text: { type: 'string', description: 'Reply text for reject/drop; {ip} {zone} {name} {text} (the TXT record) are filled in.' },
+          header: { type: 'string', pattern: '^[!-9;-~]+$', default: 'X-Blocked', description: 'Header for tag (value: the list name).' },
+          address: { type: 'string', pattern: '^[^@\\s]+@[^@\\s]+$', description: 'Where redirect sends the message.' },
+          weight: { type: 'number', default: 1, description: 'Added to the score when listed; negative for allow lists.' },
+        },
+      },
+    },
+    threshold: { type: 'number', default: 1 },
+    blacklistMinutes: { type: 'integer', minimum: 1, default: 30, description: 'How long drop blacklists the client.' },
+  },
+} as const;
 
-interface Options {
-  lists: List[];
-  threshold: number;
-  blacklistMinutes: number;
-}
+/** The options and one list definition, typed from the schema above. */
+type Options = OptionsOf<typeof OPTIONS>;
+type List = Options['lists'][number];
+type Hit = { list: List; answer: DnsListAnswer };
 
 const STRENGTH = { disabled: 0, tag: 1, redirect: 2, reject: 3, drop: 4 } as const;
 
 /** The lists that list this session, and whether their score reaches the threshold. */
-function matches(ev: PhaseEvent, o: Options): { hits: { list: List; answer: DnsListAnswer }[]; acts: boolean } {
-  const hits: { list: List; answer: DnsListAnswer }[] = [];
+function matches(ev: PhaseEvent, o: Options): { hits: Hit[]; acts: boolean } {
+  const hits: Hit[] = [];
   for (const list of o.lists) {
     if (list.action === 'disabled') continue;
     const answer = (list.on === 'sender' ? ev.dns.rhsbl : ev.dns.dnsbl)[list.zone];
@@ -54,50 +64,26 @@ function matches(ev: PhaseEvent, o: Options): { hits: { list: List; answer: DnsL
   return { hits: hits.filter((h) => h.list.weight > 0), acts: hits.length > 0 && score >= o.threshold };
 }
 
-const fill = (text: string, ev: PhaseEvent, h: { list: List; answer: DnsListAnswer }): string =>
+const fill = (text: string, ev: PhaseEvent, h: Hit): string =>
   text.replace(/\{ip\}/g, ev.session.client.ip).replace(/\{zone\}/g, h.list.zone).replace(/\{name\}/g, h.list.name).replace(/\{text\}/g, h.answer.text ?? '').replace(/[\r\n]+/g, ' ').trim();
 
-function strongest(hits: { list: List; answer: DnsListAnswer }[]) {
+function strongest(hits: Hit[]) {
   return hits.reduce((a, b) => (STRENGTH[b.list.action] > STRENGTH[a.list.action] ? b : a));
 }
 
-function logHits(ctx: RuleContext<Options>, hits: { list: List; answer: DnsListAnswer }[], what: string): void {
+function logHits(ctx: RuleContext<Options>, hits: Hit[], what: string): void {
   ctx.log(`listed in ${hits.map((h) => `${h.list.name} (${h.answer.codes.join(', ')})`).join(', ')}: ${what}`);
 }
 
-export default defineRule<Options>({
+export default defineRule({
   name: 'dnsbl',
   description: 'Your DNSBL/RHSBL/DNSWL definitions with actions, weights and a threshold',
   priority: 65,
-  options: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      lists: {
-        type: 'array', default: [],
-        items: {
-          type: 'object', additionalProperties: false, required: ['name', 'zone'],
-          properties: {
-            name: { type: 'string', pattern: '^[A-Za-z0-9._-]+$' },
-            zone: { type: 'string', pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)+$' },
-            on: { enum: ['client', 'sender'], default: 'client' },
-            answers: { type: 'array', items: { type: 'string', pattern: '^(\\d+|\\[\\d+\\.\\.\\d+\\])(\\.(\\d+|\\[\\d+\\.\\.\\d+\\])){3}$' } },
-            action: { enum: ['reject', 'tag', 'redirect', 'drop', 'disabled'], default: 'reject' },
-            text: { type: 'string', description: 'Reply text for reject/drop; {ip} {zone} {name} {text} (the TXT record) are filled in.' },
-            header: { type: 'string', pattern: '^[!-9;-~]+$', default: 'X-Blocked', description: 'Header for tag (value: the list name).' },
-            address: { type: 'string', pattern: '^[^@\\s]+@[^@\\s]+$', description: 'Where redirect sends the message.' },
-            weight: { type: 'number', default: 1, description: 'Added to the score when listed; negative for allow lists.' },
-          },
-        },
-      },
-      threshold: { type: 'number', default: 1 },
-      blacklistMinutes: { type: 'integer', minimum: 1, default: 30, description: 'How long drop blacklists the client.' },
-    },
-  },
+  skip: { authenticated: true },
+  options: OPTIONS,
   needs: (o) => o.lists.filter((l) => l.action !== 'disabled').map((l): Need => (l.on === 'sender' ? `rhsbl:${l.zone}` : `dnsbl:${l.zone}`)),
   phases: {
     rcpt: (ev, ctx) => {
-      if (trusted(ev.session)) return;
       const { hits, acts } = matches(ev, ctx.options);
       if (!acts) return;
       const h = strongest(hits);
@@ -105,22 +91,21 @@ export default defineRule<Options>({
       if (h.list.action === 'drop') {
         logHits(ctx, hits, `dropped and blacklisted for ${ctx.options.blacklistMinutes} min`);
         ctx.blacklist(ctx.options.blacklistMinutes * 60, `listed in ${h.list.name}`);
-        return drop(text, { reason: h.list.name });
+        return drop(text, { reason: `dnsbl-${h.list.name}` });
       }
       if (h.list.action === 'reject') {
         logHits(ctx, hits, 'refused');
-        return reject(550, text, { status: '7.1', reason: h.list.name });
+        return reject(550, text, { reason: `dnsbl-${h.list.name}` });
       }
     },
     data: (ev, ctx) => {
-      if (trusted(ev.session)) return;
       const { hits, acts } = matches(ev, ctx.options);
       if (!acts) return;
       for (const h of hits) if (h.list.action === 'tag') ctx.addHeader(h.list.header, h.list.name);
       const r = hits.find((h) => h.list.action === 'redirect' && h.list.address);
       if (r) {
         logHits(ctx, hits, `redirected to ${r.list.address}`);
-        return redirect(r.list.address!, { reason: r.list.name });
+        return redirect(r.list.address!, { reason: `dnsbl-${r.list.name}` });
       }
     },
   },

@@ -9,18 +9,19 @@
  */
 import { defineRule, drop } from 'portcullis/sdk';
 import { dnsblHit } from './lib/dnsbl.js';
-import { dnsblSignOption, trusted, watchAndBlacklist, watchSchema, type WatchOptions } from './lib/smtpevt.js';
+import { dnsblSignOption, watchAndBlacklist, watchOptions } from './lib/smtpevt.js';
 
-export default defineRule<WatchOptions & { dnsbl: string }>({
+export default defineRule({
   name: 'identical-sender-rcpt',
   description: 'Tags mail from an address to itself; repeated, blacklists the client',
   priority: 140,
-  options: { type: 'object', additionalProperties: false, properties: { ...watchSchema(3, 10, 30), dnsbl: dnsblSignOption } },
+  skip: { authenticated: true },
+  options: { type: 'object', additionalProperties: false, properties: { ...watchOptions(3, 10, 30), dnsbl: dnsblSignOption } },
   needs: (o) => (o.dnsbl ? [`dnsbl:${o.dnsbl}`] : []),
   phases: {
     rcpt: (ev, ctx) => {
       const from = ev.envelope.mailFrom?.address.toLowerCase();
-      if (trusted(ev.session) || !from || from !== ev.rcpt.address.toLowerCase()) return;
+      if (!from || from !== ev.rcpt.address.toLowerCase()) return;
       const listed = dnsblHit(ev, ctx.options.dnsbl);
       if (listed) {
         ctx.log(`${ev.session.client.ip} sends from an address to itself and is listed in ${listed}: dropped`);
@@ -34,8 +35,8 @@ export default defineRule<WatchOptions & { dnsbl: string }>({
     data: (ev, ctx) => {
       const from = ev.envelope.mailFrom?.address.toLowerCase();
       const [only, ...more] = ev.envelope.rcptTo;
-      if (trusted(ev.session) || !only || more.length || only.address.toLowerCase() !== from) return;
-      if (ctx.store.mailbox(only.address) !== 'exists') ctx.addHeader('X-Blocked', 'identical-sender-rcpt');
+      if (!only || more.length || only.address.toLowerCase() !== from) return;
+      if (only.mailbox !== 'exists') ctx.addHeader('X-Blocked', 'identical-sender-rcpt');
     },
   },
 });

@@ -2,42 +2,48 @@
  * invalid-recipient — RCPT TO a local mailbox that does not exist.
  *
  * SmtpEvt: refuse it (`550 5.1.1`) when something else already says junk — the client
- * looks like a spam bot (suspicious HELO, no reverse DNS, listed in the `dnsbl` zone) or the sender is null (a
- * bounce to a bad mailbox is never wanted). Otherwise accept it, as a mail server set to
- * "accept mail for invalid local addresses" would, but count it as a failed recipient of
- * the transaction; past `maxFailedRcpts` the connection is dropped. `missing-date-bulk`
- * reads the count. Needs a mailbox list (config `mailboxes` or `portcullis mailbox add`).
+ * looks like a spam bot (suspicious HELO, no reverse DNS, listed in the `dnsbl` zone) or
+ * the sender is null (a bounce to a bad mailbox is never wanted). Otherwise accept it, as
+ * a mail server set to "accept mail for invalid local addresses" would, and count it for
+ * the connection (a session note, so RSET or a new MAIL FROM does not reset it: address
+ * harvesters do that, MercuryS's "limit failed RCPT commands"); past `maxFailedRcpts`
+ * the connection is dropped. Needs a mailbox list (config `mailboxes` or
+ * `portcullis mailbox add`). Other rules see invalid recipients in the event
+ * (`ev.envelope.rcptTo[i].mailbox`), not through this rule.
  */
-import { defineRule, drop, reject } from 'portcullis/sdk';
+import { defineRule, drop, reject, STATUS } from 'portcullis/sdk';
 import { dnsblHit } from './lib/dnsbl.js';
-import { dnsblSignOption, domainOf, spamBotSign, trusted, txKey } from './lib/smtpevt.js';
+import { dnsblSignOption, noPtrIsSignOption, spamBotSign } from './lib/smtpevt.js';
 
-export default defineRule<{ maxFailedRcpts: number; ourNames: string[]; noPtrIsSign: boolean; dnsbl: string }>({
+/** Session note: invalid recipients accepted on this connection so far. */
+const ACCEPTED = 'invalid-recipient.accepted';
+
+export default defineRule({
   name: 'invalid-recipient',
   description: 'Refuses or counts RCPTs to local mailboxes that do not exist',
   priority: 110,
+  skip: { authenticated: true },
   options: {
     type: 'object',
     additionalProperties: false,
     properties: {
-      maxFailedRcpts: { type: 'integer', minimum: 1, default: 5, description: 'Invalid recipients accepted in one transaction before the connection is dropped.' },
-      ourNames: { type: 'array', items: { type: 'string' }, default: ['localhost'] },
-      noPtrIsSign: { type: 'boolean', default: true, description: 'A client without reverse DNS counts as a spam bot (turn off where reverse DNS is not looked up).' },
+      maxFailedRcpts: { type: 'integer', minimum: 1, default: 5, description: 'Invalid recipients accepted on one connection before it is dropped.' },
+      noPtrIsSign: noPtrIsSignOption,
       dnsbl: dnsblSignOption,
     },
   },
   needs: (o) => (o.dnsbl ? [`dnsbl:${o.dnsbl}`] : []),
   phases: {
     rcpt: (ev, ctx) => {
-      if (trusted(ev.session) || !ctx.store.localDomain(domainOf(ev.rcpt.address))) return;
-      if (ctx.store.mailbox(ev.rcpt.address) !== 'missing') return;
-      const sign = ev.envelope.mailFrom?.address === '' ? 'null sender' : spamBotSign(ev.session, ctx.options.ourNames, ctx.options.noPtrIsSign, dnsblHit(ev, ctx.options.dnsbl));
+      if (ev.rcpt.mailbox !== 'missing') return;
+      const sign = ev.envelope.mailFrom?.address === '' ? 'null sender' : spamBotSign(ev.session, ctx.options.noPtrIsSign, dnsblHit(ev, ctx.options.dnsbl));
       if (sign) {
         ctx.log(`${ev.rcpt.address} does not exist; refused (${sign})`);
-        return reject(550, `No such user here: ${ev.rcpt.address}`, { status: '1.1', reason: 'invalid-recipient' });
+        return reject(550, `No such user here: ${ev.rcpt.address}`, { status: STATUS.badMailbox, reason: 'invalid-recipient' });
       }
-      const failed = ctx.store.hit(txKey('invalid-rcpt', ev.session), 3600);
+      const failed = Number(ev.session.notes[ACCEPTED] ?? 0) + 1;
       if (failed > ctx.options.maxFailedRcpts) return drop('Too many invalid recipients', { reason: 'too-many-invalid-rcpts' });
+      ctx.note.session(ACCEPTED, failed);
       ctx.log(`${ev.rcpt.address} does not exist; accepted as failed recipient ${failed}`);
     },
   },

@@ -4,12 +4,12 @@
  * SmtpEvt 1.0.1: a local sender (authenticated, or MAIL FROM a local domain) declaring
  * with ESMTP SIZE (RFC 1870) a large message for many recipients would load the server
  * for long: refused at DATA with `552 5.3.4` when recipients > N and size > S for any row
- * of the table. Without a SIZE declaration it cannot tell and says nothing.
+ * of the table. Without a SIZE declaration it cannot tell and says nothing. It runs for
+ * authenticated clients too: they are the ones it is about.
  */
-import { defineRule, reject } from 'portcullis/sdk';
-import { domainOf } from './lib/smtpevt.js';
+import { defineRule, reject, STATUS } from 'portcullis/sdk';
 
-export default defineRule<{ limits: { recipients: number; bytes: number }[] }>({
+export default defineRule({
   name: 'mass-mailing',
   description: 'Refuses large mass mailings from local senders',
   priority: 150,
@@ -31,12 +31,13 @@ export default defineRule<{ limits: { recipients: number; bytes: number }[] }>({
   phases: {
     data: (ev, ctx) => {
       const from = ev.envelope.mailFrom;
-      if (!from?.size || !(ev.session.user !== null || (from.address && ctx.store.localDomain(domainOf(from.address))))) return;
+      const size = from?.size;
+      if (!from || !size || !(ev.session.user !== null || from.local)) return;
       const n = ev.envelope.rcptTo.length;
-      const hit = ctx.options.limits.find((l) => n > l.recipients && from.size! > l.bytes);
+      const hit = ctx.options.limits.find((l) => n > l.recipients && size > l.bytes);
       if (!hit) return;
-      ctx.log(`${from.address || '<>'}: ${n} recipients × ${from.size} bytes is over ${hit.recipients} × ${hit.bytes}`);
-      return reject(552, `Too large a message for ${n} recipients; send it to fewer at a time`, { status: '3.4', reason: 'mass-mailing' });
+      ctx.log(`${from.address || '<>'}: ${n} recipients × ${size} bytes is over ${hit.recipients} × ${hit.bytes}`);
+      return reject(552, `Too large a message for ${n} recipients; send it to fewer at a time`, { status: STATUS.tooBig, reason: 'mass-mailing' });
     },
   },
 });

@@ -10,7 +10,7 @@
  */
 import { defineRule, next, reject } from 'portcullis/sdk';
 
-export default defineRule<{ maxRecipients: number }>({
+export default defineRule({
   name: 'null-sender-single-rcpt',
   description: 'Refuses more than one recipient for a null sender (bounce)',
   priority: 50,
@@ -25,7 +25,7 @@ export default defineRule<{ maxRecipients: number }>({
     rcpt: (ev, ctx) => {
       if (ev.envelope.mailFrom?.address !== '') return next();
       if (ev.envelope.rcptTo.length < ctx.options.maxRecipients) return next();
-      return reject(550, 'A bounce (null sender) has only one recipient', { status: '7.1', reason: 'null-sender-multi-rcpt' });
+      return reject(550, 'A bounce (null sender) has only one recipient', { reason: 'null-sender-multi-rcpt' });
     },
   },
 });

@@ -8,7 +8,6 @@
  */
 import { defineRule, reject } from 'portcullis/sdk';
 import { lastOctet, zoneOption } from './lib/dnsbl.js';
-import { domainOf, trusted } from './lib/smtpevt.js';
 
 /** Which part of the DBL a code is from: 'spam', 'abused', or null for other answers. */
 const kind = (code: string): 'spam' | 'abused' | null => {
@@ -17,10 +16,11 @@ const kind = (code: string): 'spam' | 'abused' | null => {
   return n >= 2 && n <= 99 ? 'spam' : n >= 102 && n <= 199 ? 'abused' : null;
 };
 
-export default defineRule<{ zone: string }>({
+export default defineRule({
   name: 'spamhaus-dbl',
   description: 'Refuses MAIL FROM domains on the Spamhaus DBL; tags abused legitimate domains',
   priority: 61,
+  skip: { authenticated: true },
   options: {
     type: 'object',
     additionalProperties: false,
@@ -30,18 +30,18 @@ export default defineRule<{ zone: string }>({
   phases: {
     mail: (ev, ctx) => {
       const a = ev.dns.rhsbl[ctx.options.zone];
-      if (a?.status !== 'listed' || trusted(ev.session)) return;
-      const domain = domainOf(ev.mail.address);
+      if (a?.status !== 'listed') return;
+      const domain = ev.mail.domain;
       if (a.codes.some((c) => kind(c) === 'spam')) {
         ctx.log(`sender domain ${domain} is on the DBL (${a.codes.join(', ')}): refused`);
-        return reject(550, `Sender address rejected: ${domain} blocked using ${ctx.options.zone}`, { status: '7.1', reason: 'dbl' });
+        return reject(550, `Sender address rejected: ${domain} blocked using ${ctx.options.zone}`, { reason: 'dbl' });
       }
     },
     data: (ev, ctx) => {
       const a = ev.dns.rhsbl[ctx.options.zone];
       const abused = a?.status === 'listed' ? a.codes.filter((c) => kind(c) === 'abused') : [];
-      if (!abused.length || trusted(ev.session)) return;
-      ctx.addHeader('X-DBL', `${domainOf(ev.envelope.mailFrom?.address ?? '')} abused-legit (${abused.join(', ')})`);
+      if (!abused.length) return;
+      ctx.addHeader('X-DBL', `${ev.envelope.mailFrom?.domain ?? ''} abused-legit (${abused.join(', ')})`);
     },
   },
 });

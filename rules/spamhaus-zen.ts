@@ -13,42 +13,36 @@
  */
 import { defineRule, reject } from 'portcullis/sdk';
 import { zenListing, zoneOption } from './lib/dnsbl.js';
-import { spamBotSign, trusted, txKey } from './lib/smtpevt.js';
-
-interface Options {
-  zone: string;
-  ourNames: string[];
-  noPtrIsSign: boolean;
-}
+import { noPtrIsSignOption, spamBotSign } from './lib/smtpevt.js';
 
 /** The refusal, worded as Postfix's reject_rbl_client words it. */
 const blocked = (ip: string, zone: string, list: 'SBL' | 'XBL') =>
-  reject(554, `Service unavailable; client [${ip}] blocked using ${zone} (${list})`, { status: '7.1', reason: list.toLowerCase() });
+  reject(554, `Service unavailable; client [${ip}] blocked using ${zone} (${list})`, { reason: list.toLowerCase() });
 
-export default defineRule<Options>({
+export default defineRule({
   name: 'spamhaus-zen',
   description: 'Refuses SBL, refuses or tags XBL, tags PBL listings of the client (Spamhaus ZEN)',
   priority: 60,
+  skip: { authenticated: true },
   options: {
     type: 'object',
     additionalProperties: false,
     properties: {
       zone: zoneOption('zen.spamhaus.org', 'The ZEN zone (a Spamhaus DQS zone such as <key>.zen.dq.spamhaus.net works too).'),
-      ourNames: { type: 'array', items: { type: 'string' }, default: ['localhost'] },
-      noPtrIsSign: { type: 'boolean', default: true, description: 'No reverse DNS counts as a spam sign for XBL clients (turn off where reverse DNS is not looked up).' },
+      noPtrIsSign: noPtrIsSignOption,
     },
   },
   needs: (o) => (o.zone ? [`dnsbl:${o.zone}`] : []),
   phases: {
     rcpt: (ev, ctx) => {
       const zen = zenListing(ev.dns.dnsbl[ctx.options.zone]);
-      if (!zen || trusted(ev.session)) return;
+      if (!zen) return;
       const ip = ev.session.client.ip;
       if (zen.sbl) {
         ctx.log(`${ip} is in the SBL (${zen.codes.join(', ')}): refused`);
         return blocked(ip, ctx.options.zone, 'SBL');
       }
-      const sign = zen.xbl ? spamBotSign(ev.session, ctx.options.ourNames, ctx.options.noPtrIsSign) : null;
+      const sign = zen.xbl ? spamBotSign(ev.session, ctx.options.noPtrIsSign) : null;
       if (sign) {
         ctx.log(`${ip} is in the XBL and ${sign}: refused`);
         return blocked(ip, ctx.options.zone, 'XBL');
@@ -56,10 +50,10 @@ export default defineRule<Options>({
     },
     data: (ev, ctx) => {
       const zen = zenListing(ev.dns.dnsbl[ctx.options.zone]);
-      if (!zen || trusted(ev.session)) return;
+      if (!zen) return;
       const ip = ev.session.client.ip;
       if (zen.xbl) {
-        if (ev.envelope.failedRcpts > 0 || ctx.store.count(txKey('invalid-rcpt', ev.session), 3600) > 0) {
+        if (ev.envelope.failedRcpts > 0 || ev.envelope.rcptTo.some((r) => r.mailbox === 'missing')) {
           ctx.log(`${ip} is in the XBL and sent to invalid recipients: refused`);
           return blocked(ip, ctx.options.zone, 'XBL');
         }

@@ -1,29 +1,22 @@
 /**
  * subject-spam — spam subjects, when something else already looks wrong.
  *
- * SmtpEvt 1.1: the subject is scanned when the transaction has an invalid local
- * recipient (see `invalid-recipient`), the client is listed in the `dnsbl` zone, or its
- * HELO was unqualified (see `suspicious-helo`). A match with an invalid recipient or a
- * DNSBL listing drops the connection and
- * blacklists the client (and with `learn`, remembers the exact subject in the store's
- * `spam-subjects` list); a match after an unqualified HELO only tags
+ * SmtpEvt 1.1: the subject is scanned when the transaction has a recipient whose local
+ * mailbox does not exist, the client is listed in the `dnsbl` zone, or its HELO was
+ * unqualified. A match with an invalid recipient or a DNSBL listing drops the connection
+ * and blacklists the client (and with `learn`, remembers the exact subject in the
+ * store's `spam-subjects` list); a match after an unqualified HELO only tags
  * `X-Blocked: subject-spam`.
  */
 import { defineRule, drop } from 'portcullis/sdk';
 import { dnsblHit } from './lib/dnsbl.js';
-import { dnsblSignOption, trusted, txKey } from './lib/smtpevt.js';
+import { dnsblSignOption, heloUnqualified } from './lib/smtpevt.js';
 
-interface Options {
-  patterns: string[];
-  learn: boolean;
-  blacklistTtlMinutes: number;
-  dnsbl: string;
-}
-
-export default defineRule<Options>({
+export default defineRule({
   name: 'subject-spam',
   description: 'Drops or tags spam subjects when the transaction already looks wrong',
   priority: 135,
+  skip: { authenticated: true },
   options: {
     type: 'object',
     additionalProperties: false,
@@ -34,18 +27,16 @@ export default defineRule<Options>({
         description: 'Case-insensitive regular expressions.',
       },
       learn: { type: 'boolean', default: false, description: 'Remember subjects that got a client blacklisted.' },
-      blacklistTtlMinutes: { type: 'integer', minimum: 1, default: 60 },
+      blacklistMinutes: { type: 'integer', minimum: 1, default: 60 },
       dnsbl: dnsblSignOption,
     },
   },
   needs: (o) => (o.dnsbl ? [`dnsbl:${o.dnsbl}`] : []),
   phases: {
     message: (ev, ctx) => {
-      if (trusted(ev.session)) return;
-      const invalidRcpt = ctx.store.count(txKey('invalid-rcpt', ev.session), 3600) > 0;
+      const invalidRcpt = ev.envelope.rcptTo.some((r) => r.mailbox === 'missing');
       const listed = dnsblHit(ev, ctx.options.dnsbl);
-      const heloUnqualified = ctx.store.count(`helo-unqualified:${ev.session.id}`, 86400) > 0;
-      if (!invalidRcpt && !listed && !heloUnqualified) return;
+      if (!invalidRcpt && !listed && !heloUnqualified(ev.session.helo)) return;
       const subject = ev.message.headers.find(([n]) => n.toLowerCase() === 'subject')?.[1] ?? '';
       if (!subject) return; // nothing to scan (and the store refuses empty values)
       const matched = ctx.options.patterns.some((p) => new RegExp(p, 'i').test(subject)) || ctx.store.listHas('spam-subjects', subject);
@@ -54,7 +45,7 @@ export default defineRule<Options>({
         ctx.addHeader('X-Blocked', 'subject-spam');
         return;
       }
-      ctx.blacklist(ctx.options.blacklistTtlMinutes * 60, invalidRcpt ? 'spam subject to an invalid recipient' : `spam subject from a client listed in ${listed}`);
+      ctx.blacklist(ctx.options.blacklistMinutes * 60, invalidRcpt ? 'spam subject to an invalid recipient' : `spam subject from a client listed in ${listed}`);
       if (ctx.options.learn) ctx.store.listAdd('spam-subjects', subject);
       return drop('Message refused', { reason: 'subject-spam' });
     },

@@ -20,6 +20,19 @@ export const PHASES = ['connect', 'helo', 'auth', 'mail', 'rcpt', 'data', 'messa
  */
 export type Phase = (typeof PHASES)[number];
 
+/**
+ * The phases inside a transaction (MAIL FROM to the end of the message): their events
+ * have an `envelope` and transaction notes. The others (connect, helo, auth, close)
+ * belong to the connection.
+ */
+export const TRANSACTION_PHASES = ['mail', 'rcpt', 'data', 'message'] as const satisfies readonly Phase[];
+
+/** A JSON value: what notes hold (they cross the sandbox boundary as JSON). */
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+/** Notes rules wrote (see `RuleContext.note`), by key. Read-only in the event. */
+export type Notes = Readonly<Record<string, Json>>;
+
 /** What is known about the connection, at every phase. */
 export interface SessionInfo {
   /** Session id, also shown to the client in failure replies and written in every log line. */
@@ -37,6 +50,10 @@ export interface SessionInfo {
     port: number;
     /** True on a submission port (587, 2525 by default): mail from users, not from the world. */
     submission: boolean;
+    /** Our host name (config `hostname`): a client greeting with it is lying. */
+    hostname: string;
+    /** The domains we receive mail for (config `localDomains`), lower case. */
+    domains: string[];
   };
   /** The last HELO/EHLO, or null before the client sent one. */
   helo: { verb: 'HELO' | 'EHLO'; name: string } | null;
@@ -46,13 +63,36 @@ export interface SessionInfo {
   user: string | null;
   /** Number of transactions (MAIL FROM … end of data) completed on this connection so far. */
   transactions: number;
+  /**
+   * MAIL FROM commands the client sent on this connection, refused ones included (at the
+   * `mail` phase, this one included). 0 at `close` means it never tried to send mail.
+   */
+  mailCommands: number;
+  /**
+   * Session notes: what rules noted for the rest of the connection with
+   * `ctx.note.session(key, value)`. Dropped when the connection closes; never stored.
+   */
+  notes: Notes;
 }
+
+/**
+ * Whether a local mailbox exists (config `mailboxes`, `portcullis mailbox add`):
+ * `unknown` for other domains and for local domains with no mailbox list (every address
+ * is valid there); `postmaster@` always exists (RFC 5321 §4.5.1).
+ */
+export type MailboxState = 'exists' | 'missing' | 'unknown';
 
 /** An address from MAIL FROM or RCPT TO with its ESMTP parameters (upper-cased keys). */
 export interface EnvelopeAddress {
   /** The address without angle brackets; '' for the null sender `<>`. */
   address: string;
   args: Record<string, string>;
+  /** The domain, lower case; '' for the null sender and addresses without one. */
+  domain: string;
+  /** True when the domain is one of ours (`session.local.domains`). */
+  local: boolean;
+  /** Whether the local mailbox exists (`unknown` unless `local`). */
+  mailbox: MailboxState;
 }
 
 /** The transaction so far. */
@@ -63,6 +103,11 @@ export interface Envelope {
   rcptTo: EnvelopeAddress[];
   /** Recipients refused so far in this transaction (by rules or relay control). */
   failedRcpts: number;
+  /**
+   * Transaction notes: what rules noted with `ctx.note.tx(key, value)` since MAIL FROM.
+   * Dropped at RSET, a new MAIL FROM and the end of the message; never stored.
+   */
+  notes: Notes;
 }
 
 /**

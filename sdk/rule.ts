@@ -1,10 +1,13 @@
-import type { Phase, PhaseEvents } from './events.js';
+import type { FromSchema, JSONSchema } from 'json-schema-to-ts';
+import type { Json, Phase, PhaseEvents } from './events.js';
 import type { Verdict } from './verdicts.js';
 
 /**
- * The watchlist store, shared by all rules and kept across restarts. Keys are shared
- * too: prefix them with your rule's name unless rules are meant to share a counter.
- * Times are the event's `session.time` (a fake clock in tests).
+ * The persistent store, shared by all rules and kept across restarts: only what must
+ * outlive a session (watchlist counters, the blacklist, named lists). Per-session facts
+ * go in notes (`ctx.note`), never here. Keys are shared too: prefix them with your rule's
+ * name unless rules are meant to share a counter. Times are the event's `session.time`
+ * (a fake clock in tests).
  */
 export interface RuleStore {
   /**
@@ -17,21 +20,63 @@ export interface RuleStore {
   count(key: string, windowSeconds: number): number;
   /** The client's live blacklist entry, or null. */
   blacklisted(ip: string): { reason: string; rule: string; expires: number } | null;
-  /**
-   * Whether a local mailbox exists: 'unknown' for other domains and for local domains
-   * with no mailbox list (every address is valid then); postmaster@ always exists.
-   */
-  mailbox(address: string): 'exists' | 'missing' | 'unknown';
-  /** True for a domain we receive mail for (config localDomains). */
-  localDomain(domain: string): boolean;
+  /** True when the named list holds `value`. */
   listHas(list: string, value: string): boolean;
   listValues(list: string): string[];
   /** Adds a value to a named list (kept in the store, e.g. learned spam subjects). */
   listAdd(list: string, value: string): void;
 }
 
+/**
+ * The store operations, listed once: the sandbox builds `ctx.store` from this list and
+ * the host answers exactly these (its table of operations is typed by `StoreOp`).
+ */
+export const STORE_OPS = ['hit', 'count', 'blacklisted', 'listHas', 'listValues', 'listAdd'] as const satisfies readonly (keyof RuleStore)[];
+export type StoreOp = (typeof STORE_OPS)[number];
+// Every RuleStore method is in STORE_OPS: adding one without listing it does not compile.
+true satisfies Exclude<keyof RuleStore, StoreOp> extends never ? true : never;
+
+/** Limits of what rules may ask of the host; the host enforces exactly these. */
+export const RULE_LIMITS = {
+  /** Longest store key, list name, list value. */
+  storeKey: 512,
+  listName: 64,
+  listValue: 1000,
+  /** Longest watchlist window and blacklist TTL: 30 days. */
+  maxSeconds: 30 * 24 * 3600,
+  /** Header fields one rule call may add, and the longest value. */
+  headers: 20,
+  headerValue: 2000,
+  /** Log lines one call may write, and the longest line. */
+  logs: 10,
+  logLine: 1000,
+  /** Longest note key, and the most a scope's notes may hold (as JSON). */
+  noteKey: 128,
+  notesBytes: 16 * 1024,
+} as const;
+
+/** RFC 5322 §3.6.8: a header field name is printable ASCII except ':' (we cap it at 76). */
+export const HEADER_NAME_PATTERN = '^[!-9;-~]{1,76}$';
+
+/** Writes notes for later rules and phases (see `SessionInfo.notes` and `Envelope.notes`). */
+export interface NoteWriter {
+  /**
+   * Notes `value` under `key` for the rest of the connection (`ev.session.notes[key]` in
+   * later rules and phases); `undefined` removes it.
+   * @example ctx.note.session('my-rule.suspect', true)
+   */
+  session(key: string, value: Json | undefined): void;
+  /**
+   * Notes `value` under `key` for the rest of the transaction (`ev.envelope.notes[key]`),
+   * from MAIL FROM to the end of the message; `undefined` removes it. Only in the phases
+   * that have a transaction (mail, rcpt, data, message).
+   * @example ctx.note.tx('my-rule.invalid-rcpts', ((ev.envelope.notes['my-rule.invalid-rcpts'] as number) ?? 0) + 1)
+   */
+  tx(key: string, value: Json | undefined): void;
+}
+
 /** What a handler may do besides returning a verdict. Effects accumulate across rules. */
-export interface RuleContext<Options = Record<string, unknown>> {
+export interface RuleContext<Options = Record<string, never>> {
   /** This rule's options from the config, validated against `RuleDefinition.options` and with its defaults filled in. */
   readonly options: Options;
   /**
@@ -41,7 +86,8 @@ export interface RuleContext<Options = Record<string, unknown>> {
    */
   addHeader(name: string, value: string): void;
   /**
-   * Refuse every connection from this client for `ttlSeconds` (at most 30 days).
+   * Refuse every connection from this client for `ttlSeconds` (at most 30 days). An
+   * entry that already lasts longer is kept: a rule only ever extends a block.
    * @example ctx.blacklist(3 * 3600, 'auth brute force')
    */
   blacklist(ttlSeconds: number, reason: string): void;
@@ -49,9 +95,21 @@ export interface RuleContext<Options = Record<string, unknown>> {
   delay(ms: number): void;
   /** Write a line to the host log, tagged with the rule and session. */
   log(message: string): void;
-  /** The watchlist store (blacklist, counters, mailboxes, lists). */
+  /** Per-session and per-transaction notes, for later rules and phases; never stored. */
+  readonly note: NoteWriter;
+  /** The persistent store (watchlists, blacklist, named lists). */
   readonly store: RuleStore;
 }
+
+/**
+ * A rule's options as its handlers see them, derived from its JSON Schema: properties
+ * with a `default` are always present. Write the schema inline in `defineRule` (or
+ * `as const`) so its literal types are kept.
+ */
+export type OptionsOf<S> = S extends JSONSchema ? FromSchema<S> : Record<string, never>;
+
+/** The schema of a rule without options. */
+export type NoOptions = { readonly type: 'object'; readonly additionalProperties: false };
 
 /** A handler for one phase: return a verdict, or nothing for no opinion. */
 export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: RuleContext<Options>) => Verdict | void;
@@ -68,46 +126,55 @@ export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: Rul
  */
 export type Need = 'body' | 'mx' | `dnsbl:${string}` | `rhsbl:${string}`;
 
+/** Clients a rule does not run for. */
+export interface Skip {
+  /**
+   * Authenticated clients (SMTP AUTH): the rule's handlers are not called once the
+   * client authenticated, and headers it added before AUTH (at connect or HELO) are
+   * withdrawn when the client authenticates.
+   */
+  authenticated?: boolean;
+}
+
+/** Source of the pattern of a rule's `name`: kebab-case, 1–63 characters. */
+export const RULE_NAME_PATTERN = '^[a-z0-9][a-z0-9-]{0,62}$';
+
 /** A rule: what `defineRule` takes and a rule file default-exports. */
-export interface RuleDefinition<Options = Record<string, unknown>> {
-  /** Unique kebab-case name, used in config (`rules.settings.<name>`), logs and metrics. */
+export interface RuleDefinition<S = NoOptions> {
+  /** Unique kebab-case name (`RULE_NAME_PATTERN`), used in config (`rules.settings.<name>`), logs and metrics. */
   name: string;
   /** One line on what the rule blocks; shown by the CLI. */
   description?: string;
   /** Lower runs first. Default 100. The config can override it. */
   priority?: number;
   /**
-   * JSON Schema (draft 2020-12 subset that ajv accepts) of this rule's options, with a
-   * `default` for each property. The host validates the config's options against it.
+   * JSON Schema (draft 2020-12, as ajv takes it) of this rule's options, with a `default`
+   * for each property. The host validates the config's options against it, and the
+   * handlers' `ctx.options` get their type from it.
    */
-  options?: Record<string, unknown>;
+  options?: S;
   /**
    * Extra event data to fetch (see `Need`). A function of the options when they name
    * the zones: `needs: (o) => ['dnsbl:' + o.zone]`. Evaluated once per rule load.
    */
-  needs?: Need[] | ((options: Options) => Need[]);
+  needs?: Need[] | ((options: OptionsOf<S>) => Need[]);
+  /** Clients this rule never runs for, e.g. `{ authenticated: true }`. */
+  skip?: Skip;
   /** One handler per phase the rule cares about; phases without a handler cost nothing. */
-  phases: { [P in Phase]?: Handler<P, Options> };
+  phases: { [P in Phase]?: Handler<P, OptionsOf<S>> };
 }
 
 /**
  * Declare a rule. It returns its argument unchanged: it exists to give you types and
- * editor completion.
+ * editor completion, including `ctx.options` typed from the `options` schema.
  * @example
  * import { defineRule, reject, next } from 'portcullis/sdk';
  * export default defineRule({
  *   name: 'no-blockme',
- *   phases: { rcpt: (ev) => (ev.rcpt.address.startsWith('blockme@') ? reject(550, 'Blocked') : next()) },
+ *   options: { type: 'object', properties: { prefix: { type: 'string', default: 'blockme@' } } },
+ *   phases: { rcpt: (ev, ctx) => (ev.rcpt.address.startsWith(ctx.options.prefix) ? reject(550, 'Blocked') : next()) },
  * });
  */
-export function defineRule<Options = Record<string, unknown>>(rule: RuleDefinition<Options>): RuleDefinition<Options> {
+export function defineRule<const S extends JSONSchema = NoOptions>(rule: RuleDefinition<S>): RuleDefinition<S> {
   return rule;
-}
-
-/** The effects of one rule call, as they cross the sandbox boundary. */
-export interface Effects {
-  headers?: [string, string][];
-  blacklist?: { ttlSeconds: number; reason: string };
-  delayMs?: number;
-  logs?: string[];
 }

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { fakeDns, loadRule, loadRuleSet, type DnsTable } from '../sdk/testing.js';
+import { fakeDns, loadRule, loadRuleSet, type DnsTable } from '../host/testing/harness.js';
 
 const ZEN = 'zen.spamhaus.org';
 const rule = (name: string) => `rules/${name}.ts`;

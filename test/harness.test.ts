@@ -7,7 +7,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BUILTIN_RULES } from '../host/paths.js';
-import { loadRule, loadRuleSet } from '../sdk/testing.js';
+import { loadRule, loadRuleSet } from '../host/testing/harness.js';
 import { rule, tempDir } from './helpers.js';
 
 const dir = tempDir();

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { EventParts } from '../host/sandbox/chain.js';
 import { compileRule } from '../host/sandbox/compile.js';
 import { SandboxPool } from '../host/sandbox/pool.js';
+import type { ChainLink } from '../host/sandbox/protocol.js';
 import { rcptReply, rule, tempDir, withHost } from './helpers.js';
 
 /** Spins for `rest` "spin:N" milliseconds of busy work, then says its label. */
@@ -19,10 +20,10 @@ const SRC = rule('worker-probe', `{ rcpt: (ev, ctx) => {
 } }`);
 
 function parts(sid: string, rcpt: string): EventParts {
-  return { sid, time: Date.now(), session: '{}', envelope: '', rest: JSON.stringify({ phase: 'rcpt', rcpt: { address: rcpt, args: {} } }) };
+  return { sid, time: Date.now(), session: '{"notes":{}}', envelope: '', rest: JSON.stringify({ phase: 'rcpt', rcpt: { address: rcpt, args: {} } }) };
 }
 
-const chain = [{ id: '1:worker-probe', stopOnVerdict: true, stopOnFailure: true }];
+const chain: ChainLink[] = [{ id: '1:worker-probe', afterVerdict: 'stop', afterFailure: 'stop', effects: 'apply' }];
 let pool: SandboxPool;
 
 before(async () => {
@@ -38,7 +39,7 @@ after(() => pool.close());
 describe('sandbox pool scheduling', () => {
   it('hands the calls queued behind a stuck call to the other worker, and runs each call once', async () => {
     const order: string[] = [];
-    const run = (sid: string, rcpt: string) => pool.run(1, 'rcpt', chain, parts(sid, rcpt), 2000).then((r) => {
+    const run = (sid: string, rcpt: string) => pool.dispatch(1, 'rcpt', chain, parts(sid, rcpt), 2000).then((r) => {
       order.push(rcpt);
       return r;
     });
@@ -62,7 +63,7 @@ describe('sandbox pool scheduling', () => {
 
   it('keeps suspect calls in the last worker\'s lane, never stolen', async () => {
     const order: string[] = [];
-    const run = (sid: string, rcpt: string, suspect: boolean) => pool.run(1, 'rcpt', chain, parts(sid, rcpt), 2000, suspect).then(() => order.push(rcpt));
+    const run = (sid: string, rcpt: string, suspect: boolean) => pool.dispatch(1, 'rcpt', chain, parts(sid, rcpt), 2000, suspect).then(() => order.push(rcpt));
     const stealsBefore = (await pool.stats()).steals;
     const spin = run('bad', 'spin400@x', true);
     await new Promise((r) => setTimeout(r, 20));

@@ -20,7 +20,7 @@ export async function check(argv: string[], out = process.stdout, err = process.
     for (const p of e.problems) err.write(`error: config ${e.source}: ${p}\n`);
     return 1;
   }
-  const sandbox = new Sandbox({ workers: 1, inline: false });
+  const sandbox = new Sandbox({ workers: 1 });
   try {
     const rs = await loadRuleSet(config, sandbox, 1);
     out.write(`ok: config ${source}\n`);

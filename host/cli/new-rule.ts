@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
+import { RULE_NAME_PATTERN } from '../../sdk/index.js';
 
 const ruleTemplate = (name: string): string => `/**
  * ${name} — refuses mail to the recipients listed in its options.
@@ -12,9 +13,9 @@ const ruleTemplate = (name: string): string => `/**
  * Edit it to do what you need: see the README's "Writing a rule" for the phases, their
  * events and what each verdict sends to the client.
  */
-import { defineRule, next, reject } from 'portcullis/sdk';
+import { defineRule, next, reject, STATUS } from 'portcullis/sdk';
 
-export default defineRule<{ blocked: string[] }>({
+export default defineRule({
   name: '${name}',
   description: 'Refuses mail to the listed recipients',
   options: {
@@ -28,7 +29,7 @@ export default defineRule<{ blocked: string[] }>({
     rcpt: (ev, ctx) => {
       if (!ctx.options.blocked.includes(ev.rcpt.address.toLowerCase())) return next();
       ctx.log(\`refusing \${ev.rcpt.address}\`);
-      return reject(550, 'Mailbox unavailable', { status: '1.1', reason: '${name}' });
+      return reject(550, 'Mailbox unavailable', { status: STATUS.badMailbox, reason: '${name}' });
     },
   },
 });
@@ -63,7 +64,7 @@ describe('${name}', () => {
 export function newRule(argv: string[], out = process.stdout, err = process.stderr): number {
   const { values, positionals } = parseArgs({ args: argv, options: { dir: { type: 'string', default: '.' } }, allowPositionals: true, strict: true });
   const name = positionals[0];
-  if (!name || positionals.length > 1 || !/^[a-z0-9][a-z0-9-]{0,62}$/.test(name)) {
+  if (!name || positionals.length > 1 || !new RegExp(RULE_NAME_PATTERN).test(name)) {
     err.write('portcullis new-rule: give one NAME in kebab-case (a-z, 0-9, -), e.g. portcullis new-rule no-blockme --dir myrules\n');
     return 64;
   }

@@ -30,7 +30,7 @@ function findTests(path: string): string[] {
 const sdk: Plugin = {
   name: 'portcullis-sdk',
   setup(b) {
-    b.onResolve({ filter: /^portcullis\/sdk(\/testing)?$/ }, (a) => ({ path: join(ROOT, 'dist', 'sdk', a.path.endsWith('/testing') ? 'testing.js' : 'index.js'), external: true }));
+    b.onResolve({ filter: /^portcullis\/sdk(\/testing)?$/ }, (a) => ({ path: a.path.endsWith('/testing') ? join(ROOT, 'dist', 'host', 'testing', 'harness.js') : join(ROOT, 'dist', 'sdk', 'index.js'), external: true }));
   },
 };
 

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.js';
-import { loadRuleSet, type Harness, type LogRecord, type Step } from '../../sdk/testing.js';
+import { loadRuleSet, type Harness, type LogRecord, type Step } from '../testing/harness.js';
 
 type Out = { write(s: string): unknown };
 

@@ -3,16 +3,27 @@
  * into one decision: the first enforced verdict other than `next` wins; effects of every
  * enforced rule that ran accumulate; failures get their rule's fail policy; each rule's
  * result is logged and counted under its name.
+ *
+ * How a rule's result ends or continues the phase is decided in one place, `chainLink`:
+ * the sandbox follows the links it makes, and `decide` reads the same links, so the two
+ * can never disagree about which rules ran.
  */
 import type { Logger } from 'pino';
-import type { Effects, Phase, PhaseEvent, Verdict } from '../../sdk/index.js';
-import type { RuleAction } from '../config/config.js';
+import { SOFT_BOUNCE, type Phase, type PhaseEvent, type Verdict } from '../../sdk/index.js';
+import type { RuleAction, RuleLimits } from '../config/config.js';
 import type { Counters } from '../metrics.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
-import type { Outcome } from '../sandbox/protocol.js';
+import type { ChainLink, Effects, NoteWrite, Outcome, RuleResult } from '../sandbox/protocol.js';
 import type { RuleSet } from './ruleset.js';
 
-/** What the SMTP adapter acts on. */
+/** A header a rule asked for, with the rule (so it can be withdrawn, see `Skip.authenticated`). */
+export interface AddedHeader {
+  rule: string;
+  name: string;
+  value: string;
+}
+
+/** What the session acts on. */
 export interface PhaseDecision {
   /** The winning verdict (or `next`). */
   verdict: Verdict;
@@ -20,53 +31,48 @@ export interface PhaseDecision {
   rule: string | null;
   /** Set when the winning outcome is a rule failure under the tempfail policy. */
   failure: Outcome | null;
-  headers: [string, string][];
+  headers: AddedHeader[];
   blacklist: { ttlSeconds: number; reason: string; rule: string } | null;
   delayMs: number;
+  /** Notes written by the enforced rules that ran, in order. */
+  notes: NoteWrite[];
 }
 
 const NEXT: Verdict = Object.freeze({ action: 'next' });
-export const NO_DECISION: PhaseDecision = Object.freeze({ verdict: NEXT, rule: null, failure: null, headers: [], blacklist: null, delayMs: 0 });
+export const NO_DECISION: PhaseDecision = Object.freeze({ verdict: NEXT, rule: null, failure: null, headers: [], blacklist: null, delayMs: 0, notes: [] });
+
+/**
+ * What a rule's result does to the rest of its phase, from its config: an enforced rule's
+ * verdict ends the phase and its failure ends it under the tempfail policy; a shadow
+ * rule never ends the phase and its effects (notes included) count for nothing, so it
+ * cannot change what the client hears.
+ */
+export function chainLink(id: string, action: RuleAction, limits: Pick<RuleLimits, 'failPolicy'>): ChainLink {
+  const shadow = action === 'shadow';
+  return {
+    id,
+    afterVerdict: shadow ? 'go-on' : 'stop',
+    afterFailure: !shadow && limits.failPolicy === 'tempfail' ? 'stop' : 'go-on',
+    effects: shadow ? 'ignore' : 'apply',
+  };
+}
 
 /** The config's action override, applied after the rule decided (maddy's fail_action idea). */
 export function applyAction(v: Verdict, action: RuleAction): Verdict {
   if (action === 'quarantine' && (v.action === 'reject' || v.action === 'drop' || v.action === 'tempfail')) {
-    return { action: 'quarantine', reason: v.reason };
+    return { action: 'quarantine', ...(v.reason === undefined ? {} : { reason: v.reason }) };
   }
-  if (action === 'tempfail' && v.action === 'reject') {
-    // Postfix soft_bounce: 550 → 450, 554 → 454; the status class follows the code.
-    return { ...v, action: 'tempfail', code: v.code - 100 };
-  }
+  // Postfix soft_bounce: 550 → 450, 554 → 454; the status class follows the code.
+  if (action === 'tempfail' && v.action === 'reject') return { ...v, action: 'tempfail', code: SOFT_BOUNCE[v.code] };
   return v;
 }
 
-/** How long a client that made a rule time out (or fault) stays suspect. */
-const SUSPECT_MS = 10 * 60_000;
-const MAX_SUSPECTS = 10_000;
-
 export class Pipeline {
-  /** Client IP → until when its calls run in the sandbox pool's suspect lane. */
-  private suspects = new Map<string, number>();
-
   constructor(
     private readonly sandbox: Sandbox,
     private readonly log: Logger,
     private readonly counters: Counters,
   ) {}
-
-  private isSuspect(ip: string, now: number): boolean {
-    const until = this.suspects.get(ip);
-    if (until === undefined) return false;
-    if (until > now) return true;
-    this.suspects.delete(ip);
-    return false;
-  }
-
-  private markSuspect(ip: string, now: number): void {
-    if (this.suspects.size >= MAX_SUSPECTS) this.suspects.delete(this.suspects.keys().next().value!);
-    this.suspects.delete(ip);
-    this.suspects.set(ip, now + SUSPECT_MS);
-  }
 
   /** The session ended: sandboxes may forget what they kept for it. */
   endSession(sid: string): void {
@@ -75,63 +81,63 @@ export class Pipeline {
 
   /** True when some rule of the set handles `phase` (otherwise no event need be built). */
   handles(rs: RuleSet, phase: Phase): boolean {
-    return rs.chains[phase] !== undefined;
+    return rs.chains.anyone[phase] !== undefined;
   }
 
-  async run(rs: RuleSet, event: PhaseEvent): Promise<PhaseDecision> {
-    const phase = event.phase;
-    const chain = rs.chains[phase];
+  /** Runs `event`'s phase through the rules that apply to the client and decides. */
+  async runPhase(rs: RuleSet, event: PhaseEvent): Promise<PhaseDecision> {
+    const chain = (event.session.user === null ? rs.chains.anyone : rs.chains.authenticated)[event.phase];
     if (!chain) return NO_DECISION;
-    const ip = event.session.client.ip;
-    const { results, escalated } = await this.sandbox.run(rs.version, chain, event, rs.budgets[phase] ?? 0, this.isSuspect(ip, event.session.time));
-    if (escalated) this.markSuspect(ip, Date.now());
-    const sid = event.session.id;
-    let decision: PhaseDecision = NO_DECISION;
-    const headers: [string, string][] = [];
-    let blacklist: PhaseDecision['blacklist'] = null;
-    let delayMs = 0;
+    const results = await this.sandbox.callPhase(rs.version, chain, event, rs.budgets[event.phase] ?? 0);
+    return this.decide(rs, event, chain, results);
+  }
 
+  private decide(rs: RuleSet, event: PhaseEvent, chain: ChainLink[], results: RuleResult[]): PhaseDecision {
+    const phase = event.phase;
+    const sid = event.session.id;
+    const links = new Map(chain.map((l) => [l.id, l]));
+    const d: PhaseDecision = { ...NO_DECISION, headers: [], notes: [] };
     for (const r of results) {
       const rule = rs.byId.get(r.id);
-      if (!rule) continue;
+      const link = links.get(r.id);
+      if (!rule || !link) continue;
       const name = rule.name;
-      const shadow = rule.action === 'shadow';
+      const shadow = link.effects === 'ignore';
       for (const line of r.effects.logs ?? []) this.log.info({ session: sid, rule: name, phase, ruleLog: true }, line);
       if (r.outcome !== 'ok') {
-        if (r.outcome === 'timeout' || r.outcome === 'oom' || r.outcome === 'crash') this.markSuspect(ip, Date.now());
-        const enforced = rule.limits.failPolicy === 'tempfail' && !shadow;
+        const stops = link.afterFailure === 'stop';
         this.counters.inc('rule_failures_total', { rule: name, outcome: r.outcome });
         this.log.warn({ session: sid, rule: name, phase, outcome: r.outcome, error: r.error, ms: round(r.ms), policy: shadow ? 'shadow' : rule.limits.failPolicy },
-          `rule ${name} failed at ${phase}: ${r.outcome}${enforced ? ', answering 451' : ', continuing'}`);
-        if (enforced) {
-          decision = { ...NO_DECISION, verdict: NEXT, rule: name, failure: r.outcome };
-          break;
-        }
+          `rule ${name} failed at ${phase}: ${r.outcome}${stops ? ', answering 451' : ', continuing'}`);
+        if (stops) return { ...d, rule: name, failure: r.outcome };
         continue;
       }
       const v = applyAction(r.verdict, rule.action);
-      if (v.action !== 'next' || hasEffects(r.effects)) {
-        this.counters.inc('rule_verdicts_total', { rule: name, phase, action: v.action, mode: shadow ? 'shadow' : 'enforce' });
-        this.log.info({ session: sid, rule: name, phase, action: v.action, reason: 'reason' in v ? (v.reason ?? name) : name, ms: round(r.ms), ...describe(v), ...(shadow ? { shadow: true } : {}) },
-          shadow ? `shadow: rule ${name} would have answered ${v.action} at ${phase}` : `rule ${name}: ${v.action} at ${phase}`);
-      } else {
-        this.log.debug({ session: sid, rule: name, phase, ms: round(r.ms) }, `rule ${name}: next`);
-      }
+      this.record(sid, name, phase, v, r, shadow);
       if (shadow) continue;
-      if (r.effects.headers) headers.push(...r.effects.headers);
-      if (r.effects.blacklist) blacklist = { ...r.effects.blacklist, rule: name };
-      delayMs += r.effects.delayMs ?? 0;
-      if (v.action !== 'next') {
-        decision = { ...NO_DECISION, verdict: v, rule: name };
-        break;
-      }
+      for (const [n, value] of r.effects.headers ?? []) d.headers.push({ rule: name, name: n, value });
+      if (r.effects.blacklist) d.blacklist = { ...r.effects.blacklist, rule: name };
+      if (r.effects.notes) d.notes.push(...r.effects.notes);
+      d.delayMs += r.effects.delayMs ?? 0;
+      if (v.action !== 'next' && link.afterVerdict === 'stop') return { ...d, verdict: v, rule: name };
     }
-    return { ...decision, headers, blacklist, delayMs };
+    return d;
+  }
+
+  /** Logs and counts one rule's verdict (debug only when it had nothing to say). */
+  private record(sid: string, name: string, phase: Phase, v: Verdict, r: RuleResult, shadow: boolean): void {
+    if (v.action === 'next' && !hasEffects(r.effects)) {
+      this.log.debug({ session: sid, rule: name, phase, ms: round(r.ms) }, `rule ${name}: next`);
+      return;
+    }
+    this.counters.inc('rule_verdicts_total', { rule: name, phase, action: v.action, mode: shadow ? 'shadow' : 'enforce' });
+    this.log.info({ session: sid, rule: name, phase, action: v.action, reason: 'reason' in v ? (v.reason ?? name) : name, ms: round(r.ms), ...describe(v), ...(shadow ? { shadow: true } : {}) },
+      shadow ? `shadow: rule ${name} would have answered ${v.action} at ${phase}` : `rule ${name}: ${v.action} at ${phase}`);
   }
 }
 
 function hasEffects(fx: Effects): boolean {
-  return !!(fx.headers?.length || fx.blacklist || fx.delayMs);
+  return !!(fx.headers?.length || fx.blacklist || fx.delayMs || fx.notes?.length);
 }
 
 function round(ms: number): number {

@@ -14,6 +14,7 @@ import { BUILTIN_RULES } from '../paths.js';
 import { compileRule } from '../sandbox/compile.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { ChainLink, RuleCode, RuleMeta } from '../sandbox/protocol.js';
+import { chainLink } from './pipeline.js';
 
 export interface LoadedRule {
   id: string;
@@ -29,12 +30,19 @@ export interface LoadedRule {
   fingerprint: string;
 }
 
+export type PhaseChains = Partial<Record<Phase, ChainLink[]>>;
+
 export interface RuleSet {
   readonly version: number;
   readonly rules: readonly LoadedRule[];
   readonly byId: ReadonlyMap<string, LoadedRule>;
-  /** Per phase, the rules that handle it in run order (absent = no rule handles it). */
-  readonly chains: Partial<Record<Phase, ChainLink[]>>;
+  /**
+   * Per phase, the rules that handle it in run order (absent = no rule handles it): for
+   * any client, and for authenticated clients (without the rules that skip them).
+   */
+  readonly chains: { readonly anyone: PhaseChains; readonly authenticated: PhaseChains };
+  /** Names of the rules that skip authenticated clients (`skip: { authenticated: true }`). */
+  readonly skipsAuthenticated: ReadonlySet<string>;
   /** Per phase, the sum of its rules' deadlines (for the pool's watchdog). */
   readonly budgets: Partial<Record<Phase, number>>;
   /** True when a rule declared needs: ['body']. */
@@ -167,11 +175,13 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
 
   // Stable sort: equal priorities keep directory order (built-in first, then by file name).
   rules.sort((a, b) => a.priority - b.priority);
-  const chains: Partial<Record<Phase, ChainLink[]>> = {};
+  const chains = { anyone: {} as PhaseChains, authenticated: {} as PhaseChains };
   const budgets: Partial<Record<Phase, number>> = {};
   for (const r of rules) {
+    const link = chainLink(r.id, r.action, r.limits);
     for (const phase of r.meta.phases) {
-      (chains[phase] ??= []).push({ id: r.id, stopOnVerdict: r.action !== 'shadow', stopOnFailure: r.limits.failPolicy === 'tempfail' });
+      (chains.anyone[phase] ??= []).push(link);
+      if (!r.meta.skip.authenticated) (chains.authenticated[phase] ??= []).push(link);
       budgets[phase] = (budgets[phase] ?? 0) + r.limits.timeoutMs;
     }
   }
@@ -199,6 +209,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     rules: Object.freeze(rules),
     byId: new Map(rules.map((r) => [r.id, r])),
     chains,
+    skipsAuthenticated: new Set(rules.filter((r) => r.meta.skip.authenticated).map((r) => r.name)),
     budgets,
     needsBody,
     dns,

@@ -1,12 +1,12 @@
 /**
- * Runs a phase's chain of rules against the sandboxes of one thread (the main thread's
- * inline tier, or a worker), sending each sandbox only the event parts it does not
- * already hold for the session: parsing JSON is most of a call's cost, and the session
- * and envelope change far less often than once per call.
+ * Runs a phase's chain of rules against the sandboxes of a worker thread, sending each
+ * sandbox only the event parts it does not already hold for the session: parsing JSON
+ * is most of a call's cost, and the session and envelope change far less often than
+ * once per call. Notes a rule writes reach the rules after it in the same phase.
  */
-import type { Phase } from '../../sdk/index.js';
+import type { Json, Phase } from '../../sdk/index.js';
 import type { StoreCall } from '../store/access.js';
-import type { ChainLink, InstallReport, RuleCode, RuleResult, SandboxLimits } from './protocol.js';
+import type { ChainLink, InstallReport, NoteWrite, RuleCode, RuleResult } from './protocol.js';
 import { RuleSandbox } from './rule-sandbox.js';
 
 /** An event cut into the parts that change at different rates. */
@@ -23,8 +23,6 @@ export interface EventParts {
 
 interface Entry {
   sb: RuleSandbox;
-  /** The rule's own limits (the sandbox may run with tighter ones). */
-  full: SandboxLimits;
   /** Per session: the parts this sandbox holds, valid for generation `gen` of the sandbox. */
   sent: Map<string, { session: string; envelope: string }>;
   gen: number;
@@ -32,14 +30,13 @@ interface Entry {
 
 export interface ChainRun {
   results: RuleResult[];
-  /** Index where the run stopped early (`stop` said so, or the sandbox is missing or rebuilding), or -1 when done. */
+  /** Index where the run stopped early (the sandbox is missing or rebuilding), or -1 when done. */
   stoppedAt: number;
+  /** The event as the next rule sees it (with the notes written so far). */
+  event: EventParts;
 }
 
 export interface ChainOptions {
-  /** Tighter limits for this thread's sandboxes (the inline tier's). */
-  tighten?: (l: SandboxLimits) => SandboxLimits;
-  loadTimeoutMs?: number;
   /** Called (from the interrupt handler) when a call has run for a millisecond. */
   onBusy?: () => void;
   /** Runs rules' store operations. */
@@ -57,10 +54,9 @@ export class ChainRunner {
     const errors: { id: string; error: string }[] = [];
     const needs: Record<string, string[]> = {};
     for (const r of rules) {
-      const limits = this.opts.tighten ? this.opts.tighten(r.limits) : r.limits;
       try {
-        const sb = await RuleSandbox.create({ ...r, limits, loadTimeoutMs: this.opts.loadTimeoutMs }, this.opts.onBusy, this.opts.storeCall);
-        map.set(r.id, { sb, full: r.limits, sent: new Map(), gen: sb.generation });
+        const sb = await RuleSandbox.create(r, this.opts.onBusy, this.opts.storeCall);
+        map.set(r.id, { sb, sent: new Map(), gen: sb.generation });
         needs[r.id] = sb.needs;
       } catch (e) {
         errors.push({ id: r.id, error: (e as Error).message });
@@ -100,16 +96,18 @@ export class ChainRunner {
   }
 
   /**
-   * Runs `chain` from index `from`. `stop(result, limits)` may end the run before a result
-   * is kept (the inline tier hands such calls to a worker).
+   * Calls the rules of `chain` from index `from`, following each link's stop flags. The
+   * notes a rule writes are in the event of the rules after it; the event with those
+   * notes is returned, to go on from `stoppedAt`.
    */
-  run(version: number, phase: Phase, chain: ChainLink[], ev: EventParts, from = 0, stop?: (r: RuleResult, full: SandboxLimits) => boolean): ChainRun {
+  callChain(version: number, phase: Phase, chain: ChainLink[], event: EventParts, from = 0): ChainRun {
     const rules = this.versions.get(version);
     const results: RuleResult[] = [];
+    let ev = event;
     for (let i = from; i < chain.length; i++) {
       const link = chain[i]!;
       const entry = rules?.get(link.id);
-      if (!entry || entry.sb.pending) return { results, stoppedAt: i };
+      if (!entry || entry.sb.pending) return { results, stoppedAt: i, event: ev };
       if (entry.gen !== entry.sb.generation) {
         entry.sent.clear(); // rebuilt: the guest lost its copies
         entry.gen = entry.sb.generation;
@@ -119,10 +117,27 @@ export class ChainRunner {
       // Whatever went wrong may have happened before the guest stored the parts.
       if (r.outcome === 'ok') entry.sent.set(ev.sid, { session: ev.session, envelope: ev.envelope });
       else entry.sent.delete(ev.sid);
-      if (stop?.(r, entry.full)) return { results, stoppedAt: i };
       results.push(r);
-      if (r.outcome === 'ok' ? r.verdict.action !== 'next' && link.stopOnVerdict : link.stopOnFailure) break;
+      if (r.outcome !== 'ok') {
+        if (link.afterFailure === 'stop') break;
+        continue;
+      }
+      if (r.effects.notes && link.effects === 'apply') ev = withNotes(ev, r.effects.notes);
+      if (r.verdict.action !== 'next' && link.afterVerdict === 'stop') break;
     }
-    return { results, stoppedAt: -1 };
+    return { results, stoppedAt: -1, event: ev };
   }
+}
+
+/** The event with `notes` applied to its session (scope 's') and envelope ('t') parts. */
+export function withNotes(ev: EventParts, notes: NoteWrite[]): EventParts {
+  const session = JSON.parse(ev.session) as { notes: Record<string, Json> };
+  const envelope = ev.envelope ? (JSON.parse(ev.envelope) as { notes: Record<string, Json> }) : null;
+  for (const [scope, key, ...value] of notes) {
+    const into = scope === 's' ? session.notes : envelope?.notes;
+    if (!into) continue; // no transaction here: the guest already refused it
+    if (value.length) into[key] = value[0]!;
+    else delete into[key];
+  }
+  return { ...ev, session: JSON.stringify(session), envelope: envelope ? JSON.stringify(envelope) : '' };
 }

@@ -3,8 +3,11 @@
  * bundle. It captures the intrinsics it needs before the rule runs, so a rule that
  * tampers with `JSON` or prototypes only breaks its own verdicts. It returns strings,
  * never objects, so the host never runs guest code while converting a result.
+ *
+ * What it builds (ctx.store's operations, the phases, the name format) comes from the
+ * SDK's lists, so the guest cannot offer something the host does not answer.
  */
-import { PHASES } from '../../sdk/events.js';
+import { PHASES, RULE_NAME_PATTERN, STORE_OPS, TRANSACTION_PHASES } from '../../sdk/index.js';
 
 /** Where esbuild places the bundle (never written): source map paths are relative to it. */
 export const BUNDLE_DIR = '/portcullis-out';
@@ -12,7 +15,7 @@ export const BUNDLE_DIR = '/portcullis-out';
 /** Global name the rule bundle is assigned to (esbuild `globalName`). */
 export const BUNDLE_GLOBAL = '__portcullisRule';
 
-/** Evaluated before the bundle: defines `__pc` with install/setOptions/call. */
+/** Evaluated before the bundle: defines `__pc` with install/setOptions/callDelta/drop. */
 export const GUEST_PRELUDE = `globalThis.__pc = (function () {
   'use strict';
   const parse = JSON.parse, stringify = JSON.stringify, isArray = Array.isArray, Str = String;
@@ -20,20 +23,14 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
   // The host's store function, captured before the rule's code runs.
   const hostStore = globalThis.__portcullisStore;
   delete globalThis.__portcullisStore;
-  const storeCall = (op, args) => parse(hostStore(op, stringify(args)));
-  const store = freeze({
-    hit: (key, windowSeconds) => storeCall('hit', [key, windowSeconds]),
-    count: (key, windowSeconds) => storeCall('count', [key, windowSeconds]),
-    blacklisted: (ip) => storeCall('blacklisted', [ip]),
-    mailbox: (address) => storeCall('mailbox', [address]),
-    localDomain: (domain) => storeCall('localDomain', [domain]),
-    listHas: (list, value) => storeCall('listHas', [list, value]),
-    listValues: (list) => storeCall('listValues', [list]),
-    listAdd: (list, value) => { storeCall('listAdd', [list, value]); },
-  });
+  const store = {};
+  for (const op of ${JSON.stringify(STORE_OPS)}) store[op] = function () { return parse(hostStore(op, stringify(Array.prototype.slice.call(arguments)))); };
+  freeze(store);
   const PHASES = ${JSON.stringify(PHASES)};
+  const TX_PHASES = ${JSON.stringify(TRANSACTION_PHASES)};
+  const NAME = new RegExp(${JSON.stringify(RULE_NAME_PATTERN)});
   let def = null, options = {};
-  // Inline tier: per session, the parts of its events that rarely change (see inline.ts).
+  // Per session, the parts of its events that rarely change (see chain.ts).
   const sessions = new Map();
   const MAX_SESSIONS = 10000;
   function deepFreeze(o) {
@@ -42,12 +39,19 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
   }
   function run(phase, event) {
     const fx = {};
+    const hasTx = TX_PHASES.indexOf(phase) >= 0;
+    const noteWriter = (scope) => function (key, value) {
+      if (typeof key !== 'string' || !key) throw new TypeError('a note key must be a non-empty string');
+      if (scope === 't' && !hasTx) throw new TypeError('ctx.note.tx: there is no transaction at ' + phase + ' (use ctx.note.session)');
+      (fx.notes || (fx.notes = [])).push(value === undefined ? [scope, key] : [scope, key, value]);
+    };
     const ctx = {
       options,
       addHeader(name, value) { (fx.headers || (fx.headers = [])).push([Str(name), Str(value)]); },
       blacklist(ttlSeconds, reason) { fx.blacklist = { ttlSeconds: +ttlSeconds, reason: Str(reason) }; },
       delay(ms) { fx.delayMs = (fx.delayMs || 0) + (+ms); },
       log(message) { (fx.logs || (fx.logs = [])).push(Str(message)); },
+      note: freeze({ session: noteWriter('s'), tx: noteWriter('t') }),
       store,
     };
     const v = def.phases[phase](event, ctx);
@@ -55,29 +59,31 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
     // '' = no opinion and no effects: the common case costs no JSON on either side.
     if ((v === undefined || (v && v.action === 'next' && keys(v).length === 1)) && keys(fx).length === 0) return '';
     try { return stringify({ v: v === undefined ? null : v, fx }); }
-    catch (e) { return '!the verdict is not JSON: ' + Str(e && e.message); }
+    catch (e) { return '!the verdict or a note is not JSON: ' + Str(e && e.message); }
   }
   return {
     install(mod) {
       const d = mod && typeof mod === 'object' ? mod.default : undefined;
       if (!d || typeof d !== 'object') throw new TypeError('the rule file must default-export defineRule({ ... })');
-      if (typeof d.name !== 'string' || !/^[a-z0-9][a-z0-9-]{0,62}$/.test(d.name)) throw new TypeError('name must be a kebab-case string (a-z, 0-9, -), got ' + stringify(d.name));
+      if (typeof d.name !== 'string' || !NAME.test(d.name)) throw new TypeError('name must be a kebab-case string (a-z, 0-9, -), got ' + stringify(d.name));
       if (!d.phases || typeof d.phases !== 'object') throw new TypeError('phases must be an object of handlers');
       const phases = [];
-      for (const key of Object.keys(d.phases)) {
+      for (const key of keys(d.phases)) {
         if (PHASES.indexOf(key) < 0) throw new TypeError('phases.' + key + ' is not a phase; phases are ' + PHASES.join(', '));
         if (typeof d.phases[key] !== 'function') throw new TypeError('phases.' + key + ' must be a function');
         phases.push(key);
       }
       if (d.priority !== undefined && (typeof d.priority !== 'number' || !isFinite(d.priority))) throw new TypeError('priority must be a number');
       if (d.needs !== undefined && !isArray(d.needs) && typeof d.needs !== 'function') throw new TypeError('needs must be an array or a function of the options');
+      const skip = d.skip === undefined ? {} : d.skip;
+      if (!skip || typeof skip !== 'object' || keys(skip).some((k) => k !== 'authenticated' || typeof skip[k] !== 'boolean')) throw new TypeError('skip must be an object like { authenticated: true }');
       def = d;
       return stringify({ name: d.name, description: typeof d.description === 'string' ? d.description : null,
-        priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, phases });
+        priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, skip: { authenticated: skip.authenticated === true }, phases });
     },
     // Returns the needs (JSON), which may depend on the options.
     setOptions(json) {
-      options = parse(json);
+      options = deepFreeze(parse(json));
       const n = typeof def.needs === 'function' ? def.needs(options) : def.needs || [];
       if (!isArray(n)) throw new TypeError('needs(options) must return an array');
       return stringify(n.map(Str));

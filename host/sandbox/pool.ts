@@ -291,12 +291,12 @@ export class SandboxPool {
   }
 
   /**
-   * Runs one phase's chain; resolves with one result per rule called, in order.
+   * Sends one phase's chain to a worker; resolves with one result per rule called, in order.
    * `suspect` calls (from a client that made a rule run long before) all go to the last
    * worker, so clients that keep rules spinning queue behind each other, not behind
    * everyone else.
    */
-  run(version: number, phase: Phase, chain: ChainLink[], parts: EventParts, budgetMs: number, suspect = false): Promise<RuleResult[]> {
+  dispatch(version: number, phase: Phase, chain: ChainLink[], parts: EventParts, budgetMs: number, suspect = false): Promise<RuleResult[]> {
     const seq = ++this.seq;
     Atomics.store(this.claims, seq % CLAIM_RING, 0);
     const now = performance.now();

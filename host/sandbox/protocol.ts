@@ -2,7 +2,19 @@
  * Messages between the sandbox pool (main thread) and its workers, and the result of
  * one rule call. Everything here is structured-clone friendly.
  */
-import type { Effects, Phase, Verdict } from '../../sdk/index.js';
+import type { Json, Phase, Skip, Verdict } from '../../sdk/index.js';
+
+/** A note a rule wrote: `[scope, key, value]`, or `[scope, key]` to remove it ('s' = session, 't' = transaction). */
+export type NoteWrite = ['s' | 't', string, Json] | ['s' | 't', string];
+
+/** The effects of one rule call (`ctx.*` besides the verdict), as they cross the sandbox boundary. */
+export interface Effects {
+  headers?: [string, string][];
+  blacklist?: { ttlSeconds: number; reason: string };
+  delayMs?: number;
+  logs?: string[];
+  notes?: NoteWrite[];
+}
 
 /**
  * How a rule call ended. Every failure is its own outcome, so a crash never silently
@@ -30,6 +42,7 @@ export interface RuleMeta {
   description: string | null;
   priority: number;
   options: Record<string, unknown> | null;
+  skip: Skip;
   phases: Phase[];
 }
 
@@ -51,13 +64,19 @@ export interface InstallReport {
   needs: Record<string, string[]>;
 }
 
-/** One link of a phase's chain: which rule to call and when to stop after it. */
+/**
+ * One link of a phase's chain: which rule to call and what its result does to the rest
+ * of the phase. Made by the pipeline's `chainLink` (the one place that decides it); the
+ * sandbox only follows it.
+ */
 export interface ChainLink {
   id: string;
-  /** Stop the chain after this rule if it returns a verdict other than `next`. */
-  stopOnVerdict: boolean;
-  /** Stop the chain after this rule if its call fails. */
-  stopOnFailure: boolean;
+  /** After a verdict other than `next`: stop the phase there, or go on (a shadow rule). */
+  afterVerdict: 'stop' | 'go-on';
+  /** After a failed call: stop (fail policy tempfail), or go on (continue, or shadow). */
+  afterFailure: 'stop' | 'go-on';
+  /** Whether the rule's effects count: its notes reach later rules (not for a shadow rule). */
+  effects: 'apply' | 'ignore';
 }
 
 export interface RuleResult {

@@ -1,30 +1,26 @@
 /**
- * The sandbox as the pipeline sees it: the inline tier on the main thread first, the
- * worker pool for what needs longer (and for suspect clients). Both hold every rule of
- * every live RuleSet version.
+ * The sandbox as the pipeline sees it: the worker pool, and the suspect lane. A client
+ * whose event made a rule time out, run out of memory or fault is suspect for a while
+ * (one clock: this process's monotonic time): its calls all go
+ * to one worker, where clients that keep rules spinning wait behind each other rather
+ * than behind everyone else.
  */
 import type { PhaseEvent } from '../../sdk/index.js';
 import type { EventParts } from './chain.js';
-import { INLINE_MS, InlineTier } from './inline.js';
 import { SandboxPool, type PoolOptions, type PoolStats } from './pool.js';
 import type { ChainLink, RuleCode, RuleMeta, RuleResult } from './protocol.js';
 
-export interface SandboxRun {
-  results: RuleResult[];
-  /**
-   * True when a rule really needed more than the inline tier allows: it ran past
-   * INLINE_MS in a worker too (an inline timeout alone can be the main thread being
-   * preempted, which says nothing about the client). The client is then suspect.
-   */
-  escalated: boolean;
-}
+/** How long a client stays suspect after a rule ran long or failed on its event. */
+const SUSPECT_MS = 10 * 60_000;
+const MAX_SUSPECTS = 10_000;
 
 export class Sandbox {
   private readonly pool: SandboxPool;
-  private readonly inline: InlineTier | null;
-  constructor(opts: PoolOptions & { inline: boolean }) {
+  /** Client IP → until when (performance.now()) its calls take the suspect lane. */
+  private readonly suspects = new Map<string, number>();
+
+  constructor(opts: PoolOptions) {
     this.pool = new SandboxPool(opts);
-    this.inline = opts.inline ? new InlineTier(opts.storeCall) : null;
   }
 
   /** Evaluates a compiled rule once (in a worker) to read what it declares. */
@@ -33,30 +29,38 @@ export class Sandbox {
   }
 
   /** Installs a RuleSet version; returns each rule's needs (by rule id). */
-  async install(version: number, rules: RuleCode[]): Promise<Record<string, string[]>> {
-    const needs = await this.pool.install(version, rules);
-    await this.inline?.install(version, rules);
-    return needs;
+  install(version: number, rules: RuleCode[]): Promise<Record<string, string[]>> {
+    return this.pool.install(version, rules);
   }
 
   release(version: number): void {
-    this.inline?.release(version);
     this.pool.release(version);
   }
 
-  async run(version: number, chain: ChainLink[], event: PhaseEvent, budgetMs: number, suspect: boolean): Promise<SandboxRun> {
-    const phase = event.phase;
-    const p = parts(event);
-    if (suspect || !this.inline) return { results: await this.pool.run(version, phase, chain, p, budgetMs, suspect), escalated: false };
-    const r = this.inline.run(version, phase, chain, p);
-    if (r.stoppedAt < 0) return { results: r.results, escalated: false };
-    const rest = await this.pool.run(version, phase, chain.slice(r.stoppedAt), p, budgetMs, false);
-    return { results: [...r.results, ...rest], escalated: rest.some((x) => x.ms > INLINE_MS || x.outcome !== 'ok') };
+  /** Calls one phase's chain of rules for `event`; one result per rule called, in order. */
+  async callPhase(version: number, chain: ChainLink[], event: PhaseEvent, budgetMs: number): Promise<RuleResult[]> {
+    const ip = event.session.client.ip;
+    const results = await this.pool.dispatch(version, event.phase, chain, parts(event), budgetMs, this.isSuspect(ip));
+    if (results.some((r) => r.outcome === 'timeout' || r.outcome === 'oom' || r.outcome === 'crash')) this.markSuspect(ip);
+    return results;
   }
 
-  /** The session ended: inline sandboxes drop what they cached for it. */
+  private isSuspect(ip: string): boolean {
+    const until = this.suspects.get(ip);
+    if (until === undefined) return false;
+    if (until > performance.now()) return true;
+    this.suspects.delete(ip);
+    return false;
+  }
+
+  private markSuspect(ip: string): void {
+    if (this.suspects.size >= MAX_SUSPECTS) this.suspects.delete(this.suspects.keys().next().value!);
+    this.suspects.delete(ip);
+    this.suspects.set(ip, performance.now() + SUSPECT_MS);
+  }
+
+  /** The session ended: workers drop what they cached for it. */
   endSession(sid: string): void {
-    this.inline?.endSession(sid);
     this.pool.endSession(sid);
   }
 
@@ -69,7 +73,7 @@ export class Sandbox {
   }
 }
 
-/** Cuts an event into the parts the inline tier sends separately. */
+/** Cuts an event into the parts workers cache separately (see chain.ts). */
 function parts(event: PhaseEvent): EventParts {
   const { session, ...restOfEvent } = event;
   const { time, ...sessionWithoutTime } = session;

@@ -1,22 +1,24 @@
 /**
  * Turns the JSON a rule returned into a verdict and effects the host can trust, or says
- * exactly why it cannot. Fields are copied into fresh objects one by one, so nothing
- * the rule put there (`__proto__` keys, extra fields) reaches the host.
+ * exactly why it cannot. Every format and limit comes from the SDK (the contract rules
+ * are typed against), so what the SDK's constructors build always passes here. Fields
+ * are copied into fresh objects one by one, so nothing else the rule put there
+ * (`__proto__` keys, extra fields) reaches the host.
  */
-import type { Effects, Verdict } from '../../sdk/index.js';
+import {
+  HEADER_NAME_PATTERN, isRejectCode, isTempfailCode, MAX_REPLY_TEXT, REASON_PATTERN, REJECT_CODES, REPLY_TEXT_PATTERN, RULE_LIMITS, STATUS_PATTERN, TEMPFAIL_CODES,
+  type EnhancedStatus, type Json, type Verdict,
+} from '../../sdk/index.js';
+import type { Effects, NoteWrite } from './protocol.js';
 
 export class InvalidVerdict extends Error {}
 
-const MAX_TEXT = 400;
-const MAX_HEADER_VALUE = 2000;
-const MAX_HEADERS = 20;
-const MAX_LOGS = 10;
-const MAX_BLACKLIST_SECONDS = 30 * 24 * 3600;
-/** RFC 5322 §3.6.8: field-name = 1*ftext, printable ASCII except ':'. */
-const FIELD_NAME = /^[!-9;-~]{1,76}$/;
-/** Reply text (RFC 5321 §4.2): printable ASCII and spaces only, so it can never split a reply. */
-const REPLY_TEXT = /^[ -~]*$/;
-const STATUS = /^[0-9]{1,3}\.[0-9]{1,3}$/;
+const FIELD_NAME = new RegExp(HEADER_NAME_PATTERN);
+const REPLY_TEXT = new RegExp(REPLY_TEXT_PATTERN);
+const STATUS = new RegExp(STATUS_PATTERN);
+const REASON = new RegExp(REASON_PATTERN);
+/** A header value: no CR, LF or other controls but tab (RFC 5322 §2.2). */
+const HEADER_VALUE = /^[\t -~\u0080-\uffff]*$/;
 /** A mailbox for redirect: local@domain, no spaces, brackets or controls. */
 const ADDRESS = /^[^\s<>@"]{1,64}@[A-Za-z0-9.-]{1,253}$/;
 
@@ -32,14 +34,12 @@ function str(v: unknown, what: string, max: number, pattern?: RegExp): string {
 }
 
 function reason(o: Record<string, unknown>): { reason?: string } {
-  return o.reason === undefined ? {} : { reason: str(o.reason, 'reason', 64, /^[a-z0-9][a-z0-9.-]*$/) };
+  return o.reason === undefined ? {} : { reason: str(o.reason, 'reason', 64, REASON) };
 }
 
-function replyCode(o: Record<string, unknown>, lo: number, hi: number): { code: number; text: string; status?: string } {
-  const code = o.code;
-  if (typeof code !== 'number' || !Number.isInteger(code) || code < lo || code > hi) fail(`code must be an integer ${lo}–${hi}, got ${JSON.stringify(code)}`);
-  const text = str(o.text, 'text', MAX_TEXT, REPLY_TEXT);
-  return o.status === undefined ? { code, text } : { code, text, status: str(o.status, 'status', 7, STATUS) };
+function reply(o: Record<string, unknown>): { text: string; status?: EnhancedStatus } {
+  const text = str(o.text, 'text', MAX_REPLY_TEXT, REPLY_TEXT);
+  return o.status === undefined ? { text } : { text, status: str(o.status, 'status', 7, STATUS) as EnhancedStatus };
 }
 
 export function validateVerdict(raw: unknown): Verdict {
@@ -54,16 +54,27 @@ export function validateVerdict(raw: unknown): Verdict {
     case 'quarantine':
       return { action: o.action, ...reason(o) };
     case 'reject':
-      return { action: 'reject', ...replyCode(o, 500, 599), ...reason(o) };
+      if (!isRejectCode(o.code)) fail(`reject code must be one of ${REJECT_CODES.join(', ')}, got ${JSON.stringify(o.code)}`);
+      return { action: 'reject', code: o.code, ...reply(o), ...reason(o) };
     case 'tempfail':
-      return { action: 'tempfail', ...replyCode(o, 400, 499), ...reason(o) };
+      if (!isTempfailCode(o.code)) fail(`tempfail code must be one of ${TEMPFAIL_CODES.join(', ')}, got ${JSON.stringify(o.code)}`);
+      return { action: 'tempfail', code: o.code, ...reply(o), ...reason(o) };
     case 'drop':
-      return { action: 'drop', text: str(o.text, 'text', MAX_TEXT, REPLY_TEXT), ...reason(o) };
+      return { action: 'drop', text: str(o.text, 'text', MAX_REPLY_TEXT, REPLY_TEXT), ...reason(o) };
     case 'redirect':
       return { action: 'redirect', address: str(o.address, 'address', 320, ADDRESS), ...reason(o) };
     default:
       return fail(`unknown action ${JSON.stringify(o.action)}`);
   }
+}
+
+function notes(raw: unknown): NoteWrite[] {
+  if (!Array.isArray(raw)) fail('notes must be a list');
+  return raw.map((n: unknown) => {
+    if (!Array.isArray(n) || (n[0] !== 's' && n[0] !== 't') || (n.length !== 2 && n.length !== 3)) fail('a note must be [scope, key, value?]');
+    const key = str(n[1], 'note key', RULE_LIMITS.noteKey);
+    return n.length === 2 ? [n[0], key] : [n[0], key, n[2] as Json];
+  });
 }
 
 export function validateEffects(raw: unknown): Effects {
@@ -72,16 +83,16 @@ export function validateEffects(raw: unknown): Effects {
   const fx: Effects = {};
   if (o.headers !== undefined) {
     const list = o.headers as unknown[];
-    if (!Array.isArray(list) || list.length > MAX_HEADERS) fail(`at most ${MAX_HEADERS} headers per call`);
+    if (!Array.isArray(list) || list.length > RULE_LIMITS.headers) fail(`at most ${RULE_LIMITS.headers} headers per call`);
     fx.headers = list.map((h) => {
       const [name, value] = h as unknown[];
-      return [str(name, 'header name', 76, FIELD_NAME), str(value, `header ${String(name)} value`, MAX_HEADER_VALUE, /^[\t -~\u0080-\uffff]*$/)];
+      return [str(name, 'header name', 76, FIELD_NAME), str(value, `header ${String(name)} value`, RULE_LIMITS.headerValue, HEADER_VALUE)];
     });
   }
   if (o.blacklist !== undefined) {
     const b = o.blacklist as Record<string, unknown>;
     const ttl = b.ttlSeconds;
-    if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0 || ttl > MAX_BLACKLIST_SECONDS) fail(`blacklist ttlSeconds must be 1–${MAX_BLACKLIST_SECONDS}`);
+    if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0 || ttl > RULE_LIMITS.maxSeconds) fail(`blacklist ttlSeconds must be 1–${RULE_LIMITS.maxSeconds}`);
     fx.blacklist = { ttlSeconds: Math.round(ttl), reason: str(b.reason, 'blacklist reason', 200, REPLY_TEXT) };
   }
   if (o.delayMs !== undefined) {
@@ -90,8 +101,9 @@ export function validateEffects(raw: unknown): Effects {
     fx.delayMs = d;
   }
   if (o.logs !== undefined) {
-    fx.logs = (o.logs as unknown[]).slice(0, MAX_LOGS).map((l) => String(l).slice(0, 1000));
+    fx.logs = (o.logs as unknown[]).slice(0, RULE_LIMITS.logs).map((l) => String(l).slice(0, RULE_LIMITS.logLine));
   }
+  if (o.notes !== undefined) fx.notes = notes(o.notes);
   return fx;
 }
 

@@ -74,12 +74,13 @@ async function runCall(call: CallRequest): Promise<void> {
   // in whichever worker claims it first.
   if (Atomics.compareExchange(claims, call.seq % CLAIM_RING, 0, init.index + 1) !== 0) return;
   Atomics.store(running, init.index, call.seq);
-  const ev = { sid: call.sid, time: call.time, session: p.session, envelope: p.envelope, rest: call.rest };
+  let ev = { sid: call.sid, time: call.time, session: p.session, envelope: p.envelope, rest: call.rest };
   const results: RuleResult[] = [];
   for (let from = 0; ; ) {
-    const r = runner.run(call.version, call.phase, call.chain, ev, from);
+    const r = runner.callChain(call.version, call.phase, call.chain, ev, from);
     results.push(...r.results);
     if (r.stoppedAt < 0) break;
+    ev = r.event;
     const link = call.chain[r.stoppedAt]!;
     const sb = runner.sandbox(call.version, link.id);
     if (sb?.pending) {
@@ -88,7 +89,7 @@ async function runCall(call: CallRequest): Promise<void> {
       continue;
     }
     results.push({ id: link.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: 'rule not installed in this worker' });
-    if (link.stopOnFailure) break;
+    if (link.afterFailure === 'stop') break;
     from = r.stoppedAt + 1;
   }
   Atomics.store(running, init.index, 0);

@@ -6,23 +6,7 @@
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { SMTPServerSession } from 'smtp-server';
-import { formatReply, REPLIES, type Reply } from './reply.js';
-
-/** A reply line we formatted ourselves; `send` writes it exactly as is. */
-export class WireText {
-  constructor(readonly text: string) {}
-  toString(): string {
-    return this.text;
-  }
-}
-
-/**
- * An error for smtp-server's hook callbacks that carries our exact reply. smtp-server
- * sends `err.message` with `err.responseCode`, and our `send` recognises the WireText.
- */
-export function replyError(r: Reply): Error {
-  return { responseCode: r.code, message: new WireText(formatReply(r).slice(4)) } as unknown as Error;
-}
+import { formatReply, OWN_REPLY_TEXT, type Reply } from './reply.js';
 
 export interface ConnectionHooks {
   /** Read per connection, so a config reload applies to new connections. */
@@ -31,6 +15,8 @@ export interface ConnectionHooks {
   helo(session: SMTPServerSession, verb: 'HELO' | 'EHLO', name: string): Promise<Reply | null>;
   /** Runs the data phase before the 354; a Reply refuses DATA. */
   data(session: SMTPServerSession): Promise<Reply | null>;
+  /** The one place an unexpected error becomes a reply (logged and counted there). */
+  failed(session: SMTPServerSession, e: unknown): Reply;
 }
 
 interface ServerInternals {
@@ -54,14 +40,14 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
     }
 
     override send(code: number, data?: string | string[] | null, context?: string | false): void {
-      if ((data as unknown) instanceof WireText) return super.send(code, String(data), false);
-      // Our onData passes its 250 text already formatted ("2.0.0 Ok: queued as …").
-      if (context === 'DATA_OK') return super.send(code, data, false);
+      // Text we formatted (a ReplyError's message, our 250 after DATA) starts with its
+      // enhanced status: smtp-server must not add one of its own (it would say 5.1.1).
+      if (typeof data === 'string' && OWN_REPLY_TEXT.test(data)) return super.send(code, data, false);
       return super.send(code, data, context);
     }
 
     private answer(r: Reply, callback: () => void): void {
-      this.send(r.code, new WireText(formatReply(r).slice(4)) as unknown as string, false);
+      super.send(r.code, formatReply(r).slice(4), false);
       callback();
     }
 
@@ -71,7 +57,7 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
       if (parts.length !== 2 || this._closing) return proceed();
       hooks.helo(this.session, verb, parts[1]!).then(
         (r) => (r ? this.answer(r, callback) : proceed()),
-        () => this.answer(REPLIES.internal(this.session.id), callback),
+        (e: unknown) => this.answer(hooks.failed(this.session, e), callback),
       );
     }
 
@@ -87,7 +73,7 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
       if (!this.session.envelope.rcptTo.length) return super.handler_DATA(command, callback);
       hooks.data(this.session).then(
         (r) => (r ? this.answer(r, callback) : super.handler_DATA(command, callback)),
-        () => this.answer(REPLIES.internal(this.session.id), callback),
+        (e: unknown) => this.answer(hooks.failed(this.session, e), callback),
       );
     }
   } as typeof SMTPConnection;

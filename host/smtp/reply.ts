@@ -1,9 +1,11 @@
 /**
- * SMTP replies: one typed value and the one place that writes the wire line.
+ * SMTP replies: one typed value, the one place that writes the wire line, and the error
+ * that carries a reply through smtp-server's callbacks.
  *
  * A reply carries the enhanced status code (RFC 3463) without its class digit, which is
  * derived from the reply code when the line is written, so `450 5.7.1` cannot be built.
  */
+import { DEFAULT_STATUS, type EnhancedStatus } from '../../sdk/index.js';
 
 export interface Reply {
   /** Basic reply code (RFC 5321 §4.2). */
@@ -16,6 +18,22 @@ export interface Reply {
 /** The reply line, without CRLF: `550 5.7.1 Relaying denied`. */
 export function formatReply(r: Reply): string {
   return r.status ? `${r.code} ${Math.floor(r.code / 100)}.${r.status} ${r.text}` : `${r.code} ${r.text}`;
+}
+
+/** What follows the code in a reply line we wrote: it starts with the enhanced status (`5.7.1 …`). */
+export const OWN_REPLY_TEXT = /^[245]\.\d{1,3}\.\d{1,3} /;
+
+/**
+ * An error that carries our exact reply through smtp-server's hook callbacks: smtp-server
+ * sends `responseCode` and `message`, and our connection class (connection.ts) writes a
+ * message that starts with an enhanced status as is.
+ */
+export class ReplyError extends Error {
+  readonly responseCode: number;
+  constructor(readonly reply: Reply) {
+    super(formatReply(reply).slice(4));
+    this.responseCode = reply.code;
+  }
 }
 
 /** Replies the host itself sends. */
@@ -40,11 +58,8 @@ export const REPLIES = {
   checkerFailed: (sessionId: string): Reply => ({ code: 451, status: '7.1', text: `Message could not be checked, please try again later (session ${sessionId})` }),
 } as const;
 
-/** Default enhanced status for a rule's reply when it gives none: policy refusal. */
-const DEFAULT_STATUS = '7.1';
-
-/** The reply for a reject/tempfail verdict. */
-export function verdictReply(code: number, text: string, status?: string): Reply {
+/** The reply for a reject/tempfail verdict (a policy refusal, 7.1, unless the rule says otherwise). */
+export function verdictReply(code: number, text: string, status?: EnhancedStatus): Reply {
   return { code, status: status ?? DEFAULT_STATUS, text };
 }
 

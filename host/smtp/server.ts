@@ -18,10 +18,10 @@ import type { AcceptedMessage } from '../delivery/delivery.js';
 import { ExternalChecker } from '../external-checker.js';
 import { newMessageId, type Dsn, type SpoolEnvelope } from '../spool/spool.js';
 import { verifyPassword } from './auth.js';
-import { connectionClass, replyError } from './connection.js';
+import { connectionClass } from './connection.js';
 import { headerLine, receivedHeader } from './message.js';
-import { formatReply, REPLIES, type Reply } from './reply.js';
-import { argsOf, SessionPolicy, SmtpSession, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
+import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
+import { argsOf, SessionPolicy, SmtpSession, storeForSession, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
 
 /** A message the rules accepted: where it goes and the headers to add. */
 type Accepted = { disposition: Disposition; headers: [string, string][] };
@@ -58,10 +58,10 @@ export class FrontDoor {
       hideENHANCEDSTATUSCODES: false,
       logger: false,
       ...(c.tls ? { key: readFileSync(c.tls.key), cert: readFileSync(c.tls.cert) } : {}),
-      onConnect: (s, cb) => void this.onConnect(s).then((r) => cb(r ? replyError(r) : null), (e) => cb(this.internal(s, e))),
-      onAuth: (a, s, cb) => void this.onAuth(a, s).then((r) => (typeof r === 'string' ? cb(null, { user: r }) : cb(replyError(r))), (e) => cb(this.internal(s, e))),
-      onMailFrom: (a, s, cb) => void this.session(s).mail(a.address, argsOf(a.args)).then((r) => cb(r ? replyError(r) : null), (e) => cb(this.internal(s, e))),
-      onRcptTo: (a, s, cb) => void this.session(s).rcpt(a.address, argsOf(a.args)).then((r) => cb(r ? replyError(r) : null), (e) => cb(this.internal(s, e))),
+      onConnect: (s, cb) => void this.onConnect(s).then((r) => cb(refusal(r)), (e) => cb(this.failedError(s, e))),
+      onAuth: (a, s, cb) => void this.onAuth(a, s).then((r) => (typeof r === 'string' ? cb(null, { user: r }) : cb(new ReplyError(r))), (e) => cb(this.failedError(s, e))),
+      onMailFrom: (a, s, cb) => void this.session(s).mail(a.address, argsOf(a.args)).then((r) => cb(refusal(r.reply)), (e) => cb(this.failedError(s, e))),
+      onRcptTo: (a, s, cb) => void this.session(s).rcpt(a.address, argsOf(a.args)).then((r) => cb(refusal(r.reply)), (e) => cb(this.failedError(s, e))),
       onData: (stream, s, cb) => this.onData(stream, s, cb),
       onClose: (s) => {
         const p = this.onClose(s).finally(() => this.closing.delete(p));
@@ -97,7 +97,7 @@ export class FrontDoor {
     Object.assign(this.server.options, this.liveOptions(c));
     this.checker = c.checker ? new ExternalChecker(c.checker, resolve(c.dataDir), this.d.log, this.d.counters) : null;
     this.deps = {
-      policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, counters: this.d.counters,
+      policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: storeForSession(this.d.store), log: this.d.log, counters: this.d.counters,
       now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
       dns: dnsCheckerFor(c.dns, this.d.store, this.d.counters, this.d.log),
     };
@@ -107,8 +107,9 @@ export class FrontDoor {
   private installConnectionClass(): void {
     const Conn = connectionClass({
       greetPauseMs: () => this.config.greetPauseMs,
-      helo: (s, verb, name) => this.session(s).heloCommand(verb, name),
-      data: (s) => this.session(s).data(),
+      helo: async (s, verb, name) => (await this.session(s).heloCommand(verb, name)).reply,
+      data: async (s) => (await this.session(s).data()).reply,
+      failed: (s, e) => this.failed(s, e),
     });
     type Internals = { _onError(e: Error): void; _onClientConnect(d: unknown): void };
     const server = this.server as SMTPServer & Internals;
@@ -121,11 +122,18 @@ export class FrontDoor {
     };
   }
 
-  /** Logs an unexpected host error and answers 451 with the session id, revealing nothing else. */
-  private internal(s: SMTPServerSession, e: unknown): Error {
-    this.d.log.error({ session: s.id, err: e }, 'internal error while handling the session');
+  /**
+   * The one place an unexpected error becomes a reply, in every phase: logged with the
+   * session and counted, then 451 with the session id and nothing internal revealed.
+   */
+  private failed(s: SMTPServerSession, e: unknown): Reply {
+    this.d.log.error({ session: s.id, err: e }, `internal error while handling the session: ${(e as Error)?.message ?? String(e)}`);
     this.d.counters.inc('internal_errors_total');
-    return replyError(REPLIES.internal(s.id));
+    return REPLIES.internal(s.id);
+  }
+
+  private failedError(s: SMTPServerSession, e: unknown): ReplyError {
+    return new ReplyError(this.failed(s, e));
   }
 
   private session(s: SMTPServerSession): SmtpSession {
@@ -142,14 +150,14 @@ export class FrontDoor {
     };
     const session = new SmtpSession(this.deps, conn, this.d.rules.pin());
     this.sessions.set(s.id, session);
-    return session.connect();
+    return (await session.connect()).reply;
   }
 
   /** Resolves to the user name on success, or the refusal reply. */
   private async onAuth(a: SMTPServerAuthentication, s: SMTPServerSession): Promise<string | Reply> {
     const username = a.username ?? '';
     const success = await verifyPassword(this.config.auth.users[username], a.password ?? '');
-    return (await this.session(s).auth(a.method, username, success)) ?? username;
+    return (await this.session(s).auth(a.method, username, success)).reply ?? username;
   }
 
   private onData(stream: SMTPServerDataStream, s: SMTPServerSession, cb: (err?: Error | null, msg?: string) => void): void {
@@ -164,8 +172,8 @@ export class FrontDoor {
       // Over the limit: smtp-server itself answers 552 (RFC 5321 §4.5.3.1.7) whatever we say.
       if (stream.sizeExceeded) return cb(null);
       this.endOfMessage(s, Buffer.concat(chunks, size)).then(
-        (r) => (r.code === 250 ? cb(null, formatReply(r).slice(4)) : cb(replyError(r))),
-        (e) => cb(this.internal(s, e)),
+        (r) => (r.code === 250 ? cb(null, formatReply(r).slice(4)) : cb(new ReplyError(r))),
+        (e) => cb(this.failedError(s, e)),
       );
     });
   }
@@ -174,7 +182,7 @@ export class FrontDoor {
     const session = this.session(s);
     const tx = session.tx; // message() ends the transaction; keep its envelope for delivery
     const outcome = await session.message(msg);
-    if ('reply' in outcome) return outcome.reply;
+    if (!outcome.accepted) return outcome.reply ?? REPLIES.internal(s.id);
     const checked = await this.externalCheck(session, tx, outcome.accepted, msg);
     return 'reply' in checked ? checked.reply : this.deliver(session, s, tx, checked, msg);
   }
@@ -232,7 +240,7 @@ export class FrontDoor {
     try {
       await session.close();
     } catch (e) {
-      this.d.log.error({ session: s.id, err: e }, 'close phase failed');
+      this.failed(s, e); // nobody hears a reply after close; it is logged and counted
     } finally {
       this.sessions.delete(s.id);
       this.d.pipeline.endSession(s.id);
@@ -256,4 +264,9 @@ function dsnOf(tx: Transaction, redirected: boolean): { dsn?: Dsn } {
     if (r.args.ORCPT) (dsn.orcpt ??= {})[r.address] = r.args.ORCPT;
   }
   return Object.keys(dsn).length ? { dsn } : {};
+}
+
+/** The error that refuses a command with `reply`, or null to let it proceed. */
+function refusal(reply: Reply | null): ReplyError | null {
+  return reply ? new ReplyError(reply) : null;
 }

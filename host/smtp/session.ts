@@ -1,18 +1,22 @@
 /**
  * One SMTP session's state and semantics, independent of the protocol library: each
  * method is one client command, runs its phase's rules, applies the decision's effects
- * and returns the reply that refuses the command (or null: the command proceeds). The
- * smtp-server adapter (server.ts) and the rule test harness (sdk/testing) both drive
- * this class, so a rule behaves in a test exactly as on the wire.
+ * and returns the reply that refuses the command (or null: the command proceeds) with
+ * the decision behind it. The smtp-server adapter (server.ts) and the rule test harness
+ * (host/testing) both drive this class, so a rule behaves in a test exactly as on the
+ * wire. Its state is private; what callers may read is exposed read-only.
  */
 import type { Logger } from 'pino';
-import type { Envelope, EnvelopeAddress, Phase, PhaseEvent, PhaseEvents, SessionInfo } from '../../sdk/index.js';
+import {
+  RULE_LIMITS, TRANSACTION_PHASES,
+  type Envelope, type EnvelopeAddress, type Json, type MailboxState, type Phase, type PhaseEvent, type PhaseEvents, type SessionInfo,
+} from '../../sdk/index.js';
 import type { Config } from '../config/config.js';
 import type { DnsChecker } from '../dns/checker.js';
 import { NO_FACTS, SessionFacts } from '../dns/facts.js';
 import type { Counters } from '../metrics.js';
 import { domainOf, networkList, plainIp } from '../net.js';
-import { NO_DECISION, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
+import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
 import { bodyOffset, parseHeaders } from './message.js';
@@ -38,10 +42,11 @@ export interface Transaction {
   mail: (EnvelopeAddress & { size: number | null }) | null;
   rcpts: EnvelopeAddress[];
   failedRcpts: number;
-  headers: [string, string][];
+  headers: AddedHeader[];
   disposition: Disposition;
   /** A rule accepted at mail or data: the rest of the transaction skips the rules. */
   whitelisted: boolean;
+  notes: Record<string, Json>;
 }
 
 /** What the connection looks like from the outside, as the protocol layer knows it. */
@@ -55,23 +60,36 @@ export interface ConnectionFacts {
   tls(): boolean;
 }
 
-/** Config-derived checks shared by every session of a host (built once). */
+/** Config-derived checks shared by every session of a host (built once per config). */
 export class SessionPolicy {
   readonly isRelayClient: (ip: string) => boolean;
   readonly isExempt: (ip: string) => boolean;
   readonly acceptedDomains: Set<string>;
+  /** Our domains, lower case (`session.local.domains`). */
+  readonly localDomains: string[];
+  private readonly local: Set<string>;
   constructor(readonly config: Config) {
     this.isRelayClient = networkList(config.relayNetworks);
     this.isExempt = networkList(config.exemptNetworks);
     this.acceptedDomains = new Set([...config.localDomains, ...config.relayDomains].map((x) => x.toLowerCase()));
+    this.localDomains = config.localDomains.map((d) => d.toLowerCase());
+    this.local = new Set(this.localDomains);
   }
+  isLocal(domain: string): boolean {
+    return this.local.has(domain);
+  }
+}
+
+/** The store as a session needs it: the blacklist a rule's effect writes, and which mailboxes exist. */
+export interface SessionStore {
+  blacklistExtend(ip: string, ttlSeconds: number, reason: string, rule: string, now: number): void;
+  mailbox(address: string): MailboxState;
 }
 
 export interface SessionDeps {
   policy: SessionPolicy;
   pipeline: Pipeline;
-  /** The watchlist store (the blacklist effect writes there). */
-  store: MemoryStore;
+  store: SessionStore;
   log: Logger;
   counters: Counters;
   /** Milliseconds since the epoch (a fake clock in tests). */
@@ -85,13 +103,18 @@ export interface SessionDeps {
 /** An event as the session builds it; the DNS facts are added before the rules run. */
 type BareEvent = { [P in Phase]: Omit<PhaseEvents[P], 'dns'> }[Phase];
 
-/** Phases whose verdicts apply to the whole connection rather than one transaction. */
-const SESSION_PHASES: ReadonlySet<Phase> = new Set(['connect', 'helo', 'auth']);
+const TX_PHASES: ReadonlySet<Phase> = new Set(TRANSACTION_PHASES);
 
-/** What became of a message at end of data. */
-export type MessageOutcome =
-  | { reply: Reply }
-  | { accepted: { disposition: Disposition; headers: [string, string][] } };
+/** What one command did: the reply that refuses it (null: it proceeds) and the decision behind it. */
+export interface CommandResult {
+  reply: Reply | null;
+  decision: PhaseDecision;
+}
+
+/** What became of a message at end of data: refused (`reply`), or accepted (where it goes, the headers to add). */
+export interface MessageResult extends CommandResult {
+  accepted: { disposition: Disposition; headers: [string, string][] } | null;
+}
 
 export class SmtpSession {
   readonly exempt: boolean;
@@ -99,15 +122,17 @@ export class SmtpSession {
   readonly submission: boolean;
   /** A rule accepted at connect, HELO or AUTH: the rest of the connection skips the rules. */
   private whitelisted = false;
-  helo: SessionInfo['helo'] = null;
-  user: string | null = null;
-  transactions = 0;
-  /** Headers and disposition decided before any transaction (connect, HELO, AUTH). */
-  private headers: [string, string][] = [];
-  private disposition: Disposition = DELIVER;
-  tx: Transaction;
-  /** The decision of the last phase run (for the test harness). */
-  last: PhaseDecision = NO_DECISION;
+  /** The connection was refused before the greeting: nothing after counts (see close). */
+  private refusedAtConnect = false;
+  private heloSeen: SessionInfo['helo'] = null;
+  private authUser: string | null = null;
+  private completed = 0;
+  private mailCommands = 0;
+  /** Headers and dispositions decided before any transaction (connect, HELO, AUTH). */
+  private headers: AddedHeader[] = [];
+  private dispositions: Disposition[] = [];
+  private notes: Record<string, Json> = {};
+  private current: Transaction;
   /** DNS facts of this session; null when DNS is off or no rule needs any. */
   private readonly facts: SessionFacts | null;
 
@@ -116,13 +141,29 @@ export class SmtpSession {
     this.exempt = d.policy.isExempt(conn.ip);
     this.relayClient = d.policy.isRelayClient(conn.ip);
     this.submission = d.policy.config.submissionPorts.includes(conn.localPort);
-    this.tx = this.newTransaction();
+    this.current = this.newTransaction();
     // Exempt clients skip every rule, so nothing is looked up for them either.
     this.facts = d.dns && ruleSet.dnsAll.length && !this.exempt ? new SessionFacts(d.dns, plainIp(conn.ip), d.now) : null;
   }
 
+  /** The last accepted HELO/EHLO, or null. */
+  get helo(): SessionInfo['helo'] {
+    return this.heloSeen;
+  }
+
+  /** The authenticated user, or null. */
+  get user(): string | null {
+    return this.authUser;
+  }
+
+  /** The transaction in progress (read-only; a new one starts at MAIL FROM and after the message). */
+  get tx(): Readonly<Transaction> {
+    return this.current;
+  }
+
   private newTransaction(): Transaction {
-    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], disposition: this.disposition, whitelisted: false };
+    const disposition = this.dispositions.reduce(stronger, DELIVER);
+    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], disposition, whitelisted: false, notes: {} };
   }
 
   info(): SessionInfo {
@@ -131,40 +172,50 @@ export class SmtpSession {
       id: c.id,
       time: this.d.now(),
       client: { ip: plainIp(c.ip), port: c.port, ptr: c.ptr },
-      local: { ip: plainIp(c.localIp), port: c.localPort, submission: this.submission },
-      helo: this.helo,
+      local: { ip: plainIp(c.localIp), port: c.localPort, submission: this.submission, hostname: this.d.policy.config.hostname, domains: this.d.policy.localDomains },
+      helo: this.heloSeen,
       tls: c.tls(),
-      user: this.user,
-      transactions: this.transactions,
+      user: this.authUser,
+      transactions: this.completed,
+      mailCommands: this.mailCommands,
+      notes: this.notes,
     };
   }
 
   private envelope(): Envelope {
-    return { mailFrom: this.tx.mail, rcptTo: this.tx.rcpts, failedRcpts: this.tx.failedRcpts };
+    const tx = this.current;
+    return { mailFrom: tx.mail, rcptTo: tx.rcpts, failedRcpts: tx.failedRcpts, notes: tx.notes };
+  }
+
+  /** An envelope address with what the host knows about it (domain, ours or not, mailbox). */
+  private address(address: string, args: Record<string, string>): EnvelopeAddress {
+    const domain = address.includes('@') ? domainOf(address) : '';
+    const local = domain !== '' && this.d.policy.isLocal(domain);
+    return { address, args, domain, local, mailbox: local ? this.d.store.mailbox(address) : 'unknown' };
   }
 
   /** Runs a phase's rules (unless the session or transaction skips them) and applies the decision. */
-  private async phase(bare: BareEvent): Promise<Reply | null> {
+  private async phase(bare: BareEvent): Promise<CommandResult> {
     const p = bare.phase;
-    const skip = this.exempt || this.whitelisted || (!SESSION_PHASES.has(p) && this.tx.whitelisted);
-    let d = NO_DECISION;
+    const skip = this.exempt || this.whitelisted || (TX_PHASES.has(p) && this.current.whitelisted);
+    let decision = NO_DECISION;
     if (!skip) {
-      const sender = bare.phase === 'mail' ? bare.mail.address : (this.tx.mail?.address ?? null);
+      const sender = bare.phase === 'mail' ? bare.mail.address : (this.current.mail?.address ?? null);
       const dns = this.facts ? await this.facts.get(this.ruleSet.dns[p] ?? [], sender) : NO_FACTS;
-      d = await this.d.pipeline.run(this.ruleSet, { ...bare, dns } as PhaseEvent);
+      decision = await this.d.pipeline.runPhase(this.ruleSet, { ...bare, dns } as PhaseEvent);
     }
-    this.last = d;
-    return this.decide(p, d);
+    return { reply: await this.apply(p, decision), decision };
   }
 
   /** Applies a decision's effects; returns the reply that refuses the command, or null. */
-  private async decide(phase: Phase, d: PhaseDecision): Promise<Reply | null> {
-    const sessionLevel = SESSION_PHASES.has(phase);
+  private async apply(phase: Phase, d: PhaseDecision): Promise<Reply | null> {
+    const inTx = TX_PHASES.has(phase);
     const ip = plainIp(this.conn.ip);
     const sid = this.conn.id;
-    if (d.headers.length) (sessionLevel ? this.headers : this.tx.headers).push(...d.headers);
+    if (d.headers.length) (inTx ? this.current.headers : this.headers).push(...d.headers);
+    if (d.notes.length) this.note(d, inTx);
     if (d.blacklist) {
-      this.d.store.blacklistAdd(ip, d.blacklist.ttlSeconds, d.blacklist.reason, d.blacklist.rule, this.d.now());
+      this.d.store.blacklistExtend(ip, d.blacklist.ttlSeconds, d.blacklist.reason, d.blacklist.rule, this.d.now());
       this.d.log.info({ session: sid, ip, rule: d.blacklist.rule, ttl: d.blacklist.ttlSeconds }, `blacklisted ${ip}: ${d.blacklist.reason}`);
     }
     const reply = replyFor(phase, d, sid);
@@ -176,97 +227,134 @@ export class SmtpSession {
     }
     const v = d.verdict;
     if (v.action === 'accept') {
-      if (sessionLevel) this.whitelisted = true;
-      else if (phase !== 'rcpt') this.tx.whitelisted = true; // a whitelisted recipient whitelists only itself
+      if (!inTx) this.whitelisted = true;
+      else if (phase !== 'rcpt') this.current.whitelisted = true; // a whitelisted recipient whitelists only itself
     } else if (v.action === 'discard' || v.action === 'quarantine' || v.action === 'redirect') {
-      const disp = { action: v.action, rule: d.rule, reason: v.reason ?? d.rule, ...(v.action === 'redirect' ? { address: v.address } : {}) };
-      if (sessionLevel) this.disposition = stronger(this.disposition, disp);
-      this.tx.disposition = stronger(this.tx.disposition, disp);
+      const disp: Disposition = { action: v.action, rule: d.rule, reason: v.reason ?? d.rule, ...(v.action === 'redirect' ? { address: v.address } : {}) };
+      if (!inTx) this.dispositions.push(disp);
+      this.current.disposition = stronger(this.current.disposition, disp);
     }
     return null;
   }
 
+  /** Applies the notes of a decision; a write past the size limit is refused and logged. */
+  private note(d: PhaseDecision, inTx: boolean): void {
+    for (const [scope, key, ...value] of d.notes) {
+      const notes = scope === 's' ? this.notes : inTx ? this.current.notes : null;
+      if (!notes) continue;
+      const before = notes[key];
+      if (value.length) notes[key] = value[0]!;
+      else delete notes[key];
+      if (JSON.stringify(notes).length <= RULE_LIMITS.notesBytes) continue;
+      if (before === undefined) delete notes[key];
+      else notes[key] = before;
+      this.d.counters.inc('notes_refused_total');
+      this.d.log.warn({ session: this.conn.id, scope, key }, `note ${key} refused: the ${scope === 's' ? 'session' : 'transaction'} notes would exceed ${RULE_LIMITS.notesBytes} bytes`);
+    }
+  }
+
   /** The connection opened (before the greeting). */
-  async connect(): Promise<Reply | null> {
+  async connect(): Promise<CommandResult> {
     const info = this.info();
     this.d.log.info({ session: info.id, ip: info.client.ip, port: info.client.port, ptr: info.client.ptr, localPort: info.local.port, ruleSet: this.ruleSet.version, ...(this.exempt ? { exempt: true } : {}) }, `connect from ${info.client.ptr ?? 'unknown'}[${info.client.ip}]`);
     this.d.counters.inc('connections_total');
     this.facts?.prefetch(this.ruleSet.dnsAll, null); // client-IP lists, while the client waits for the greeting
-    return this.phase({ phase: 'connect', session: info });
+    const r = await this.phase({ phase: 'connect', session: info });
+    this.refusedAtConnect = r.reply !== null;
+    return r;
   }
 
-  async heloCommand(verb: 'HELO' | 'EHLO', name: string): Promise<Reply | null> {
+  async heloCommand(verb: 'HELO' | 'EHLO', name: string): Promise<CommandResult> {
     const helo = { verb, name };
-    const reply = await this.phase({ phase: 'helo', session: this.info(), helo });
-    if (!reply) {
-      this.helo = helo;
-      this.tx = this.newTransaction(); // HELO/EHLO reset the transaction (RFC 5321 §4.1.4)
+    const r = await this.phase({ phase: 'helo', session: this.info(), helo });
+    if (!r.reply) {
+      this.heloSeen = helo;
+      this.current = this.newTransaction(); // HELO/EHLO reset the transaction (RFC 5321 §4.1.4)
     }
-    return reply;
+    return r;
   }
 
   /** An AUTH attempt whose password was checked: a refusal, or null (the caller answers 235 or 535). */
-  async auth(method: string, username: string, success: boolean): Promise<Reply | null> {
-    const reply = await this.phase({ phase: 'auth', session: this.info(), auth: { method, username, success } });
-    if (reply) return reply;
+  async auth(method: string, username: string, success: boolean): Promise<CommandResult> {
+    const r = await this.phase({ phase: 'auth', session: this.info(), auth: { method, username, success } });
+    if (r.reply) return r;
     if (!success) {
       this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), user: username }, 'authentication failed');
-      return REPLIES.authFailed;
+      return { ...r, reply: REPLIES.authFailed };
     }
-    this.user = username;
-    return null;
+    this.authUser = username;
+    this.withdrawForAuthenticated();
+    return r;
   }
 
-  async mail(address: string, args: Record<string, string>): Promise<Reply | null> {
+  /**
+   * The client authenticated: what rules that skip authenticated clients decided before
+   * AUTH (their headers and dispositions from connect and HELO) no longer applies.
+   * AUTH is not allowed inside a transaction (RFC 4954 §4), so only session-level
+   * decisions can be affected.
+   */
+  private withdrawForAuthenticated(): void {
+    const skips = this.ruleSet.skipsAuthenticated;
+    const withdrawn = this.headers.filter((h) => skips.has(h.rule));
+    if (!withdrawn.length && !this.dispositions.some((x) => x.rule !== null && skips.has(x.rule))) return;
+    this.headers = this.headers.filter((h) => !skips.has(h.rule));
+    this.dispositions = this.dispositions.filter((x) => x.rule === null || !skips.has(x.rule));
+    this.current = this.newTransaction();
+    this.d.log.info({ session: this.conn.id, headers: withdrawn.map((h) => h.name) }, 'authenticated: withdrew what rules that skip authenticated clients decided before AUTH');
+  }
+
+  async mail(address: string, args: Record<string, string>): Promise<CommandResult> {
     const size = args.SIZE !== undefined && /^\d+$/.test(args.SIZE) ? Number(args.SIZE) : null;
-    this.tx = this.newTransaction();
-    const mail = { address, args, size };
+    this.current = this.newTransaction();
+    this.mailCommands++;
+    const mail = { ...this.address(address, args), size };
     this.facts?.prefetch(this.ruleSet.dnsAll, address); // sender-domain facts, while the rules look at MAIL
-    const reply = await this.phase({ phase: 'mail', session: this.info(), envelope: this.envelope(), mail });
-    if (!reply) this.tx.mail = mail;
-    return reply;
+    const r = await this.phase({ phase: 'mail', session: this.info(), envelope: this.envelope(), mail });
+    if (!r.reply) this.current.mail = mail;
+    return r;
   }
 
-  async rcpt(address: string, args: Record<string, string>): Promise<Reply | null> {
-    const tx = this.tx;
-    const domain = domainOf(address);
+  async rcpt(address: string, args: Record<string, string>): Promise<CommandResult> {
+    const tx = this.current;
+    const rcpt = this.address(address, args);
     // Relay control comes before any rule, and no rule can lift it: never an open relay.
-    if (domain && !this.d.policy.acceptedDomains.has(domain) && !this.user && !this.relayClient) {
+    if (rcpt.domain && !this.d.policy.acceptedDomains.has(rcpt.domain) && !this.authUser && !this.relayClient) {
       tx.failedRcpts++;
       this.d.counters.inc('replies_refused_total', { phase: 'rcpt', rule: 'relay-control' });
       this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), rcpt: address }, `relaying denied for ${address} from ${plainIp(this.conn.ip)}`);
-      return REPLIES.relayDenied;
+      return { reply: REPLIES.relayDenied, decision: NO_DECISION };
     }
-    const rcpt = { address, args };
-    const reply = await this.phase({ phase: 'rcpt', session: this.info(), envelope: this.envelope(), rcpt });
-    if (reply) {
+    const r = await this.phase({ phase: 'rcpt', session: this.info(), envelope: this.envelope(), rcpt });
+    if (r.reply) {
       tx.failedRcpts++;
-      return reply;
+      return r;
     }
     // A repeated RCPT replaces the earlier one (as smtp-server does): count each address once.
     const key = address.toLowerCase();
-    const i = tx.rcpts.findIndex((r) => r.address.toLowerCase() === key);
+    const i = tx.rcpts.findIndex((x) => x.address.toLowerCase() === key);
     if (i >= 0) tx.rcpts[i] = rcpt;
     else tx.rcpts.push(rcpt);
-    return null;
+    return r;
   }
 
   /** RSET: the transaction is abandoned (RFC 5321 §4.1.1.5). */
   rset(): void {
-    this.tx = this.newTransaction();
+    this.current = this.newTransaction();
   }
 
-  async data(): Promise<Reply | null> {
+  async data(): Promise<CommandResult> {
     return this.phase({ phase: 'data', session: this.info(), envelope: this.envelope() });
   }
 
   /**
    * End of data: runs the message phase, then says whether the message is refused or
-   * accepted (and where it goes, with the headers to add). Ends the transaction.
+   * accepted (and where it goes, with the headers to add). Ends the transaction: read
+   * `tx` before calling this for the envelope.
    */
-  async message(msg: Buffer): Promise<MessageOutcome> {
+  async message(msg: Buffer): Promise<MessageResult> {
     try {
       const rs = this.ruleSet;
+      let r: CommandResult = { reply: null, decision: NO_DECISION };
       if (this.d.pipeline.handles(rs, 'message')) {
         const offset = bodyOffset(msg);
         const limit = this.d.policy.config.limits.bodyLimit;
@@ -277,19 +365,26 @@ export class SmtpSession {
           body: rs.needsBody ? body.subarray(0, limit).toString('utf8') : null,
           bodyTruncated: rs.needsBody && body.length > limit,
         };
-        const reply = await this.phase({ phase: 'message', session: this.info(), envelope: this.envelope(), message });
-        if (reply) return { reply };
+        r = await this.phase({ phase: 'message', session: this.info(), envelope: this.envelope(), message });
+        if (r.reply) return { ...r, accepted: null };
       }
-      return { accepted: { disposition: this.tx.disposition, headers: [...this.headers, ...this.tx.headers] } };
+      const headers = [...this.headers, ...this.current.headers].map((h): [string, string] => [h.name, h.value]);
+      return { ...r, accepted: { disposition: this.current.disposition, headers } };
     } finally {
-      this.transactions++; // the transaction is over, whatever its outcome
+      this.completed++; // the transaction is over, whatever its outcome
+      this.current = this.newTransaction();
     }
   }
 
-  /** The connection ended. Verdicts are logged, nothing else. */
-  async close(): Promise<void> {
-    await this.phase({ phase: 'close', session: this.info() });
-    this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), transactions: this.transactions, user: this.user }, `disconnect from [${plainIp(this.conn.ip)}]`);
+  /**
+   * The connection ended. Verdicts are logged, nothing else. A connection refused before
+   * its greeting (a blacklisted client) runs no close rules: it counts for nothing but
+   * its own refusal (a connect flood is not a reconnecting blacklisted client).
+   */
+  async close(): Promise<CommandResult> {
+    const r = this.refusedAtConnect ? { reply: null, decision: NO_DECISION } : await this.phase({ phase: 'close', session: this.info() });
+    this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), transactions: this.completed, user: this.authUser }, `disconnect from [${plainIp(this.conn.ip)}]`);
+    return r;
   }
 }
 
@@ -319,4 +414,15 @@ export function argsOf(args: unknown): Record<string, string> {
     for (const [k, v] of Object.entries(args)) out[k.toUpperCase()] = v === true ? '' : String(v);
   }
   return out;
+}
+
+// TODO(issue 11, store branch): the store itself extends entries; this adapter goes at the merge.
+export function storeForSession(store: MemoryStore): SessionStore {
+  return {
+    mailbox: (a) => store.mailbox(a),
+    blacklistExtend: (ip, ttl, reason, rule, now) => {
+      const e = store.blacklistGet(ip, now);
+      if (!e || e.expires < now + ttl * 1000) store.blacklistAdd(ip, ttl, reason, rule, now);
+    },
+  };
 }

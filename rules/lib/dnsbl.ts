@@ -48,4 +48,4 @@ export function codeMatches(code: string, pattern: string): boolean {
 }
 
 /** JSON Schema of an option naming a DNSBL zone ('' = none). */
-export const zoneOption = (zone: string, description: string) => ({ type: 'string', pattern: '^([A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)+)?$', default: zone, description });
+export const zoneOption = (zone: string, description: string) => ({ type: 'string', pattern: '^([A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)+)?$', default: zone, description }) as const;

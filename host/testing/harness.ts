@@ -1,5 +1,7 @@
 /**
  * Portcullis rule test harness: `import { loadRule, loadRuleSet } from 'portcullis/sdk/testing'`.
+ * It lives with the host (it drives the host's own session logic) and is published as
+ * `portcullis/sdk/testing`; the SDK itself imports nothing from the host.
  *
  * It loads rules through the same compile path and the same QuickJS sandbox as the
  * server, and drives them with scripted sessions through the server's own session logic
@@ -23,27 +25,30 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { configFrom, loadConfig, type Config, type RuleSettings } from '../host/config/config.js';
-import { Counters } from '../host/metrics.js';
-import { Pipeline, type PhaseDecision } from '../host/pipeline/pipeline.js';
-import { loadRuleSet as buildRuleSet, type RuleSet } from '../host/pipeline/ruleset.js';
-import { compileRule } from '../host/sandbox/compile.js';
-import { Sandbox } from '../host/sandbox/sandbox.js';
-import { formatReply, type Reply } from '../host/smtp/reply.js';
-import { SessionPolicy, SmtpSession, type Disposition } from '../host/smtp/session.js';
-import { DnsChecker, dnsCheckerFor, reversedIp } from '../host/dns/checker.js';
-import { tableBackend, type DnsTable } from '../host/dns/backend.js';
-import { storeAccess } from '../host/store/access.js';
-import { MemoryStore } from '../host/store/store.js';
+import type { Json } from '../../sdk/index.js';
+import { configFrom, loadConfig, type Config, type RuleSettings } from '../config/config.js';
+import { Counters } from '../metrics.js';
+import { Pipeline, type PhaseDecision } from '../pipeline/pipeline.js';
+import { loadRuleSet as buildRuleSet, type RuleSet } from '../pipeline/ruleset.js';
+import { compileRule } from '../sandbox/compile.js';
+import { Sandbox } from '../sandbox/sandbox.js';
+import { formatReply } from '../smtp/reply.js';
+import { SessionPolicy, SmtpSession, storeForSession, type CommandResult, type Disposition } from '../smtp/session.js';
+import { DnsChecker, dnsCheckerFor, reversedIp } from '../dns/checker.js';
+import { tableBackend, type DnsTable } from '../dns/backend.js';
+import { storeAccess } from '../store/access.js';
+import { MemoryStore } from '../store/store.js';
 
 /**
  * What one command did: the phase's decision (winning `verdict`, the `rule` that made
  * it, a rule `failure` under the tempfail policy, `headers` and `blacklist` effects,
  * `delayMs` of tarpit asked for), the reply the client gets, and what rules logged.
  */
-export interface Step extends Omit<PhaseDecision, 'delayMs'> {
+export interface Step extends Pick<PhaseDecision, 'verdict' | 'rule' | 'failure' | 'blacklist'> {
   /** The reply line that refuses the command (`'550 5.7.1 …'`), or null when it proceeds. */
   reply: string | null;
+  /** Headers the phase's rules added: `[name, value]`. */
+  headers: [string, string][];
   /** Tarpit delay applied (capped by limits.maxDelayMs). */
   delayMs: number;
   /** Lines rules logged at this command (ctx.log). */
@@ -158,7 +163,7 @@ export class Harness {
   async connect(o: ConnectOptions = {}): Promise<TestSession> {
     const delays: number[] = [];
     const session = new SmtpSession(
-      { policy: this.policy, pipeline: this.pipeline, store: this.store, log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms), dns: this.dns },
+      { policy: this.policy, pipeline: this.pipeline, store: storeForSession(this.store), log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms), dns: this.dns },
       { id: randomBytes(8).toString('hex'), ip: o.ip ?? '192.0.2.1', port: o.port ?? 40000, ptr: o.ptr ?? null, localIp: '192.0.2.25', localPort: o.localPort ?? 25, tls: () => o.tls ?? false },
       this.ruleSet,
     );
@@ -196,18 +201,25 @@ export class TestSession {
   ) {}
 
   /** @internal runs one command and reports what its phase did. */
-  async step(run: () => Promise<Reply | null>): Promise<Step> {
+  async step(run: () => Promise<CommandResult>): Promise<Step> {
     const logsBefore = this.h.logs.length;
     this.delays.length = 0;
-    this.s.last = { verdict: { action: 'next' }, rule: null, failure: null, headers: [], blacklist: null, delayMs: 0 };
-    const reply = await run();
-    const d: PhaseDecision = this.s.last;
+    const { reply, decision: d } = await run();
     return {
-      ...d,
+      verdict: d.verdict,
+      rule: d.rule,
+      failure: d.failure,
+      blacklist: d.blacklist,
+      headers: d.headers.map((h): [string, string] => [h.name, h.value]),
       reply: reply ? formatReply(reply) : null,
       delayMs: this.delays.reduce((a, b) => a + b, 0),
       logs: this.h.logs.slice(logsBefore).filter((l) => l.ruleLog === true).map((l) => String(l.msg)),
     };
+  }
+
+  /** The notes rules wrote so far: for the session, and for the transaction in progress. */
+  get notes(): { session: Readonly<Record<string, Json>>; tx: Readonly<Record<string, Json>> } {
+    return structuredClone({ session: this.s.info().notes, tx: this.s.tx.notes });
   }
 
   helo(name: string, verb: 'HELO' | 'EHLO' = 'EHLO'): Promise<Step> {
@@ -251,20 +263,18 @@ export class TestSession {
     let accepted: MessageStep['accepted'] = null;
     const step = await this.step(async () => {
       const out = await this.s.message(raw);
-      if ('reply' in out) return out.reply;
-      const disp = out.accepted.disposition;
-      accepted = { disposition: disp.action, rule: disp.rule, reason: disp.reason, redirectTo: disp.address ?? null, headers: out.accepted.headers };
-      return null;
+      if (out.accepted) {
+        const disp = out.accepted.disposition;
+        accepted = { disposition: disp.action, rule: disp.rule, reason: disp.reason, redirectTo: disp.address ?? null, headers: out.accepted.headers };
+      }
+      return out;
     });
     return { ...step, accepted };
   }
 
   /** Ends the session (the close phase runs; its verdicts are only logged). */
   async close(): Promise<Step> {
-    const step = await this.step(async () => {
-      await this.s.close();
-      return null;
-    });
+    const step = await this.step(() => this.s.close());
     this.pipeline.endSession(this.s.conn.id);
     return step;
   }
@@ -291,7 +301,7 @@ function adopt(store: MemoryStore, config: Config): void {
 /** Loads one rule file, alone, with its options. */
 export async function loadRule(file: string, o: RuleOptions = {}): Promise<Harness> {
   const store = new MemoryStore();
-  const sandbox = new Sandbox({ workers: 1, inline: false, storeCall: storeAccess(store) });
+  const sandbox = new Sandbox({ workers: 1, storeCall: storeAccess(store) });
   try {
     const meta = await sandbox.inspect(file, (await compileRule(file)).code);
     const base = harnessConfig(o);
@@ -312,7 +322,7 @@ export async function loadRule(file: string, o: RuleOptions = {}): Promise<Harne
  */
 export async function loadRuleSet(o: HarnessOptions & { rulesDirs?: string[] } = {}): Promise<Harness> {
   const store = new MemoryStore();
-  const sandbox = new Sandbox({ workers: 1, inline: false, storeCall: storeAccess(store) });
+  const sandbox = new Sandbox({ workers: 1, storeCall: storeAccess(store) });
   try {
     const base = harnessConfig(o);
     const config = o.rulesDirs ? configFrom({ ...base, rules: { ...base.rules, dirs: [...base.rules.dirs, ...o.rulesDirs] } }, '(test config)') : base;
@@ -325,4 +335,4 @@ export async function loadRuleSet(o: HarnessOptions & { rulesDirs?: string[] } =
   }
 }
 
-export type { DnsTable } from '../host/dns/backend.js';
+export type { DnsTable } from '../dns/backend.js';
