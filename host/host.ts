@@ -112,6 +112,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       apply: (cfg, rs) => {
         applyStoreConfig(store, cfg);
         door.configure(cfg);
+        deliv.configure(cfg);
         sets.swap(rs);
         if (!opts.logger) log.level = cfg.log.level;
       },

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig, configFrom, ConfigError } from '../host/config/config.js';
 import { envelopeOn, eventually, mailer, RawSmtp, rule, spawnHost, splitFields, spooled, tempDir, withHost } from './helpers.js';
-import { downstreamReply } from '../host/delivery/relay.js';
+import { downstreamReply } from '../host/smtp/outcome-reply.js';
 import { formatReply } from '../host/smtp/reply.js';
 import { deadPort, startNextHop, type TestNextHop } from './nexthop.js';
 

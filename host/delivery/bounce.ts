@@ -11,8 +11,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Counters } from '../metrics.js';
-import { bodyOffset } from '../smtp/message.js';
 import { newMessageId, type Spool, type SpoolEnvelope } from '../spool/spool.js';
+import { bodyOffset } from './header.js';
 
 /** A recipient the message could not be delivered to. */
 export interface Failure {

@@ -1,32 +1,25 @@
 /**
- * Delivery: what happens to a message the rules accepted, and the reply the client gets.
- * The SMTP adapter calls `accept` only; it answers 250 only once the message is safe:
+ * Delivery: what happens to a message the rules accepted. The SMTP adapter calls `accept`
+ * with the transaction and words the outcome as the client's reply; the outcome says the
+ * message is safe only once it is:
  *
- *   discard     → 250, nothing kept
+ *   discard     → discarded, nothing kept
  *   quarantine  → quarantine/new/ (with rule and reason), never relayed
  *   spool mode  → spool/new/ (fsync'ed file and directory), then the queue delivers it
  *   relay mode  → the next hop's verdict (see relay.ts)
  *
- * Redirect has already replaced the envelope's recipients when the message gets here.
+ * Delivery builds what it stores and sends: the id, the spool envelope (redirect replaces
+ * the recipients; DSN parameters kept) and the header lines in front of the message.
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { Counters } from '../metrics.js';
-import { REPLIES, type Reply } from '../smtp/reply.js';
-import type { Spool, SpoolEnvelope } from '../spool/spool.js';
+import { newMessageId, type Spool } from '../spool/spool.js';
+import type { DeliveryOutcome } from './outcome.js';
 import { Queue } from './queue.js';
 import { relay, type RelayDeps } from './relay.js';
 import { Routes } from './routes.js';
-
-export interface AcceptedMessage {
-  /** Envelope as spooled: id, client, sender, (redirected) recipients, disposition. */
-  env: SpoolEnvelope;
-  /** The added header lines, then the message exactly as received. */
-  parts: Buffer[];
-  sessionId: string;
-  /** Fields every log line about this message carries. */
-  log: Record<string, unknown>;
-}
+import { addedHeaders, envelopeOf, type AcceptedTransaction } from './transaction.js';
 
 export interface DeliveryDeps {
   config: Config;
@@ -40,12 +33,22 @@ export class Delivery {
   private readonly routes: Routes;
   private readonly relayDeps: RelayDeps;
   readonly queue: Queue;
+  /** The live config: `hostname` and `received` (our Received header) follow a reload. */
+  private config: Config;
 
   constructor(private readonly d: DeliveryDeps) {
-    const c = d.config;
+    const c = (this.config = d.config);
     this.routes = new Routes(c.delivery, c.hostname);
     this.queue = new Queue({ spool: d.spool, routes: this.routes, config: c.delivery.queue, hostname: c.hostname, dataDir: d.dataDir, log: d.log, counters: d.counters });
     this.relayDeps = { routes: this.routes, spool: d.spool, hostname: c.hostname, log: d.log, counters: d.counters, enqueue: (id) => this.queue.add(id) };
+  }
+
+  /**
+   * Applies a reloaded config to the messages accepted from now on. `delivery` (mode, next
+   * hops, queue) takes a restart: the reloader hands it back unchanged.
+   */
+  configure(c: Config): void {
+    this.config = c;
   }
 
   /** Starts the queue on what the spool holds (left by a previous run or a crash). */
@@ -59,31 +62,36 @@ export class Delivery {
     await this.queue.close(() => this.routes.close());
   }
 
-  async accept(m: AcceptedMessage): Promise<Reply> {
-    const { env, log } = m;
-    const action = env.disposition?.action ?? 'deliver';
-    const rule = env.disposition?.rule ?? null;
+  async accept(t: AcceptedTransaction): Promise<DeliveryOutcome> {
+    const c = this.config;
+    const id = newMessageId();
+    const now = new Date();
+    const env = envelopeOf(t, id, now);
+    const parts = [Buffer.from(addedHeaders(t, id, c.received ? c.hostname : null, now)), t.message];
+    const log = { session: t.sessionId, id, ip: t.client.ip, from: t.mailFrom.address, rcpts: t.rcptTo.length, size: t.message.length };
+    const { action, rule } = t.disposition;
     if (action === 'discard') {
-      this.d.log.info({ ...log, rule, reason: env.disposition?.reason }, `discarded message ${env.id} (rule ${rule})`);
+      this.d.log.info({ ...log, rule, reason: t.disposition.reason }, `discarded message ${id} (rule ${rule})`);
       this.d.counters.inc('messages_total', { disposition: 'discard' });
-      return REPLIES.queued(env.id);
+      return { kind: 'discarded', id };
     }
-    if (action !== 'quarantine' && this.d.config.delivery.mode === 'relay') {
-      const reply = await relay(this.relayDeps, env, Buffer.concat(m.parts), m.sessionId, log);
-      if (reply.code === 250) this.d.counters.inc('messages_total', { disposition: action });
-      return reply;
+    if (action !== 'quarantine' && c.delivery.mode === 'relay') {
+      const outcome = await relay(this.relayDeps, env, Buffer.concat(parts), log);
+      if (outcome.kind === 'relayed' || outcome.kind === 'relayed-in-part') this.d.counters.inc('messages_total', { disposition: action });
+      return outcome;
     }
     const area = action === 'quarantine' ? 'quarantine' : 'spool';
     try {
-      await this.d.spool.store(area, env, m.parts);
+      await this.d.spool.store(area, env, parts);
     } catch (e) {
-      this.d.log.error({ ...log, err: e }, `could not spool message ${env.id}: ${(e as Error).message}`);
+      this.d.log.error({ ...log, err: e }, `could not spool message ${id}: ${(e as Error).message}`);
       this.d.counters.inc('spool_failures_total');
-      return REPLIES.spoolFailure(m.sessionId);
+      return { kind: 'spool-full' };
     }
-    this.d.log.info({ ...log, disposition: action, rule }, `${area === 'quarantine' ? 'quarantined' : 'queued'} message ${env.id}`);
+    this.d.log.info({ ...log, disposition: action, rule }, `${area === 'quarantine' ? 'quarantined' : 'queued'} message ${id}`);
     this.d.counters.inc('messages_total', { disposition: action });
-    if (area === 'spool') this.queue.add(env.id);
-    return REPLIES.queued(env.id);
+    if (area === 'quarantine') return { kind: 'quarantined', id };
+    this.queue.add(id);
+    return { kind: 'queued', id };
   }
 }

@@ -14,12 +14,13 @@ import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
 import { dnsCheckerFor } from '../dns/checker.js';
-import type { AcceptedMessage } from '../delivery/delivery.js';
+import { headerLines } from '../delivery/header.js';
+import type { DeliveryOutcome } from '../delivery/outcome.js';
+import type { AcceptedTransaction } from '../delivery/transaction.js';
 import { ExternalChecker } from '../external-checker.js';
-import { newMessageId, type Dsn, type SpoolEnvelope } from '../spool/spool.js';
 import { verifyPassword } from './auth.js';
 import { connectionClass } from './connection.js';
-import { headerLine, receivedHeader } from './message.js';
+import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
 import { argsOf, SessionPolicy, SmtpSession, storeForSession, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
 
@@ -30,7 +31,7 @@ export interface FrontDoorDeps {
   config: Config;
   pipeline: Pipeline;
   /** Where accepted mail goes (host/delivery): spool, quarantine or the next hop. */
-  delivery: { accept(m: AcceptedMessage): Promise<Reply> };
+  delivery: { accept(t: AcceptedTransaction): Promise<DeliveryOutcome> };
   store: MemoryStore;
   log: Logger;
   counters: Counters;
@@ -192,36 +193,30 @@ export class FrontDoor {
     const checker = this.checker;
     const action = accepted.disposition.action;
     if (!checker || action === 'discard' || action === 'quarantine') return accepted;
-    const added = accepted.headers.map(([n, v]) => headerLine(n, v)).join('');
+    const added = headerLines(accepted.headers);
     const r = await checker.check({ session: session.conn.id, message: [Buffer.from(added), msg], ip: session.info().client.ip, sender: tx.mail?.address ?? '', rcpts: tx.rcpts.map((x) => x.address) });
     if (r.verdict !== 'accept') return { reply: r.verdict === 'reject' ? REPLIES.checkerRejected : REPLIES.checkerFailed(session.conn.id) };
     return { ...accepted, headers: [...accepted.headers, ...r.headers] };
   }
 
   /**
-   * Hands an accepted message to delivery with its envelope and added headers; delivery
-   * answers (250 only once the message is safe: spooled, or taken by the next hop).
+   * Hands an accepted message to delivery, which builds its envelope and added headers and
+   * reports what became of it; the reply is 250 only once the message is safe (spooled, or
+   * taken by the next hop).
    */
   private async deliver(session: SmtpSession, s: SMTPServerSession, tx: Transaction, accepted: Accepted, msg: Buffer): Promise<Reply> {
-    const id = newMessageId();
-    const disp = accepted.disposition;
     const info = session.info();
-    const log = { session: s.id, id, ip: info.client.ip, from: tx.mail?.address ?? '', rcpts: tx.rcpts.length, size: msg.length };
-    const rcptTo = tx.rcpts.map((r) => r.address);
-    const env: SpoolEnvelope = {
-      id,
-      receivedAt: new Date().toISOString(),
+    const outcome = await this.d.delivery.accept({
+      sessionId: s.id,
       client: { ip: info.client.ip, port: info.client.port, helo: session.helo?.name ?? null, ptr: info.client.ptr, user: session.user },
-      mailFrom: tx.mail?.address ?? '',
-      rcptTo: disp.action === 'redirect' && disp.address ? [disp.address] : rcptTo,
-      ...(disp.action === 'deliver' ? {} : { disposition: { action: disp.action, rule: disp.rule, reason: disp.reason, originalRcptTo: rcptTo } }),
-      ...dsnOf(tx, disp.action === 'redirect'),
-    };
-    const added = accepted.headers.map(([n, v]) => headerLine(n, v)).join('');
-    const trace = this.config.received
-      ? receivedHeader({ heloName: session.helo?.name ?? null, ip: info.client.ip, ptr: info.client.ptr, by: this.config.hostname, protocol: s.transmissionType, id, rcpt: rcptTo.length === 1 ? rcptTo[0] : undefined, date: new Date() })
-      : '';
-    return this.d.delivery.accept({ env, parts: [Buffer.from(trace + added), msg], sessionId: s.id, log });
+      protocol: s.transmissionType,
+      mailFrom: tx.mail ?? { address: '', args: {} },
+      rcptTo: tx.rcpts,
+      disposition: accepted.disposition,
+      headers: accepted.headers,
+      message: msg,
+    });
+    return outcomeReply(outcome, s.id);
   }
 
   /** Close phases still running (they may call rules): close() waits for them. */
@@ -247,23 +242,6 @@ export class FrontDoor {
       this.d.rules.unpin(session.ruleSet);
     }
   }
-}
-
-/**
- * The DSN parameters of a transaction (RFC 3461 §4), as the envelope keeps them; none
- * when the client gave none. A redirect's new recipient has no NOTIFY/ORCPT of its own.
- */
-function dsnOf(tx: Transaction, redirected: boolean): { dsn?: Dsn } {
-  const dsn: Dsn = {};
-  const args = tx.mail?.args ?? {};
-  const ret = args.RET?.toUpperCase();
-  if (ret === 'FULL' || ret === 'HDRS') dsn.ret = ret;
-  if (args.ENVID) dsn.envid = args.ENVID;
-  for (const r of redirected ? [] : tx.rcpts) {
-    if (r.args.NOTIFY) (dsn.notify ??= {})[r.address] = r.args.NOTIFY.toUpperCase();
-    if (r.args.ORCPT) (dsn.orcpt ??= {})[r.address] = r.args.ORCPT;
-  }
-  return Object.keys(dsn).length ? { dsn } : {};
 }
 
 /** The error that refuses a command with `reply`, or null to let it proceed. */

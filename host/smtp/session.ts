@@ -14,6 +14,7 @@ import {
 import type { Config } from '../config/config.js';
 import type { DnsChecker } from '../dns/checker.js';
 import { NO_FACTS, SessionFacts } from '../dns/facts.js';
+import type { Disposition } from '../delivery/transaction.js';
 import type { Counters } from '../metrics.js';
 import { domainOf, networkList, plainIp } from '../net.js';
 import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
@@ -22,14 +23,6 @@ import type { MemoryStore } from '../store/store.js';
 import { bodyOffset, parseHeaders } from './message.js';
 import { dropReply, formatReply, REPLIES, verdictReply, type Reply } from './reply.js';
 
-/** Where an accepted message goes. Stronger dispositions win: quarantine > discard > redirect > deliver. */
-export interface Disposition {
-  action: 'deliver' | 'redirect' | 'discard' | 'quarantine';
-  rule: string | null;
-  reason: string | null;
-  address?: string;
-}
-
 const STRENGTH: Record<Disposition['action'], number> = { deliver: 0, redirect: 1, discard: 2, quarantine: 3 };
 
 function stronger(a: Disposition, b: Disposition): Disposition {
@@ -37,6 +30,8 @@ function stronger(a: Disposition, b: Disposition): Disposition {
 }
 
 const DELIVER: Disposition = Object.freeze({ action: 'deliver', rule: null, reason: null });
+
+export type { Disposition };
 
 export interface Transaction {
   mail: (EnvelopeAddress & { size: number | null }) | null;
