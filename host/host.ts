@@ -14,8 +14,9 @@ import { Sandbox } from './sandbox/sandbox.js';
 import { FrontDoor } from './smtp/server.js';
 import { Spool } from './spool/spool.js';
 import { storeAccess } from './store/access.js';
-import { SqliteStore } from './store/sqlite.js';
-import type { MemoryStore } from './store/store.js';
+import { SqliteBackend } from './store/sqlite.js';
+import type { MailboxDirectory } from './store/ports.js';
+import { MemoryStore } from './store/store.js';
 
 export interface HostOptions {
   /** Where logs go (default: pino to stdout at config.log.level). */
@@ -31,8 +32,8 @@ export interface Host {
   readonly config: Config;
   readonly log: Logger;
   readonly counters: Counters;
-  /** The watchlist store (blacklist, counters, mailboxes, lists), in SQLite under the data dir. */
-  readonly store: SqliteStore;
+  /** The watchlist store (blacklist, counters, mailboxes, lists): in memory, written behind to SQLite under the data dir. */
+  readonly store: MemoryStore;
   readonly sandbox: Sandbox;
   /** Listening addresses, with the real port when the config asked for port 0. */
   readonly addresses: { host: string; port: number }[];
@@ -79,7 +80,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   const log = opts.logger ?? pino({ level: config.log.level });
   const counters = new Counters();
   const dataDir = resolve(config.dataDir);
-  const store = await SqliteStore.open(join(dataDir, 'portcullis.db'), { log, counters });
+  const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, counters });
   applyStoreConfig(store, config);
   const pool = new Sandbox({ workers: config.sandbox.workers, storeCall: storeAccess(store) });
   let front: FrontDoor | undefined;
@@ -127,7 +128,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       current: () => sets.current,
       pins: () => sets.counts(),
       reload: async (reason) => {
-        await store.load(); // what `portcullis blacklist/mailbox` changed on disk
+        await store.reload(); // what `portcullis blacklist/mailbox` changed on disk
         applyStoreConfig(store, reloader.currentConfig);
         await reloader.reload(reason);
       },
@@ -162,7 +163,7 @@ function logDnsState(log: Logger, config: Config, rs: RuleSet): void {
 }
 
 /** The config's part of the store: which domains are local, and the mailboxes it lists. */
-function applyStoreConfig(store: MemoryStore, config: Config): void {
+function applyStoreConfig(store: MailboxDirectory, config: Config): void {
   store.setLocalDomains(config.localDomains);
   for (const m of config.mailboxes) store.mailboxAdd(m, false);
 }

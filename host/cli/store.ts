@@ -10,7 +10,8 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.js';
 import type { ReloadStatus } from '../reload.js';
-import { SqliteStore } from '../store/sqlite.js';
+import { SqliteBackend, StoreError } from '../store/sqlite.js';
+import { MemoryStore } from '../store/store.js';
 
 type Out = { write(s: string): unknown };
 
@@ -18,17 +19,19 @@ const OPTIONS = { config: { type: 'string' }, 'data-dir': { type: 'string' }, tt
 
 /**
  * Runs `fn` on the store; once its changes are committed (the store closed), tells a
- * running host to re-read it when `fn` returned 0 with `notify`.
+ * running host to re-read it when `fn` returned 0 with `notify`. A write the database
+ * refused is a StoreError (exit 71), not a silent success.
  */
-async function withStore(values: { config?: string; 'data-dir'?: string }, fn: (s: SqliteStore) => number, out: Out, notify = false): Promise<number> {
+async function withStore(values: { config?: string; 'data-dir'?: string }, fn: (s: MemoryStore) => number, out: Out, notify = false): Promise<number> {
   const dataDir = resolve(loadConfig(values.config, { dataDir: values['data-dir'] }).dataDir);
-  const store = await SqliteStore.open(join(dataDir, 'portcullis.db'));
+  const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')));
   let code: number;
   try {
     code = fn(store);
   } finally {
     await store.close();
   }
+  if (store.lastWriteError) throw new StoreError(`could not write the store (the change was not saved): ${store.lastWriteError.message}`);
   if (code === 0 && notify) signalHost(dataDir, out);
   return code;
 }

@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { DnsListAnswer, DnsMxAnswer } from '../../sdk/index.js';
 import type { Counters } from '../metrics.js';
-import type { MemoryStore } from '../store/store.js';
+import type { DnsCache } from '../store/ports.js';
 import { nodeBackend, type DnsBackend } from './backend.js';
 
 export type ListKind = 'dnsbl' | 'rhsbl';
@@ -43,7 +43,7 @@ export class DnsChecker {
 
   constructor(
     private readonly backend: DnsBackend,
-    private readonly store: MemoryStore,
+    private readonly cache: DnsCache,
     private readonly counters: Counters,
     private readonly log: Logger,
     private readonly ttlSeconds: number,
@@ -63,7 +63,7 @@ export class DnsChecker {
   }
 
   private cached<T>(key: string, kind: string, now: number, query: () => Promise<T>, cacheable: (a: T) => boolean): Promise<T> {
-    const hit = this.store.cacheGet(key, now);
+    const hit = this.cache.cacheGet(key, now);
     if (hit !== undefined) {
       this.counters.inc('dns_cache_hits_total', { kind });
       return Promise.resolve(JSON.parse(hit) as T);
@@ -74,8 +74,8 @@ export class DnsChecker {
     const p = query()
       .then((a) => {
         if (cacheable(a) && this.ttlSeconds > 0) {
-          this.store.cacheSet(key, JSON.stringify(a), this.ttlSeconds, now);
-          this.counters.set('store_cache_entries', {}, this.store.cacheSize);
+          this.cache.cacheSet(key, JSON.stringify(a), this.ttlSeconds, now);
+          this.counters.set('store_cache_entries', {}, this.cache.cacheSize);
         }
         return a;
       })
@@ -146,7 +146,7 @@ export class DnsChecker {
 }
 
 /** The checker for a config's `dns` section, or null when DNS is off (no servers). */
-export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, store: MemoryStore, counters: Counters, log: Logger): DnsChecker | null {
+export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, cache: DnsCache, counters: Counters, log: Logger): DnsChecker | null {
   if (!dns.servers.length) return null;
-  return new DnsChecker(nodeBackend(dns.servers, dns.timeoutMs), store, counters, log, dns.cacheTtlSeconds);
+  return new DnsChecker(nodeBackend(dns.servers, dns.timeoutMs), cache, counters, log, dns.cacheTtlSeconds);
 }

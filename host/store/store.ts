@@ -1,47 +1,218 @@
 /**
- * The watchlist store: the internal blacklist, windowed event counters (watchlists),
- * local mailboxes, named lists and a TTL cache. Everything is served from memory, so
- * rules and the SMTP path never wait on disk; SqliteStore (sqlite.ts) loads it at start
- * and writes every change behind to SQLite. A shared store for several MX hosts would
- * implement the same interface.
+ * The store's in-memory front: the internal blacklist, windowed event counters
+ * (watchlists), local mailboxes, named lists and a TTL cache. Every read is served from
+ * memory, so rules and the SMTP path never wait on disk. It composes a `StoreBackend`
+ * (ports.ts): loads its snapshot at open and on reload, hands it every change, batched
+ * per 50 ms tick, and applies the changes the backend reports from other writers.
+ *
+ * Every mutation is a `StoreChange` run through `apply`, the one place that says what a
+ * change does to the state, whether it was made here or reported by the backend.
  */
-/** An entry of the internal short-term blacklist (MercuryS/SmtpEvt). */
-export interface BlacklistEntry {
-  ip: string;
-  reason: string;
-  rule: string;
-  created: number;
-  expires: number;
+import type { Logger } from 'pino';
+import type { Counters } from '../metrics.js';
+import {
+  WATCH_MAX_WINDOW_MS,
+  type BlacklistEntry,
+  type BlacklistStore,
+  type DnsCache,
+  type ListStore,
+  type MailboxDirectory,
+  type MailboxState,
+  type Snapshot,
+  type StoreBackend,
+  type StoreChange,
+  type WatchlistStore,
+} from './ports.js';
+
+/** A store kept in memory only: the rule harness and unit tests. */
+export class NullBackend implements StoreBackend {
+  async load(_now: number): Promise<Snapshot> {
+    return { blacklist: [], watch: [], mailboxes: [], lists: [], cache: [] };
+  }
+  async write(_batch: StoreChange[]): Promise<void> {}
+  async close(): Promise<void> {}
 }
 
-export type MailboxState = 'exists' | 'missing' | 'unknown';
+export interface StoreOptions {
+  /** Where a failed write is logged. */
+  log?: Logger;
+  /** Counts failed writes (`store_write_failures_total`). */
+  counters?: Counters;
+}
 
-/** What a persistent store is told to write (SqliteStore turns these into SQL). */
-export type StoreChange =
-  | { t: 'blacklist-put'; e: BlacklistEntry }
-  | { t: 'blacklist-del'; ip: string }
-  | { t: 'blacklist-clear' }
-  | { t: 'watch-put'; key: string; hits: number[] }
-  | { t: 'mailbox-put'; address: string }
-  | { t: 'mailbox-del'; address: string }
-  | { t: 'list-put'; list: string; value: string }
-  | { t: 'cache-put'; key: string; value: string; expires: number };
+/** How often queued changes go to the backend. */
+const WRITE_DELAY_MS = 50;
 
-/** Longest window a watchlist keeps hits for (older hits are dropped). */
-const MAX_WINDOW_MS = 7 * 24 * 3600_000;
+/**
+ * The entry in force once `e` (a rule's entry) meets `old`: a live entry that expires
+ * later stays; otherwise `e` does, keeping a live entry's `created`.
+ */
+function extended(old: BlacklistEntry | undefined, e: BlacklistEntry): BlacklistEntry {
+  const live = old && old.expires > e.created ? old : undefined;
+  if (live && live.expires >= e.expires) return live;
+  return live ? { ...e, created: live.created } : e;
+}
 
-export class MemoryStore {
-  protected blacklist = new Map<string, BlacklistEntry>();
-  protected watch = new Map<string, number[]>();
+export class MemoryStore implements BlacklistStore, DnsCache, WatchlistStore, ListStore, MailboxDirectory {
+  private readonly blacklist = new Map<string, BlacklistEntry>();
+  private readonly watch = new Map<string, number[]>();
   /** domain → local parts ('*' = every address of the domain exists). */
-  protected mailboxes = new Map<string, Set<string>>();
-  protected lists = new Map<string, Set<string>>();
-  protected cache = new Map<string, { value: string; expires: number }>();
+  private readonly mailboxes = new Map<string, Set<string>>();
+  private readonly lists = new Map<string, Set<string>>();
+  private readonly cache = new Map<string, { value: string; expires: number }>();
+  private readonly localDomains = new Set<string>();
 
-  constructor(private readonly localDomains: Set<string> = new Set()) {}
+  /** Changes not yet handed to the backend. */
+  private queue: StoreChange[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private writing: Promise<void> | null = null;
+  /** Set while a reload reads the backend: writes wait, so the queue is exactly what the snapshot lacks. */
+  private reloading: Promise<void> | null = null;
+  private reloads: Promise<unknown> = Promise.resolve();
+  private readonly unsubscribe: () => void;
+  private cacheSets = 0;
+  /** The last write the backend refused (the CLI reports it; the host only logs and counts). */
+  lastWriteError: Error | null = null;
 
-  /** Persistence hook: SqliteStore queues the change for writing. */
-  protected changed(_c: StoreChange): void {}
+  /** A store over `backend` (memory only by default), empty until `reload`: see `MemoryStore.open`. */
+  constructor(private readonly backend: StoreBackend = new NullBackend(), private readonly opts: StoreOptions = {}) {
+    this.unsubscribe = backend.subscribe?.((changes) => {
+      for (const c of changes) this.apply(c);
+    }) ?? (() => undefined);
+  }
+
+  /** A store over `backend`, loaded with its snapshot. */
+  static async open(backend: StoreBackend, opts: StoreOptions = {}, now = Date.now()): Promise<MemoryStore> {
+    const store = new MemoryStore(backend, opts);
+    try {
+      await store.reload(now);
+    } catch (e) {
+      await store.close().catch(() => undefined);
+      throw e;
+    }
+    return store;
+  }
+
+  /**
+   * Re-reads the backend (what `portcullis blacklist/mailbox` changed on disk): our own
+   * queued changes are written first, and those made while reading are applied again on
+   * top of the snapshot. Reloads run one at a time.
+   */
+  reload(now = Date.now()): Promise<void> {
+    const r = this.reloads.then(() => this.reloadNow(now));
+    this.reloads = r.catch(() => undefined);
+    return r;
+  }
+
+  private async reloadNow(now: number): Promise<void> {
+    await this.flush();
+    let done!: () => void;
+    this.reloading = new Promise((ok) => (done = ok));
+    try {
+      await this.writing; // one that started between our flush and here
+      this.replace(await this.backend.load(now));
+      for (const c of this.queue) this.apply(c);
+    } finally {
+      this.reloading = null;
+      done();
+      if (this.queue.length) void this.flush();
+    }
+  }
+
+  private replace(s: Snapshot): void {
+    for (const m of [this.blacklist, this.watch, this.mailboxes, this.lists, this.cache]) m.clear();
+    for (const e of s.blacklist) this.blacklist.set(e.ip, e);
+    for (const w of s.watch) this.watch.set(w.key, [...w.hits]);
+    for (const address of s.mailboxes) this.apply({ t: 'mailbox-put', address });
+    for (const { list, value } of s.lists) this.apply({ t: 'list-put', list, value });
+    for (const { key, value, expires } of s.cache) this.cache.set(key, { value, expires });
+  }
+
+  /** What a change does to the state in memory. */
+  private apply(c: StoreChange): void {
+    switch (c.t) {
+      case 'blacklist-put':
+        this.blacklist.set(c.e.ip, c.e);
+        break;
+      case 'blacklist-extend':
+        this.blacklist.set(c.e.ip, extended(this.blacklist.get(c.e.ip), c.e));
+        break;
+      case 'blacklist-del':
+        this.blacklist.delete(c.ip);
+        break;
+      case 'blacklist-clear':
+        this.blacklist.clear();
+        break;
+      case 'watch-hit': {
+        const hits = (this.watch.get(c.key) ?? []).filter((t) => t > c.at - WATCH_MAX_WINDOW_MS);
+        hits.push(c.at);
+        this.watch.set(c.key, hits);
+        break;
+      }
+      case 'mailbox-put': {
+        const { local, domain } = splitAddress(c.address);
+        let set = this.mailboxes.get(domain);
+        if (!set) this.mailboxes.set(domain, (set = new Set()));
+        set.add(local);
+        break;
+      }
+      case 'mailbox-del': {
+        const { local, domain } = splitAddress(c.address);
+        this.mailboxes.get(domain)?.delete(local);
+        break;
+      }
+      case 'list-put': {
+        let set = this.lists.get(c.list);
+        if (!set) this.lists.set(c.list, (set = new Set()));
+        set.add(c.value);
+        break;
+      }
+      case 'cache-put':
+        this.cache.set(c.key, { value: c.value, expires: c.expires });
+        break;
+    }
+  }
+
+  /** Applies a change made here and queues it for the backend. */
+  private change(c: StoreChange): void {
+    this.apply(c);
+    this.queue.push(c);
+    if (!this.timer && !this.reloading) {
+      this.timer = setTimeout(() => void this.flush(), WRITE_DELAY_MS);
+      this.timer.unref();
+    }
+  }
+
+  /** Hands the queued changes to the backend as one batch; resolves once written (or the failure recorded). */
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const busy = this.writing ?? this.reloading;
+    if (busy) return busy.then(() => this.flush());
+    const batch = this.queue;
+    this.queue = [];
+    if (!batch.length) return Promise.resolve();
+    this.writing = this.backend
+      .write(batch)
+      .catch((e: Error) => {
+        this.lastWriteError = e;
+        this.opts.counters?.inc('store_write_failures_total');
+        this.opts.log?.error({ err: e, changes: batch.length }, `store write failed (${batch.length} changes lost from disk, kept in memory): ${e.message}`);
+      })
+      .finally(() => {
+        this.writing = null;
+      });
+    return this.writing;
+  }
+
+  /** Writes what is queued and closes the backend. */
+  async close(): Promise<void> {
+    await this.flush();
+    this.unsubscribe();
+    await this.backend.close();
+  }
+
+  // --- mailboxes and local domains ------------------------------------------
 
   setLocalDomains(domains: Iterable<string>): void {
     this.localDomains.clear();
@@ -52,71 +223,9 @@ export class MemoryStore {
     return this.localDomains.has(domain.toLowerCase());
   }
 
-  // --- blacklist -------------------------------------------------------------
-
-  blacklistAdd(ip: string, ttlSeconds: number, reason: string, rule: string, now = Date.now()): BlacklistEntry {
-    const e = { ip, reason, rule, created: now, expires: now + ttlSeconds * 1000 };
-    this.blacklist.set(ip, e);
-    this.changed({ t: 'blacklist-put', e });
-    return e;
-  }
-
-  blacklistGet(ip: string, now = Date.now()): BlacklistEntry | undefined {
-    const e = this.blacklist.get(ip);
-    if (e && e.expires <= now) {
-      this.blacklist.delete(ip);
-      this.changed({ t: 'blacklist-del', ip });
-      return undefined;
-    }
-    return e;
-  }
-
-  blacklistList(now = Date.now()): BlacklistEntry[] {
-    return [...this.blacklist.keys()].map((ip) => this.blacklistGet(ip, now)).filter((e): e is BlacklistEntry => !!e);
-  }
-
-  blacklistRemove(ip: string): boolean {
-    const had = this.blacklist.delete(ip);
-    if (had) this.changed({ t: 'blacklist-del', ip });
-    return had;
-  }
-
-  blacklistClear(): void {
-    this.blacklist.clear();
-    this.changed({ t: 'blacklist-clear' });
-  }
-
-  // --- watchlists ------------------------------------------------------------
-
-  /** Records one event under `key` and returns how many happened within the window (this one included). */
-  watchHit(key: string, windowSeconds: number, now = Date.now()): number {
-    const hits = this.recent(key, now).concat(now);
-    this.watch.set(key, hits);
-    this.changed({ t: 'watch-put', key, hits });
-    return hits.filter((t) => t > now - windowSeconds * 1000).length;
-  }
-
-  /** How many events happened under `key` within the window. */
-  watchCount(key: string, windowSeconds: number, now = Date.now()): number {
-    return this.recent(key, now).filter((t) => t > now - windowSeconds * 1000).length;
-  }
-
-  private recent(key: string, now: number): number[] {
-    return (this.watch.get(key) ?? []).filter((t) => t > now - MAX_WINDOW_MS);
-  }
-
-  // --- mailboxes -------------------------------------------------------------
-
-  /**
-   * Whether a local mailbox exists. 'unknown' for other domains and for local domains
-   * without any mailbox listed (every address counts as valid then). `postmaster@`
-   * always exists in a local domain (RFC 5321 §4.5.1).
-   */
   mailbox(address: string): MailboxState {
-    const at = address.lastIndexOf('@');
-    if (at < 0) return address.toLowerCase() === 'postmaster' ? 'exists' : 'unknown';
-    const local = address.slice(0, at).toLowerCase();
-    const domain = address.slice(at + 1).toLowerCase();
+    if (!address.includes('@')) return address.toLowerCase() === 'postmaster' ? 'exists' : 'unknown';
+    const { local, domain } = splitAddress(address);
     if (!this.localDomains.has(domain)) return 'unknown';
     if (local === 'postmaster') return 'exists';
     const known = this.mailboxes.get(domain);
@@ -124,27 +233,72 @@ export class MemoryStore {
     return known.has('*') || known.has(local) ? 'exists' : 'missing';
   }
 
-  /** `user@domain`, or `*@domain` for a domain where every address exists. */
   mailboxAdd(address: string, persist = true): void {
-    const a = address.toLowerCase();
-    const at = a.lastIndexOf('@');
-    const domain = a.slice(at + 1);
-    let set = this.mailboxes.get(domain);
-    if (!set) this.mailboxes.set(domain, (set = new Set()));
-    set.add(a.slice(0, at));
-    if (persist) this.changed({ t: 'mailbox-put', address: a });
+    const c = { t: 'mailbox-put', address: address.toLowerCase() } as const;
+    if (persist) this.change(c);
+    else this.apply(c);
   }
 
   mailboxRemove(address: string): boolean {
-    const a = address.toLowerCase();
-    const at = a.lastIndexOf('@');
-    const had = this.mailboxes.get(a.slice(at + 1))?.delete(a.slice(0, at)) ?? false;
-    if (had) this.changed({ t: 'mailbox-del', address: a });
-    return had;
+    const { local, domain } = splitAddress(address);
+    if (!this.mailboxes.get(domain)?.has(local)) return false;
+    this.change({ t: 'mailbox-del', address: address.toLowerCase() });
+    return true;
   }
 
   mailboxList(): string[] {
     return [...this.mailboxes].flatMap(([d, locals]) => [...locals].map((l) => `${l}@${d}`)).sort();
+  }
+
+  // --- blacklist -------------------------------------------------------------
+
+  blacklistAdd(ip: string, ttlSeconds: number, reason: string, rule: string, now = Date.now()): BlacklistEntry {
+    const e = { ip, reason, rule, created: now, expires: now + ttlSeconds * 1000 };
+    this.change({ t: 'blacklist-put', e });
+    return e;
+  }
+
+  blacklistExtend(ip: string, ttlSeconds: number, reason: string, rule: string, now = Date.now()): BlacklistEntry {
+    const old = this.blacklistGet(ip, now);
+    const e = extended(old, { ip, reason, rule, created: now, expires: now + ttlSeconds * 1000 });
+    if (e !== old) this.change({ t: 'blacklist-extend', e });
+    return e;
+  }
+
+  blacklistGet(ip: string, now = Date.now()): BlacklistEntry | undefined {
+    const e = this.blacklist.get(ip);
+    if (!e || e.expires > now) return e;
+    // Expired: forgotten here; backends drop expired rows themselves (another writer may have extended it).
+    this.blacklist.delete(ip);
+    return undefined;
+  }
+
+  blacklistList(now = Date.now()): BlacklistEntry[] {
+    return [...this.blacklist.keys()].map((ip) => this.blacklistGet(ip, now)).filter((e): e is BlacklistEntry => !!e);
+  }
+
+  blacklistRemove(ip: string): boolean {
+    if (!this.blacklist.has(ip)) return false;
+    this.change({ t: 'blacklist-del', ip });
+    return true;
+  }
+
+  blacklistClear(): void {
+    this.change({ t: 'blacklist-clear' });
+  }
+
+  // --- watchlists ------------------------------------------------------------
+
+  watchHit(key: string, windowSeconds: number, now = Date.now()): number {
+    this.change({ t: 'watch-hit', key, at: now });
+    return this.watchCount(key, windowSeconds, now);
+  }
+
+  watchCount(key: string, windowSeconds: number, now = Date.now()): number {
+    const since = now - Math.min(windowSeconds * 1000, WATCH_MAX_WINDOW_MS);
+    let n = 0;
+    for (const t of this.watch.get(key) ?? []) if (t > since) n++;
+    return n;
   }
 
   // --- lists and cache -------------------------------------------------------
@@ -158,11 +312,7 @@ export class MemoryStore {
   }
 
   listAdd(list: string, value: string): void {
-    let set = this.lists.get(list);
-    if (!set) this.lists.set(list, (set = new Set()));
-    if (set.has(value)) return;
-    set.add(value);
-    this.changed({ t: 'list-put', list, value });
+    if (!this.listHas(list, value)) this.change({ t: 'list-put', list, value });
   }
 
   cacheGet(key: string, now = Date.now()): string | undefined {
@@ -176,19 +326,18 @@ export class MemoryStore {
   }
 
   cacheSet(key: string, value: string, ttlSeconds: number, now = Date.now()): void {
-    const expires = now + ttlSeconds * 1000;
-    this.cache.set(key, { value, expires });
-    this.changed({ t: 'cache-put', key, value, expires });
+    this.change({ t: 'cache-put', key, value, expires: now + ttlSeconds * 1000 });
     // Expired entries go when read; a sweep now and then drops those never read again.
     if (++this.cacheSets % 1000 === 0) for (const [k, e] of this.cache) if (e.expires <= now) this.cache.delete(k);
   }
 
-  private cacheSets = 0;
-
-  /** Cache entries held (some may have expired since the last sweep). */
   get cacheSize(): number {
     return this.cache.size;
   }
+}
 
-  async close(): Promise<void> {}
+function splitAddress(address: string): { local: string; domain: string } {
+  const a = address.toLowerCase();
+  const at = a.lastIndexOf('@');
+  return { local: a.slice(0, at), domain: a.slice(at + 1) };
 }

@@ -1,0 +1,122 @@
+/**
+ * The store as its consumers see it, and the port a persistent backend plugs into.
+ *
+ * Consumers get the narrowest interface they need: the SMTP session a `BlacklistStore`
+ * and a `MailboxDirectory`, the DNS checker a `DnsCache`, the rules (through access.ts)
+ * watchlists, lists and blacklist lookups. One in-memory front (`MemoryStore`,
+ * store.ts) implements them all and serves every read from memory; a `StoreBackend`
+ * (SQLite today, Redis and several processes next) loads its snapshot and receives its
+ * changes, written behind.
+ */
+
+/** An entry of the internal short-term blacklist (MercuryS/SmtpEvt). */
+export interface BlacklistEntry {
+  ip: string;
+  reason: string;
+  rule: string;
+  created: number;
+  expires: number;
+}
+
+export type MailboxState = 'exists' | 'missing' | 'unknown';
+
+/** Longest window a watchlist keeps hits for: older hits are pruned in memory and by backends. */
+export const WATCH_MAX_WINDOW_MS = 7 * 24 * 3600_000;
+
+/** The client blacklist: checked by the SMTP session, written by rules' effects and the admin. */
+export interface BlacklistStore {
+  /** The live entry for `ip`, or undefined (an expired entry counts as none). */
+  blacklistGet(ip: string, now?: number): BlacklistEntry | undefined;
+  /**
+   * A rule's blacklist effect: an entry is only ever extended, never shortened. A live
+   * entry that expires later than `now + ttlSeconds` is kept as it is; otherwise the
+   * expiry, reason and rule are replaced and a live entry keeps its `created`.
+   * Returns the entry in force afterwards.
+   */
+  blacklistExtend(ip: string, ttlSeconds: number, reason: string, rule: string, now?: number): BlacklistEntry;
+  /** The administrator's entry: exactly `now + ttlSeconds`, whatever was there before. */
+  blacklistAdd(ip: string, ttlSeconds: number, reason: string, rule: string, now?: number): BlacklistEntry;
+  /** Removes the entry; false when there was none. */
+  blacklistRemove(ip: string): boolean;
+  /** The live entries. */
+  blacklistList(now?: number): BlacklistEntry[];
+  blacklistClear(): void;
+}
+
+/** Cached DNS answers (JSON text) with a TTL: the DNS checker's cache. */
+export interface DnsCache {
+  cacheGet(key: string, now?: number): string | undefined;
+  cacheSet(key: string, value: string, ttlSeconds: number, now?: number): void;
+  /** Entries held (some may have expired since the last sweep), for the `store_cache_entries` gauge. */
+  readonly cacheSize: number;
+}
+
+/** Windowed event counters (`ctx.store.hit` / `count`). */
+export interface WatchlistStore {
+  /** Records one event under `key` and returns how many happened within the window (this one included). */
+  watchHit(key: string, windowSeconds: number, now?: number): number;
+  /** How many events happened under `key` within the window. */
+  watchCount(key: string, windowSeconds: number, now?: number): number;
+}
+
+/** Named sets of strings (e.g. learned spam subjects). */
+export interface ListStore {
+  listHas(list: string, value: string): boolean;
+  listValues(list: string): string[];
+  listAdd(list: string, value: string): void;
+}
+
+/** Which domains are local and which of their mailboxes exist (config and `portcullis mailbox`). */
+export interface MailboxDirectory {
+  /**
+   * Whether a local mailbox exists. 'unknown' for other domains and for local domains
+   * without any mailbox listed (every address counts as valid then). `postmaster@`
+   * always exists in a local domain (RFC 5321 §4.5.1).
+   */
+  mailbox(address: string): MailboxState;
+  isLocalDomain(domain: string): boolean;
+  setLocalDomains(domains: Iterable<string>): void;
+  /** `user@domain`, or `*@domain` for a domain where every address exists; `persist` false for the config's own. */
+  mailboxAdd(address: string, persist?: boolean): void;
+  mailboxRemove(address: string): boolean;
+  mailboxList(): string[];
+}
+
+/**
+ * One change, as the front hands it to a backend and a backend reports it from elsewhere.
+ * Every change can be applied on top of another writer's: a watchlist hit is one hit
+ * appended, never the whole array, and `blacklist-extend` never shortens an entry.
+ */
+export type StoreChange =
+  /** The admin's entry: replaces whatever is there. */
+  | { t: 'blacklist-put'; e: BlacklistEntry }
+  /** A rule's entry: applied only where it expires later; a live entry keeps its `created`. */
+  | { t: 'blacklist-extend'; e: BlacklistEntry }
+  | { t: 'blacklist-del'; ip: string }
+  | { t: 'blacklist-clear' }
+  | { t: 'watch-hit'; key: string; at: number }
+  | { t: 'mailbox-put'; address: string }
+  | { t: 'mailbox-del'; address: string }
+  | { t: 'list-put'; list: string; value: string }
+  | { t: 'cache-put'; key: string; value: string; expires: number };
+
+/** Everything a backend holds that is still live at the time of `load`. */
+export interface Snapshot {
+  blacklist: BlacklistEntry[];
+  /** Hits per key within WATCH_MAX_WINDOW_MS. */
+  watch: { key: string; hits: number[] }[];
+  mailboxes: string[];
+  lists: { list: string; value: string }[];
+  cache: { key: string; value: string; expires: number }[];
+}
+
+/** Where the store persists: loaded at open and on reload, written behind in batches. */
+export interface StoreBackend {
+  /** What is live at `now` (the front's clock). */
+  load(now: number): Promise<Snapshot>;
+  /** Writes one batch, all or nothing; a rejection is logged and counted by the front. */
+  write(batch: StoreChange[]): Promise<void>;
+  /** Changes other writers made (other processes, other hosts); returns the unsubscribe. */
+  subscribe?(onChange: (changes: StoreChange[]) => void): () => void;
+  close(): Promise<void>;
+}
