@@ -22,7 +22,7 @@ import { verifyPassword } from './auth.js';
 import { connectionClass } from './connection.js';
 import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
-import { argsOf, SessionPolicy, SmtpSession, storeForSession, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
+import { argsOf, SessionPolicy, SmtpSession, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
 
 /** A message the rules accepted: where it goes and the headers to add. */
 type Accepted = { disposition: Disposition; headers: [string, string][] };
@@ -98,7 +98,7 @@ export class FrontDoor {
     Object.assign(this.server.options, this.liveOptions(c));
     this.checker = c.checker ? new ExternalChecker(c.checker, resolve(c.dataDir), this.d.log, this.d.counters) : null;
     this.deps = {
-      policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: storeForSession(this.d.store), log: this.d.log, counters: this.d.counters,
+      policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, counters: this.d.counters,
       now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
       dns: dnsCheckerFor(c.dns, this.d.store, this.d.counters, this.d.log),
     };

@@ -19,7 +19,6 @@ import type { Counters } from '../metrics.js';
 import { domainOf, networkList, plainIp } from '../net.js';
 import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
-import type { MemoryStore } from '../store/store.js';
 import { bodyOffset, parseHeaders } from './message.js';
 import { dropReply, formatReply, REPLIES, verdictReply, type Reply } from './reply.js';
 
@@ -409,15 +408,4 @@ export function argsOf(args: unknown): Record<string, string> {
     for (const [k, v] of Object.entries(args)) out[k.toUpperCase()] = v === true ? '' : String(v);
   }
   return out;
-}
-
-// TODO(issue 11, store branch): the store itself extends entries; this adapter goes at the merge.
-export function storeForSession(store: MemoryStore): SessionStore {
-  return {
-    mailbox: (a) => store.mailbox(a),
-    blacklistExtend: (ip, ttl, reason, rule, now) => {
-      const e = store.blacklistGet(ip, now);
-      if (!e || e.expires < now + ttl * 1000) store.blacklistAdd(ip, ttl, reason, rule, now);
-    },
-  };
 }

@@ -33,7 +33,7 @@ import { loadRuleSet as buildRuleSet, type RuleSet } from '../pipeline/ruleset.j
 import { compileRule } from '../sandbox/compile.js';
 import { Sandbox } from '../sandbox/sandbox.js';
 import { formatReply } from '../smtp/reply.js';
-import { SessionPolicy, SmtpSession, storeForSession, type CommandResult, type Disposition } from '../smtp/session.js';
+import { SessionPolicy, SmtpSession, type CommandResult, type Disposition } from '../smtp/session.js';
 import { DnsChecker, dnsCheckerFor, reversedIp } from '../dns/checker.js';
 import { tableBackend, type DnsTable } from '../dns/backend.js';
 import { storeAccess } from '../store/access.js';
@@ -163,7 +163,7 @@ export class Harness {
   async connect(o: ConnectOptions = {}): Promise<TestSession> {
     const delays: number[] = [];
     const session = new SmtpSession(
-      { policy: this.policy, pipeline: this.pipeline, store: storeForSession(this.store), log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms), dns: this.dns },
+      { policy: this.policy, pipeline: this.pipeline, store: this.store, log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms), dns: this.dns },
       { id: randomBytes(8).toString('hex'), ip: o.ip ?? '192.0.2.1', port: o.port ?? 40000, ptr: o.ptr ?? null, localIp: '192.0.2.25', localPort: o.localPort ?? 25, tls: () => o.tls ?? false },
       this.ruleSet,
     );
