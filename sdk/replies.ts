@@ -53,12 +53,12 @@ export const SOFT_BOUNCE: { readonly [C in RejectCode]: TempfailCode } = {
 /**
  * An enhanced status code without its class digit (RFC 3463 §2): `subject.detail`, e.g.
  * `'7.1'`. The class (2, 4 or 5) always comes from the reply code when the line is
- * written, so a 4xx reply can never carry a `5.x.x` status.
+ * written, so a 4xx reply can never carry a `5.x.x` status (`'5.7.1'` does not compile).
  */
-export type EnhancedStatus = `${number}.${number}`;
+export type EnhancedStatus = `${0 | 1 | 2 | 3 | 4 | 5 | 6 | 7}.${bigint}`;
 
-/** Source of the pattern every `EnhancedStatus` matches (subject and detail of 1–3 digits). */
-export const STATUS_PATTERN = '^[0-9]{1,3}\\.[0-9]{1,3}$';
+/** Source of the pattern every `EnhancedStatus` matches (subjects 0–7 of RFC 3463 §3, a detail of 1–3 digits). */
+export const STATUS_PATTERN = '^[0-7]\\.[0-9]{1,3}$';
 
 /** The enhanced statuses rules use most, by meaning (RFC 3463). */
 export const STATUS = {

@@ -132,8 +132,9 @@ export class RawSmtp {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  static async open(port: number): Promise<{ c: RawSmtp; greeting: string }> {
-    const sock = connect(port, '127.0.0.1');
+  /** Connects to 127.0.0.1:port, from `from` (another 127.0.0.x, as a distinct client) if given. */
+  static async open(port: number, from?: string): Promise<{ c: RawSmtp; greeting: string }> {
+    const sock = connect({ port, host: '127.0.0.1', ...(from ? { localAddress: from } : {}) });
     const c = new RawSmtp(sock);
     const greeting = await c.reply();
     return { c, greeting };
