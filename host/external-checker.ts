@@ -62,7 +62,7 @@ export class ExternalChecker {
     const file = join(this.dir, `${input.session}-${++this.seq}.eml`);
     try {
       await writeFile(file, input.message, { mode: 0o640 });
-      return this.done(input, await this.run(file, input, deadline - Date.now()), started);
+      return this.done(input, await this.runProgram(file, input, deadline - Date.now()), started);
     } catch (e) {
       return this.done(input, { verdict: 'tempfail', why: `could not run the checker: ${(e as Error).message}` }, started);
     } finally {
@@ -71,7 +71,7 @@ export class ExternalChecker {
     }
   }
 
-  private run(file: string, input: CheckInput, timeoutMs: number): Promise<CheckResult> {
+  private runProgram(file: string, input: CheckInput, timeoutMs: number): Promise<CheckResult> {
     const [cmd, ...fixed] = this.cfg.command as [string, ...string[]];
     const args = [...fixed, file, input.ip, input.sender || '<>', ...input.rcpts];
     return new Promise((resolve) => {
