@@ -20,14 +20,16 @@ export interface Effects {
  * How a rule call ended. Every failure is its own outcome, so a crash never silently
  * reads as "no opinion": the pipeline applies the rule's fail policy to all but `ok`.
  */
-export type Outcome =
-  | 'ok'
-  | 'timeout' // ran past its deadline and was interrupted
-  | 'oom' // hit its memory cap; the module is rebuilt
-  | 'stack-overflow' // recursed past its stack limit
-  | 'error' // threw
-  | 'invalid-verdict' // returned something that is not a valid verdict/effect
-  | 'crash'; // the wasm module faulted or the worker died; rebuilt
+export const OUTCOMES = [
+  'ok',
+  'timeout', // ran past its deadline and was interrupted
+  'oom', // hit its memory cap; the module is rebuilt
+  'stack-overflow', // recursed past its stack limit
+  'error', // threw
+  'invalid-verdict', // returned something that is not a valid verdict/effect
+  'crash', // the wasm module faulted or the worker died; rebuilt
+] as const;
+export type Outcome = (typeof OUTCOMES)[number];
 
 /** Limits of one rule's sandbox. */
 export interface SandboxLimits {
