@@ -2,7 +2,11 @@
 // driven by Postfix's smtp-source in ONE run, printed as ratios to the bare server; then
 // how much a rule stuck at its deadline delays other sessions' replies.
 //
-//   node bench/run.mjs [--rounds N] [--messages N]
+//   node bench/run.mjs [--rounds N] [--messages N] [--baseline DIR]
+//
+// --baseline DIR also runs the Portcullis variants from another built checkout (an
+// earlier commit in a git worktree), so a change is measured against what it replaces
+// in the same run.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -19,6 +23,7 @@ const { values } = parseArgs({ options: {
   'only-runaway': { type: 'boolean', default: false },
   'only-reload': { type: 'boolean', default: false },
   'spool-on-shm': { type: 'boolean', default: false },
+  baseline: { type: 'string' }, // another checkout (built) whose Portcullis variants run beside ours
 } });
 const ROUNDS = Number(values.rounds);
 const N = Number(values.messages);
@@ -45,7 +50,7 @@ export default defineRule({ name: 'runaway', phases: { rcpt: (ev) => { if (ev.rc
 `;
 
 /** A fresh directory (rules, config, spool) per server start, so no run inherits a full spool. */
-function portcullisConfig(name, ruleSource, extra = {}) {
+function portcullisConfig(name, ruleSource, extra = {}, builtin = false) {
   const dir = mkdtempSync(join(work, `${name}-`));
   mkdirSync(join(dir, 'rules'), { recursive: true });
   if (ruleSource) writeFileSync(join(dir, 'rules', 'rule.ts'), ruleSource);
@@ -53,7 +58,7 @@ function portcullisConfig(name, ruleSource, extra = {}) {
   writeFileSync(file, JSON.stringify({
     listen: ['127.0.0.1:0'], dataDir: join(dir, 'data'), reverseDns: false,
     limits: { maxClients: 1000 },
-    rules: { builtin: false, dirs: ruleSource ? [join(dir, 'rules')] : [] },
+    rules: { builtin, dirs: ruleSource ? [join(dir, 'rules')] : [] },
     // The front door only, like 'bare smtp-server + spool': the queue's delivery is not measured.
     delivery: { queue: { hold: true } },
     ...extra,
@@ -67,13 +72,22 @@ const VARIANTS = {
     const dir = mkdtempSync(join(work, 'bare-spool-'));
     return startProcess(process.execPath, [join(ROOT, 'bench', 'bare-server.mjs'), '0', '--spool', dir], { readyPattern: /LISTENING (\d+)/ });
   },
-  'portcullis, no rules': () => portcullis(portcullisConfig('none', null)),
-  'portcullis, 8-phase rule': () => portcullis(portcullisConfig('trivial', TRIVIAL)),
-  'portcullis, 8-phase rule, inline tier': () => portcullis(portcullisConfig('trivial-inline', TRIVIAL, { sandbox: { inline: true } })),
+  ...portcullisVariants(ROOT, ''),
+  ...(values.baseline ? portcullisVariants(values.baseline, 'baseline: ') : {}),
 };
 
-function portcullis(config) {
-  return startProcess(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--config', config], { readyPattern: /listening on 127\.0\.0\.1:(\d+)/ });
+/** Portcullis from the checkout at `root`: no rules, one trivial rule on all 8 phases, all built-in rules (the SmtpEvt set, defaults). */
+function portcullisVariants(root, prefix) {
+  const start = (config) => portcullis(root, config);
+  return {
+    [`${prefix}portcullis, no rules`]: () => start(portcullisConfig('none', null)),
+    [`${prefix}portcullis, 8-phase rule`]: () => start(portcullisConfig('trivial', TRIVIAL)),
+    [`${prefix}portcullis, all built-in rules`]: () => start(portcullisConfig('builtin', null, {}, true)),
+  };
+}
+
+function portcullis(root, config) {
+  return startProcess(process.execPath, [join(root, 'bin', 'portcullis.js'), 'start', '--config', config], { readyPattern: /listening on 127\.0\.0\.1:(\d+)/ });
 }
 
 const SCENARIOS = [
@@ -137,7 +151,7 @@ async function latencies(port, count, rcpt = 'ok@localhost', localAddress = '127
 }
 
 async function runawayBlastRadius() {
-  const srv = await portcullis(portcullisConfig('runaway', RUNAWAY));
+  const srv = await portcullis(ROOT, portcullisConfig('runaway', RUNAWAY));
   try {
     const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)];
     await latencies(srv.port, 300);
@@ -166,7 +180,7 @@ export default defineRule({ name: 'edit', phases: { rcpt: (ev) => ev.rcpt.addres
 `;
   const config = portcullisConfig('reload', variant('start'));
   const ruleFile = join(dirname(config), 'rules', 'rule.ts');
-  const srv = await portcullis(config);
+  const srv = await portcullis(ROOT, config);
   try {
     const probe = async () => {
       const sock = connect({ port: srv.port, host: '127.0.0.1' });
