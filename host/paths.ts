@@ -1,6 +1,6 @@
 /** Where the checkout's parts are, whether running from source or from dist/. */
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 function findRoot(): string {
@@ -14,7 +14,8 @@ function findRoot(): string {
 }
 
 export const ROOT = findRoot();
-/** The SDK's TypeScript source: what `portcullis/sdk` resolves to when a rule is compiled. */
+/** The SDK's sources: what `portcullis/sdk` resolves to when a rule is compiled. */
+export const SDK_DIR = join(ROOT, 'sdk') + sep;
 export const SDK_ENTRY = join(ROOT, 'sdk', 'index.ts');
 export const BUILTIN_RULES = join(ROOT, 'rules');
 export const CONFIG_SCHEMA = join(ROOT, 'schemas', 'config.schema.json');

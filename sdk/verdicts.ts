@@ -4,7 +4,7 @@
  * verdict can carry (`reject(450, …)` does not compile), and they clean what they are
  * given (reason ids, reply text) so a verdict they build is always one the host takes.
  */
-import { reasonId, replyText, type EnhancedStatus, type RejectCode, type TempfailCode } from './replies.js';
+import { isRejectCode, isTempfailCode, REJECT_CODES, reasonId, replyText, TEMPFAIL_CODES, type EnhancedStatus, type RejectCode, type TempfailCode } from './replies.js';
 
 /** Options every verdict may carry. */
 export interface VerdictMeta {
@@ -65,6 +65,8 @@ export function accept(m: VerdictMeta = {}): Verdict {
  * @example reject(550, 'Sender domain does not accept replies', { status: STATUS.badSenderDomain, reason: 'null-mx' })
  */
 export function reject(code: RejectCode = 550, text = 'Message rejected by policy', options: ReplyOptions = {}): Verdict {
+  // For rules in plain JavaScript (or a cast): fail here, at the rule's own line.
+  if (!isRejectCode(code)) throw new RangeError(`reject() takes one of ${REJECT_CODES.join(', ')}, got ${String(code)} (a 4xx is tempfail())`);
   return { action: 'reject', code, text: replyText(text), ...meta(options) };
 }
 
@@ -75,6 +77,7 @@ export function reject(code: RejectCode = 550, text = 'Message rejected by polic
  * @example tempfail(450, 'Greylisted, try again in 5 minutes')
  */
 export function tempfail(code: TempfailCode = 451, text = 'Try again later', options: ReplyOptions = {}): Verdict {
+  if (!isTempfailCode(code)) throw new RangeError(`tempfail() takes one of ${TEMPFAIL_CODES.join(', ')}, got ${String(code)} (a 5xx is reject())`);
   return { action: 'tempfail', code, text: replyText(text), ...meta(options) };
 }
 

@@ -94,6 +94,22 @@ describe('sender-domain with its documented code: 450', () => {
   });
 });
 
+describe('a JavaScript rule that gets the code class wrong', () => {
+  it('fails at its own line with a log that says why, and the client gets 451 4.3.0', async () => {
+    const dir = rulesDir({ 'js-450.js': `import { defineRule, reject } from 'portcullis/sdk';\nexport default defineRule({ name: 'js-450', phases: {\n  mail: () => reject(450, 'Later'),\n} });\n` });
+    const h = await loadRule(join(dir, 'js-450.js'));
+    try {
+      const s = await h.connect({ helo: 'mx.example.org' });
+      const r = await s.mail('a@example.org');
+      assert.match(String(r.reply), /^451 4\.3\.0 Temporary local problem, please try again later \(session \S+\)$/);
+      const failure = h.logs.find((l) => l.rule === 'js-450' && l.outcome === 'error');
+      assert.match(String(failure?.error), /RangeError: reject\(\) takes one of 521, 550, 551, 552, 553, 554, 556, got 450 \(a 4xx is tempfail\(\)\) \(at .*js-450\.js:3:\d+\)/);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('the blacklist rules and legitimate senders', () => {
   let h: Harness;
   let n = 0;

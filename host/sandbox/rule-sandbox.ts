@@ -20,6 +20,7 @@ import {
   type QuickJSSyncVariant,
 } from 'quickjs-emscripten-core';
 import type { Phase } from '../../sdk/index.js';
+import { SDK_DIR } from '../paths.js';
 import { BUNDLE_DIR, GUEST_INSTALL, GUEST_PRELUDE } from './guest.js';
 import type { StoreCall } from '../store/access.js';
 import type { Outcome, RuleMeta, RuleResult, SandboxLimits } from './protocol.js';
@@ -208,8 +209,13 @@ export class RuleSandbox {
       };
       // QuickJS stack lines read "    at f (rule.ts:39:23)", positions in the compiled bundle.
       const stack = prop('stack');
-      const frame = /at (?:[^\s(]+ \()?([^()\s]+):(\d+):(\d+)/.exec(stack) ?? /at (?:[^\s(]+ \()?([^()\s]+):(\d+)()/.exec(stack);
-      const where = frame && !frame[1]!.startsWith('portcullis:') ? ` (at ${this.position(frame[1]!, Number(frame[2]), Number(frame[3] || 1))})` : '';
+      // The first frame in the rule's own code: an error the SDK throws (reject(450) in a
+      // JavaScript rule) is reported where the rule called it.
+      const frames = [...stack.matchAll(/at (?:[^\s(]+ \()?([^()\s]+?):(\d+)(?::(\d+))?\)?$/gm)]
+        .filter((f) => !f[1]!.startsWith('portcullis:'))
+        .map((f) => this.position(f[1]!, Number(f[2]), Number(f[3] || 1)));
+      const at = frames.find((f) => !f.startsWith(SDK_DIR)) ?? frames[0];
+      const where = at ? ` (at ${at})` : '';
       return `${prop('name') || 'Error'}: ${prop('message').slice(0, 300)}${where}`;
     } catch {
       return 'threw an unreadable value';
