@@ -89,19 +89,17 @@ export class Pipeline {
     const chain = (event.session.user === null ? rs.chains.anyone : rs.chains.authenticated)[event.phase];
     if (!chain) return NO_DECISION;
     const results = await this.sandbox.callPhase(rs.version, chain, event, rs.budgets[event.phase] ?? 0);
-    return this.decide(rs, event, chain, results);
+    return this.decide(rs, event, results);
   }
 
-  private decide(rs: RuleSet, event: PhaseEvent, chain: ChainLink[], results: RuleResult[]): PhaseDecision {
+  private decide(rs: RuleSet, event: PhaseEvent, results: RuleResult[]): PhaseDecision {
     const phase = event.phase;
     const sid = event.session.id;
-    const links = new Map(chain.map((l) => [l.id, l]));
     const d: PhaseDecision = { ...NO_DECISION, headers: [], notes: [] };
     for (const r of results) {
       const rule = rs.byId.get(r.id);
-      const link = links.get(r.id);
-      if (!rule || !link) continue;
-      const name = rule.name;
+      if (!rule) continue;
+      const { name, link } = rule;
       const shadow = link.effects === 'ignore';
       for (const line of r.effects.logs ?? []) this.log.info({ session: sid, rule: name, phase, ruleLog: true }, line);
       if (r.outcome !== 'ok') {

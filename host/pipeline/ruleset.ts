@@ -24,6 +24,8 @@ export interface LoadedRule {
   action: RuleAction;
   limits: RuleLimits;
   meta: RuleMeta;
+  /** How its result ends or continues its phase (`chainLink`): what the sandbox follows and the pipeline reads. */
+  link: ChainLink;
   /** What the rule needs with its options (`body`, `dnsbl:<zone>`, …); known once installed. */
   needs: string[];
   /** Source hash + settings: equal fingerprints mean the rule did not change. */
@@ -165,7 +167,8 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
       failPolicy: s.failPolicy ?? d.failPolicy,
     };
     const id = `${version}:${meta.name}`;
-    rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action: s.action ?? 'enforce', limits, meta, needs: [], fingerprint: `${hash}:${JSON.stringify([options, limits, s.action ?? 'enforce', s.priority])}` });
+    const action = s.action ?? 'enforce';
+    rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action, limits, meta, link: chainLink(id, action, limits), needs: [], fingerprint: `${hash}:${JSON.stringify([options, limits, s.action ?? 'enforce', s.priority])}` });
     codes.push({ id, file, code, map, optionsJson: JSON.stringify(options), limits });
   }
   for (const name of Object.keys(cfg.rules.settings)) {
@@ -178,10 +181,9 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
   const chains = { anyone: {} as PhaseChains, authenticated: {} as PhaseChains };
   const budgets: Partial<Record<Phase, number>> = {};
   for (const r of rules) {
-    const link = chainLink(r.id, r.action, r.limits);
     for (const phase of r.meta.phases) {
-      (chains.anyone[phase] ??= []).push(link);
-      if (!r.meta.skip.authenticated) (chains.authenticated[phase] ??= []).push(link);
+      (chains.anyone[phase] ??= []).push(r.link);
+      if (!r.meta.skip.authenticated) (chains.authenticated[phase] ??= []).push(r.link);
       budgets[phase] = (budgets[phase] ?? 0) + r.limits.timeoutMs;
     }
   }
