@@ -25,7 +25,7 @@ export async function check(argv: string[], out = process.stdout, err = process.
     const rs = await loadRuleSet(config, sandbox, 1);
     out.write(`ok: config ${source}\n`);
     for (const r of rs.rules) {
-      out.write(`ok: rule ${r.name} (${r.file}) priority ${r.priority}, phases ${r.meta.phases.join(',')}${r.action === 'enforce' ? '' : `, action ${r.action}`}\n`);
+      out.write(`ok: rule ${r.name} (${r.file}) priority ${r.priority}, phases ${r.meta.phases.join(',')}${r.meta.skip.authenticated ? ', skips authenticated clients' : ''}${r.action === 'enforce' ? '' : `, action ${r.action}`}\n`);
     }
     return 0;
   } catch (e) {
