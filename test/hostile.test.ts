@@ -3,14 +3,17 @@
  * and counted as its own outcome, and a second client's session completes meanwhile.
  */
 import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { mailer, RawSmtp, startTestHost, type TestHost, withHost } from './helpers.js';
+import { CompileError, compileRule } from '../host/sandbox/compile.js';
+import { mailer, RawSmtp, startTestHost, tempDir, type TestHost, withHost } from './helpers.js';
 
 /** One rule file per behaviour, each triggered by its recipient's local part. */
 function hostile(name: string, body: string): [string, string] {
   return [`${name}.ts`, `import { defineRule, next } from 'portcullis/sdk';
 declare const process: any, require: any;
-export default defineRule({ name: '${name}', phases: { rcpt: (ev): any => {
+export default defineRule({ name: '${name}', phases: { rcpt: (ev, ctx): any => {
   if (ev.rcpt.address !== '${name}@localhost') return next();
   ${body}
 } } });
@@ -34,7 +37,14 @@ const RULES = Object.fromEntries([
   hostile('require', "const req = require; const fs = req('f' + 's'); fs.writeFileSync('/tmp/pwned', 'x'); return next();"),
   hostile('function-ctor', "const g = Function('return this')(); g.process.exit(1); return next();"),
   hostile('constructor-chain', "const g = (({}) as any).constructor.constructor('return process')(); g.exit(1); return next();"),
-  hostile('dynamic-import', "const name = 'f' + 's'; return (0, eval)('import(name)');"),
+  // A computed specifier, so the bundler leaves the import() to run time (a literal one is
+  // refused at compile time: see 'imports' below). What becomes of it is written to the store,
+  // which every sandbox instance of the rule shares.
+  hostile('dynamic-import', `const specifier = ['node', 'fs'].join(':');
+  const loading = import(specifier);
+  ctx.store.listAdd('dynamic-import', 'attempted');
+  loading.then(() => ctx.store.listAdd('dynamic-import', 'loaded a module'), (e: Error) => ctx.store.listAdd('dynamic-import', 'failed: ' + e.message));
+  return loading;`),
   hostile('tamper', "Object.defineProperty(Object.prototype, 'action', { get() { return 'accept'; } }); (Object.prototype as any).polluted = 'yes'; (JSON as any).stringify = () => '{\"v\":{\"action\":\"accept\"},\"fx\":{}}'; return {};"),
   hostile('proto-json', 'return JSON.parse(\'{"__proto__": {"polluted": "yes"}, "action": "reject", "code": 550, "text": "Refused"}\');'),
   ['sibling.ts', `import { defineRule, next, reject } from 'portcullis/sdk';
@@ -106,8 +116,17 @@ for (const inline of [false, true]) {
       });
     }
 
-    it('dynamic import finds no module loader and fails the rule', async () => {
-      assert.match(await attempt('dynamic-import'), FAIL);
+    it('dynamic import: import(specifier) never reaches a module loader (the sandbox runs no promise jobs); returning its promise fails the rule as invalid-verdict', async () => {
+      const [reply, other] = await Promise.all([attempt('dynamic-import'), bystander()]);
+      assert.match(reply, FAIL);
+      assert.match(other, /^250 2\.0\.0 Ok: queued as /);
+      const failure = t.logs.find((l) => l.rule === 'dynamic-import' && l.outcome !== undefined);
+      assert.equal(failure?.outcome, 'invalid-verdict', JSON.stringify(failure));
+      assert.equal(failure?.error, 'the handler returned a Promise: handlers must be synchronous');
+      // The import was attempted, and its promise never settled: no module, and not even
+      // QuickJS's "could not load module 'node:fs'" (that needs its job queue, never run).
+      await attempt('sibling'); // a later call, for any job that could have run meanwhile
+      assert.deepEqual(t.host.store.listValues('dynamic-import'), ['attempted']);
     });
 
     it('a rule that ran out of memory is rebuilt and answers again', async () => {
@@ -133,6 +152,19 @@ for (const inline of [false, true]) {
     });
   });
 }
+
+describe('imports', () => {
+  it("a literal import('node:fs') in a handler is refused at compile time, like a static import", async () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir, 'loader.ts');
+      writeFileSync(file, "import { defineRule } from 'portcullis/sdk';\nexport default defineRule({ name: 'loader', phases: { rcpt: async () => { await import('node:fs'); } } });\n");
+      await assert.rejects(compileRule(file), (e: Error) => e instanceof CompileError && /loader\.ts:2:\d+: cannot import "node:fs": a rule may import only "portcullis\/sdk"/.test(e.message));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('fail policy "continue"', () => {
   it('treats a failing rule as no opinion, but still logs and counts the failure', async () => {
