@@ -1,12 +1,10 @@
-/** Delivery's pieces on their own: routes, bounces, and which delivery keys reload live. */
+/** Delivery's pieces on their own: routes and bounces. */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { bounceFor, noBounceReason, statusOf } from '../host/delivery/bounce.js';
 import { Routes } from '../host/delivery/routes.js';
 import { configFrom } from '../host/config/config.js';
 import type { SpoolEnvelope } from '../host/spool/spool.js';
-import { eventually, withHost } from './helpers.js';
 
 describe('routes', () => {
   it('send each recipient to its domain\'s route (any case), else the next hop; equal settings share a pool', () => {
@@ -66,17 +64,5 @@ describe('bounces', () => {
     assert.equal(statusOf({ rcpt: 'a', code: 552, text: '552 5.2.2 Over quota' }, '4.4.7'), '5.2.2');
     assert.equal(statusOf({ rcpt: 'a', code: 554, text: '554 Go away' }, '4.4.7'), '5.0.0');
     assert.equal(statusOf({ rcpt: 'a', code: 0, text: 'ECONNREFUSED' }, '4.4.7'), '4.4.7');
-  });
-});
-
-describe('reload', () => {
-  it('a delivery change is reported as needing a restart; the running next hop stays', async () => {
-    await withHost({}, async (h) => {
-      const cfg = JSON.parse(readFileSync(h.configFile, 'utf8')) as Record<string, unknown>;
-      writeFileSync(h.configFile, JSON.stringify({ ...cfg, delivery: { mode: 'relay', nextHop: { host: 'mx.example' } } }));
-      await h.host.reload('test');
-      await eventually('restart-only change reported', () => h.host.status().restartNeeded.includes('delivery'));
-      assert.ok(h.logs.some((l) => String(l.msg) === 'config delivery changed: that takes a restart; the running values stay'));
-    });
   });
 });
