@@ -1,37 +1,54 @@
 /** The admin's CLI: check, new-rule, test and try, through the real `portcullis` binary. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { ROOT } from '../host/paths.js';
 import { rule, tempDir } from './helpers.js';
 
-const dir = tempDir();
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-function cli(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), ...args], { cwd: dir, encoding: 'utf8', input, timeout: 60_000 });
+function cli(cwd: string, args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), ...args], { cwd, encoding: 'utf8', input, timeout: 60_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-describe('portcullis new-rule', () => {
-  it('scaffolds a rule and its test, and never overwrites', () => {
-    const r = cli(['new-rule', 'no-blockme', '--dir', 'mine']);
+/**
+ * A working directory of its own for each describe, removed after it; `scaffold` puts in
+ * what `portcullis new-rule no-blockme --dir mine` writes (mine/no-blockme.ts and its test).
+ */
+function workDir(opts: { scaffold: boolean }): () => string {
+  let dir = '';
+  before(() => {
+    dir = tempDir();
+    if (!opts.scaffold) return;
+    const r = cli(dir, ['new-rule', 'no-blockme', '--dir', 'mine']);
     assert.equal(r.status, 0, r.stderr);
-    assert.ok(existsSync(join(dir, 'mine', 'no-blockme.ts')));
-    assert.match(readFileSync(join(dir, 'mine', 'no-blockme.test.ts'), 'utf8'), /loadRule\("mine\/no-blockme.ts"\)/);
-    assert.equal(cli(['new-rule', 'no-blockme', '--dir', 'mine']).status, 73);
-    assert.equal(cli(['new-rule', 'Bad Name']).status, 64);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return () => dir;
+}
+
+describe('portcullis new-rule', () => {
+  const dir = workDir({ scaffold: false });
+
+  it('scaffolds a rule and its test, and never overwrites', () => {
+    const r = cli(dir(), ['new-rule', 'no-blockme', '--dir', 'mine']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(existsSync(join(dir(), 'mine', 'no-blockme.ts')));
+    assert.match(readFileSync(join(dir(), 'mine', 'no-blockme.test.ts'), 'utf8'), /loadRule\("mine\/no-blockme.ts"\)/);
+    assert.equal(cli(dir(), ['new-rule', 'no-blockme', '--dir', 'mine']).status, 73);
+    assert.equal(cli(dir(), ['new-rule', 'Bad Name']).status, 64);
   });
 });
 
 describe('portcullis test', () => {
+  const dir = workDir({ scaffold: true });
+
   it('runs the scaffolded test green, and a failing test red', () => {
-    const green = cli(['test', 'mine']);
+    const green = cli(dir(), ['test', 'mine']);
     assert.equal(green.status, 0, green.stdout + green.stderr);
     assert.match(green.stdout, /# pass 2/);
-    writeFileSync(join(dir, 'mine', 'wrong.test.ts'), `import assert from 'node:assert/strict';
+    writeFileSync(join(dir(), 'mine', 'wrong.test.ts'), `import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadRule } from 'portcullis/sdk/testing';
 test('expects the wrong reply', async () => {
@@ -43,54 +60,63 @@ test('expects the wrong reply', async () => {
   } finally { await h.close(); }
 });
 `);
-    const red = cli(['test', 'mine/wrong.test.ts']);
+    const red = cli(dir(), ['test', 'mine/wrong.test.ts']);
     assert.equal(red.status, 1);
     assert.match(red.stdout, /550 5\.1\.1 Mailbox unavailable/);
-    rmSync(join(dir, 'mine', 'wrong.test.ts'));
+    rmSync(join(dir(), 'mine', 'wrong.test.ts'));
   });
 
   it('says so when there is nothing to run', () => {
-    const r = cli(['test']);
-    assert.equal(r.status, 1);
-    assert.match(r.stderr, /no test files/);
+    const empty = tempDir();
+    try {
+      const r = cli(empty, ['test']);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /no test files/);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
   });
 });
 
 describe('portcullis check', () => {
+  const dir = workDir({ scaffold: true });
+
   it('lists every rule and exits 0 when all is well', () => {
-    const r = cli(['check', '--rules', 'mine']);
+    const r = cli(dir(), ['check', '--rules', 'mine']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^ok: config \(embedded defaults\)\nok: rule blacklist .*priority 0, phases connect\n(ok: rule .*\n)*ok: rule no-blockme \(.*mine\/no-blockme\.ts\) priority 100, phases rcpt\n(ok: rule .*\n)*$/);
     assert.match(r.stdout, /\nok: rule null-sender-single-rcpt .*priority 50, phases rcpt\n/);
   });
 
   it('reports every problem, with file:line:col or JSON path, and exits 1', () => {
-    const bad = tempDir();
+    const bad = join(dir(), 'bad');
+    mkdirSync(bad);
     writeFileSync(join(bad, 'broken.ts'), "import { defineRule } from 'portcullis/sdk';\nexport default defineRule({ name: 'broken', phases: { rcpt: () => { return ) } } });\n");
     writeFileSync(join(bad, 'opts.ts'), rule('opts', '{ rcpt: () => next() }', "options: { type: 'object', properties: { max: { type: 'integer' } } },"));
     writeFileSync(join(bad, 'config.json'), JSON.stringify({ rules: { settings: { opts: { options: { max: 'ten' } } } } }));
-    const r = cli(['check', '--config', join(bad, 'config.json'), '--rules', bad]);
+    const r = cli(dir(), ['check', '--config', join(bad, 'config.json'), '--rules', bad]);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /error: .*broken\.ts:2:76: Unexpected "\)"/);
     assert.match(r.stderr, /error: \/rules\/settings\/opts\/options\/max: must be integer/);
-    const c = cli(['check', '--config', join(bad, 'nope.json')]);
+    const c = cli(dir(), ['check', '--config', join(bad, 'nope.json')]);
     assert.equal(c.status, 1);
     assert.match(c.stderr, /^error: config .*nope\.json: cannot read the file: ENOENT: no such file or directory/);
-    rmSync(bad, { recursive: true, force: true });
   });
 
   it('reports an invalid config by JSON path', () => {
-    writeFileSync(join(dir, 'bad.json'), JSON.stringify({ limits: { maxClients: 0 } }));
-    const r = cli(['check', '--config', 'bad.json']);
+    writeFileSync(join(dir(), 'bad.json'), JSON.stringify({ limits: { maxClients: 0 } }));
+    const r = cli(dir(), ['check', '--config', 'bad.json']);
     assert.equal(r.status, 1);
     assert.equal(r.stderr, 'error: config bad.json: /limits/maxClients: must be >= 1\n');
   });
 });
 
 describe('portcullis try', () => {
+  const dir = workDir({ scaffold: true });
+
   it('replays a transcript: each reply, and the rule behind each decision', () => {
     const transcript = 'EHLO bot.example\nMAIL FROM:<a@example.net>\nRCPT TO:<blockme@localhost>\nRCPT TO:<user@localhost>\nDATA\nSubject: hi\n\nhello\n.\nQUIT\n';
-    const r = cli(['try', '--rules', 'mine', '--ip', '203.0.113.9'], transcript);
+    const r = cli(dir(), ['try', '--rules', 'mine', '--ip', '203.0.113.9'], transcript);
     assert.equal(r.status, 0, r.stderr);
     const [first, ...rest] = r.stdout.split('\n');
     assert.match(first!, /^>>> connect from 203\.0\.113\.9 to port 25 \(rules: blacklist, .*no-blockme.*\)$/);
@@ -117,9 +143,10 @@ describe('portcullis try', () => {
   });
 
   it('shows relay control and a drop ending the session', () => {
-    writeFileSync(join(dir, 'mine', 'dropper.ts'), rule('dropper', `{ helo: (ev) => ev.helo.name === 'evil.example' ? drop('Go away') : next() }`));
-    const r = cli(['try', '--rules', 'mine'], 'EHLO ok.example\nMAIL FROM:<a@example.net>\nRCPT TO:<x@elsewhere.example>\nEHLO evil.example\nMAIL FROM:<b@example.net>\n');
-    rmSync(join(dir, 'mine', 'dropper.ts'));
+    const rules = join(dir(), 'dropper');
+    mkdirSync(rules);
+    writeFileSync(join(rules, 'dropper.ts'), rule('dropper', `{ helo: (ev) => ev.helo.name === 'evil.example' ? drop('Go away') : next() }`));
+    const r = cli(dir(), ['try', '--rules', 'dropper'], 'EHLO ok.example\nMAIL FROM:<a@example.net>\nRCPT TO:<x@elsewhere.example>\nEHLO evil.example\nMAIL FROM:<b@example.net>\n');
     assert.match(r.stdout, />>> RCPT TO:<x@elsewhere\.example>\n<<< 554 5\.7\.1 Relaying denied\n/);
     assert.match(r.stdout, />>> EHLO evil\.example\n    rule dropper decided drop \(reason dropper\)\n<<< 421 4\.7\.0 Go away\n\(connection closed\)\n$/);
   });
@@ -130,7 +157,7 @@ describe('portcullis reload and status', () => {
     const { spawn } = await import('node:child_process');
     const run = tempDir();
     const rules = join(run, 'rules');
-    (await import('node:fs')).mkdirSync(rules);
+    mkdirSync(rules);
     writeFileSync(join(rules, 'r.ts'), rule('r', `{ rcpt: () => next() }`));
     const cfg = join(run, 'config.json');
     writeFileSync(cfg, JSON.stringify({ listen: ['127.0.0.1:0'], dataDir: join(run, 'data'), reverseDns: false, watch: false, rules: { dirs: [rules] } }));
@@ -147,15 +174,15 @@ describe('portcullis reload and status', () => {
           }
         });
       });
-      const st = cli(['status', '--config', cfg]);
+      const st = cli(run, ['status', '--config', cfg]);
       assert.equal(st.status, 0, st.stderr);
       assert.match(st.stdout, /^pid \d+, started .*\nrule set version 1: blacklist, .*\br\b.*\nreloads: 0 ok, 0 failed\n$/);
       writeFileSync(join(rules, 'r.ts'), 'export default {;\n');
-      const bad = cli(['reload', '--config', cfg]);
+      const bad = cli(run, ['reload', '--config', cfg]);
       assert.equal(bad.status, 1);
       assert.match(bad.stdout, /last reload FAILED at .*; version 1 keeps serving:\n  .*r\.ts:1:17: Expected identifier but found ";"/);
       writeFileSync(join(rules, 'r.ts'), rule('r', `{ rcpt: () => undefined }`));
-      const good = cli(['reload', '--config', cfg]);
+      const good = cli(run, ['reload', '--config', cfg]);
       assert.equal(good.status, 0, good.stdout + good.stderr);
       assert.match(good.stdout, /rule set version 3: blacklist, .*\br\b.*\nreloads: 1 ok, 1 failed\nlast reload: version 3 at .* in \d+ ms \(rule r changed\)\n$/);
     } finally {

@@ -1,14 +1,13 @@
 /**
- * Bad input gets a clear error: invalid config (JSON path and what was expected), a rule
- * with a syntax error (file:line:col), a rule that fails at load, bad rule options. The
- * CLI exits non-zero before listening.
+ * Bad input gets a clear error, through the real CLI and host: a rule with a syntax error
+ * (file:line:col), a rule that fails at load, bad rule options; the CLI exits non-zero
+ * before listening. The config's own validation: config.unit.test.ts.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../host/config/config.js';
 import { ROOT } from '../host/paths.js';
 import { rule, tempDir } from './helpers.js';
 
@@ -29,67 +28,10 @@ function configFile(content: unknown): string {
   return f;
 }
 
-function problems(content: unknown): string[] {
-  try {
-    loadConfig(configFile(content));
-  } catch (e) {
-    assert.ok(e instanceof ConfigError);
-    return e.problems;
-  }
-  assert.fail('config was accepted');
-}
-
 function cli(...args: string[]): { status: number | null; stderr: string; stdout: string } {
   const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), ...args], { encoding: 'utf8', timeout: 30_000 });
   return { status: r.status, stderr: r.stderr, stdout: r.stdout };
 }
-
-describe('config validation', () => {
-  it('an empty config is the embedded default', () => {
-    const c = loadConfig(configFile({}));
-    assert.deepEqual(c.listen, ['127.0.0.1:2525']);
-    assert.deepEqual(c.localDomains, ['localhost']);
-    assert.deepEqual(c.relayNetworks, ['127.0.0.0/8', '::1/128']);
-    assert.deepEqual(c.exemptNetworks, []);
-    assert.equal(c.rules.defaults.timeoutMs, 50);
-    assert.equal(c.rules.defaults.failPolicy, 'tempfail');
-  });
-
-  it('names every problem with its JSON path and what was expected', () => {
-    assert.deepEqual(
-      problems({ listen: ['nowhere'], limits: { maxClients: 0, bogus: 1 }, rules: { settings: { x: { action: 'explode' } } }, typo: true }).sort(),
-      [
-        '/: unknown property "typo"',
-        '/limits: unknown property "bogus"',
-        '/limits/maxClients: must be >= 1',
-        '/listen/0: must match pattern "^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]+):[0-9]{1,5}$"',
-        '/rules/settings/x/action: must be one of "enforce", "shadow", "quarantine", "tempfail"',
-      ].sort(),
-    );
-  });
-
-  it('checks networks and ports beyond the schema', () => {
-    assert.deepEqual(problems({ relayNetworks: ['10.0.0.0/33', '999.1.1.1'], listen: ['127.0.0.1:70000'] }), [
-      '/relayNetworks/0: prefix length must be 0–32',
-      '/relayNetworks/1: "999.1.1.1" is not an IP address or network',
-      '/listen/0: port must be 0–65535',
-    ]);
-  });
-
-  it('DNS is off by default; --dns sets the resolver; a bad server entry names its path', () => {
-    assert.deepEqual(loadConfig(configFile({})).dns, { servers: [], timeoutMs: 2000, cacheTtlSeconds: 1800 });
-    assert.deepEqual(loadConfig(configFile({ dns: { timeoutMs: 500 } }), { dns: '127.0.0.1:5353' }).dns, { servers: ['127.0.0.1:5353'], timeoutMs: 500, cacheTtlSeconds: 1800 });
-    assert.deepEqual(problems({ dns: { servers: ['resolver.example'], timeoutMs: 1 } }).sort(), [
-      '/dns/servers/0: must match pattern "^(system|[0-9.]+(:[0-9]{1,5})?|\\[[0-9a-fA-F:.]+\\](:[0-9]{1,5})?|[0-9a-fA-F:]+)$"',
-      '/dns/timeoutMs: must be >= 50',
-    ]);
-  });
-
-  it('reports a JSON syntax error with line and column', () => {
-    const [p] = problems('{\n  "hostname": "mx.example",\n  "banner": oops\n}');
-    assert.match(p!, /config\.json:3:13: InvalidSymbol$/);
-  });
-});
 
 describe('portcullis start refuses to run on bad input', () => {
   it('exits 78 on an invalid config, printing each problem, before listening', () => {

@@ -124,9 +124,8 @@ describe('auth phase and exempt networks', () => {
 });
 
 describe('events', () => {
-  for (const inline of [false, true]) it(`each phase sees the session and envelope as they are at that point, across transactions and HELOs (sandbox.inline: ${inline})`, async () => {
+  it('each phase sees the session and envelope as they are at that point, across transactions and HELOs', async () => {
     await withHost({
-      config: { sandbox: { inline } },
       rules: {
         'e.ts': rule('echo', `{
           rcpt: (ev, ctx) => { ctx.log('rcpt ' + ev.envelope.rcptTo.map((r) => r.address).join(',') + ' +' + ev.rcpt.address + ' failed=' + ev.envelope.failedRcpts); },

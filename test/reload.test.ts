@@ -3,7 +3,7 @@
  * never act; sessions finish on the version they started with; old sandboxes are freed.
  */
 import assert from 'node:assert/strict';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { eventually, mailer, RawSmtp, rule, withHost, rcptReply } from './helpers.js';
@@ -113,6 +113,16 @@ describe('hot reload of the config', () => {
       await eventually('restart-only change reported', () => h.host.status().restartNeeded.includes('listen'));
       assert.equal(await rcptReply(h.port, 'x@example.com'), '250 2.1.5 Accepted');
       assert.ok(h.logs.some((l) => String(l.msg) === "config listen changed: that takes a restart; the running values stay"));
+    });
+  });
+
+  it('a delivery change is reported as needing a restart; the running next hop stays', async () => {
+    await withHost({}, async (h) => {
+      const cfg = JSON.parse(readFileSync(h.configFile, 'utf8')) as Record<string, unknown>;
+      writeFileSync(h.configFile, JSON.stringify({ ...cfg, delivery: { mode: 'relay', nextHop: { host: 'mx.example' } } }));
+      await h.host.reload('test');
+      await eventually('restart-only change reported', () => h.host.status().restartNeeded.includes('delivery'));
+      assert.ok(h.logs.some((l) => String(l.msg) === 'config delivery changed: that takes a restart; the running values stay'));
     });
   });
 });

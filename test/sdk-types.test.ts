@@ -12,74 +12,78 @@ import {
 } from '../sdk/index.js';
 import { validateVerdict } from '../host/sandbox/validate.js';
 
-// Reply codes: a refusal carries a 5xx the SDK lists, a temporary one a 4xx.
-reject(550, 'ok');
-tempfail(450, 'ok');
-// @ts-expect-error a 4xx is not a permanent refusal
-reject(450, 'no');
-// @ts-expect-error a 5xx is not a temporary refusal
-tempfail(550, 'no');
-// @ts-expect-error 250 is not a refusal at all
-reject(250, 'no');
-expectTypeOf<RejectCode>().toEqualTypeOf<(typeof REJECT_CODES)[number]>();
-expectTypeOf<TempfailCode>().toEqualTypeOf<(typeof TEMPFAIL_CODES)[number]>();
+// Compile-time checks only: this function is type-checked by tsc and never called (some
+// of its lines would throw at run time, which is the point of the runtime guards).
+export function typeChecks(): void {
+  // Reply codes: a refusal carries a 5xx the SDK lists, a temporary one a 4xx.
+  reject(550, 'ok');
+  tempfail(450, 'ok');
+  // @ts-expect-error a 4xx is not a permanent refusal
+  reject(450, 'no');
+  // @ts-expect-error a 5xx is not a temporary refusal
+  tempfail(550, 'no');
+  // @ts-expect-error 250 is not a refusal at all
+  reject(250, 'no');
+  expectTypeOf<RejectCode>().toEqualTypeOf<(typeof REJECT_CODES)[number]>();
+  expectTypeOf<TempfailCode>().toEqualTypeOf<(typeof TEMPFAIL_CODES)[number]>();
 
-// Enhanced status: without its class digit, which comes from the code.
-reject(550, 'ok', { status: '7.1' });
-reject(550, 'ok', { status: STATUS.badMailbox });
-// @ts-expect-error the class digit is the code's: '5.7.1' cannot be written
-reject(550, 'no', { status: '5.7.1' });
-// @ts-expect-error not a status
-tempfail(451, 'no', { status: 'soon' });
-expectTypeOf(STATUS.notAuthorized).toMatchTypeOf<EnhancedStatus>();
+  // Enhanced status: without its class digit, which comes from the code.
+  reject(550, 'ok', { status: '7.1' });
+  reject(550, 'ok', { status: STATUS.badMailbox });
+  // @ts-expect-error the class digit is the code's: '5.7.1' cannot be written
+  reject(550, 'no', { status: '5.7.1' });
+  // @ts-expect-error not a status
+  tempfail(451, 'no', { status: 'soon' });
+  expectTypeOf(STATUS.notAuthorized).toMatchTypeOf<EnhancedStatus>();
 
-// Store operations: exactly the SDK's list.
-expectTypeOf<StoreOp>().toEqualTypeOf<'hit' | 'count' | 'blacklisted' | 'listHas' | 'listValues' | 'listAdd'>();
-expectTypeOf<RuleContext['store']>().not.toHaveProperty('mailbox');
+  // Store operations: exactly the SDK's list.
+  expectTypeOf<StoreOp>().toEqualTypeOf<'hit' | 'count' | 'blacklisted' | 'listHas' | 'listValues' | 'listAdd'>();
+  expectTypeOf<RuleContext['store']>().not.toHaveProperty('mailbox');
 
-// Options: typed from the rule's JSON Schema, defaults always present.
-defineRule({
-  name: 'typed-options',
-  options: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      code: { enum: [450, 550], default: 550 },
-      names: { type: 'array', items: { type: 'string' }, default: [] },
-      limit: { type: 'integer' },
+  // Options: typed from the rule's JSON Schema, defaults always present.
+  defineRule({
+    name: 'typed-options',
+    options: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        code: { enum: [450, 550], default: 550 },
+        names: { type: 'array', items: { type: 'string' }, default: [] },
+        limit: { type: 'integer' },
+      },
     },
-  },
-  needs: (o) => {
-    expectTypeOf(o.code).toEqualTypeOf<450 | 550>();
-    return [];
-  },
-  phases: {
-    mail: (ev, ctx) => {
-      expectTypeOf(ctx.options.code).toEqualTypeOf<450 | 550>();
-      expectTypeOf(ctx.options.names).toEqualTypeOf<string[]>();
-      expectTypeOf(ctx.options.limit).toEqualTypeOf<number | undefined>();
-      // @ts-expect-error 450 from the options is no reject code: the rule must say tempfail
-      reject(ctx.options.code, 'no');
-      return ctx.options.code === 450 ? tempfail(450, 'later') : reject(550, 'no');
+    needs: (o) => {
+      expectTypeOf(o.code).toEqualTypeOf<450 | 550>();
+      return [];
     },
-  },
-});
+    phases: {
+      mail: (ev, ctx) => {
+        expectTypeOf(ctx.options.code).toEqualTypeOf<450 | 550>();
+        expectTypeOf(ctx.options.names).toEqualTypeOf<string[]>();
+        expectTypeOf(ctx.options.limit).toEqualTypeOf<number | undefined>();
+        // @ts-expect-error 450 from the options is no reject code: the rule must say tempfail
+        reject(ctx.options.code, 'no');
+        return ctx.options.code === 450 ? tempfail(450, 'later') : reject(550, 'no');
+      },
+    },
+  });
 
-// Notes hold JSON, in the phases that have them.
-defineRule({
-  name: 'notes',
-  phases: {
-    rcpt: (ev, ctx) => {
-      expectTypeOf(ev.envelope.notes).toEqualTypeOf<Readonly<Record<string, Json>>>();
-      ctx.note.tx('count', 1);
-      ctx.note.session('seen', { at: ev.session.time, names: ['a'] });
-      // @ts-expect-error a function is not JSON
-      ctx.note.session('fn', () => 1);
-      // @ts-expect-error a rule without options has none
-      void ctx.options.anything;
+  // Notes hold JSON, in the phases that have them.
+  defineRule({
+    name: 'notes',
+    phases: {
+      rcpt: (ev, ctx) => {
+        expectTypeOf(ev.envelope.notes).toEqualTypeOf<Readonly<Record<string, Json>>>();
+        ctx.note.tx('count', 1);
+        ctx.note.session('seen', { at: ev.session.time, names: ['a'] });
+        // @ts-expect-error a function is not JSON
+        ctx.note.session('fn', () => 1);
+        // @ts-expect-error a rule without options has none
+        void ctx.options.anything;
+      },
     },
-  },
-});
+  });
+}
 
 describe('SDK constructors', () => {
   it('clean what they are given, so the host always takes what they build', () => {

@@ -50,11 +50,8 @@ const SWITCHBOARD = rule('switchboard', `{
   },
 }`);
 
+/** The host running SWITCHBOARD, for the tests of 'verdicts become exact SMTP replies'. */
 let t: TestHost;
-before(async () => {
-  t = await startTestHost({ rules: { 'switchboard.ts': SWITCHBOARD } });
-});
-after(async () => t.close());
 
 async function session(helo = 'client.example.org'): Promise<RawSmtp> {
   const { c, greeting } = await RawSmtp.open(t.port);
@@ -70,6 +67,11 @@ async function sendMessage(c: RawSmtp, subject: string): Promise<string> {
 }
 
 describe('verdicts become exact SMTP replies', () => {
+  before(async () => {
+    t = await startTestHost({ rules: { 'switchboard.ts': SWITCHBOARD } });
+  });
+  after(async () => t.close());
+
   it('EHLO advertises ENHANCEDSTATUSCODES because replies carry them', async () => {
     const { c } = await RawSmtp.open(t.port);
     assert.match(await c.cmd('EHLO x.example'), /\n250-ENHANCEDSTATUSCODES\n/);
@@ -204,9 +206,20 @@ describe('verdicts become exact SMTP replies', () => {
   });
 
   it('every refusal is logged with the rule that made it', async () => {
-    const refusals = t.logs.filter((l) => String(l.msg).startsWith('refused'));
-    assert.ok(refusals.some((l) => l.phase === 'rcpt' && l.rule === 'switchboard' && l.reply === '550 5.1.1 No such user'));
-    assert.ok(refusals.some((l) => l.phase === 'helo' && l.reply === '550 5.7.1 HELO refused'));
+    const from = t.logs.length;
+    const { c } = await RawSmtp.open(t.port);
+    assert.equal(await c.cmd('EHLO reject.test'), '550 5.7.1 HELO refused');
+    await c.cmd('HELO fine.example');
+    assert.equal(await c.cmd('MAIL FROM:<reject-mail@example.org>'), '553 5.1.8 Bad sender domain');
+    await c.cmd('MAIL FROM:<ok@example.org>');
+    assert.equal(await c.cmd('RCPT TO:<reject@localhost>'), '550 5.1.1 No such user');
+    c.end();
+    const refusals = t.logs.slice(from).filter((l) => String(l.msg).startsWith('refused')).map((l) => [l.phase, l.rule, l.reply]);
+    assert.deepEqual(refusals, [
+      ['helo', 'switchboard', '550 5.7.1 HELO refused'],
+      ['mail', 'switchboard', '553 5.1.8 Bad sender domain'],
+      ['rcpt', 'switchboard', '550 5.1.1 No such user'],
+    ]);
   });
 });
 

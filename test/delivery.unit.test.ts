@@ -1,10 +1,8 @@
 /**
  * Delivery's pieces on their own: routes, bounces, the envelope and headers built from an
- * accepted transaction, outcomes and the reply each one gets, and which delivery keys reload live.
+ * accepted transaction, and the outcomes with the reply each one gets.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { bounceFor, noBounceReason, statusOf } from '../host/delivery/bounce.js';
 import type { DeliveryOutcome } from '../host/delivery/outcome.js';
@@ -12,11 +10,9 @@ import { nextHopAnswer } from '../host/delivery/relay.js';
 import { Routes } from '../host/delivery/routes.js';
 import { addedHeaders, envelopeOf, type AcceptedTransaction } from '../host/delivery/transaction.js';
 import { configFrom } from '../host/config/config.js';
-import { ROOT } from '../host/paths.js';
 import { outcomeReply } from '../host/smtp/outcome-reply.js';
 import { formatReply } from '../host/smtp/reply.js';
 import type { SpoolEnvelope } from '../host/spool/spool.js';
-import { eventually, withHost } from './helpers.js';
 
 describe('routes', () => {
   it('send each recipient to its domain\'s route (any case), else the next hop; equal settings share a pool', () => {
@@ -157,24 +153,5 @@ describe('delivery outcomes', () => {
     assert.deepEqual(answer(452, '452 4.2.2 Mailbox full'), { kind: 'refused', nextHop: null, code: 452, status: '4.2.2', text: 'Mailbox full' });
     assert.equal((answer(550, `550 5.7.1 ${'x'.repeat(250)}`) as { text: string }).text, `${'x'.repeat(197)}...`, 'at most 200 characters');
     assert.deepEqual(answer(0, 'ECONNREFUSED: connect failed', 'mx:25'), { kind: 'next-hop-down' });
-  });
-
-  it('delivery imports nothing from the SMTP layer', () => {
-    const dir = join(ROOT, 'host', 'delivery');
-    for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts'))) {
-      assert.doesNotMatch(readFileSync(join(dir, f), 'utf8'), /from '\.\.\/smtp\//, f);
-    }
-  });
-});
-
-describe('reload', () => {
-  it('a delivery change is reported as needing a restart; the running next hop stays', async () => {
-    await withHost({}, async (h) => {
-      const cfg = JSON.parse(readFileSync(h.configFile, 'utf8')) as Record<string, unknown>;
-      writeFileSync(h.configFile, JSON.stringify({ ...cfg, delivery: { mode: 'relay', nextHop: { host: 'mx.example' } } }));
-      await h.host.reload('test');
-      await eventually('restart-only change reported', () => h.host.status().restartNeeded.includes('delivery'));
-      assert.ok(h.logs.some((l) => String(l.msg) === 'config delivery changed: that takes a restart; the running values stay'));
-    });
   });
 });
