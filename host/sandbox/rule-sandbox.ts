@@ -50,8 +50,6 @@ export interface RuleSource {
   /** The validated options; null to only read what the rule declares (inspect). */
   optionsJson: string | null;
   limits: SandboxLimits;
-  /** Deadline for the rule's top-level code (default LOAD_TIMEOUT_MS). */
-  loadTimeoutMs?: number;
 }
 
 /** A rule failed to load: message ready for the admin, with file:line:col when known. */
@@ -117,7 +115,7 @@ export class RuleSandbox {
     try {
       this.installStore();
       this.eval(GUEST_PRELUDE, 'portcullis:prelude');
-      this.deadline = performance.now() + (this.source.loadTimeoutMs ?? LOAD_TIMEOUT_MS);
+      this.deadline = performance.now() + LOAD_TIMEOUT_MS;
       this.eval(this.source.code, file);
       this.meta = JSON.parse(this.eval(GUEST_INSTALL, 'portcullis:install', file)) as RuleMeta;
       const pc = this.keep(this.ctx.getProp(this.ctx.global, '__pc'));
@@ -149,7 +147,7 @@ export class RuleSandbox {
     if (r.error) {
       const interrupted = this.interrupted;
       const what = this.describe(r.error); // also frees the error handle
-      if (interrupted) throw new RuleLoadError(`${reportAs}: top-level code ran past ${this.source.loadTimeoutMs ?? LOAD_TIMEOUT_MS} ms while loading (a loop outside the handlers?)`);
+      if (interrupted) throw new RuleLoadError(`${reportAs}: top-level code ran past ${LOAD_TIMEOUT_MS} ms while loading (a loop outside the handlers?)`);
       throw new RuleLoadError(`${reportAs}: ${what}`);
     }
     const s = this.ctx.typeof(r.value) === 'string' ? this.ctx.getString(r.value) : '';
