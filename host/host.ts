@@ -77,7 +77,17 @@ class RuleSets {
 }
 
 export async function startHost(config: Config, opts: HostOptions = {}): Promise<Host> {
-  const log = opts.logger ?? pino({ level: config.log.level });
+  // Our own logger writes asynchronously (pino's sonic-boom, batched writes): a log line
+  // never costs the SMTP event loop a blocking write. close() flushes what is buffered.
+  let dest: ReturnType<typeof pino.destination> | null = null;
+  const log = opts.logger ?? pino({ level: config.log.level }, (dest = pino.destination({ dest: 1, sync: false })));
+  const flushLog = () => {
+    try {
+      dest?.flushSync();
+    } catch {
+      // nothing buffered, or stdout is gone: nothing more to do
+    }
+  };
   const counters = new Counters();
   const dataDir = resolve(config.dataDir);
   const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, counters });
@@ -142,6 +152,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         await deliv.close();
         await Promise.all([pool.close(), spool.close()]);
         await store.close();
+        flushLog();
       },
     };
   } catch (e) {
@@ -149,6 +160,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     await delivery?.close().catch(() => undefined);
     await pool.close();
     await store.close();
+    flushLog();
     throw e;
   }
 }

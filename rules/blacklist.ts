@@ -23,7 +23,7 @@ export default defineRule({
   },
   phases: {
     connect: (ev, ctx) => {
-      const entry = ctx.store.blacklisted(ev.session.client.ip);
+      const entry = ev.blacklist;
       if (!entry) return next();
       const text = `Access denied: ${entry.reason}`;
       return ctx.options.reply === 421 ? tempfail(421, text, { reason: 'blacklisted' }) : reject(554, text, { reason: 'blacklisted' });

@@ -158,8 +158,19 @@ interface EventBase {
   dns: DnsFacts;
 }
 
+/** An entry of the host's short-term blacklist (rules add them with `ctx.blacklist`, admins with the CLI). */
+export interface BlacklistEntry {
+  reason: string;
+  /** The rule that added it, or `admin`. */
+  rule: string;
+  /** Milliseconds since the epoch when it ends. */
+  expires: number;
+}
+
 export interface ConnectEvent extends EventBase {
   phase: 'connect';
+  /** The client's live blacklist entry, or null (looked up by the host: no store call needed). */
+  blacklist: BlacklistEntry | null;
 }
 
 export interface HeloEvent extends EventBase {

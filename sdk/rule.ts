@@ -1,5 +1,5 @@
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts';
-import type { Json, Phase, PhaseEvents } from './events.js';
+import type { BlacklistEntry, Json, Phase, PhaseEvents } from './events.js';
 import type { Verdict } from './verdicts.js';
 
 /**
@@ -18,8 +18,8 @@ export interface RuleStore {
   hit(key: string, windowSeconds: number): number;
   /** How many events happened under `key` in the last `windowSeconds` (records nothing). */
   count(key: string, windowSeconds: number): number;
-  /** The client's live blacklist entry, or null. */
-  blacklisted(ip: string): { reason: string; rule: string; expires: number } | null;
+  /** An address's live blacklist entry, or null (the connecting client's is in the connect event). */
+  blacklisted(ip: string): BlacklistEntry | null;
   /** True when the named list holds `value`. */
   listHas(list: string, value: string): boolean;
   listValues(list: string): string[];

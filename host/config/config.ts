@@ -45,7 +45,7 @@ export interface Config {
   auth: { users: Record<string, string>; allowInsecure: boolean };
   tls?: { key: string; cert: string };
   received: boolean;
-  sandbox: { workers: number };
+  sandbox: { workers: number; shareBuiltins: boolean };
   rules: { builtin: boolean; dirs: string[]; defaults: RuleLimits; settings: Record<string, RuleSettings> };
   log: { level: string };
   watch: boolean;

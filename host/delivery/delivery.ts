@@ -55,6 +55,8 @@ export class Delivery {
   async start(): Promise<void> {
     const partial = await this.d.spool.cleanTmp();
     if (partial) this.d.log.info({ files: partial }, `removed ${partial} partly written file(s) left by a crash`);
+    const restored = await this.d.spool.recover();
+    if (restored) this.d.log.warn({ messages: restored }, `restored ${restored} accepted message(s) from the spool journal after a crash`);
     await this.queue.start();
   }
 

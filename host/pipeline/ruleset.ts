@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
 import type { Phase } from '../../sdk/index.js';
 import { describeAjvError, type Config, type RuleAction, type RuleLimits } from '../config/config.js';
@@ -169,7 +169,9 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     const id = `${version}:${meta.name}`;
     const action = s.action ?? 'enforce';
     rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action, limits, meta, link: chainLink(id, action, limits), needs: [], fingerprint: `${hash}:${JSON.stringify([options, limits, s.action ?? 'enforce', s.priority])}` });
-    codes.push({ id, file, code, map, optionsJson: JSON.stringify(options), limits });
+    // The built-in rules are ours: they may share a module (see rule-sandbox.ts); an admin's never do.
+    const shared = cfg.sandbox.shareBuiltins && file.startsWith(BUILTIN_RULES + sep);
+    codes.push({ id, file, code, map, optionsJson: JSON.stringify(options), limits, ...(shared ? { group: 'builtin' } : {}) });
   }
   for (const name of Object.keys(cfg.rules.settings)) {
     if (!seen.has(name)) problems.push(`/rules/settings/${name}: no rule named "${name}" was found in ${ruleDirs(cfg).join(', ')}`);

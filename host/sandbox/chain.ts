@@ -2,7 +2,9 @@
  * Runs a phase's chain of rules against the sandboxes of a worker thread, sending each
  * sandbox only the event parts it does not already hold for the session: parsing JSON
  * is most of a call's cost, and the session and envelope change far less often than
- * once per call. Notes a rule writes reach the rules after it in the same phase.
+ * once per call. Rules that share a module (a group) and follow each other in the chain
+ * reuse the event the first of them parsed. Notes a rule writes reach the rules after it
+ * in the same phase.
  */
 import type { Json, Phase } from '../../sdk/index.js';
 import type { StoreCall } from '../store/access.js';
@@ -21,11 +23,18 @@ export interface EventParts {
   rest: string;
 }
 
-interface Entry {
+/** A module of this worker: one rule's, or a group's. */
+interface Module {
   sb: RuleSandbox;
-  /** Per session: the parts this sandbox holds, valid for generation `gen` of the sandbox. */
+  /** Per session: the parts this module holds, valid for generation `gen` of the module. */
   sent: Map<string, { session: string; envelope: string }>;
   gen: number;
+}
+
+/** A rule: its module and its index there. */
+interface Entry {
+  mod: Module;
+  member: number;
 }
 
 export interface ChainRun {
@@ -48,32 +57,45 @@ export class ChainRunner {
 
   constructor(private readonly opts: ChainOptions = {}) {}
 
-  /** Loads a version's rules; returns the failures and each loaded rule's needs. */
+  /** Loads a version's rules (a module per group, or per rule); returns the failures and each loaded rule's needs. */
   async install(version: number, rules: RuleCode[]): Promise<InstallReport> {
     const map = new Map<string, Entry>();
     const errors: { id: string; error: string }[] = [];
     const needs: Record<string, string[]> = {};
+    const groups = new Map<string, RuleCode[]>();
     for (const r of rules) {
+      const key = r.group === undefined ? `rule:${r.id}` : `group:${r.group}`;
+      groups.set(key, [...(groups.get(key) ?? []), r]);
+    }
+    for (const members of groups.values()) {
       try {
-        const sb = await RuleSandbox.create(r, this.opts.onBusy, this.opts.storeCall);
-        map.set(r.id, { sb, sent: new Map(), gen: sb.generation });
-        needs[r.id] = sb.needs;
+        const sb = await RuleSandbox.create(members, this.opts.onBusy, this.opts.storeCall);
+        const mod: Module = { sb, sent: new Map(), gen: sb.generation };
+        members.forEach((r, member) => {
+          map.set(r.id, { mod, member });
+          needs[r.id] = sb.needs[member] ?? [];
+        });
       } catch (e) {
-        errors.push({ id: r.id, error: (e as Error).message });
+        errors.push({ id: members[0]!.id, error: (e as Error).message });
       }
     }
     this.versions.set(version, map);
     return { errors, needs };
   }
 
+  /** The distinct modules of a version. */
+  private modulesOf(version: number): Set<Module> {
+    return new Set([...(this.versions.get(version)?.values() ?? [])].map((e) => e.mod));
+  }
+
   release(version: number): void {
-    for (const { sb } of this.versions.get(version)?.values() ?? []) sb.dispose();
+    for (const mod of this.modulesOf(version)) mod.sb.dispose();
     this.versions.delete(version);
   }
 
   get modules(): number {
     let n = 0;
-    for (const v of this.versions.values()) n += v.size;
+    for (const v of this.versions.keys()) n += this.modulesOf(v).size;
     return n;
   }
 
@@ -83,14 +105,14 @@ export class ChainRunner {
 
   /** The sandbox of a rule, to wait for its rebuild. */
   sandbox(version: number, id: string): RuleSandbox | undefined {
-    return this.versions.get(version)?.get(id)?.sb;
+    return this.versions.get(version)?.get(id)?.mod.sb;
   }
 
-  /** The session ended: every sandbox forgets its parts. */
+  /** The session ended: every module forgets its parts. */
   endSession(sid: string): void {
-    for (const rules of this.versions.values()) {
-      for (const e of rules.values()) {
-        if (e.sent.delete(sid) && e.sb.generation === e.gen && !e.sb.pending) e.sb.drop(sid);
+    for (const v of this.versions.keys()) {
+      for (const m of this.modulesOf(v)) {
+        if (m.sent.delete(sid) && m.sb.generation === m.gen && !m.sb.pending) m.sb.drop(sid);
       }
     }
   }
@@ -104,25 +126,40 @@ export class ChainRunner {
     const rules = this.versions.get(version);
     const results: RuleResult[] = [];
     let ev = event;
+    /** The module that holds `ev` parsed from its last call (a call that ended ok), if any. */
+    let parsed: Module | null = null;
     for (let i = from; i < chain.length; i++) {
       const link = chain[i]!;
       const entry = rules?.get(link.id);
-      if (!entry || entry.sb.pending) return { results, stoppedAt: i, event: ev };
-      if (entry.gen !== entry.sb.generation) {
-        entry.sent.clear(); // rebuilt: the guest lost its copies
-        entry.gen = entry.sb.generation;
+      if (!entry || entry.mod.sb.pending) return { results, stoppedAt: i, event: ev };
+      const mod = entry.mod;
+      if (mod.gen !== mod.sb.generation) {
+        mod.sent.clear(); // rebuilt: the guest lost its copies
+        mod.gen = mod.sb.generation;
       }
-      const had = entry.sent.get(ev.sid);
-      const r = entry.sb.callDelta(link.id, phase, ev.sid, ev.time, had?.session === ev.session ? null : ev.session, had?.envelope === ev.envelope ? null : ev.envelope, ev.rest);
+      let r: RuleResult;
+      if (parsed === mod) r = mod.sb.callAgain(entry.member, link.id, phase);
+      else {
+        const had = mod.sent.get(ev.sid);
+        r = mod.sb.callDelta(entry.member, link.id, phase, ev.sid, ev.time, had?.session === ev.session ? null : ev.session, had?.envelope === ev.envelope ? null : ev.envelope, ev.rest);
+      }
       // Whatever went wrong may have happened before the guest stored the parts.
-      if (r.outcome === 'ok') entry.sent.set(ev.sid, { session: ev.session, envelope: ev.envelope });
-      else entry.sent.delete(ev.sid);
+      if (r.outcome === 'ok') {
+        mod.sent.set(ev.sid, { session: ev.session, envelope: ev.envelope });
+        parsed = mod;
+      } else {
+        mod.sent.delete(ev.sid);
+        parsed = null;
+      }
       results.push(r);
       if (r.outcome !== 'ok') {
         if (link.afterFailure === 'stop') break;
         continue;
       }
-      if (r.effects.notes && link.effects === 'apply') ev = withNotes(ev, r.effects.notes);
+      if (r.effects.notes && link.effects === 'apply') {
+        ev = withNotes(ev, r.effects.notes);
+        parsed = null; // the next rule needs the event with the notes
+      }
       if (r.verdict.action !== 'next' && link.afterVerdict === 'stop') break;
     }
     return { results, stoppedAt: -1, event: ev };

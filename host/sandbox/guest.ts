@@ -15,7 +15,11 @@ export const BUNDLE_DIR = '/portcullis-out';
 /** Global name the rule bundle is assigned to (esbuild `globalName`). */
 export const BUNDLE_GLOBAL = '__portcullisRule';
 
-/** Evaluated before the bundle: defines `__pc` with install/setOptions/callDelta/drop. */
+/**
+ * Evaluated before the bundles: defines `__pc` with install/setOptions/callDelta/again/drop.
+ * A module holds one rule or several (a group sharing the module): `install` adds one,
+ * and every call names the rule by its index.
+ */
 export const GUEST_PRELUDE = `globalThis.__pc = (function () {
   'use strict';
   const parse = JSON.parse, stringify = JSON.stringify, isArray = Array.isArray, Str = String;
@@ -29,7 +33,10 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
   const PHASES = ${JSON.stringify(PHASES)};
   const TX_PHASES = ${JSON.stringify(TRANSACTION_PHASES)};
   const NAME = new RegExp(${JSON.stringify(RULE_NAME_PATTERN)});
-  let def = null, options = {};
+  // The module's rules, in install order: { def, options }.
+  const rules = [];
+  // The event of the last callDelta: the next rules of this module in the phase reuse it.
+  let last = null;
   // Per session, the parts of its events that rarely change (see chain.ts).
   const sessions = new Map();
   const MAX_SESSIONS = 10000;
@@ -37,7 +44,9 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
     if (o && typeof o === 'object') { for (const k of keys(o)) deepFreeze(o[k]); freeze(o); }
     return o;
   }
-  function run(phase, event) {
+  function run(phase, i, event) {
+    const rule = rules[i];
+    if (!rule || !event) return '!no such rule or event in this module';
     const fx = {};
     const hasTx = TX_PHASES.indexOf(phase) >= 0;
     const noteWriter = (scope) => function (key, value) {
@@ -46,7 +55,7 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       (fx.notes || (fx.notes = [])).push(value === undefined ? [scope, key] : [scope, key, value]);
     };
     const ctx = {
-      options,
+      options: rule.options,
       addHeader(name, value) { (fx.headers || (fx.headers = [])).push([Str(name), Str(value)]); },
       blacklist(ttlSeconds, reason) { fx.blacklist = { ttlSeconds: +ttlSeconds, reason: Str(reason) }; },
       delay(ms) { fx.delayMs = (fx.delayMs || 0) + (+ms); },
@@ -54,7 +63,7 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       note: freeze({ session: noteWriter('s'), tx: noteWriter('t') }),
       store,
     };
-    const v = def.phases[phase](event, ctx);
+    const v = rule.def.phases[phase](event, ctx);
     if (v && typeof v.then === 'function') return '!the handler returned a Promise: handlers must be synchronous';
     // '' = no opinion and no effects: the common case costs no JSON on either side.
     if ((v === undefined || (v && v.action === 'next' && keys(v).length === 1)) && keys(fx).length === 0) return '';
@@ -77,19 +86,21 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       if (d.needs !== undefined && !isArray(d.needs) && typeof d.needs !== 'function') throw new TypeError('needs must be an array or a function of the options');
       const skip = d.skip === undefined ? {} : d.skip;
       if (!skip || typeof skip !== 'object' || keys(skip).some((k) => k !== 'authenticated' || typeof skip[k] !== 'boolean')) throw new TypeError('skip must be an object like { authenticated: true }');
-      def = d;
+      rules.push({ def: d, options: {} });
       return stringify({ name: d.name, description: typeof d.description === 'string' ? d.description : null,
         priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, skip: { authenticated: skip.authenticated === true }, phases });
     },
     // Returns the needs (JSON), which may depend on the options.
-    setOptions(json) {
-      options = deepFreeze(parse(json));
-      const n = typeof def.needs === 'function' ? def.needs(options) : def.needs || [];
+    setOptions(i, json) {
+      const rule = rules[i];
+      const options = (rule.options = deepFreeze(parse(json)));
+      const n = typeof rule.def.needs === 'function' ? rule.def.needs(options) : rule.def.needs || [];
       if (!isArray(n)) throw new TypeError('needs(options) must return an array');
       return stringify(n.map(Str));
     },
     // sessionJson / envelopeJson are null when unchanged since this session's last call here.
-    callDelta(phase, sid, time, sessionJson, envelopeJson, restJson) {
+    callDelta(phase, i, sid, time, sessionJson, envelopeJson, restJson) {
+      last = null;
       let c = sessions.get(sid);
       if (!c) {
         if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value);
@@ -97,11 +108,15 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       }
       if (sessionJson !== null) c.s = deepFreeze(parse(sessionJson));
       if (envelopeJson !== null) c.e = envelopeJson === '' ? undefined : deepFreeze(parse(envelopeJson));
+      // Frozen throughout: the rules after this one in the module see it as it came.
       const event = parse(restJson);
-      event.session = assign({}, c.s, { time });
+      for (const k of keys(event)) deepFreeze(event[k]);
+      event.session = freeze(assign({}, c.s, { time }));
       if (c.e !== undefined) event.envelope = c.e;
-      return run(phase, event);
+      last = freeze(event);
+      return run(phase, i, last);
     },
+    again(phase, i) { return run(phase, i, last); },
     drop(sid) { sessions.delete(sid); },
   };
 })();`;

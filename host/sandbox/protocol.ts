@@ -58,6 +58,8 @@ export interface RuleCode {
   map?: string;
   optionsJson: string;
   limits: SandboxLimits;
+  /** Rules with the same group share one module (the built-in rules); none: a module of its own. */
+  group?: string;
 }
 
 /** What installing a RuleSet version reports: failures, and each rule's needs with its options. */

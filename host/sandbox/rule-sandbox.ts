@@ -1,10 +1,14 @@
 /**
- * One rule in its own QuickJS wasm module: its own linear memory with a hard cap, its
- * own stack limit and an interrupt deadline on every call. Lives in a sandbox worker.
+ * A QuickJS wasm module holding one rule, or a group of rules that share it: its own
+ * linear memory with a hard cap, its own stack limit and an interrupt deadline on every
+ * call (each rule's own). Lives in a sandbox worker.
  *
- * Why a module per rule rather than one shared context: a rule that exhausts memory or
- * faults the wasm instance takes down only its own module, which is rebuilt; the other
- * rules' state and limits are untouched.
+ * Why a module per rule for the admin's rules: a rule that exhausts memory or faults the
+ * wasm instance takes down only its own module, which is rebuilt; the other rules' state
+ * and limits are untouched. Why the built-in rules share one (`sandbox.shareBuiltins`):
+ * they are ours and reviewed, and in one module an event is parsed once per phase for
+ * all of them, and one instance's memory serves them all; each keeps its own deadline,
+ * fail policy and outcome. What they give up is a memory cap of their own.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -42,6 +46,7 @@ const wasmModule = WebAssembly.compile(readFileSync(wasmPath));
 // The package's types describe it as CommonJS; under ESM the default import is the variant.
 const variant = ((variantImport as { default?: unknown }).default ?? variantImport) as QuickJSSyncVariant;
 
+/** One rule of a module. */
 export interface RuleSource {
   file: string;
   code: string;
@@ -50,6 +55,11 @@ export interface RuleSource {
   /** The validated options; null to only read what the rule declares (inspect). */
   optionsJson: string | null;
   limits: SandboxLimits;
+}
+
+/** The module's limits: its rules' largest memory cap and stack (deadlines stay per rule). */
+function moduleLimits(members: RuleSource[]): Pick<SandboxLimits, 'memoryMb' | 'stackKb'> {
+  return { memoryMb: Math.max(...members.map((m) => m.limits.memoryMb)), stackKb: Math.max(...members.map((m) => m.limits.stackKb)) };
 }
 
 /** A rule failed to load: message ready for the admin, with file:line:col when known. */
@@ -61,6 +71,7 @@ export class RuleSandbox {
   private runtime!: QuickJSRuntime;
   private ctx!: QuickJSContext;
   private callDeltaFn!: QuickJSHandle;
+  private againFn!: QuickJSHandle;
   private dropFn!: QuickJSHandle;
   private gen = 0;
   private handles: QuickJSHandle[] = [];
@@ -71,9 +82,11 @@ export class RuleSandbox {
   /** Set while the module is unusable (faulted, rebuild pending or failed). */
   private broken: string | null = null;
   private interrupted = false;
-  meta!: RuleMeta;
-  /** What the rule needs with its options set (see Need in the SDK). */
-  needs: string[] = [];
+  /** What each rule declares, in member order. */
+  metas: RuleMeta[] = [];
+  /** What each rule needs with its options set (see Need in the SDK), in member order. */
+  needs: string[][] = [];
+  private readonly limits: Pick<SandboxLimits, 'memoryMb' | 'stackKb'>;
 
   /** The current call's event time: "now" for the rule's store operations. */
   private now = 0;
@@ -83,16 +96,24 @@ export class RuleSandbox {
    *   BUSY_MS: the worker uses it to send results it is holding before this call ends.
    * @param storeCall runs the rule's ctx.store operations (none: the store is unavailable).
    */
-  private constructor(private readonly source: RuleSource, private readonly onBusy: () => void, private readonly storeCall?: StoreCall) {}
+  private constructor(private readonly members: RuleSource[], private readonly onBusy: () => void, private readonly storeCall?: StoreCall) {
+    this.limits = moduleLimits(members);
+  }
 
-  static async create(source: RuleSource, onBusy: () => void = () => undefined, storeCall?: StoreCall): Promise<RuleSandbox> {
-    const sb = new RuleSandbox(source, onBusy, storeCall);
+  /** A module for `members` (one rule, or a group sharing the module), loaded and installed. */
+  static async create(members: RuleSource[], onBusy: () => void = () => undefined, storeCall?: StoreCall): Promise<RuleSandbox> {
+    const sb = new RuleSandbox(members, onBusy, storeCall);
     await sb.boot();
     return sb;
   }
 
+  /** The first rule's metadata (a module made to inspect one rule). */
+  get meta(): RuleMeta {
+    return this.metas[0]!;
+  }
+
   private async boot(): Promise<void> {
-    const { limits, file } = this.source;
+    const limits = this.limits;
     const pages = Math.max(MIN_PAGES, Math.ceil((limits.memoryMb * 1024 * 1024) / WASM_PAGE));
     // A fresh memory each boot: a rebuilt module shares nothing with the one that faulted.
     const memory = new WebAssembly.Memory({ initial: MIN_PAGES, maximum: pages });
@@ -115,26 +136,36 @@ export class RuleSandbox {
     try {
       this.installStore();
       this.eval(GUEST_PRELUDE, 'portcullis:prelude');
-      this.deadline = performance.now() + LOAD_TIMEOUT_MS;
-      this.eval(this.source.code, file);
-      this.meta = JSON.parse(this.eval(GUEST_INSTALL, 'portcullis:install', file)) as RuleMeta;
       const pc = this.keep(this.ctx.getProp(this.ctx.global, '__pc'));
       // Held as handles: a rule that later replaces globalThis.__pc cannot redirect calls.
       this.callDeltaFn = this.keep(this.ctx.getProp(pc, 'callDelta'));
+      this.againFn = this.keep(this.ctx.getProp(pc, 'again'));
       this.dropFn = this.keep(this.ctx.getProp(pc, 'drop'));
-      if (this.source.optionsJson !== null) {
-        const setOptions = this.keep(this.ctx.getProp(pc, 'setOptions'));
-        const opts = this.ctx.newString(this.source.optionsJson);
-        const r = this.ctx.callFunction(setOptions, this.ctx.undefined, opts);
-        opts.dispose();
-        if (r.error) throw new RuleLoadError(`${file}: options: ${this.describe(r.error)}`);
-        this.needs = JSON.parse(this.ctx.getString(r.value)) as string[];
-        r.value.dispose();
+      const setOptions = this.keep(this.ctx.getProp(pc, 'setOptions'));
+      this.metas = [];
+      this.needs = [];
+      for (const [i, m] of this.members.entries()) {
+        try {
+          this.deadline = performance.now() + LOAD_TIMEOUT_MS;
+          this.eval(m.code, m.file);
+          this.metas.push(JSON.parse(this.eval(GUEST_INSTALL, 'portcullis:install', m.file)) as RuleMeta);
+          if (m.optionsJson === null) continue;
+          const index = this.ctx.newNumber(i);
+          const opts = this.ctx.newString(m.optionsJson);
+          const r = this.ctx.callFunction(setOptions, this.ctx.undefined, index, opts);
+          index.dispose();
+          opts.dispose();
+          if (r.error) throw new RuleLoadError(`${m.file}: options: ${this.describe(r.error)}`);
+          this.needs.push(JSON.parse(this.ctx.getString(r.value)) as string[]);
+          r.value.dispose();
+        } catch (e) {
+          if (e instanceof RuleLoadError) throw e;
+          throw new RuleLoadError(`${m.file}: ${(e as Error).message}`);
+        }
       }
     } catch (e) {
       this.dispose();
-      if (e instanceof RuleLoadError) throw e;
-      throw new RuleLoadError(`${file}: ${(e as Error).message}`);
+      throw e instanceof RuleLoadError ? e : new RuleLoadError(`${this.members[0]!.file}: ${(e as Error).message}`);
     } finally {
       this.deadline = Infinity;
     }
@@ -178,12 +209,17 @@ export class RuleSandbox {
     fn.dispose();
   }
 
-  private mapper: SourceMapConsumer | null | undefined;
+  /** Source map readers by rule file (made when first needed). */
+  private mappers = new Map<string, SourceMapConsumer | null>();
 
-  /** A bundle position as file:line:col of the rule's source (via the source map). */
+  /** A bundle position as file:line:col of the rule's source (via its source map). */
   private position(file: string, line: number, col: number): string {
-    if (this.mapper === undefined) this.mapper = this.source.map ? new SourceMapConsumer(JSON.parse(this.source.map) as RawSourceMap) : null;
-    const p = this.mapper?.originalPositionFor({ line, column: col - 1 });
+    let mapper = this.mappers.get(file);
+    if (mapper === undefined) {
+      const map = this.members.find((m) => m.file === file)?.map;
+      this.mappers.set(file, (mapper = map ? new SourceMapConsumer(JSON.parse(map) as RawSourceMap) : null));
+    }
+    const p = mapper?.originalPositionFor({ line, column: col - 1 });
     if (!p?.source || p.line == null) return `${file}:${line}:${col} of the compiled rule`;
     return `${resolve(BUNDLE_DIR, p.source)}:${p.line}:${(p.column ?? 0) + 1}`;
   }
@@ -228,13 +264,22 @@ export class RuleSandbox {
   }
 
   /**
-   * Calls the rule's handler for `phase`. The parts of the event that did not change
+   * Calls rule `member`'s handler for `phase`. The parts of the event that did not change
    * since this session's last call here are null: the guest reuses its parsed copy.
    * Never throws; every failure is an outcome. Callers await `pending` first.
    */
-  callDelta(id: string, phase: Phase, sid: string, time: number, session: string | null, envelope: string | null, rest: string): RuleResult {
+  callDelta(member: number, id: string, phase: Phase, sid: string, time: number, session: string | null, envelope: string | null, rest: string): RuleResult {
     this.now = time;
-    return this.invoke(id, this.callDeltaFn, phase, [sid, time, session, envelope, rest]);
+    return this.invoke(member, id, this.callDeltaFn, phase, [sid, time, session, envelope, rest]);
+  }
+
+  /**
+   * Calls rule `member`'s handler for the event of the last `callDelta` here, parsed once
+   * for the rules of the module that follow each other in a phase. Only right after a
+   * call that ended `ok` (the caller makes sure).
+   */
+  callAgain(member: number, id: string, phase: Phase): RuleResult {
+    return this.invoke(member, id, this.againFn, phase, []);
   }
 
   /** Forgets a session's cached event parts (the session ended). */
@@ -256,7 +301,8 @@ export class RuleSandbox {
     return this.gen;
   }
 
-  private invoke(id: string, fn: QuickJSHandle, phase: Phase, args: (string | number | null)[]): RuleResult {
+  private invoke(member: number, id: string, fn: QuickJSHandle, phase: Phase, args: (string | number | null)[]): RuleResult {
+    const limits = this.members[member]!.limits;
     const t0 = performance.now();
     const done = (outcome: Outcome, error?: string): RuleResult => ({
       id, outcome, verdict: { action: 'next' }, effects: {}, ms: performance.now() - t0, error,
@@ -266,20 +312,20 @@ export class RuleSandbox {
     let phaseName = this.phaseNames.get(phase);
     if (!phaseName) this.phaseNames.set(phase, (phaseName = this.keep(ctx.newString(phase))));
     this.interrupted = false;
-    this.deadline = t0 + this.source.limits.timeoutMs;
+    this.deadline = t0 + limits.timeoutMs;
     this.busyAt = t0 + BUSY_MS;
     let reply: string;
     try {
-      const handles = args.map((a) => (a === null ? ctx.null : typeof a === 'number' ? ctx.newNumber(a) : ctx.newString(a)));
+      const handles = [member, ...args].map((a) => (a === null ? ctx.null : typeof a === 'number' ? ctx.newNumber(a) : ctx.newString(a)));
       const r = ctx.callFunction(fn, ctx.undefined, phaseName, ...handles);
       for (const h of handles) if (h !== ctx.null) h.dispose();
       if (r.error) {
         const interrupted = this.interrupted;
         const why = this.describe(r.error);
-        if (interrupted) return done('timeout', `ran past its ${this.source.limits.timeoutMs} ms deadline`);
+        if (interrupted) return done('timeout', `ran past its ${limits.timeoutMs} ms deadline`);
         if (/out of memory/i.test(why)) {
           this.rebuild();
-          return done('oom', `exceeded its ${this.source.limits.memoryMb} MiB memory cap`);
+          return done('oom', `exceeded ${this.members.length > 1 ? `its module's` : 'its'} ${this.limits.memoryMb} MiB memory cap`);
         }
         if (/stack overflow|call stack/i.test(why)) return done('stack-overflow', why);
         return done('error', why);

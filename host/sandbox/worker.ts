@@ -109,7 +109,7 @@ async function handle(msg: ToWorker): Promise<void> {
     }
     case 'inspect': {
       try {
-        const sb = await RuleSandbox.create({ file: msg.file, code: msg.code, optionsJson: null, limits: { timeoutMs: 1000, memoryMb: 64, stackKb: 512 } });
+        const sb = await RuleSandbox.create([{ file: msg.file, code: msg.code, optionsJson: null, limits: { timeoutMs: 1000, memoryMb: 64, stackKb: 512 } }]);
         const meta = sb.meta;
         sb.dispose();
         return post({ t: 'inspected', seq: msg.seq, meta });

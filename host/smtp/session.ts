@@ -76,6 +76,7 @@ export class SessionPolicy {
 
 /** The store as a session needs it: the blacklist a rule's effect writes, and which mailboxes exist. */
 export interface SessionStore {
+  blacklistGet(ip: string, now: number): { reason: string; rule: string; expires: number } | undefined;
   blacklistExtend(ip: string, ttlSeconds: number, reason: string, rule: string, now: number): void;
   mailbox(address: string): MailboxState;
 }
@@ -253,7 +254,9 @@ export class SmtpSession {
     this.d.log.info({ session: info.id, ip: info.client.ip, port: info.client.port, ptr: info.client.ptr, localPort: info.local.port, ruleSet: this.ruleSet.version, ...(this.exempt ? { exempt: true } : {}) }, `connect from ${info.client.ptr ?? 'unknown'}[${info.client.ip}]`);
     this.d.counters.inc('connections_total');
     this.facts?.prefetch(this.ruleSet.dnsAll, null); // client-IP lists, while the client waits for the greeting
-    const r = await this.phase({ phase: 'connect', session: info });
+    const e = this.d.store.blacklistGet(info.client.ip, info.time);
+    const blacklist = e ? { reason: e.reason, rule: e.rule, expires: e.expires } : null;
+    const r = await this.phase({ phase: 'connect', session: info, blacklist });
     this.refusedAtConnect = r.reply !== null;
     return r;
   }
