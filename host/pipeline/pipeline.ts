@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { SOFT_BOUNCE, type Phase, type PhaseEvent, type Verdict } from '../../sdk/index.js';
 import type { RuleAction, RuleLimits } from '../config/config.js';
 import type { Counters } from '../metrics.js';
+import type { EventParts } from '../sandbox/chain.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { ChainLink, Effects, NoteWrite, Outcome, RuleResult } from '../sandbox/protocol.js';
 import type { RuleSet } from './ruleset.js';
@@ -84,11 +85,11 @@ export class Pipeline {
     return rs.chains.anyone[phase] !== undefined;
   }
 
-  /** Runs `event`'s phase through the rules that apply to the client and decides. */
-  async runPhase(rs: RuleSet, event: PhaseEvent): Promise<PhaseDecision> {
+  /** Runs `event`'s phase through the rules that apply to the client and decides (`parts`: the event serialised, if the caller has it). */
+  async runPhase(rs: RuleSet, event: PhaseEvent, parts?: EventParts): Promise<PhaseDecision> {
     const chain = (event.session.user === null ? rs.chains.anyone : rs.chains.authenticated)[event.phase];
     if (!chain) return NO_DECISION;
-    const results = await this.sandbox.callPhase(rs.version, chain, event, rs.budgets[event.phase] ?? 0);
+    const results = await this.sandbox.callPhase(rs.version, chain, event, rs.budgets[event.phase] ?? 0, parts);
     return this.decide(rs, event, results);
   }
 

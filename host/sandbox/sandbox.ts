@@ -38,9 +38,9 @@ export class Sandbox {
   }
 
   /** Calls one phase's chain of rules for `event`; one result per rule called, in order. */
-  async callPhase(version: number, chain: ChainLink[], event: PhaseEvent, budgetMs: number): Promise<RuleResult[]> {
+  async callPhase(version: number, chain: ChainLink[], event: PhaseEvent, budgetMs: number, eventParts: EventParts = parts(event)): Promise<RuleResult[]> {
     const ip = event.session.client.ip;
-    const results = await this.pool.dispatch(version, event.phase, chain, parts(event), budgetMs, this.isSuspect(ip));
+    const results = await this.pool.dispatch(version, event.phase, chain, eventParts, budgetMs, this.isSuspect(ip));
     if (results.some((r) => r.outcome === 'timeout' || r.outcome === 'oom' || r.outcome === 'crash')) this.markSuspect(ip);
     return results;
   }
@@ -74,7 +74,7 @@ export class Sandbox {
 }
 
 /** Cuts an event into the parts workers cache separately (see chain.ts). */
-function parts(event: PhaseEvent): EventParts {
+export function parts(event: PhaseEvent): EventParts {
   const { session, ...restOfEvent } = event;
   const { time, ...sessionWithoutTime } = session;
   const { envelope, ...rest } = restOfEvent as typeof restOfEvent & { envelope?: unknown };

@@ -18,6 +18,7 @@ import type { Disposition } from '../delivery/transaction.js';
 import type { Counters } from '../metrics.js';
 import { domainOf, networkList, plainIp } from '../net.js';
 import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
+import type { EventParts } from '../sandbox/chain.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import { bodyOffset, parseHeaders } from './message.js';
 import { dropReply, formatReply, REPLIES, verdictReply, type Reply } from './reply.js';
@@ -41,6 +42,8 @@ export interface Transaction {
   /** A rule accepted at mail or data: the rest of the transaction skips the rules. */
   whitelisted: boolean;
   notes: Record<string, Json>;
+  /** Bumped on every change of what the envelope shows (its serialised form is cached by it). */
+  version: number;
 }
 
 /** What the connection looks like from the outside, as the protocol layer knows it. */
@@ -158,7 +161,7 @@ export class SmtpSession {
 
   private newTransaction(): Transaction {
     const disposition = this.dispositions.reduce(stronger, DELIVER);
-    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], disposition, whitelisted: false, notes: {} };
+    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], disposition, whitelisted: false, notes: {}, version: 0 };
   }
 
   info(): SessionInfo {
@@ -182,6 +185,40 @@ export class SmtpSession {
     return { mailFrom: tx.mail, rcptTo: tx.rcpts, failedRcpts: tx.failedRcpts, notes: tx.notes };
   }
 
+  /** Bumped when session notes change (part of the session's cache key). */
+  private notesVersion = 0;
+  /** The serialised session and envelope of the last event, and what they were made from. */
+  private cached = { sessionKey: '', session: '', tx: null as Transaction | null, txVersion: -1, envelope: '' };
+
+  /**
+   * The event as the sandbox takes it (see EventParts). The session and the envelope change
+   * far less often than once per call, and serialising them is most of the main thread's
+   * cost per call (ten recipients make a long envelope): they are cached, keyed by what
+   * they are made of.
+   */
+  private partsOf(event: PhaseEvent): EventParts {
+    const { session, ...rest } = event;
+    const c = this.cached;
+    const key = `${this.heloSeen?.verb}\0${this.heloSeen?.name}\0${this.authUser}\0${this.completed}\0${this.mailCommands}\0${session.tls}\0${this.notesVersion}`;
+    if (key !== c.sessionKey) {
+      const { time: _time, ...timeless } = session;
+      c.session = JSON.stringify(timeless);
+      c.sessionKey = key;
+    }
+    let envelope = '';
+    if ('envelope' in rest) {
+      const tx = this.current;
+      if (c.tx !== tx || c.txVersion !== tx.version) {
+        c.envelope = JSON.stringify(rest.envelope);
+        c.tx = tx;
+        c.txVersion = tx.version;
+      }
+      envelope = c.envelope;
+    }
+    const { envelope: _envelope, ...own } = rest as typeof rest & { envelope?: unknown };
+    return { sid: session.id, time: session.time, session: c.session, envelope, rest: JSON.stringify(own) };
+  }
+
   /** An envelope address with what the host knows about it (domain, ours or not, mailbox). */
   private address(address: string, args: Record<string, string>): EnvelopeAddress {
     const domain = address.includes('@') ? domainOf(address) : '';
@@ -197,7 +234,8 @@ export class SmtpSession {
     if (!skip) {
       const sender = bare.phase === 'mail' ? bare.mail.address : (this.current.mail?.address ?? null);
       const dns = this.facts ? await this.facts.get(this.ruleSet.dns[p] ?? [], sender) : NO_FACTS;
-      decision = await this.d.pipeline.runPhase(this.ruleSet, { ...bare, dns } as PhaseEvent);
+      const event = { ...bare, dns } as PhaseEvent;
+      decision = await this.d.pipeline.runPhase(this.ruleSet, event, this.partsOf(event));
     }
     return { reply: await this.apply(p, decision), decision };
   }
@@ -240,6 +278,8 @@ export class SmtpSession {
       const before = notes[key];
       if (value.length) notes[key] = value[0]!;
       else delete notes[key];
+      if (scope === 's') this.notesVersion++;
+      else this.current.version++;
       if (JSON.stringify(notes).length <= RULE_LIMITS.notesBytes) continue;
       if (before === undefined) delete notes[key];
       else notes[key] = before;
@@ -307,7 +347,10 @@ export class SmtpSession {
     const mail = { ...this.address(address, args), size };
     this.facts?.prefetch(this.ruleSet.dnsAll, address); // sender-domain facts, while the rules look at MAIL
     const r = await this.phase({ phase: 'mail', session: this.info(), envelope: this.envelope(), mail });
-    if (!r.reply) this.current.mail = mail;
+    if (!r.reply) {
+      this.current.mail = mail;
+      this.current.version++;
+    }
     return r;
   }
 
@@ -317,11 +360,13 @@ export class SmtpSession {
     // Relay control comes before any rule, and no rule can lift it: never an open relay.
     if (rcpt.domain && !this.d.policy.acceptedDomains.has(rcpt.domain) && !this.authUser && !this.relayClient) {
       tx.failedRcpts++;
+      tx.version++;
       this.d.counters.inc('replies_refused_total', { phase: 'rcpt', rule: 'relay-control' });
       this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), rcpt: address }, `relaying denied for ${address} from ${plainIp(this.conn.ip)}`);
       return { reply: REPLIES.relayDenied, decision: NO_DECISION };
     }
     const r = await this.phase({ phase: 'rcpt', session: this.info(), envelope: this.envelope(), rcpt });
+    tx.version++;
     if (r.reply) {
       tx.failedRcpts++;
       return r;
