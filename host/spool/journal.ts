@@ -55,6 +55,8 @@ export class Journal {
 
   constructor(private readonly dir: string, private readonly checkpoint: Checkpoint) {
     mkdirSync(dir, { recursive: true });
+    // New records never go into a segment left by an earlier run: those are replay's.
+    this.segment = (this.existing().at(-1) ?? -1) + 1;
     this.timer = setInterval(() => void this.rotate(), SEGMENT_MS);
     this.timer.unref();
   }
@@ -63,15 +65,19 @@ export class Journal {
     return join(this.dir, `${String(segment).padStart(10, '0')}.jnl`);
   }
 
+  /** The segments on disk, oldest first. */
+  private existing(): number[] {
+    return readdirSync(this.dir).filter((f) => /^\d{10}\.jnl$/.test(f)).map((f) => Number(f.slice(0, 10))).sort((a, b) => a - b);
+  }
+
   /**
-   * Reads every segment and returns the messages not removed since (id → file bytes);
-   * the journal then appends to a new segment. Call once, before anything is appended.
-   * The old segments stay until the next checkpoint has made their files durable.
+   * Reads the segments an earlier run left and returns the messages not removed since
+   * (id → file bytes). Call once, at start; those segments stay until the next checkpoint
+   * has made their files durable (a journal never replayed leaves them alone).
    */
   async replay(): Promise<Map<string, Buffer>> {
     const messages = new Map<string, Buffer>();
-    const segments = readdirSync(this.dir).filter((f) => /^\d{10}\.jnl$/.test(f)).map((f) => Number(f.slice(0, 10))).sort((a, b) => a - b);
-    for (const seg of segments) {
+    for (const seg of this.existing().filter((n) => n < this.segment)) {
       this.live.set(seg, new Set());
       for (const r of parse(await readFile(this.file(seg)))) {
         if (r.kind === 'M') {
@@ -83,7 +89,6 @@ export class Journal {
         }
       }
     }
-    this.segment = (segments.at(-1) ?? -1) + 1;
     return messages;
   }
 
