@@ -85,11 +85,11 @@ export class Pipeline {
     return rs.chains.anyone[phase] !== undefined;
   }
 
-  /** Runs `event`'s phase through the rules that apply to the client and decides (`parts`: the event serialised, if the caller has it). */
-  async runPhase(rs: RuleSet, event: PhaseEvent, parts?: EventParts): Promise<PhaseDecision> {
+  /** Runs `event`'s phase through the rules that apply to the client and decides (`parts`: serialises the event, made only when a rule runs). */
+  async runPhase(rs: RuleSet, event: PhaseEvent, parts?: () => EventParts): Promise<PhaseDecision> {
     const chain = (event.session.user === null ? rs.chains.anyone : rs.chains.authenticated)[event.phase];
     if (!chain) return NO_DECISION;
-    const results = await this.sandbox.callPhase(rs.version, chain, event, rs.budgets[event.phase] ?? 0, parts);
+    const results = await this.sandbox.callPhase(rs.version, chain, event, rs.budgets[event.phase] ?? 0, parts?.());
     return this.decide(rs, event, results);
   }
 

@@ -38,9 +38,9 @@ export class Sandbox {
   }
 
   /** Calls one phase's chain of rules for `event`; one result per rule called, in order. */
-  async callPhase(version: number, chain: ChainLink[], event: PhaseEvent, budgetMs: number, eventParts: EventParts = parts(event)): Promise<RuleResult[]> {
+  async callPhase(version: number, chain: ChainLink[], event: PhaseEvent, budgetMs: number, eventParts?: EventParts): Promise<RuleResult[]> {
     const ip = event.session.client.ip;
-    const results = await this.pool.dispatch(version, event.phase, chain, eventParts, budgetMs, this.isSuspect(ip));
+    const results = await this.pool.dispatch(version, event.phase, chain, eventParts ?? parts(event), budgetMs, this.isSuspect(ip));
     if (results.some((r) => r.outcome === 'timeout' || r.outcome === 'oom' || r.outcome === 'crash')) this.markSuspect(ip);
     return results;
   }

@@ -235,7 +235,7 @@ export class SmtpSession {
       const sender = bare.phase === 'mail' ? bare.mail.address : (this.current.mail?.address ?? null);
       const dns = this.facts ? await this.facts.get(this.ruleSet.dns[p] ?? [], sender) : NO_FACTS;
       const event = { ...bare, dns } as PhaseEvent;
-      decision = await this.d.pipeline.runPhase(this.ruleSet, event, this.partsOf(event));
+      decision = await this.d.pipeline.runPhase(this.ruleSet, event, () => this.partsOf(event));
     }
     return { reply: await this.apply(p, decision), decision };
   }

@@ -9,12 +9,12 @@
  * message the journal holds that was not removed since, and the spool rewrites (durably)
  * any whose file is missing or short.
  *
- * The journal's authority is short: every few seconds the current segment is sealed, and
- * a checkpoint fsyncs the files of a sealed segment that are still in the spool (most
- * were delivered by then: no fsync at all for them), then deletes the segment, oldest
- * first. Removals are journaled without fsync, so a removal lost in a crash costs one
- * redelivery, never a loss; segments go in order, so a removal record never outlives the
- * segment of the message it removes.
+ * The journal's authority is short: every few seconds the current segment is sealed. A
+ * sealed segment all of whose messages have left the spool (delivered: the usual case
+ * within seconds) is deleted with no fsync at all; one whose mail is still queued after
+ * CHECKPOINT_MS has those files fsync'ed, then is deleted. Segments go oldest first, so a
+ * removal record never outlives the segment of the message it removes. Removals are
+ * journaled without fsync: a removal lost in a crash costs one redelivery, never a loss.
  *
  * Record format (binary safe, checked on replay):
  *   `M <id> <bytes> <crc32 hex>\n<bytes of the message file>\n`   a message
@@ -26,8 +26,10 @@ import { open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
-/** How long a segment takes records before it is sealed and checkpointed. */
+/** How long a segment takes records before it is sealed. */
 export const SEGMENT_MS = 5_000;
+/** Mail still spooled this long after its segment was sealed has its files fsync'ed, and the segment goes. */
+export const CHECKPOINT_MS = 60_000;
 
 interface Pending {
   bytes: Buffer[];
@@ -52,6 +54,8 @@ export class Journal {
   private checkpointing: Promise<void> = Promise.resolve();
   /** The timer asked for a new segment while a flush was running: sealed between its rounds. */
   private sealWanted = false;
+  /** When each sealed segment was sealed (performance.now()); replayed ones count as sealed long ago. */
+  private sealedAt = new Map<number, number>();
 
   constructor(private readonly dir: string, private readonly checkpoint: Checkpoint) {
     mkdirSync(dir, { recursive: true });
@@ -79,6 +83,7 @@ export class Journal {
     const messages = new Map<string, Buffer>();
     for (const seg of this.existing().filter((n) => n < this.segment)) {
       this.live.set(seg, new Set());
+      this.sealedAt.set(seg, -Infinity);
       for (const r of parse(await readFile(this.file(seg)))) {
         if (r.kind === 'M') {
           messages.set(r.id, r.bytes);
@@ -165,6 +170,9 @@ export class Journal {
   private async seal(): Promise<void> {
     const fh = this.fh;
     this.fh = null;
+    this.sealedAt.set(this.segment, performance.now());
+    // A segment holding only removal records is tracked too, so that it goes as well.
+    if (fh && !this.live.has(this.segment)) this.live.set(this.segment, new Set());
     this.segment++;
     await fh?.close().catch(() => undefined);
   }
@@ -178,16 +186,21 @@ export class Journal {
   }
 
   /**
-   * Makes the sealed segments' files durable and deletes the segments, oldest first; stops
-   * at the first that fails (it is tried again at the next rotation).
+   * Deletes sealed segments oldest first: at once when their mail has left the spool,
+   * after fsyncing what is left once they are CHECKPOINT_MS old (`all`: now, at close).
+   * Stops at the first segment that must wait, or that fails (tried again next time).
    */
-  private async checkpointSealed(): Promise<void> {
+  private async checkpointSealed(all = false): Promise<void> {
     for (const seg of [...this.live.keys()].sort((a, b) => a - b)) {
       if (seg >= this.segment) break;
       const ids = [...this.live.get(seg)!];
-      await this.checkpoint(ids);
-      for (const id of ids) if (this.where.get(id) === seg) this.where.delete(id);
+      if (ids.length) {
+        if (!all && performance.now() - (this.sealedAt.get(seg) ?? 0) < CHECKPOINT_MS) break;
+        await this.checkpoint(ids);
+        for (const id of ids) if (this.where.get(id) === seg) this.where.delete(id);
+      }
       this.live.delete(seg);
+      this.sealedAt.delete(seg);
       await unlink(this.file(seg)).catch((e: NodeJS.ErrnoException) => {
         if (e.code !== 'ENOENT') throw e;
       });
@@ -200,7 +213,7 @@ export class Journal {
     while (this.flushing) await this.flushing;
     await this.seal();
     await this.checkpointing;
-    await this.checkpointSealed().catch(() => undefined);
+    await this.checkpointSealed(true).catch(() => undefined);
   }
 }
 
