@@ -108,9 +108,10 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       }
       if (sessionJson !== null) c.s = deepFreeze(parse(sessionJson));
       if (envelopeJson !== null) c.e = envelopeJson === '' ? undefined : deepFreeze(parse(envelopeJson));
-      // Frozen throughout: the rules after this one in the module see it as it came.
+      // In a shared module, frozen throughout: the rules after this one see it as it came.
+      // (A module of one rule skips the cost: its changes reach nobody else.)
       const event = parse(restJson);
-      for (const k of keys(event)) deepFreeze(event[k]);
+      if (rules.length > 1) for (const k of keys(event)) deepFreeze(event[k]);
       event.session = freeze(assign({}, c.s, { time }));
       if (c.e !== undefined) event.envelope = c.e;
       last = freeze(event);
