@@ -15,8 +15,7 @@ import { FrontDoor } from './smtp/server.js';
 import { Spool } from './spool/spool.js';
 import { storeAccess } from './store/access.js';
 import { SqliteBackend } from './store/sqlite.js';
-import type { MailboxDirectory } from './store/ports.js';
-import { MemoryStore } from './store/store.js';
+import { applyMailboxConfig, MemoryStore } from './store/store.js';
 
 export interface HostOptions {
   /** Where logs go (default: pino to stdout at config.log.level). */
@@ -91,7 +90,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   const counters = new Counters();
   const dataDir = resolve(config.dataDir);
   const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, counters });
-  applyStoreConfig(store, config);
+  applyMailboxConfig(store, config);
   const pool = new Sandbox({ workers: config.sandbox.workers, storeCall: storeAccess(store) });
   let front: FrontDoor | undefined;
   let delivery: Delivery | undefined;
@@ -121,7 +120,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     const reloader = new Reloader({
       configFile: opts.configFile, overrides: opts.overrides ?? {}, config, ruleSet, sandbox: pool, cache, log, counters, dataDir,
       apply: (cfg, rs) => {
-        applyStoreConfig(store, cfg);
+        applyMailboxConfig(store, cfg);
         door.configure(cfg);
         deliv.configure(cfg);
         sets.swap(rs);
@@ -139,7 +138,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       pins: () => sets.counts(),
       reload: async (reason) => {
         await store.reload(); // what `portcullis blacklist/mailbox` changed on disk
-        applyStoreConfig(store, reloader.currentConfig);
+        applyMailboxConfig(store, reloader.currentConfig);
         await reloader.reload(reason);
       },
       status: () => reloader.status,
@@ -172,10 +171,4 @@ function logDnsState(log: Logger, config: Config, rs: RuleSet): void {
   const zones = rs.dnsAll.map((n) => (n.kind === 'mx' ? 'mx' : `${n.kind}:${n.zone}`));
   if (config.dns.servers.length) log.info({ servers: config.dns.servers, needs: zones }, `DNS checks via ${config.dns.servers.join(', ')}: ${zones.join(', ')}`);
   else log.warn({ needs: zones, rules }, 'DNS checks are off (no dns.servers; set one or start with --dns HOST:PORT): DNS rules see no DNS facts');
-}
-
-/** The config's part of the store: which domains are local, and the mailboxes it lists. */
-function applyStoreConfig(store: MailboxDirectory, config: Config): void {
-  store.setLocalDomains(config.localDomains);
-  for (const m of config.mailboxes) store.mailboxAdd(m, false);
 }

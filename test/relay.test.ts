@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig, configFrom, ConfigError } from '../host/config/config.js';
 import { envelopeOn, eventually, mailer, RawSmtp, rule, spawnHost, splitFields, spooled, tempDir, withHost } from './helpers.js';
-import { downstreamReply } from '../host/smtp/outcome-reply.js';
+import { nextHopAnswer } from '../host/delivery/relay.js';
+import { outcomeReply } from '../host/smtp/outcome-reply.js';
 import { formatReply } from '../host/smtp/reply.js';
 import { deadPort, startNextHop, type TestNextHop } from './nexthop.js';
 
@@ -281,7 +282,7 @@ describe('relay mode: SMTP smuggling', () => {
 
 describe('downstream replies', () => {
   it('keep their code and enhanced status; 421 (closing) becomes 451; no reply at all is 451 4.4.1', () => {
-    const r = (code: number, text: string) => formatReply(downstreamReply({ rcpt: 'u@x', status: 'deferred', code, text, remote: 'mx:25' }, 's1'));
+    const r = (code: number, text: string) => formatReply(outcomeReply(nextHopAnswer({ rcpt: 'u@x', status: 'deferred', code, text, remote: 'mx:25' }), 's1'));
     assert.equal(r(550, '550 5.1.1 No such user'), '550 5.1.1 Next hop mx:25: No such user');
     assert.equal(r(554, '554 Go away'), '554 5.0.0 Next hop mx:25: Go away');
     assert.equal(r(452, '452 4.2.2 Mailbox full'), '452 4.2.2 Next hop mx:25: Mailbox full');

@@ -5,7 +5,7 @@
  * (on disk or at the next hop): those, and only those, are answered 250.
  */
 export type DeliveryOutcome =
-  /** Spool mode: in spool/new/ (file and directory fsync'ed); the queue delivers it. */
+  /** Spool mode: in spool/new/ and on disk (its journal record synced); the queue delivers it. */
   | { kind: 'queued'; id: string }
   /** A rule quarantined it: in quarantine/new/, never relayed. */
   | { kind: 'quarantined'; id: string }

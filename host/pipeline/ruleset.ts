@@ -168,7 +168,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     };
     const id = `${version}:${meta.name}`;
     const action = s.action ?? 'enforce';
-    rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action, limits, meta, link: chainLink(id, action, limits), needs: [], fingerprint: `${hash}:${JSON.stringify([options, limits, s.action ?? 'enforce', s.priority])}` });
+    rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action, limits, meta, link: chainLink(id, action, limits), needs: [], fingerprint: `${hash}:${JSON.stringify([options, limits, action, s.priority])}` });
     // The built-in rules are ours: they may share a module (see rule-sandbox.ts); an admin's never do.
     const shared = cfg.sandbox.shareBuiltins && file.startsWith(BUILTIN_RULES + sep);
     codes.push({ id, file, code, map, optionsJson: JSON.stringify(options), limits, ...(shared ? { group: 'builtin' } : {}) });

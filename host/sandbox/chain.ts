@@ -53,13 +53,15 @@ export interface ChainOptions {
 }
 
 export class ChainRunner {
-  private versions = new Map<number, Map<string, Entry>>();
+  /** Per installed version: its rules by id, and its modules (each once). */
+  private versions = new Map<number, { rules: Map<string, Entry>; modules: Module[] }>();
 
   constructor(private readonly opts: ChainOptions = {}) {}
 
   /** Loads a version's rules (a module per group, or per rule); returns the failures and each loaded rule's needs. */
   async install(version: number, rules: RuleCode[]): Promise<InstallReport> {
     const map = new Map<string, Entry>();
+    const modules: Module[] = [];
     const errors: { id: string; error: string }[] = [];
     const needs: Record<string, string[]> = {};
     const groups = new Map<string, RuleCode[]>();
@@ -71,6 +73,7 @@ export class ChainRunner {
       try {
         const sb = await RuleSandbox.create(members, this.opts.onBusy, this.opts.storeCall);
         const mod: Module = { sb, sent: new Map(), gen: sb.generation };
+        modules.push(mod);
         members.forEach((r, member) => {
           map.set(r.id, { mod, member });
           needs[r.id] = sb.needs[member] ?? [];
@@ -79,23 +82,18 @@ export class ChainRunner {
         errors.push({ id: members[0]!.id, error: (e as Error).message });
       }
     }
-    this.versions.set(version, map);
+    this.versions.set(version, { rules: map, modules });
     return { errors, needs };
   }
 
-  /** The distinct modules of a version. */
-  private modulesOf(version: number): Set<Module> {
-    return new Set([...(this.versions.get(version)?.values() ?? [])].map((e) => e.mod));
-  }
-
   release(version: number): void {
-    for (const mod of this.modulesOf(version)) mod.sb.dispose();
+    for (const mod of this.versions.get(version)?.modules ?? []) mod.sb.dispose();
     this.versions.delete(version);
   }
 
   get modules(): number {
     let n = 0;
-    for (const v of this.versions.keys()) n += this.modulesOf(v).size;
+    for (const v of this.versions.values()) n += v.modules.length;
     return n;
   }
 
@@ -105,13 +103,13 @@ export class ChainRunner {
 
   /** The sandbox of a rule, to wait for its rebuild. */
   sandbox(version: number, id: string): RuleSandbox | undefined {
-    return this.versions.get(version)?.get(id)?.mod.sb;
+    return this.versions.get(version)?.rules.get(id)?.mod.sb;
   }
 
   /** The session ended: every module forgets its parts. */
   endSession(sid: string): void {
-    for (const v of this.versions.keys()) {
-      for (const m of this.modulesOf(v)) {
+    for (const v of this.versions.values()) {
+      for (const m of v.modules) {
         if (m.sent.delete(sid) && m.sb.generation === m.gen && !m.sb.pending) m.sb.drop(sid);
       }
     }
@@ -123,7 +121,7 @@ export class ChainRunner {
    * notes is returned, to go on from `stoppedAt`.
    */
   callChain(version: number, phase: Phase, chain: ChainLink[], event: EventParts, from = 0): ChainRun {
-    const rules = this.versions.get(version);
+    const rules = this.versions.get(version)?.rules;
     const results: RuleResult[] = [];
     let ev = event;
     /** The module that holds `ev` parsed from its last call (a call that ended ok), if any. */

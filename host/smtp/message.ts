@@ -4,7 +4,6 @@
  */
 import Headers from 'mailsplit/lib/headers.js';
 
-export { bodyOffset } from '../delivery/header.js';
 
 /** `[name as written, unfolded value with encoded-words decoded]` for each field, in order. */
 export function parseHeaders(msg: Buffer, offset: number): [string, string][] {

@@ -5,8 +5,6 @@
  * taken by the next hop).
  */
 import type { DeliveryOutcome } from '../delivery/outcome.js';
-import type { RcptResult } from '../delivery/nexthop.js';
-import { nextHopAnswer } from '../delivery/relay.js';
 import { REPLIES, type Reply } from './reply.js';
 
 export function outcomeReply(o: DeliveryOutcome, sessionId: string): Reply {
@@ -40,9 +38,4 @@ function refusalReply(o: Extract<DeliveryOutcome, { kind: 'refused' }>): Reply {
   const cls = `${Math.floor(code / 100)}.`;
   const status = o.status?.startsWith(cls) ? o.status.slice(cls.length) : '0.0';
   return { code, status, text: o.nextHop ? `Next hop ${o.nextHop}: ${o.text}` : `Next hop: ${o.text}` };
-}
-
-/** The client's reply when the next hop answered every recipient with `r` (relay mode). */
-export function downstreamReply(r: RcptResult, sessionId: string): Reply {
-  return outcomeReply(nextHopAnswer(r), sessionId);
 }

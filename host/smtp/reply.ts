@@ -5,7 +5,8 @@
  * A reply carries the enhanced status code (RFC 3463) without its class digit, which is
  * derived from the reply code when the line is written, so `450 5.7.1` cannot be built.
  */
-import { DEFAULT_STATUS, type EnhancedStatus } from '../../sdk/index.js';
+import { DEFAULT_STATUS, type EnhancedStatus, type Phase } from '../../sdk/index.js';
+import type { PhaseDecision } from '../pipeline/pipeline.js';
 
 export interface Reply {
   /** Basic reply code (RFC 5321 §4.2). */
@@ -66,4 +67,23 @@ export function verdictReply(code: number, text: string, status?: EnhancedStatus
 /** A drop: 421 closes the connection (RFC 5321 §3.8); 4.7.0 = security or policy status. */
 export function dropReply(text: string): Reply {
   return { code: 421, status: '7.0', text };
+}
+
+/** The reply a decision sends at a phase, or null when the command proceeds. */
+export function replyFor(phase: Phase, d: PhaseDecision, sid: string): Reply | null {
+  if (phase === 'close') return null;
+  if (d.failure) return phase === 'connect' ? { ...REPLIES.ruleFailure(sid), code: 421 } : REPLIES.ruleFailure(sid);
+  const v = d.verdict;
+  switch (v.action) {
+    case 'reject':
+      // RFC 5321 §3.1: a refused connection gets 554 instead of the greeting.
+      return verdictReply(phase === 'connect' ? 554 : v.code, v.text, v.status);
+    case 'tempfail':
+      // At connect the only temporary refusal is 421 (RFC 5321 §3.1), which closes.
+      return verdictReply(phase === 'connect' ? 421 : v.code, v.text, v.status);
+    case 'drop':
+      return dropReply(v.text);
+    default:
+      return null;
+  }
 }

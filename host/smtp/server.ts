@@ -22,7 +22,7 @@ import { verifyPassword } from './auth.js';
 import { connectionClass } from './connection.js';
 import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
-import { argsOf, SessionPolicy, SmtpSession, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
+import { SessionPolicy, SmtpSession, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
 
 /** A message the rules accepted: where it goes and the headers to add. */
 type Accepted = { disposition: Disposition; headers: [string, string][] };
@@ -247,4 +247,13 @@ export class FrontDoor {
 /** The error that refuses a command with `reply`, or null to let it proceed. */
 function refusal(reply: Reply | null): ReplyError | null {
   return reply ? new ReplyError(reply) : null;
+}
+
+/** ESMTP parameters as a plain string map (upper-case keys; flags map to ''). */
+export function argsOf(args: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (args && typeof args === 'object') {
+    for (const [k, v] of Object.entries(args)) out[k.toUpperCase()] = v === true ? '' : String(v);
+  }
+  return out;
 }

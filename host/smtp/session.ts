@@ -9,7 +9,7 @@
 import type { Logger } from 'pino';
 import {
   RULE_LIMITS, TRANSACTION_PHASES,
-  type Envelope, type EnvelopeAddress, type Json, type MailboxState, type Phase, type PhaseEvent, type PhaseEvents, type SessionInfo,
+  type Envelope, type EnvelopeAddress, type Json, type Phase, type PhaseEvent, type PhaseEvents, type SessionInfo,
 } from '../../sdk/index.js';
 import type { Config } from '../config/config.js';
 import type { DnsChecker } from '../dns/checker.js';
@@ -20,8 +20,10 @@ import { domainOf, networkList, plainIp } from '../net.js';
 import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
 import type { EventParts } from '../sandbox/chain.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
-import { bodyOffset, parseHeaders } from './message.js';
-import { dropReply, formatReply, REPLIES, verdictReply, type Reply } from './reply.js';
+import { bodyOffset } from '../delivery/header.js';
+import { ruleView, type BlacklistStore, type MailboxDirectory } from '../store/ports.js';
+import { parseHeaders } from './message.js';
+import { formatReply, REPLIES, replyFor, type Reply } from './reply.js';
 
 const STRENGTH: Record<Disposition['action'], number> = { deliver: 0, redirect: 1, discard: 2, quarantine: 3 };
 
@@ -78,11 +80,7 @@ export class SessionPolicy {
 }
 
 /** The store as a session needs it: the blacklist a rule's effect writes, and which mailboxes exist. */
-export interface SessionStore {
-  blacklistGet(ip: string, now: number): { reason: string; rule: string; expires: number } | undefined;
-  blacklistExtend(ip: string, ttlSeconds: number, reason: string, rule: string, now: number): void;
-  mailbox(address: string): MailboxState;
-}
+export type SessionStore = Pick<BlacklistStore, 'blacklistGet' | 'blacklistExtend'> & Pick<MailboxDirectory, 'mailbox'>;
 
 export interface SessionDeps {
   policy: SessionPolicy;
@@ -295,7 +293,7 @@ export class SmtpSession {
     this.d.counters.inc('connections_total');
     this.facts?.prefetch(this.ruleSet.dnsAll, null); // client-IP lists, while the client waits for the greeting
     const e = this.d.store.blacklistGet(info.client.ip, info.time);
-    const blacklist = e ? { reason: e.reason, rule: e.rule, expires: e.expires } : null;
+    const blacklist = e ? ruleView(e) : null;
     const r = await this.phase({ phase: 'connect', session: info, blacklist });
     this.refusedAtConnect = r.reply !== null;
     return r;
@@ -428,32 +426,4 @@ export class SmtpSession {
     this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), transactions: this.completed, user: this.authUser }, `disconnect from [${plainIp(this.conn.ip)}]`);
     return r;
   }
-}
-
-/** The reply a decision sends at a phase, or null when the command proceeds. */
-export function replyFor(phase: Phase, d: PhaseDecision, sid: string): Reply | null {
-  if (phase === 'close') return null;
-  if (d.failure) return phase === 'connect' ? { ...REPLIES.ruleFailure(sid), code: 421 } : REPLIES.ruleFailure(sid);
-  const v = d.verdict;
-  switch (v.action) {
-    case 'reject':
-      // RFC 5321 §3.1: a refused connection gets 554 instead of the greeting.
-      return verdictReply(phase === 'connect' ? 554 : v.code, v.text, v.status);
-    case 'tempfail':
-      // At connect the only temporary refusal is 421 (RFC 5321 §3.1), which closes.
-      return verdictReply(phase === 'connect' ? 421 : v.code, v.text, v.status);
-    case 'drop':
-      return dropReply(v.text);
-    default:
-      return null;
-  }
-}
-
-/** ESMTP parameters as a plain string map (upper-case keys; flags map to ''). */
-export function argsOf(args: unknown): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (args && typeof args === 'object') {
-    for (const [k, v] of Object.entries(args)) out[k.toUpperCase()] = v === true ? '' : String(v);
-  }
-  return out;
 }

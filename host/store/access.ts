@@ -5,7 +5,7 @@
  * extra or misspelled operation, or a wrong result type, does not compile.
  */
 import { RULE_LIMITS, STORE_OPS, type RuleStore, type StoreOp } from '../../sdk/index.js';
-import type { BlacklistStore, ListStore, WatchlistStore } from './ports.js';
+import { ruleView, type BlacklistStore, type ListStore, type WatchlistStore } from './ports.js';
 
 /** The part of the store rules reach. */
 export type RuleStoreTarget = WatchlistStore & Pick<BlacklistStore, 'blacklistGet'> & ListStore;
@@ -32,7 +32,7 @@ const OPS: { [K in StoreOp]: (store: RuleStoreTarget, args: unknown[], now: numb
   count: (store, args, now) => store.watchCount(key(args[0]), seconds(args[1]), now),
   blacklisted: (store, args, now) => {
     const e = store.blacklistGet(str(args[0], 'ip', 64), now);
-    return e ? { reason: e.reason, rule: e.rule, expires: e.expires } : null;
+    return e ? ruleView(e) : null;
   },
   listHas: (store, args) => store.listHas(list(args[0]), value(args[1])),
   listValues: (store, args) => store.listValues(list(args[0])),

@@ -9,16 +9,20 @@
  * changes, written behind.
  */
 
-/** An entry of the internal short-term blacklist (MercuryS/SmtpEvt). */
-export interface BlacklistEntry {
+import type { BlacklistEntry as RuleBlacklistEntry, MailboxState } from '../../sdk/index.js';
+
+export type { MailboxState };
+
+/** An entry of the internal short-term blacklist (MercuryS/SmtpEvt): what rules see of it, and its address and start. */
+export interface BlacklistEntry extends RuleBlacklistEntry {
   ip: string;
-  reason: string;
-  rule: string;
   created: number;
-  expires: number;
 }
 
-export type MailboxState = 'exists' | 'missing' | 'unknown';
+/** What rules see of an entry (the connect event, `ctx.store.blacklisted`): reason, rule, expiry. */
+export function ruleView(e: BlacklistEntry): RuleBlacklistEntry {
+  return { reason: e.reason, rule: e.rule, expires: e.expires };
+}
 
 /** Longest window a watchlist keeps hits for: older hits are pruned in memory and by backends. */
 export const WATCH_MAX_WINDOW_MS = 7 * 24 * 3600_000;
@@ -74,7 +78,6 @@ export interface MailboxDirectory {
    * always exists in a local domain (RFC 5321 §4.5.1).
    */
   mailbox(address: string): MailboxState;
-  isLocalDomain(domain: string): boolean;
   setLocalDomains(domains: Iterable<string>): void;
   /** `user@domain`, or `*@domain` for a domain where every address exists; `persist` false for the config's own. */
   mailboxAdd(address: string, persist?: boolean): void;

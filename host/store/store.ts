@@ -24,6 +24,16 @@ import {
   type WatchlistStore,
 } from './ports.js';
 
+/**
+ * The config's part of the mailbox directory: which domains are local, and the mailboxes
+ * it lists (not written to the backend: the config is their home). The host applies it at
+ * start and on reload, the rule harness at load.
+ */
+export function applyMailboxConfig(dir: MailboxDirectory, config: { localDomains: string[]; mailboxes: string[] }): void {
+  dir.setLocalDomains(config.localDomains);
+  for (const m of config.mailboxes) dir.mailboxAdd(m, false);
+}
+
 /** A store kept in memory only: the rule harness and unit tests. */
 export class NullBackend implements StoreBackend {
   async load(_now: number): Promise<Snapshot> {
@@ -217,10 +227,6 @@ export class MemoryStore implements BlacklistStore, DnsCache, WatchlistStore, Li
   setLocalDomains(domains: Iterable<string>): void {
     this.localDomains.clear();
     for (const d of domains) this.localDomains.add(d.toLowerCase());
-  }
-
-  isLocalDomain(domain: string): boolean {
-    return this.localDomains.has(domain.toLowerCase());
   }
 
   mailbox(address: string): MailboxState {

@@ -37,7 +37,7 @@ import { SessionPolicy, SmtpSession, type CommandResult, type Disposition } from
 import { DnsChecker, dnsCheckerFor, reversedIp } from '../dns/checker.js';
 import { tableBackend, type DnsTable } from '../dns/backend.js';
 import { storeAccess } from '../store/access.js';
-import { MemoryStore } from '../store/store.js';
+import { applyMailboxConfig, MemoryStore } from '../store/store.js';
 
 /**
  * What one command did: the phase's decision (winning `verdict`, the `rule` that made
@@ -292,11 +292,6 @@ function harnessConfig(o: HarnessOptions): Config {
 
 const DEFAULT_START = Date.UTC(2026, 0, 5, 10, 0, 0);
 
-/** The config's part of the store: local domains and listed mailboxes. */
-function adopt(store: MemoryStore, config: Config): void {
-  store.setLocalDomains(config.localDomains);
-  for (const m of config.mailboxes) store.mailboxAdd(m, false);
-}
 
 /** Loads one rule file, alone, with its options. */
 export async function loadRule(file: string, o: RuleOptions = {}): Promise<Harness> {
@@ -308,7 +303,7 @@ export async function loadRule(file: string, o: RuleOptions = {}): Promise<Harne
     const settings = { ...base.rules.settings, [meta.name]: { enabled: true, action: 'enforce' as const, ...o.settings, ...(o.options ? { options: o.options } : {}) } };
     const config = configFrom({ ...base, rules: { ...base.rules, builtin: false, dirs: [], settings } }, '(test config)');
     const rs = await buildRuleSet(config, sandbox, 1, { files: [file] });
-    adopt(store, config);
+    applyMailboxConfig(store, config);
     return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START), o.dns);
   } catch (e) {
     await sandbox.close();
@@ -327,7 +322,7 @@ export async function loadRuleSet(o: HarnessOptions & { rulesDirs?: string[] } =
     const base = harnessConfig(o);
     const config = o.rulesDirs ? configFrom({ ...base, rules: { ...base.rules, dirs: [...base.rules.dirs, ...o.rulesDirs] } }, '(test config)') : base;
     const rs = await buildRuleSet(config, sandbox, 1);
-    adopt(store, config);
+    applyMailboxConfig(store, config);
     return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START), o.dns);
   } catch (e) {
     await sandbox.close();
