@@ -128,7 +128,7 @@ export class Reloader {
       try {
         config = loadConfig(this.d.configFile, this.d.overrides);
       } catch (e) {
-        if (e instanceof ConfigError) return this.fail(reason, e.problems.map((p) => `config ${e.source}: ${p}`));
+        if (e instanceof ConfigError) return this.fail(reason, e.lines.map((line) => `config ${line}`));
         throw e;
       }
     }

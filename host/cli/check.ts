@@ -17,7 +17,7 @@ export async function check(argv: string[], out = process.stdout, err = process.
     config = loadConfig(values.config, { rulesDir: values.rules });
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    for (const p of e.problems) err.write(`error: config ${e.source}: ${p}\n`);
+    for (const line of e.lines) err.write(`error: config ${line}\n`);
     return 1;
   }
   const sandbox = new Sandbox({ workers: 1 });

@@ -4,9 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
 import type { ErrorObject } from 'ajv';
-import { parseTree, printParseErrorCode, type ParseError } from 'jsonc-parser';
+import { ParseErrorCode, parseTree, type ParseError } from 'jsonc-parser';
 import { CONFIG_SCHEMA } from '../paths.js';
 
 export interface RuleLimits {
@@ -83,10 +84,22 @@ export interface ConfigOverrides {
   relay?: string;
 }
 
-/** The config is invalid; `problems` holds one "path: what is wrong" line each. */
+/** A problem located by line and column (a JSON syntax error) rather than by JSON path. */
+const AT_LINE_COL = /^\d+:\d+: /;
+
+/**
+ * The config is invalid; `problems` holds one line each: "/json/path: what is wrong", or
+ * "line:col: what is wrong" for a syntax error.
+ */
 export class ConfigError extends Error {
   constructor(readonly source: string, readonly problems: string[]) {
-    super(`invalid config ${source}:\n  ${problems.join('\n  ')}`);
+    // A syntax error is one line (the first error only, see parseJson): `invalid config mx.json:3:5: …`.
+    super(problems.length === 1 && AT_LINE_COL.test(problems[0]!) ? `invalid config ${source}:${problems[0]}` : `invalid config ${source}:\n  ${problems.join('\n  ')}`);
+  }
+
+  /** Each problem with its file, as editors jump to: `mx.json: /limits/maxClients: …`, `mx.json:3:5: …`. */
+  get lines(): string[] {
+    return this.problems.map((p) => (AT_LINE_COL.test(p) ? `${this.source}:${p}` : `${this.source}: ${p}`));
   }
 }
 
@@ -115,19 +128,69 @@ export function describeAjvError(e: ErrorObject, root = ''): string {
   }
 }
 
-/** JSON.parse; on a syntax error, every error with its line and column (via jsonc-parser). */
+/**
+ * JSON.parse; on a syntax error, a ConfigError with the first error's line and column and
+ * what is wrong in words. Only the first: a parser that goes on after an error reports
+ * what follows from it (a missing comma is also "a property name expected"), which would
+ * send the admin looking for three mistakes where there is one.
+ */
 export function parseJson(text: string, source: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
     const errors: ParseError[] = [];
     parseTree(text, errors, { disallowComments: true, allowTrailingComma: false });
-    const at = (offset: number): string => {
-      const before = text.slice(0, offset);
-      return `${before.split('\n').length}:${offset - before.lastIndexOf('\n')}`;
-    };
-    const lines = errors.map((x) => `${source}:${at(x.offset)}: ${printParseErrorCode(x.error)}`);
-    throw new ConfigError(source, lines.length ? lines : [`${source}: ${(e as Error).message}`]);
+    const first = errors[0];
+    if (!text.trim()) throw new ConfigError(source, ['the file is empty; write {} for the embedded defaults']);
+    if (!first) throw new ConfigError(source, [`not valid JSON: ${(e as Error).message}`]);
+    const before = text.slice(0, first.offset);
+    const at = `${before.split('\n').length}:${first.offset - before.lastIndexOf('\n')}`;
+    throw new ConfigError(source, [`${at}: not valid JSON: ${syntaxProblem(text, first)}`]);
+  }
+}
+
+/** A jsonc-parser error as a sentence an admin can act on, naming what was found there. */
+function syntaxProblem(text: string, e: ParseError): string {
+  const token = text.slice(e.offset, e.offset + e.length);
+  const atEnd = e.offset >= text.length;
+  const found = atEnd ? 'the end of the file' : token.startsWith('"') ? token.slice(0, 40) : `"${token.slice(0, 40)}"`;
+  // `{"a": 1,}`: JSON has no trailing comma, and the parser says only "name expected".
+  if ((token === '}' || token === ']') && text.slice(0, e.offset).trimEnd().endsWith(',')) {
+    return `the comma before "${token}" has nothing after it (JSON allows no trailing comma)`;
+  }
+  switch (e.error) {
+    case ParseErrorCode.CommaExpected:
+      return `a comma is missing before ${found}`;
+    case ParseErrorCode.ColonExpected:
+      return `a colon is missing after the property name, before ${found}`;
+    case ParseErrorCode.PropertyNameExpected:
+      return `a property name in double quotes is expected, not ${found}`;
+    case ParseErrorCode.ValueExpected:
+      return atEnd ? 'the file ends where a value is expected' : `a value is expected (a "string", a number, true, false, null, {...} or [...]), not ${found}`;
+    case ParseErrorCode.CloseBraceExpected:
+      return `an object is not closed: "}" is missing before ${found}`;
+    case ParseErrorCode.CloseBracketExpected:
+      return `a list is not closed: "]" is missing before ${found}`;
+    case ParseErrorCode.EndOfFileExpected:
+      return `the config should end after its closing "}", but ${found} follows`;
+    case ParseErrorCode.InvalidCommentToken:
+    case ParseErrorCode.UnexpectedEndOfComment:
+      return 'comments are not allowed in JSON';
+    case ParseErrorCode.UnexpectedEndOfString:
+      return 'a string is not closed: its closing " is missing';
+    case ParseErrorCode.InvalidNumberFormat:
+    case ParseErrorCode.UnexpectedEndOfNumber:
+      return `${found} is not a valid number`;
+    case ParseErrorCode.InvalidUnicode:
+      return 'a \\u escape in a string needs four hex digits';
+    case ParseErrorCode.InvalidEscapeCharacter:
+      return `${found} is not a valid escape in a string (a backslash itself is written \\\\)`;
+    case ParseErrorCode.InvalidCharacter:
+      return 'a string holds a raw tab or line break: write it as \\t or \\n';
+    default:
+      return token.startsWith("'")
+        ? `strings take double quotes, not single: ${found}`
+        : `${found} is not JSON here (strings take double quotes; true, false and null are lower case)`;
   }
 }
 
@@ -143,15 +206,43 @@ function checkNetworks(list: string[], path: string, problems: string[]): void {
 
 /** Reads, merges overrides, fills defaults and validates. Throws ConfigError. */
 export function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}): Config {
-  let text = '{}';
-  if (file) {
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      throw new ConfigError(file, [`cannot read the file: ${(e as Error).message}`]);
-    }
+  if (!file) return configFrom({}, '(embedded defaults)', overrides);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [`cannot read the file: ${(e as Error).message}`]);
   }
-  return configFrom(parseJson(text, file ?? '(embedded defaults)'), file ?? '(embedded defaults)', overrides);
+  return configFrom(anchorPaths(parseJson(text, file), dirname(resolve(file))), file, overrides);
+}
+
+/**
+ * Makes the relative paths written in a config file relative to the file's directory,
+ * as nginx and Postfix read theirs: a config means the same from any working directory
+ * (`portcullis blacklist add … --config /etc/portcullis/config.json` run from $HOME must
+ * open the host's database, not create ./data). What the file does not say (the default
+ * ./data) and paths typed on the command line (--data-dir, --rules) stay relative to the
+ * working directory, as a path typed in a shell is. A checker command without a slash is
+ * a program name, found on PATH as a shell would.
+ */
+function anchorPaths(raw: unknown, dir: string): unknown {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  const at = (p: unknown): unknown => (typeof p === 'string' && p !== '' && !isAbsolute(p) ? resolve(dir, p) : p);
+  const c = { ...(raw as Record<string, unknown>) };
+  const obj = (v: unknown): Record<string, unknown> | null => (v && typeof v === 'object' && !Array.isArray(v) ? { ...(v as Record<string, unknown>) } : null);
+  if ('dataDir' in c) c.dataDir = at(c.dataDir);
+  const rules = obj(c.rules);
+  if (rules && Array.isArray(rules.dirs)) c.rules = { ...rules, dirs: (rules.dirs as unknown[]).map(at) };
+  const tls = obj(c.tls);
+  if (tls) {
+    for (const k of ['key', 'cert']) if (k in tls) tls[k] = at(tls[k]);
+    c.tls = tls;
+  }
+  const checker = obj(c.checker);
+  if (checker && Array.isArray(checker.command) && typeof checker.command[0] === 'string' && checker.command[0].includes('/')) {
+    c.checker = { ...checker, command: [at(checker.command[0]), ...(checker.command as unknown[]).slice(1)] };
+  }
+  return c;
 }
 
 /** Validates a config object (a copy is filled with defaults). Throws ConfigError. */
