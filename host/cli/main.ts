@@ -9,6 +9,7 @@ import { blacklistCommand, mailboxCommand } from './store.js';
 import { newRule } from './new-rule.js';
 import { runTests } from './test.js';
 import { tryTranscript } from './try.js';
+import { UsageError } from './usage.js';
 
 const USAGE = `usage:
   portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT] [--relay HOST:PORT]
@@ -27,9 +28,9 @@ const USAGE = `usage:
       the running host's rule set version, reloads and last reload error
   portcullis stats [--config FILE] [--data-dir DIR]
       the running host's counters: hits per rule and verdict, failures, refusals
-  portcullis blacklist list | add IP [--ttl SECONDS] [--reason TEXT] | remove IP | reset
+  portcullis blacklist [--config FILE] [--data-dir DIR] list | add IP [--ttl SECONDS] [--reason TEXT] | remove IP | reset
       the internal blacklist (reset also makes the host re-read its config)
-  portcullis mailbox list | add ADDRESS | remove ADDRESS
+  portcullis mailbox [--config FILE] [--data-dir DIR] list | add ADDRESS | remove ADDRESS
       local mailboxes (ADDRESS: user@domain, or *@domain for all of a domain)
 
 options:
@@ -40,6 +41,34 @@ options:
   --dns HOST:PORT      resolver for DNS checks (DNSBL, sender MX); "system" for /etc/resolv.conf
   --relay HOST:PORT    relay mode: pass each message to this next hop during DATA, answer with its verdict
 `;
+
+/**
+ * One command's part of USAGE: its synopsis lines (a command may have several), what it
+ * does, and the options it names; null for a command USAGE does not list. USAGE stays the
+ * one home of the text: `portcullis CMD --help` is cut from it.
+ */
+export function usageOf(cmd: string): string | null {
+  const lines = USAGE.split('\n');
+  const own: string[] = [];
+  lines.forEach((l, i) => {
+    if (l !== `  portcullis ${cmd}` && !l.startsWith(`  portcullis ${cmd} `)) return;
+    own.push(l);
+    for (let j = i + 1; lines[j]?.startsWith('      '); j++) own.push(lines[j]!);
+  });
+  if (!own.length) return null;
+  const named = own.join('\n');
+  const options = lines.slice(lines.indexOf('options:') + 1).filter((l) => {
+    const flag = /^ {2}(--[a-z-]+)/.exec(l)?.[1];
+    return flag !== undefined && new RegExp(`${flag}\\b`).test(named);
+  });
+  return `usage:\n${named}\n${options.length ? `\noptions:\n${options.join('\n')}\n` : ''}`;
+}
+
+/** `--help` or `-h` anywhere before a `--` (after which arguments are data, not options). */
+function wantsHelp(args: string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}
 
 async function start(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -65,6 +94,11 @@ async function start(argv: string[]): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  // Every command's help, before its own parsing (which would refuse an unknown --help).
+  if (cmd && cmd !== 'help' && wantsHelp(rest)) {
+    process.stdout.write(usageOf(cmd) ?? USAGE);
+    return 0;
+  }
   try {
     switch (cmd) {
       case 'start':
@@ -87,8 +121,10 @@ export async function main(argv: string[]): Promise<number> {
         return await blacklistCommand(rest);
       case 'mailbox':
         return await mailboxCommand(rest);
-      case undefined:
       case 'help':
+        process.stdout.write((rest[0] && usageOf(rest[0])) || USAGE);
+        return 0;
+      case undefined:
       case '--help':
       case '-h':
         process.stdout.write(USAGE);
@@ -102,8 +138,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`portcullis: ${e.message}\n`);
       return 78; // EX_CONFIG
     }
-    if ((e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`portcullis: ${(e as Error).message}\n${USAGE}`);
+    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`portcullis ${cmd}: ${(e as Error).message}\n${usageOf(cmd!) ?? USAGE}`);
       return 64; // EX_USAGE
     }
     // A system error (port in use, data dir not writable…) is the admin's to fix: say it plainly.

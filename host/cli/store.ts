@@ -4,7 +4,7 @@
  * tell a running host to re-read it (SIGHUP, as `portcullis reload`). `blacklist reset`
  * empties the blacklist and makes the host re-read its config too, like SmtpEvt's reset.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
@@ -12,19 +12,38 @@ import { loadConfig } from '../config/config.js';
 import type { ReloadStatus } from '../reload.js';
 import { SqliteBackend, StoreError } from '../store/sqlite.js';
 import { MemoryStore } from '../store/store.js';
+import { UsageError } from './usage.js';
 
 type Out = { write(s: string): unknown };
 
 const OPTIONS = { config: { type: 'string' }, 'data-dir': { type: 'string' }, ttl: { type: 'string' }, reason: { type: 'string' } } as const;
 
+interface StoreRun {
+  /** `blacklist` or `mailbox`, for the messages. */
+  cmd: string;
+  out: Out;
+  err: Out;
+  /** Tell a running host to re-read the store when `fn` returned 0. */
+  notify?: boolean;
+}
+
 /**
  * Runs `fn` on the store; once its changes are committed (the store closed), tells a
  * running host to re-read it when `fn` returned 0 with `notify`. A write the database
  * refused is a StoreError (exit 71), not a silent success.
+ *
+ * Only `portcullis start` creates the database. Here a missing one means a wrong
+ * --config or --data-dir: creating it would "succeed" into a file no host reads, and the
+ * admin would wonder why the blacklisted client still gets in.
  */
-async function withStore(values: { config?: string; 'data-dir'?: string }, fn: (s: MemoryStore) => number, out: Out, notify = false): Promise<number> {
+async function withStore(values: { config?: string; 'data-dir'?: string }, fn: (s: MemoryStore) => number, run: StoreRun): Promise<number> {
   const dataDir = resolve(loadConfig(values.config, { dataDir: values['data-dir'] }).dataDir);
-  const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')));
+  const file = join(dataDir, 'portcullis.db');
+  if (!existsSync(file)) {
+    run.err.write(`portcullis ${run.cmd}: no database at ${file} (\`portcullis start\` creates it there); is --config or --data-dir the one the host runs with?\n`);
+    return 1;
+  }
+  const store = await MemoryStore.open(await SqliteBackend.open(file));
   let code: number;
   try {
     code = fn(store);
@@ -32,7 +51,7 @@ async function withStore(values: { config?: string; 'data-dir'?: string }, fn: (
     await store.close();
   }
   if (store.lastWriteError) throw new StoreError(`could not write the store (the change was not saved): ${store.lastWriteError.message}`);
-  if (code === 0 && notify) signalHost(dataDir, out);
+  if (code === 0 && run.notify) signalHost(dataDir, run.out);
   return code;
 }
 
@@ -57,7 +76,7 @@ export async function blacklistCommand(argv: string[], out: Out = process.stdout
         out.write(`${e.ip}\t${e.rule}\t${Math.ceil((e.expires - now) / 60000)} min left\t${e.reason}\n`);
       }
       return 0;
-    }, out);
+    }, { cmd: 'blacklist', out, err });
   }
   if (action === 'add' || action === 'remove') {
     if (!ip || !isIP(ip)) {
@@ -77,17 +96,16 @@ export async function blacklistCommand(argv: string[], out: Out = process.stdout
       }
       out.write(`${action === 'add' ? 'blacklisted' : 'removed'} ${ip}\n`);
       return 0;
-    }, out, true);
+    }, { cmd: 'blacklist', out, err, notify: true });
   }
   if (action === 'reset') {
     return withStore(values, (s) => {
       s.blacklistClear();
       out.write('blacklist emptied\n');
       return 0;
-    }, out, true);
+    }, { cmd: 'blacklist', out, err, notify: true });
   }
-  err.write('usage: portcullis blacklist list | add IP [--ttl SECONDS] [--reason TEXT] | remove IP | reset\n');
-  return 64;
+  throw new UsageError(action ? `"${action}" is not list, add, remove or reset` : 'say list, add, remove or reset');
 }
 
 export async function mailboxCommand(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
@@ -99,7 +117,7 @@ export async function mailboxCommand(argv: string[], out: Out = process.stdout, 
       const all = new Set([...s.mailboxList(), ...fromConfig]);
       for (const m of [...all].sort()) out.write(`${m}${fromConfig.has(m) ? ' (config)' : ''}\n`);
       return 0;
-    }, out);
+    }, { cmd: 'mailbox', out, err });
   }
   if ((action === 'add' || action === 'remove') && address && /^[^@\s]+@[A-Za-z0-9.-]+$/.test(address)) {
     return withStore(values, (s) => {
@@ -110,8 +128,8 @@ export async function mailboxCommand(argv: string[], out: Out = process.stdout, 
       }
       out.write(`${action === 'add' ? 'added' : 'removed'} ${address.toLowerCase()}\n`);
       return 0;
-    }, out, true);
+    }, { cmd: 'mailbox', out, err, notify: true });
   }
-  err.write('usage: portcullis mailbox list | add ADDRESS | remove ADDRESS   (ADDRESS: user@domain, or *@domain for every address)\n');
-  return 64;
+  if (action === 'add' || action === 'remove') throw new UsageError(address ? `"${address}" is not user@domain or *@domain` : `give the ADDRESS to ${action}`);
+  throw new UsageError(action ? `"${action}" is not list, add or remove` : 'say list, add or remove');
 }
