@@ -5,6 +5,7 @@
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { parseListen, type Config, type ConfigOverrides } from './config/config.js';
+import { lockDataDir } from './datadir-lock.js';
 import { Delivery } from './delivery/delivery.js';
 import { Counters } from './metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
@@ -89,7 +90,15 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   };
   const counters = new Counters();
   const dataDir = resolve(config.dataDir);
-  const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, counters });
+  // Before anything in the data directory is read or written: it is ours alone (datadir-lock.ts).
+  const lock = lockDataDir(dataDir, (m) => log.warn({ dataDir }, m));
+  let store: MemoryStore;
+  try {
+    store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, counters });
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
   applyMailboxConfig(store, config);
   const pool = new Sandbox({ workers: config.sandbox.workers, storeCall: storeAccess(store) });
   let front: FrontDoor | undefined;
@@ -151,6 +160,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         await deliv.close();
         await Promise.all([pool.close(), spool.close()]);
         await store.close();
+        lock.release();
         flushLog();
       },
     };
@@ -159,6 +169,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     await delivery?.close().catch(() => undefined);
     await pool.close();
     await store.close();
+    lock.release();
     flushLog();
     throw e;
   }

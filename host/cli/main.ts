@@ -1,6 +1,7 @@
 /** The `portcullis` command: see USAGE. */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/config.js';
+import { DataDirInUseError } from '../datadir-lock.js';
 import { startHost } from '../host.js';
 import { RuleSetError } from '../pipeline/ruleset.js';
 import { check } from './check.js';
@@ -134,6 +135,10 @@ export async function main(argv: string[]): Promise<number> {
         return 64;
     }
   } catch (e) {
+    if (e instanceof DataDirInUseError) {
+      process.stderr.write(`portcullis: ${e.message}\n`);
+      return 1;
+    }
     if (e instanceof ConfigError || e instanceof RuleSetError) {
       process.stderr.write(`portcullis: ${e.message}\n`);
       return 78; // EX_CONFIG
