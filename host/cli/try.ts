@@ -8,6 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.js';
+import { authRefusal, verifyPassword } from '../smtp/auth.js';
+import { formatReply } from '../smtp/reply.js';
 import { loadRuleSet, type Harness, type LogRecord, type Step } from '../testing/harness.js';
 
 type Out = { write(s: string): unknown };
@@ -22,6 +24,22 @@ function addressCommand(line: string, verb: string): { address: string; args: Re
     args[k!.toUpperCase()] = v.join('=');
   }
   return { address: m[1]!, args };
+}
+
+/**
+ * Who an AUTH line logs in as, and whether the host would take it. `AUTH PLAIN <base64>`
+ * is checked against the config's password as on the wire; `AUTH USER` (what --auth
+ * writes) means "USER gave the right password", so it succeeds for a user the config
+ * lists and fails (535) for one it does not, as any password would on the host.
+ */
+async function credentials(line: string, users: Record<string, string>): Promise<{ name: string; success: boolean }> {
+  const [, method, initial] = line.trim().split(/\s+/);
+  if (method?.toUpperCase() === 'PLAIN' && initial) {
+    const [, name = '', password = ''] = Buffer.from(initial, 'base64').toString('utf8').split('\0');
+    return { name, success: await verifyPassword(Object.hasOwn(users, name) ? users[name] : undefined, password) };
+  }
+  const name = method ?? '';
+  return { name, success: Object.hasOwn(users, name) };
 }
 
 function explain(out: Out, h: Harness, logsFrom: number, step: Step): void {
@@ -71,6 +89,7 @@ export async function tryTranscript(argv: string[], out: Out = process.stdout): 
     const lines = [...(values.helo ? [`EHLO ${values.helo}`] : []), ...(values.auth ? [`AUTH ${values.auth}`] : []), ...transcript];
     let hasMail = false;
     let hasRcpt = false;
+    let user: string | null = null;
     for (let i = 0; i < lines.length; i++) {
       const line = lines[i]!;
       if (!line.trim()) continue;
@@ -82,8 +101,15 @@ export async function tryTranscript(argv: string[], out: Out = process.stdout): 
         go = show(await s.helo(name, verb), `250 ${cfg.hostname} Nice to meet you`);
         hasMail = hasRcpt = false;
       } else if (verb === 'AUTH') {
-        // AUTH USER in a transcript means "this user authenticated successfully".
-        go = show(await s.auth(line.split(/\s+/).pop() ?? ''), '235 2.7.0 Authentication successful');
+        // Refused before any password as the host would (AUTH off, STARTTLS first, a second AUTH).
+        const refused = authRefusal(cfg, { tls: false, user });
+        if (refused) out.write(`<<< ${formatReply(refused)}\n`);
+        else {
+          const { name, success } = await credentials(line, cfg.auth.users);
+          const st = await s.auth(name, { success });
+          if (!st.reply) user = name;
+          go = show(st, '235 2.7.0 Authentication successful');
+        }
       } else if (verb === 'MAIL') {
         const a = addressCommand(line, 'MAIL FROM');
         if (!a) out.write('<<< 501 5.1.7 Error: Bad sender address syntax\n');

@@ -18,7 +18,7 @@ import { headerLines } from '../delivery/header.js';
 import type { DeliveryOutcome } from '../delivery/outcome.js';
 import type { AcceptedTransaction } from '../delivery/transaction.js';
 import { ExternalChecker } from '../external-checker.js';
-import { verifyPassword } from './auth.js';
+import { authOffered, verifyPassword } from './auth.js';
 import { connectionClass } from './connection.js';
 import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
@@ -84,7 +84,7 @@ export class FrontDoor {
       socketTimeout: c.limits.socketTimeoutMs,
       maxRecipients: c.limits.maxRecipients,
       allowInsecureAuth: c.auth.allowInsecure,
-      disabledCommands: [...(Object.keys(c.auth.users).length ? [] : ['AUTH']), ...(c.tls ? [] : ['STARTTLS'])],
+      disabledCommands: [...(authOffered(c) ? [] : ['AUTH']), ...(c.tls ? [] : ['STARTTLS'])],
       disableReverseLookup: !c.reverseDns,
     };
   }
