@@ -108,6 +108,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     const ruleSet = await loadRuleSet(config, pool, 1, { cache });
     log.info({ version: 1, rules: ruleSet.rules.map((r) => `${r.name}@${r.priority}${r.action === 'enforce' ? '' : `(${r.action})`}`) }, `loaded ${ruleSet.rules.length} rules`);
     logDnsState(log, config, ruleSet);
+    for (const w of ruleSet.warnings) log.warn({ version: 1 }, w);
     const sets = new RuleSets(ruleSet, pool);
     const spool = new Spool(dataDir);
     const deliv = (delivery = new Delivery({ config, spool, dataDir, log, counters }));

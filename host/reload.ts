@@ -49,6 +49,8 @@ export interface ReloadStatus {
   /** The problems of the last failed reload, until a reload succeeds. */
   lastError: { at: string; reason: string; problems: string[] } | null;
   restartNeeded: string[];
+  /** The current rule set's warnings (a settings entry for a rule that is not there). */
+  warnings?: readonly string[];
   /** Counters (hits per rule and verdict, failures, refusals…), as of `savedAt`. */
   counters?: Record<string, number>;
   savedAt?: string;
@@ -71,7 +73,7 @@ export class Reloader {
     this.version = d.ruleSet.version;
     this.status = {
       pid: process.pid, startedAt: new Date().toISOString(), version: this.version, rules: d.ruleSet.rules.map((r) => r.name),
-      reloads: { ok: 0, failed: 0 }, lastReload: null, lastError: null, restartNeeded: [],
+      reloads: { ok: 0, failed: 0 }, lastReload: null, lastError: null, restartNeeded: [], warnings: d.ruleSet.warnings,
     };
     this.writeStatus();
   }
@@ -85,7 +87,8 @@ export class Reloader {
   async watch(): Promise<void> {
     const paths = [...ruleDirs(this.config), ...(this.d.configFile ? [this.d.configFile] : [])];
     // chokidar's atomic option (on by default) folds an editor's write-temp-then-rename into one change.
-    this.watcher = watch(paths, { ignoreInitial: true, depth: 0 });
+    // Depth 3: helpers in subdirectories (lib/) are part of the rules that import them.
+    this.watcher = watch(paths, { ignoreInitial: true, depth: 3 });
     this.watcher.on('all', (_event, path) => {
       if (!/\.([mc]?[tj]s|json)$/.test(path) || /\.(test|spec|d)\.[mc]?[tj]s$/.test(path)) return;
       this.pendingPaths.add(path);
@@ -151,8 +154,9 @@ export class Reloader {
     this.d.counters.inc('reloads_total', { result: 'ok' });
     this.d.log.info({ version, ms, changed, reason }, `reloaded: version ${version} in ${ms} ms (${changed.join('; ') || 'no change'})`);
     if (restartNeeded.length) this.d.log.warn({ keys: restartNeeded }, `config ${restartNeeded.join(', ')} changed: that takes a restart; the running values stay`);
+    for (const w of ruleSet.warnings) this.d.log.warn({ version }, w);
     Object.assign(this.status, {
-      version, rules: ruleSet.rules.map((r) => r.name), lastError: null,
+      version, rules: ruleSet.rules.map((r) => r.name), lastError: null, warnings: ruleSet.warnings,
       lastReload: { at: new Date().toISOString(), version, ms, reason, changed },
       restartNeeded: [...new Set([...this.status.restartNeeded, ...restartNeeded])],
     });

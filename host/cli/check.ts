@@ -24,6 +24,7 @@ export async function check(argv: string[], out = process.stdout, err = process.
   try {
     const rs = await loadRuleSet(config, sandbox, 1);
     out.write(`ok: config ${source}\n`);
+    for (const w of rs.warnings) err.write(`warning: ${w}\n`);
     for (const r of rs.rules) {
       out.write(`ok: rule ${r.name} (${r.file}) priority ${r.priority}, phases ${r.meta.phases.join(',')}${r.meta.skip.authenticated ? ', skips authenticated clients' : ''}${r.action === 'enforce' ? '' : `, action ${r.action}`}\n`);
     }

@@ -38,6 +38,7 @@ function describe(s: ReloadStatus, out: Out): void {
   out.write(`reloads: ${s.reloads.ok} ok, ${s.reloads.failed} failed\n`);
   if (s.lastReload) out.write(`last reload: version ${s.lastReload.version} at ${s.lastReload.at} in ${s.lastReload.ms} ms (${s.lastReload.changed.join('; ') || 'no change'})\n`);
   if (s.restartNeeded.length) out.write(`needs a restart for: ${s.restartNeeded.join(', ')}\n`);
+  for (const w of s.warnings ?? []) out.write(`warning: ${w}\n`);
   if (s.lastError) out.write(`last reload FAILED at ${s.lastError.at}; version ${s.version} keeps serving:\n  ${s.lastError.problems.join('\n  ')}\n`);
 }
 

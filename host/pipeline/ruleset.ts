@@ -53,6 +53,8 @@ export interface RuleSet {
   readonly dns: Partial<Record<Phase, DnsNeed[]>>;
   /** Every DNS fact any rule needs, looked up ahead of time (IP lists at connect, sender facts at MAIL). */
   readonly dnsAll: DnsNeed[];
+  /** What is odd but does not stop the rule set (a settings entry for a rule that is not there). */
+  readonly warnings: readonly string[];
 }
 
 /** Loading failed; each problem names the file (file:line:col) or config path. */
@@ -79,17 +81,21 @@ const optionsAjv = new Ajv({ allErrors: true, useDefaults: true, strict: false }
 
 /**
  * Compiled and inspected rules by source content, so a reload compiles and loads only
- * the files that changed.
+ * the files that changed. A rule's content is its file and every helper it imports
+ * (`./lib/util.ts`): saving a helper recompiles the rules that use it.
  */
 export class RuleCache {
-  private entries = new Map<string, { hash: string; code: string; map: string; meta: RuleMeta }>();
+  private entries = new Map<string, { hash: string; inputs: Map<string, string>; code: string; map: string; meta: RuleMeta }>();
 
   async get(file: string, pool: Sandbox): Promise<{ code: string; map: string; meta: RuleMeta; hash: string }> {
-    const hash = createHash('sha256').update(readFileSync(file)).digest('hex');
     const hit = this.entries.get(file);
-    if (hit?.hash === hash) return hit;
-    const { code, map } = await compileRule(file);
-    const entry = { hash, code, map, meta: await pool.inspect(file, code) };
+    // Hashed before compiling: a save during the compile makes the next look a miss, never a stale hit.
+    const before = new Map([...(hit?.inputs.keys() ?? [file])].map((f) => [f, contentHash(f)]));
+    if (hit && [...hit.inputs].every(([f, h]) => before.get(f) === h)) return hit;
+    const { code, map, inputs: files } = await compileRule(file);
+    const inputs = new Map(files.map((f) => [f, before.get(f) ?? contentHash(f)]));
+    const hash = createHash('sha256').update([...inputs].map(([f, h]) => `${f} ${h}`).sort().join('\n')).digest('hex');
+    const entry = { hash, inputs, code, map, meta: await pool.inspect(file, code) };
     this.entries.set(file, entry);
     return entry;
   }
@@ -97,6 +103,15 @@ export class RuleCache {
   /** Forgets files that are gone. */
   keep(files: Set<string>): void {
     for (const f of this.entries.keys()) if (!files.has(f)) this.entries.delete(f);
+  }
+}
+
+/** A file's content hash; '' when it cannot be read (deleted: whoever imports it must compile again). */
+function contentHash(file: string): string {
+  try {
+    return createHash('sha256').update(readFileSync(file)).digest('hex');
+  } catch {
+    return '';
   }
 }
 
@@ -173,9 +188,12 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     const shared = cfg.sandbox.shareBuiltins && file.startsWith(BUILTIN_RULES + sep);
     codes.push({ id, file, code, map, optionsJson: JSON.stringify(options), limits, ...(shared ? { group: 'builtin' } : {}) });
   }
-  for (const name of Object.keys(cfg.rules.settings)) {
-    if (!seen.has(name)) problems.push(`/rules/settings/${name}: no rule named "${name}" was found in ${ruleDirs(cfg).join(', ')}`);
-  }
+  // A settings entry without its rule is a warning, not an error: deleting a rule's file
+  // must remove the rule (on reload, and at the next start), not fail the reload and keep
+  // the deleted rule running until someone also edits the config.
+  const warnings = Object.keys(cfg.rules.settings)
+    .filter((name) => !seen.has(name))
+    .map((name) => `/rules/settings/${name}: no rule named "${name}" was found in ${onlyFiles ? 'the files given' : ruleDirs(cfg).join(', ')}; the entry is ignored`);
   if (problems.length) throw new RuleSetError(problems);
 
   // Stable sort: equal priorities keep directory order (built-in first, then by file name).
@@ -218,5 +236,6 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     needsBody,
     dns,
     dnsAll: uniqueNeeds(Object.values(dns).flat()),
+    warnings: Object.freeze(warnings),
   });
 }

@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { build, type Message, type Plugin } from 'esbuild';
-import { SDK_ENTRY } from '../paths.js';
+import { SDK_DIR, SDK_ENTRY } from '../paths.js';
 import { BUNDLE_DIR, BUNDLE_GLOBAL } from './guest.js';
 
 /** A rule that did not compile; `message` lists each problem as file:line:col: text. */
@@ -31,6 +31,8 @@ function format(m: Message): string {
 export interface CompiledRule {
   code: string;
   map: string;
+  /** The files bundled in (the rule and the helpers it imports, absolute), not the SDK: a change to any of them changes the rule. */
+  inputs: string[];
 }
 
 export async function compileRule(file: string): Promise<CompiledRule> {
@@ -49,10 +51,13 @@ export async function compileRule(file: string): Promise<CompiledRule> {
       sourcemap: 'external',
       outdir: BUNDLE_DIR,
       charset: 'utf8',
+      metafile: true,
+      absWorkingDir: process.cwd(),
     });
     const code = out.outputFiles.find((f) => f.path.endsWith('.js'))!.text;
     const map = out.outputFiles.find((f) => f.path.endsWith('.map'))?.text ?? '';
-    return { code, map };
+    const inputs = Object.keys(out.metafile.inputs).map((f) => resolve(f)).filter((f) => !f.startsWith(SDK_DIR));
+    return { code, map, inputs };
   } catch (e) {
     const errors = (e as { errors?: Message[] }).errors;
     if (errors?.length) throw new CompileError(errors.map(format).join('\n'));

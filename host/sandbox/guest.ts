@@ -73,7 +73,7 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
   return {
     install(mod) {
       const d = mod && typeof mod === 'object' ? mod.default : undefined;
-      if (!d || typeof d !== 'object') throw new TypeError('the rule file must default-export defineRule({ ... })');
+      if (!d || typeof d !== 'object') throw new TypeError('the rule file must default-export defineRule({ ... }) (a helper module goes in a subdirectory such as lib/: only the top-level files of a rules directory are rules)');
       if (typeof d.name !== 'string' || !NAME.test(d.name)) throw new TypeError('name must be a kebab-case string (a-z, 0-9, -), got ' + stringify(d.name));
       if (!d.phases || typeof d.phases !== 'object') throw new TypeError('phases must be an object of handlers');
       const phases = [];
