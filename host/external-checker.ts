@@ -14,9 +14,9 @@
  * cannot get a slot within the timeout tempfails too.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Counters } from './metrics.js';
 
@@ -53,6 +53,8 @@ export class ExternalChecker {
   constructor(private readonly cfg: CheckerConfig, dataDir: string, private readonly log: Logger, private readonly counters: Counters) {
     this.dir = join(dataDir, 'checker');
     mkdirSync(this.dir, { recursive: true });
+    const problem = checkerCommandProblem(cfg.command);
+    if (problem) log.warn({ command: cfg.command }, `external checker: ${problem}; every accepted message will be answered 451 until it is fixed`);
   }
 
   async check(input: CheckInput): Promise<CheckResult> {
@@ -75,7 +77,7 @@ export class ExternalChecker {
     const [cmd, ...fixed] = this.cfg.command as [string, ...string[]];
     const args = [...fixed, file, input.ip, input.sender || '<>', ...input.rcpts];
     return new Promise((resolve) => {
-      const child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+      const child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: checkerPath() } });
       let out = '';
       let err = '';
       let timedOut = false;
@@ -132,6 +134,45 @@ export class ExternalChecker {
     this.running--;
     this.waiting.shift()?.();
   }
+}
+
+/** The PATH the checker runs with (and is looked up in): the host's own. */
+function checkerPath(): string {
+  return process.env.PATH ?? '/usr/bin:/bin';
+}
+
+/**
+ * Why the checker's program cannot be run, or null when it can: for `portcullis check`
+ * and the start, since a missing program tempfails every message (451) and is otherwise
+ * found only in the log of each refusal. A name without a slash is looked up in PATH, as
+ * spawn does.
+ */
+export function checkerCommandProblem(command: readonly string[]): string | null {
+  const cmd = command[0] ?? '';
+  const runnable = (file: string): 'ok' | 'missing' | 'not a file' | 'not executable' => {
+    try {
+      if (!statSync(file).isFile()) return 'not a file';
+      accessSync(file, constants.X_OK);
+      return 'ok';
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'missing' : 'not executable';
+    }
+  };
+  if (cmd.includes('/')) {
+    switch (runnable(cmd)) {
+      case 'ok':
+        return null;
+      case 'missing':
+        return `${cmd} does not exist`;
+      case 'not a file':
+        return `${cmd} is not a file`;
+      default:
+        return `${cmd} is not executable (chmod +x?)`;
+    }
+  }
+  const path = checkerPath();
+  if (path.split(delimiter).some((dir) => runnable(join(dir || '.', cmd)) === 'ok')) return null;
+  return `"${cmd}" was not found in PATH (${path}); give its full path`;
 }
 
 /** The header fields among the checker's output lines (others are ignored). */

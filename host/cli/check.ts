@@ -6,6 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/config.js';
+import { checkerCommandProblem } from '../external-checker.js';
 import { loadRuleSet, RuleSetError } from '../pipeline/ruleset.js';
 import { Sandbox } from '../sandbox/sandbox.js';
 
@@ -20,15 +21,18 @@ export async function check(argv: string[], out = process.stdout, err = process.
     for (const line of e.lines) err.write(`error: config ${line}\n`);
     return 1;
   }
+  // Not a rule problem, but one `check` is for: without its program every message gets 451.
+  const checker = config.checker && checkerCommandProblem(config.checker.command);
+  if (checker) err.write(`error: config ${source}: /checker/command/0: ${checker}\n`);
   const sandbox = new Sandbox({ workers: 1 });
   try {
     const rs = await loadRuleSet(config, sandbox, 1);
-    out.write(`ok: config ${source}\n`);
+    if (!checker) out.write(`ok: config ${source}\n`);
     for (const w of rs.warnings) err.write(`warning: ${w}\n`);
     for (const r of rs.rules) {
       out.write(`ok: rule ${r.name} (${r.file}) priority ${r.priority}, phases ${r.meta.phases.join(',')}${r.meta.skip.authenticated ? ', skips authenticated clients' : ''}${r.action === 'enforce' ? '' : `, action ${r.action}`}\n`);
     }
-    return 0;
+    return checker ? 1 : 0;
   } catch (e) {
     if (!(e instanceof RuleSetError)) throw e;
     for (const p of e.problems) err.write(`error: ${p}\n`);
