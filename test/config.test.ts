@@ -105,7 +105,24 @@ describe('rules that cannot load', () => {
   it('options are validated against the rule\'s own schema, with the config path', async () => {
     const src = rule('limits', '{ rcpt: () => next() }', "options: { type: 'object', additionalProperties: false, properties: { max: { type: 'integer', minimum: 1, default: 5 } } },");
     assert.match(await loadError({ 'l.ts': src }, { limits: { options: { max: 0 } } }), /\/rules\/settings\/limits\/options\/max: must be >= 1/);
-    assert.match(await loadError({ 'l.ts': src }, { nosuch: { enabled: false } }), /\/rules\/settings\/nosuch: no rule named "nosuch"/);
+  });
+
+  it('a settings entry for a rule that is not there is a warning, not a refusal to start', async () => {
+    const { startTestHost } = await import('./helpers.js');
+    const h = await startTestHost({ rules: { 'l.ts': rule('here', '{ rcpt: () => next() }') }, config: { rules: { settings: { nosuch: { enabled: false } } } } });
+    try {
+      const warning = `/rules/settings/nosuch: no rule named "nosuch" was found in ${h.rulesDir}; the entry is ignored`;
+      assert.deepEqual(h.host.status().rules, ['here']);
+      assert.deepEqual(h.host.status().warnings, [warning]);
+      assert.ok(h.logs.some((l) => l.level === 40 && l.msg === warning), 'logged as a warning');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('a top-level file that is not a rule is reported, saying where helpers go', async () => {
+    assert.match(await loadError({ 'util.ts': 'export function isBad(a: string): boolean { return a.length > 3; }\n' }),
+      /util\.ts: TypeError: the rule file must default-export defineRule\(\{ \.\.\. \}\) \(a helper module goes in a subdirectory such as lib\/: only the top-level files of a rules directory are rules\)/);
   });
 
   it('two rules with the same name are refused', async () => {

@@ -1,6 +1,6 @@
 /** Config validation: the JSON path and what was expected for each problem, defaults, syntax errors. */
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../host/config/config.js';
@@ -67,8 +67,56 @@ describe('config validation', () => {
     ]);
   });
 
-  it('reports a JSON syntax error with line and column', () => {
-    const [p] = problems('{\n  "hostname": "mx.example",\n  "banner": oops\n}');
-    assert.match(p!, /config-\d+\.json:3:13: InvalidSymbol$/);
+  it('reports a JSON syntax error once, as a sentence with its line and column', () => {
+    const at = (text: string) => {
+      const f = configFile(text);
+      try {
+        loadConfig(f);
+      } catch (e) {
+        assert.ok(e instanceof ConfigError);
+        return e.lines.map((l) => l.slice(f.length));
+      }
+      assert.fail('config was accepted');
+    };
+    assert.deepEqual(at('{\n  "hostname": "mx.example"\n  "banner": "hi"\n}'), [':3:3: not valid JSON: a comma is missing before "banner"']);
+    assert.deepEqual(at('{\n  "hostname": "mx.example",\n  "banner": oops\n}'), [':3:13: not valid JSON: "oops" is not JSON here (strings take double quotes; true, false and null are lower case)']);
+    assert.deepEqual(at('{ "localDomains": ["a.example",],\n}'), [':1:32: not valid JSON: the comma before "]" has nothing after it (JSON allows no trailing comma)']);
+    assert.deepEqual(at('{ "hostname": \'mx\' }'), [":1:15: not valid JSON: strings take double quotes, not single: \"'mx'\""]);
+    assert.deepEqual(at('{ "hostname" "mx" }'), [':1:14: not valid JSON: a colon is missing after the property name, before "mx"']);
+    assert.deepEqual(at('// mine\n{}'), [':1:1: not valid JSON: comments are not allowed in JSON']);
+    assert.deepEqual(at('{ "limits": { "maxClients": 5 }'), [':1:32: not valid JSON: an object is not closed: "}" is missing before the end of the file']);
+    assert.deepEqual(at(' \n'), [': the file is empty; write {} for the embedded defaults']);
+  });
+
+  it('the message of a syntax error names file:line:col once', () => {
+    const f = configFile('{\n  "hostname": "mx.example"\n  "banner": "hi"\n}');
+    assert.throws(() => loadConfig(f), { message: `invalid config ${f}:3:3: not valid JSON: a comma is missing before "banner"` });
+  });
+});
+
+describe('relative paths in a config file', () => {
+  it('are relative to the file\'s directory; defaults and command-line paths to the working directory', () => {
+    const site = join(dir, 'site');
+    mkdirSync(site, { recursive: true });
+    const f = join(site, 'config.json');
+    writeFileSync(f, JSON.stringify({
+      dataDir: 'data',
+      rules: { dirs: ['rules', '/srv/rules'] },
+      tls: { key: 'tls/key.pem', cert: '/etc/ssl/cert.pem' },
+      checker: { command: ['bin/filter', 'relative-arg'] },
+    }));
+    const c = loadConfig(f);
+    assert.equal(c.dataDir, join(site, 'data'));
+    assert.deepEqual(c.rules.dirs, [join(site, 'rules'), '/srv/rules']);
+    assert.deepEqual(c.tls, { key: join(site, 'tls', 'key.pem'), cert: '/etc/ssl/cert.pem' });
+    assert.deepEqual(c.checker?.command, [join(site, 'bin', 'filter'), 'relative-arg']);
+    // Typed on the command line: relative to where it was typed.
+    const typed = loadConfig(f, { dataDir: 'here', rulesDir: 'mine' });
+    assert.equal(typed.dataDir, 'here');
+    assert.deepEqual(typed.rules.dirs, [join(site, 'rules'), '/srv/rules', 'mine']);
+    // A program name is found on PATH; the default data directory is the working directory's.
+    writeFileSync(f, JSON.stringify({ checker: { command: ['spamc', '-c'] } }));
+    assert.deepEqual(loadConfig(f).checker?.command, ['spamc', '-c']);
+    assert.equal(loadConfig(f).dataDir, './data');
   });
 });

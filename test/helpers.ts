@@ -6,7 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import { pino } from 'pino';
@@ -54,7 +54,10 @@ export async function startTestHost(opts: { rules?: Record<string, string>; conf
   const dir = tempDir();
   const rulesDir = join(dir, 'rules');
   mkdirSync(rulesDir);
-  for (const [name, src] of Object.entries(opts.rules ?? {})) writeFileSync(join(rulesDir, name), src);
+  for (const [name, src] of Object.entries(opts.rules ?? {})) {
+    mkdirSync(dirname(join(rulesDir, name)), { recursive: true }); // 'lib/util.ts': a helper beside the rules
+    writeFileSync(join(rulesDir, name), src);
+  }
   const cfgFile = join(dir, 'config.json');
   const userRules = (opts.config?.rules ?? {}) as Record<string, unknown>;
   const cfg = {

@@ -126,3 +126,35 @@ describe('hot reload of the config', () => {
     });
   });
 });
+
+describe('hot reload: rule files and their config entries, helpers', () => {
+  it('deleting a rule file that still has a settings entry removes the rule, with a warning about the entry', async () => {
+    await withHost({ rules: { 'edit.ts': variant('one') }, config: { rules: { settings: { edit: { priority: 5 } } } }, watch: true }, async (h) => {
+      assert.equal(await rcptReply(h.port, 'x@localhost'), '550 5.7.1 one');
+      rmSync(join(h.rulesDir, 'edit.ts'));
+      await eventually('removed', () => !h.host.status().rules.includes('edit'));
+      assert.equal(h.host.status().reloads.failed, 0);
+      assert.equal(await rcptReply(h.port, 'x@localhost'), '250 2.1.5 Accepted');
+      const warning = `/rules/settings/edit: no rule named "edit" was found in ${h.rulesDir}; the entry is ignored`;
+      assert.deepEqual(h.host.status().warnings, [warning]);
+      assert.ok(h.logs.some((l) => l.level === 40 && l.msg === warning));
+    });
+  });
+
+  it('a helper in lib/ is imported by the rule, not loaded as a rule, and saving it reloads the rule', async () => {
+    const helper = (prefix: string) => `export function blocked(address: string): boolean { return address.startsWith('${prefix}'); }\n`;
+    const user = `import { defineRule, next, reject } from 'portcullis/sdk';
+import { blocked } from './lib/util';
+export default defineRule({ name: 'uses-helper', phases: { rcpt: (ev) => (blocked(ev.rcpt.address) ? reject(550, 'blocked by the helper') : next()) } });
+`;
+    await withHost({ rules: { 'uses-helper.ts': user, 'lib/util.ts': helper('x@') }, watch: true }, async (h) => {
+      assert.deepEqual(h.host.status().rules, ['uses-helper']);
+      assert.equal(await rcptReply(h.port, 'x@localhost'), '550 5.7.1 blocked by the helper');
+      writeFileSync(join(h.rulesDir, 'lib', 'util.ts'), helper('y@'));
+      await eventually('the helper\'s change acts', async () => (await rcptReply(h.port, 'y@localhost')) === '550 5.7.1 blocked by the helper');
+      assert.equal(await rcptReply(h.port, 'x@localhost'), '250 2.1.5 Accepted');
+      assert.deepEqual(h.host.status().lastReload?.changed, ['rule uses-helper changed']);
+      assert.equal(h.host.status().reloads.failed, 0);
+    });
+  });
+});
