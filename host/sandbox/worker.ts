@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { ChainRunner } from './chain.js';
-import { CLAIM_RING, STORE_HEADER_BYTES, type CallRequest, type FromWorker, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
+import { CLAIM_RING, STORE_HEADER_BYTES, type CallRequest, type ChainLink, type FromWorker, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
 import { RuleSandbox } from './rule-sandbox.js';
 
 const port = parentPort!;
@@ -61,6 +61,8 @@ function storeCall(op: string, args: unknown[], now: number): unknown {
 const runner = new ChainRunner({ onBusy: flushResults, storeCall });
 /** Per session, the latest session and envelope parts sent to this worker. */
 const parts = new Map<string, { session: string; envelope: string }>();
+/** The chains the pool sent, by number, with their RuleSet version. */
+const chains = new Map<number, { version: number; links: ChainLink[] }>();
 
 async function runCall(call: CallRequest): Promise<void> {
   // Take the parts before the claim: the pool counts on this worker holding what it was
@@ -76,12 +78,13 @@ async function runCall(call: CallRequest): Promise<void> {
   Atomics.store(running, init.index, call.seq);
   let ev = { sid: call.sid, time: call.time, session: p.session, envelope: p.envelope, rest: call.rest };
   const results: RuleResult[] = [];
+  const chain = chains.get(call.chain)?.links ?? [];
   for (let from = 0; ; ) {
-    const r = runner.callChain(call.version, call.phase, call.chain, ev, from);
+    const r = runner.callChain(call.version, call.phase, chain, ev, from);
     results.push(...r.results);
     if (r.stoppedAt < 0) break;
     ev = r.event;
-    const link = call.chain[r.stoppedAt]!;
+    const link = chain[r.stoppedAt]!;
     const sb = runner.sandbox(call.version, link.id);
     if (sb?.pending) {
       await sb.pending; // rebuilding after a fault: wait, then run it
@@ -99,6 +102,7 @@ async function runCall(call: CallRequest): Promise<void> {
 async function handle(msg: ToWorker): Promise<void> {
   switch (msg.t) {
     case 'calls': {
+      for (const [id, version, links] of msg.chains) chains.set(id, { version, links });
       for (const call of msg.calls) await runCall(call);
       flushResults();
       for (const sid of msg.drops) {
@@ -120,6 +124,7 @@ async function handle(msg: ToWorker): Promise<void> {
     case 'install':
       return post({ t: 'installed', seq: msg.seq, ...(await runner.install(msg.version, msg.rules)) });
     case 'release':
+      for (const [id, c] of chains) if (c.version === msg.version) chains.delete(id);
       return runner.release(msg.version);
     case 'stats':
       return post({ t: 'stats', seq: msg.seq, modules: runner.modules, versions: runner.versionList() });
