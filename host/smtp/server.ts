@@ -18,7 +18,7 @@ import { headerLines } from '../delivery/header.js';
 import type { DeliveryOutcome } from '../delivery/outcome.js';
 import type { AcceptedTransaction } from '../delivery/transaction.js';
 import { ExternalChecker } from '../external-checker.js';
-import { verifyPassword } from './auth.js';
+import { verifyPassword } from '../password.js';
 import { connectionClass } from './connection.js';
 import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
@@ -157,7 +157,8 @@ export class FrontDoor {
   /** Resolves to the user name on success, or the refusal reply. */
   private async onAuth(a: SMTPServerAuthentication, s: SMTPServerSession): Promise<string | Reply> {
     const username = a.username ?? '';
-    const success = await verifyPassword(this.config.auth.users[username], a.password ?? '');
+    const users = this.config.auth.users;
+    const success = await verifyPassword(Object.hasOwn(users, username) ? users[username] : undefined, a.password ?? '');
     return (await this.session(s).auth(a.method, username, success)).reply ?? username;
   }
 
