@@ -33,7 +33,7 @@ export interface Config {
   banner: string;
   greetPauseMs: number;
   submissionPorts: number[];
-  limits: { maxClients: number; socketTimeoutMs: number; maxMessageBytes: number; maxRecipients: number; maxDelayMs: number; bodyLimit: number };
+  limits: { maxClients: number; socketTimeoutMs: number; maxMessageBytes: number; maxRecipients: number; maxDelayMs: number; bodyLimit: number; shutdownGraceMs: number };
   localDomains: string[];
   mailboxes: string[];
   relayDomains: string[];
