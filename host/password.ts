@@ -27,8 +27,11 @@ export interface ScryptParams {
  */
 export const SCRYPT_DEFAULTS: ScryptParams = { N: 2 ** 15, r: 8, p: 1 };
 
-/** Bounds a hash's parameters must keep, so a mistyped config cannot make each AUTH take gigabytes. */
-const MAX = { N: 2 ** 20, r: 32, p: 16 };
+/**
+ * Bounds a hash's parameters must keep, so a mistyped config cannot make each AUTH take
+ * gigabytes: scrypt holds about 128·N·r bytes (256 MiB allows OWASP's N=2^17, r=8).
+ */
+const MAX = { memory: 256 * 1024 * 1024, r: 32, p: 16 };
 
 /** The printable form, for messages: `scrypt$N$r$p$salt$hash`. */
 export const PASSWORD_HASH_FORMAT = 'scrypt$N$r$p$salt$hash';
@@ -46,7 +49,7 @@ export function parsePasswordHash(stored: string): PasswordHash | null {
   if (!m) return null;
   const [N, r, p] = [Number(m[1]), Number(m[2]), Number(m[3])];
   const powerOfTwo = N > 1 && (N & (N - 1)) === 0;
-  if (!powerOfTwo || N > MAX.N || r < 1 || r > MAX.r || p < 1 || p > MAX.p) return null;
+  if (!powerOfTwo || r < 1 || r > MAX.r || p < 1 || p > MAX.p || 128 * N * r > MAX.memory) return null;
   return { N, r, p, salt: Buffer.from(m[4]!, 'hex'), key: Buffer.from(m[5]!, 'hex') };
 }
 

@@ -7,14 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { ROOT } from '../host/paths.js';
-import { eventually, spooled, startTestHost, tempDir, type TestHost } from './helpers.js';
+import { eventually, RawSmtp, spooled, startTestHost, tempDir, type TestHost } from './helpers.js';
 
 const openssl = spawnSync('openssl', ['version'], { encoding: 'utf8' });
 const skip = openssl.status === 0 ? false : 'openssl is not installed: cannot make certificates (apt-get install openssl)';
@@ -145,6 +145,50 @@ describe('STARTTLS certificate', { skip }, () => {
       } finally {
         await h.close();
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('tls in the config', { skip }, () => {
+  it('takes effect at a reload: STARTTLS is offered from the next session, with no restart', async () => {
+    const dir = tempDir();
+    try {
+      const tls = makeCert(dir, 'added', 'added.test');
+      const h = await startTestHost({ watch: false });
+      try {
+        const { c } = await RawSmtp.open(h.port);
+        assert.doesNotMatch(await c.cmd('EHLO client.example'), /STARTTLS/);
+        c.end();
+        const cfg = JSON.parse(readFileSync(h.configFile, 'utf8')) as Record<string, unknown>;
+        writeFileSync(h.configFile, JSON.stringify({ ...cfg, tls }));
+        await h.host.reload('SIGHUP');
+        assert.deepEqual(h.host.status().restartNeeded, []);
+        assert.equal(await starttlsSubject(h.port), 'added.test');
+      } finally {
+        await h.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('portcullis start', () => {
+  it('refuses to start with TLS files it cannot read or a plain-text password: exit 78, the problem named', () => {
+    const dir = tempDir();
+    try {
+      const start = (config: object) => {
+        writeFileSync(join(dir, 'config.json'), JSON.stringify({ listen: ['127.0.0.1:0'], dataDir: join(dir, 'data'), watch: false, ...config }));
+        return spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--config', join(dir, 'config.json')], { encoding: 'utf8', timeout: 30_000 });
+      };
+      const missing = start({ tls: { key: join(dir, 'nope.key'), cert: join(dir, 'nope.crt') } });
+      assert.equal(missing.status, 78);
+      assert.equal(missing.stderr, `portcullis: invalid config TLS files:\n  /tls/key: cannot read ${join(dir, 'nope.key')}: ENOENT: no such file or directory, open '${join(dir, 'nope.key')}'\n`);
+      const plain = start({ auth: { users: { alice: 'hunter2' } } });
+      assert.equal(plain.status, 78);
+      assert.equal(plain.stderr, `portcullis: invalid config ${join(dir, 'config.json')}:\n  /auth/users/alice: a plain-text password; only scrypt hashes are accepted: run "portcullis passwd alice" and put the line it prints here\n`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

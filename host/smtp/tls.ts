@@ -66,6 +66,8 @@ export class TlsCertificate {
   private current: Certificate | null = null;
   private watcher: FSWatcher | null = null;
   private watching = false;
+  /** Re-pointing the watcher is serialised: two quick config changes must not leave two watchers. */
+  private rewatching: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly server: TlsServer, private readonly log: Logger) {}
@@ -108,11 +110,16 @@ export class TlsCertificate {
     await this.rewatch();
   }
 
-  private async rewatch(): Promise<void> {
+  private rewatch(): Promise<void> {
+    this.rewatching = this.rewatching.then(() => this.watchFiles());
+    return this.rewatching;
+  }
+
+  private async watchFiles(): Promise<void> {
     await this.watcher?.close();
     this.watcher = null;
     const files = this.files;
-    if (!files) return;
+    if (!files || !this.watching) return;
     const names = new Set([resolve(files.key), resolve(files.cert)]);
     const dirs = [...new Set([...names].map((f) => dirname(f)))];
     const w = (this.watcher = watch(dirs, { ignoreInitial: true, depth: 0 }));
@@ -131,6 +138,7 @@ export class TlsCertificate {
   async close(): Promise<void> {
     this.watching = false;
     if (this.timer) clearTimeout(this.timer);
+    await this.rewatching;
     await this.watcher?.close();
   }
 }
