@@ -44,6 +44,8 @@ RUN ln -s /opt/portcullis/bin/portcullis.js /usr/local/bin/portcullis
 # A default that works as is (mail for localhost into /var/lib/portcullis/mailbox);
 # mount your own config over it.
 RUN printf '%s\n' '{ "listen": ["0.0.0.0:25"], "dataDir": "/var/lib/portcullis" }' > /etc/portcullis/config.json
+# The image can run: the config validates and every built-in rule compiles and loads.
+RUN portcullis check --config /etc/portcullis/config.json
 
 USER portcullis
 VOLUME /var/lib/portcullis
