@@ -127,7 +127,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         if (!opts.logger) log.level = cfg.log.level;
       },
     });
-    if (opts.watch) await reloader.watch();
+    if (opts.watch) await Promise.all([reloader.watch(), door.tls.watch()]);
     // Counters reach `portcullis stats` through status.json.
     const statusTimer = setInterval(() => reloader.writeStatus(), 10_000);
     statusTimer.unref();

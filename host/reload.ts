@@ -15,11 +15,11 @@ import { loadRuleSet, ruleDirs, RuleCache, RuleSetError, type RuleSet } from './
 import type { Sandbox } from './sandbox/sandbox.js';
 
 /**
- * Config keys that take a restart to change (everything else applies live). delivery:
- * its connection pools and queue are built at start; a message in flight must not
- * change next hop half-way.
+ * Config keys that take a restart to change (everything else applies live; `tls` too:
+ * the files are read again at each reload). delivery: its connection pools and queue
+ * are built at start; a message in flight must not change next hop half-way.
  */
-const RESTART_KEYS = ['listen', 'dataDir', 'sandbox', 'tls', 'delivery'] as const;
+const RESTART_KEYS = ['listen', 'dataDir', 'sandbox', 'delivery'] as const;
 /** Editors save in bursts (temp file, rename, chmod): wait this long for quiet. */
 const DEBOUNCE_MS = 50;
 

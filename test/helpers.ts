@@ -12,6 +12,7 @@ import nodemailer from 'nodemailer';
 import { pino } from 'pino';
 import { loadConfig } from '../host/config/config.js';
 import { startHost, type Host } from '../host/host.js';
+import { hashPassword } from '../host/password.js';
 import { ROOT } from '../host/paths.js';
 import { readSpoolFile, type SpoolEnvelope } from '../host/spool/spool.js';
 
@@ -105,6 +106,14 @@ export function rule(name: string, phases: string, extra = ''): string {
   return `import { defineRule, next, accept, reject, tempfail, drop, discard, quarantine, redirect } from 'portcullis/sdk';
 export default defineRule({ name: '${name}', ${extra} phases: ${phases} });
 `;
+}
+
+/**
+ * The hash a test config gives `auth.users` (plain text is refused). Cheap scrypt
+ * parameters (the hash carries them): a login costs about a millisecond, not 100.
+ */
+export function testPasswordHash(password: string): Promise<string> {
+  return hashPassword(password, { N: 1024, r: 8, p: 1 });
 }
 
 export function mailer(port: number) {

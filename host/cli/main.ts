@@ -7,6 +7,7 @@ import { check } from './check.js';
 import { reload, stats, status } from './status.js';
 import { blacklistCommand, mailboxCommand } from './store.js';
 import { newRule } from './new-rule.js';
+import { passwd } from './passwd.js';
 import { runTests } from './test.js';
 import { tryTranscript } from './try.js';
 
@@ -31,6 +32,8 @@ const USAGE = `usage:
       the internal blacklist (reset also makes the host re-read its config)
   portcullis mailbox list | add ADDRESS | remove ADDRESS
       local mailboxes (ADDRESS: user@domain, or *@domain for all of a domain)
+  portcullis passwd [USER]
+      read a password (terminal, or the first line of stdin) and print the hash auth.users.USER takes
 
 options:
   --config FILE        JSON config (see schemas/config.schema.json)
@@ -87,6 +90,8 @@ export async function main(argv: string[]): Promise<number> {
         return await blacklistCommand(rest);
       case 'mailbox':
         return await mailboxCommand(rest);
+      case 'passwd':
+        return await passwd(rest);
       case undefined:
       case 'help':
       case '--help':
