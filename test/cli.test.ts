@@ -35,7 +35,7 @@ describe('portcullis new-rule', () => {
     const r = cli(dir(), ['new-rule', 'no-blockme', '--dir', 'mine']);
     assert.equal(r.status, 0, r.stderr);
     assert.ok(existsSync(join(dir(), 'mine', 'no-blockme.ts')));
-    assert.match(readFileSync(join(dir(), 'mine', 'no-blockme.test.ts'), 'utf8'), /loadRule\("mine\/no-blockme.ts"\)/);
+    assert.match(readFileSync(join(dir(), 'mine', 'no-blockme.test.ts'), 'utf8'), /loadRule\(new URL\('\.\/no-blockme\.ts', import\.meta\.url\)\)/);
     assert.equal(cli(dir(), ['new-rule', 'no-blockme', '--dir', 'mine']).status, 73);
     assert.equal(cli(dir(), ['new-rule', 'Bad Name']).status, 64);
   });

@@ -3,7 +3,7 @@
  * and DIR/NAME.test.ts (its test, for `portcullis test` or your own runner).
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { RULE_NAME_PATTERN } from '../../sdk/index.js';
 
@@ -35,15 +35,15 @@ export default defineRule({
 });
 `;
 
-const testTemplate = (name: string, rulePath: string): string => `import assert from 'node:assert/strict';
+const testTemplate = (name: string): string => `import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { loadRule, type Harness } from 'portcullis/sdk/testing';
 
 describe('${name}', () => {
   let h: Harness;
   before(async () => {
-    // Paths are relative to where the tests run from.
-    h = await loadRule(${JSON.stringify(rulePath)});
+    // The rule beside this test, wherever the tests run from.
+    h = await loadRule(new URL('./${name}.ts', import.meta.url));
   });
   after(() => h.close());
 
@@ -79,7 +79,7 @@ export function newRule(argv: string[], out = process.stdout, err = process.stde
   }
   mkdirSync(dir, { recursive: true });
   writeFileSync(rule, ruleTemplate(name));
-  writeFileSync(test, testTemplate(name, relative(process.cwd(), rule) || rule));
+  writeFileSync(test, testTemplate(name));
   out.write(`created ${rule}\ncreated ${test}\nnext: portcullis test ${test} · portcullis check --rules ${dir} · portcullis start --rules ${dir}\n`);
   return 0;
 }
