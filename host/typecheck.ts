@@ -39,6 +39,8 @@ export const RULE_COMPILER_OPTIONS = {
   module: 'preserve',
   moduleResolution: 'bundler',
   allowImportingTsExtensions: true,
+  // A rule may be JavaScript: part of the program (its imports resolve), not type-checked.
+  allowJs: true,
   skipLibCheck: true,
 } as const;
 

@@ -37,10 +37,13 @@ function withDir(fn: (dir: string) => void | Promise<void>): () => Promise<void>
 describe('type errors in a rule', () => {
   it('portcullis check reports file:line:col and the TypeScript message, and exits 1', withDir((dir) => {
     writeFileSync(join(dir, 'mistyped.ts'), MISTYPED);
+    // A JavaScript rule beside it is loaded, not type-checked.
+    writeFileSync(join(dir, 'plain.js'), "import { defineRule, next } from 'portcullis/sdk';\nexport default defineRule({ name: 'plain', phases: { rcpt: () => next() } });\n");
     const r = cli(dir, ['check', '--rules', dir]);
     assert.equal(r.status, 1);
     assert.match(r.stderr, new RegExp(`^error: ${esc(join(dir, 'mistyped.ts'))}:6:53: ${esc(TS2339)} '.*'\\.\\n$`));
     assert.doesNotMatch(r.stdout, /ok: rule mistyped/);
+    assert.match(r.stdout, /\nok: rule plain \(.*plain\.js\) priority 100, phases rcpt\n/);
   }));
 
   it('a syntax error is reported once, by the compiler that loads rules', withDir((dir) => {
