@@ -1,11 +1,9 @@
 /** The `portcullis` command: see USAGE. */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/config.js';
-import { startHost } from '../host.js';
 import { RuleSetError } from '../pipeline/ruleset.js';
 import { check } from './check.js';
 import { reload, stats, status } from './status.js';
-import { blacklistCommand, mailboxCommand } from './store.js';
 import { newRule } from './new-rule.js';
 import { passwd } from './passwd.js';
 import { runTests } from './test.js';
@@ -52,6 +50,7 @@ async function start(argv: string[]): Promise<number> {
   });
   const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules, dns: values.dns, relay: values.relay };
   const config = loadConfig(values.config, overrides);
+  const { startHost } = await import('../host.js');
   const host = await startHost(config, { configFile: values.config, overrides, watch: config.watch });
   process.on('SIGHUP', () => void host.reload('SIGHUP'));
   let stopping = false;
@@ -86,10 +85,12 @@ export async function main(argv: string[]): Promise<number> {
         return status(rest);
       case 'stats':
         return stats(rest);
+      // The server and the store commands load sqlite3's native module, imported only
+      // here: check, test, try and new-rule work where it was not built (npm --ignore-scripts).
       case 'blacklist':
-        return await blacklistCommand(rest);
+        return await (await import('./store.js')).blacklistCommand(rest);
       case 'mailbox':
-        return await mailboxCommand(rest);
+        return await (await import('./store.js')).mailboxCommand(rest);
       case 'passwd':
         return await passwd(rest);
       case undefined:
