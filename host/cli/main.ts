@@ -7,6 +7,7 @@ import { check } from './check.js';
 import { reload, stats, status } from './status.js';
 import { blacklistCommand, mailboxCommand } from './store.js';
 import { newRule } from './new-rule.js';
+import { quarantineCommand, queueCommand } from './queue.js';
 import { runTests } from './test.js';
 import { tryTranscript } from './try.js';
 
@@ -31,6 +32,10 @@ const USAGE = `usage:
       the internal blacklist (reset also makes the host re-read its config)
   portcullis mailbox list | add ADDRESS | remove ADDRESS
       local mailboxes (ADDRESS: user@domain, or *@domain for all of a domain)
+  portcullis queue list | show ID | retry ID|--all | delete ID  [--config FILE] [--data-dir DIR]
+      the delivery queue: retry makes it due now, delete removes it for good (no bounce)
+  portcullis quarantine list | show ID | release ID | delete ID  [--config FILE] [--data-dir DIR]
+      quarantined mail: release queues it for delivery with its original envelope
 
 options:
   --config FILE        JSON config (see schemas/config.schema.json)
@@ -87,6 +92,10 @@ export async function main(argv: string[]): Promise<number> {
         return await blacklistCommand(rest);
       case 'mailbox':
         return await mailboxCommand(rest);
+      case 'queue':
+        return await queueCommand(rest);
+      case 'quarantine':
+        return await quarantineCommand(rest);
       case undefined:
       case 'help':
       case '--help':

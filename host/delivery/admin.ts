@@ -166,8 +166,8 @@ export class MailAdmin {
     if (!(await this.d.spool.release(id))) return { ok: false, text: `no message ${id} in quarantine` };
     this.d.queue?.add(id);
     const why = env.disposition ? ` (rule ${env.disposition.rule ?? '?'}: ${env.disposition.reason ?? 'no reason given'})` : '';
-    const next = this.d.hold ? 'in the spool; the queue is on hold' : this.d.queue ? 'queued' : 'in the spool, delivered when the host starts';
-    return this.done(`released ${id} from quarantine${why}: ${next} for ${angles(env.rcptTo)}`, { id, from: env.mailFrom, rcpts: env.rcptTo });
+    const after = this.d.hold ? '; the queue is on hold (delivery.queue.hold)' : this.d.queue ? '' : '; the host delivers it when it starts';
+    return this.done(`released ${id} from quarantine${why}: queued for ${angles(env.rcptTo)}${after}`, { id, from: env.mailFrom, rcpts: env.rcptTo });
   }
 
   private async deleteQuarantined(id: string): Promise<AdminAnswer> {

@@ -212,7 +212,10 @@ export class Queue {
     this.admin.add(id);
     try {
       const inFlight = this.running.get(id);
-      if (inFlight) await inFlight; // never rejects: kick() catches its errors
+      if (inFlight) {
+        this.d.log.info({ id }, `delete ${id}: waiting for the delivery attempt under way to end`);
+        await inFlight; // never rejects: kick() catches its errors
+      }
       this.due.delete(id);
       let envelope: SpoolEnvelope;
       try {

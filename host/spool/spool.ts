@@ -49,6 +49,32 @@ export function newMessageId(): string {
   return `${Date.now().toString(36).toUpperCase()}${PROCESS_TAG}${counter.toString(16).toUpperCase().padStart(5, '0')}`;
 }
 
+/** Where an area's messages are: `<dataDir>/<area>/new`. */
+export function areaDir(dataDir: string, area: SpoolArea): string {
+  return join(dataDir, area, 'new');
+}
+
+/**
+ * The envelope of a spool file, reading no further than its first line (`portcullis
+ * queue list` over a large queue reads envelopes, not messages).
+ */
+export async function readEnvelope(path: string): Promise<SpoolEnvelope> {
+  const fh = await open(path, 'r');
+  try {
+    const chunks: Buffer[] = [];
+    for (;;) {
+      const { bytesRead, buffer } = await fh.read({ buffer: Buffer.alloc(16_384) });
+      const chunk = buffer.subarray(0, bytesRead);
+      const nl = chunk.indexOf(0x0a);
+      chunks.push(nl >= 0 ? chunk.subarray(0, nl) : chunk);
+      if (nl >= 0 || bytesRead === 0) break;
+    }
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as SpoolEnvelope;
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Splits a spool file into its envelope and message. */
 export function readSpoolFile(file: Buffer): { envelope: SpoolEnvelope; message: Buffer } {
   const nl = file.indexOf(0x0a);
@@ -193,7 +219,7 @@ export class Spool {
   }
 
   dir(area: SpoolArea): string {
-    return join(this.dataDir, area, 'new');
+    return areaDir(this.dataDir, area);
   }
 
   /** Stores a message durably; on any error nothing is left behind and the error is thrown. */
