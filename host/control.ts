@@ -144,12 +144,13 @@ export class ControlServer {
 
   /**
    * Takes the data dir's control socket, removing a stale one. When another process holds
-   * it: waits up to `waitMs` while that is a command (its work is short), then returns
-   * the holder instead.
+   * it: waits up to `waitMs` while that is a command (its work is short; `waiting` is
+   * told once), then returns the holder instead.
    */
-  static async acquire(dataDir: string, role: Holder['role'], waitMs: number): Promise<ControlServer | Holder> {
+  static async acquire(dataDir: string, role: Holder['role'], waitMs: number, waiting?: (h: Holder) => void): Promise<ControlServer | Holder> {
     const path = controlPath(dataDir);
     const deadline = Date.now() + waitMs;
+    let told = false;
     for (;;) {
       const server = createServer();
       const err = await new Promise<NodeJS.ErrnoException | null>((ok) => {
@@ -171,6 +172,8 @@ export class ControlServer {
       }
       c.sock.destroy();
       if (c.holder.role === 'host' || Date.now() >= deadline) return c.holder;
+      if (!told) waiting?.(c.holder);
+      told = true;
       await new Promise((r) => setTimeout(r, 100));
     }
   }

@@ -95,7 +95,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   mkdirSync(dataDir, { recursive: true });
   // The data dir's lock (control.ts), before anything in it is touched; a queue command
   // working on the spool right now is waited for.
-  const control = await ControlServer.acquire(dataDir, 'host', START_WAIT_MS);
+  const control = await ControlServer.acquire(dataDir, 'host', START_WAIT_MS, (h) => log.info({ pid: h.pid }, `waiting for the portcullis command (pid ${h.pid}) working on the data dir`));
   if (!(control instanceof ControlServer)) {
     throw Object.assign(new Error(`the data dir ${dataDir} is in use by another ${control.role === 'host' ? 'Portcullis host' : 'portcullis command'} (pid ${control.pid})`), { code: 'EBUSY' });
   }

@@ -7,10 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { ControlServer } from '../host/control.js';
 import { ROOT } from '../host/paths.js';
 import { eventually, mailer, rule, spawnHost, spooled, startTestHost, tempDir, withHost, type TestHost } from './helpers.js';
 import { deadPort, startNextHop } from './nexthop.js';
@@ -253,6 +254,34 @@ describe('portcullis queue, with no host running', () => {
         await next.close();
       }
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the data dir lock', () => {
+  it('a host that starts while a queue command holds the data dir waits for it, then starts', async () => {
+    const dir = tempDir();
+    const dataDir = join(dir, 'data');
+    mkdirSync(dataDir);
+    const cfg = join(dir, 'config.json');
+    writeFileSync(cfg, JSON.stringify({ listen: ['127.0.0.1:0'], dataDir, reverseDns: false, watch: false, rules: { builtin: false } }));
+    // This test process plays the command that holds the data dir.
+    const lock = await ControlServer.acquire(dataDir, 'command', 0);
+    assert.ok(lock instanceof ControlServer);
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await eventually('the host waits', () => out.includes(`waiting for the portcullis command (pid ${process.pid}) working on the data dir`), 20_000);
+      assert.doesNotMatch(out, /listening on/);
+      await lock.close();
+      await eventually('the host starts once the command is done', () => /listening on 127\.0\.0\.1:\d+/.test(out), 20_000);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      await lock.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });

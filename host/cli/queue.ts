@@ -156,8 +156,9 @@ async function change(dataDir: string, hold: boolean, req: AdminRequest): Promis
 
 /** No host runs: do it here, holding the lock (another command meanwhile is served in turn). */
 async function offline(dataDir: string, hold: boolean, req: AdminRequest, lock: ControlServer): Promise<AdminAnswer> {
-  const spool = new Spool(dataDir);
+  let spool: Spool | undefined;
   try {
+    spool = new Spool(dataDir);
     // As a host's start does: what the journal holds is in the spool before anything changes,
     // and the journal knows every message there (so a delete is recorded against it).
     await spool.recover();
@@ -166,7 +167,7 @@ async function offline(dataDir: string, hold: boolean, req: AdminRequest, lock: 
     return await admin.handle(req);
   } finally {
     await lock.drain();
-    await spool.close();
+    await spool?.close();
     await lock.close();
   }
 }
