@@ -2,9 +2,12 @@
  * Puts the parts together: config → sandbox pool → RuleSet → SMTP front door listening.
  * Also what tests and the CLI use to start and stop a host.
  */
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { parseListen, type Config, type ConfigOverrides } from './config/config.js';
+import { ControlServer, START_WAIT_MS } from './control.js';
+import { MailAdmin } from './delivery/admin.js';
 import { Delivery } from './delivery/delivery.js';
 import { Counters } from './metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
@@ -89,7 +92,17 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   };
   const counters = new Counters();
   const dataDir = resolve(config.dataDir);
-  const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, counters });
+  mkdirSync(dataDir, { recursive: true });
+  // The data dir's lock (control.ts), before anything in it is touched; a queue command
+  // working on the spool right now is waited for.
+  const control = await ControlServer.acquire(dataDir, 'host', START_WAIT_MS, (h) => log.info({ pid: h.pid }, `waiting for the portcullis command (pid ${h.pid}) working on the data dir`));
+  if (!(control instanceof ControlServer)) {
+    throw Object.assign(new Error(`the data dir ${dataDir} is in use by another ${control.role === 'host' ? 'Portcullis host' : 'portcullis command'} (pid ${control.pid})`), { code: 'EBUSY' });
+  }
+  const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, counters }).catch(async (e: unknown) => {
+    await control.close();
+    throw e;
+  });
   applyMailboxConfig(store, config);
   const pool = new Sandbox({ workers: config.sandbox.workers, storeCall: storeAccess(store) });
   let front: FrontDoor | undefined;
@@ -103,6 +116,11 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     const spool = new Spool(dataDir);
     const deliv = (delivery = new Delivery({ config, spool, dataDir, log, counters }));
     await deliv.start(); // what the spool holds from the last run, before new mail arrives
+    const admin = new MailAdmin({ spool, dataDir, queue: deliv.queue, hold: config.delivery.queue.hold, log });
+    control.serve((req) => admin.handle(req).catch((e: unknown) => {
+      log.error({ err: e, request: req }, `${req.op} failed: ${(e as Error).message}`);
+      throw e;
+    }));
     const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), delivery: deliv, store, log, counters, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
     for (const l of config.listen) {
@@ -144,13 +162,16 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       status: () => reloader.status,
       close: async () => {
         clearInterval(statusTimer);
+        control.stop(); // new requests hear "ask again"; one under way finishes below
         await reloader.close();
         reloader.writeStatus();
         await door.close();
         // After the door: a relayed message in flight still needs its next hop.
         await deliv.close();
+        await control.drain(); // e.g. a delete that waited for an attempt deliv.close() cut short
         await Promise.all([pool.close(), spool.close()]);
         await store.close();
+        await control.close(); // the data dir is free for a command or the next host
         flushLog();
       },
     };
@@ -159,6 +180,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     await delivery?.close().catch(() => undefined);
     await pool.close();
     await store.close();
+    await control.close();
     flushLog();
     throw e;
   }

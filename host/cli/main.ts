@@ -32,6 +32,10 @@ const USAGE = `usage:
       local mailboxes (ADDRESS: user@domain, or *@domain for all of a domain)
   portcullis passwd [USER]
       read a password (terminal, or the first line of stdin) and print the hash auth.users.USER takes
+  portcullis queue list | show ID | retry ID|--all | delete ID  [--config FILE] [--data-dir DIR]
+      the delivery queue: retry makes it due now, delete removes it for good (no bounce)
+  portcullis quarantine list | show ID | release ID | delete ID  [--config FILE] [--data-dir DIR]
+      quarantined mail: release queues it for delivery with its original envelope
 
 options:
   --config FILE        JSON config (see schemas/config.schema.json)
@@ -93,6 +97,11 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./store.js')).mailboxCommand(rest);
       case 'passwd':
         return await passwd(rest);
+      // queue.ts reaches the spool and the running host's control socket, not sqlite3.
+      case 'queue':
+        return await (await import('./queue.js')).queueCommand(rest);
+      case 'quarantine':
+        return await (await import('./queue.js')).quarantineCommand(rest);
       case undefined:
       case 'help':
       case '--help':
