@@ -5,18 +5,24 @@
  * under `portcullis test` and plain `node --test`, and `tsc` on the admin's rules and
  * tests against the package's emitted declarations.
  *
+ * Then the host itself, started from that install with the shipped systemd unit's
+ * ExecStart line (deploy/portcullis.service) and the shipped production config
+ * (deploy/config.json) pointed at test ports and directories: it takes mail for the next
+ * hop behind it, refuses with the admin's rule, and stops cleanly on the unit's signal.
+ *
  * No network: the scratch project gets a lockfile made from ours (the versions this
  * checkout was installed and tested with), so `npm ci --offline` takes every dependency
  * from the npm cache, as `npm ci` filled it.
  */
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT } from '../host/paths.js';
-import { tempDir } from './helpers.js';
+import { mailer, tempDir } from './helpers.js';
+import { startNextHop } from './nexthop.js';
 
 const npmMissing = spawnSync('npm', ['--version']).error !== undefined;
 
@@ -118,5 +124,56 @@ test('refuses blockme@localhost', async () => {
     const r = run(admin, 'npx', ['tsc', '-p', 'rules', '--skipLibCheck', 'false']);
     assert.equal(r.stdout + r.stderr, '');
     assert.equal(r.status, 0);
+  });
+
+  it('serves mail when started from the install with the systemd unit\'s ExecStart line and the shipped config', async () => {
+    // The unit's command line, with the install's binary and a config in the scratch project.
+    const unit = readFileSync(join(ROOT, 'deploy', 'portcullis.service'), 'utf8');
+    const execStart = /^ExecStart=(.+)$/m.exec(unit)![1]!.trim().split(/\s+/);
+    assert.deepEqual(execStart, ['/usr/local/bin/portcullis', 'start', '--config', '/etc/portcullis/config.json']);
+    const next = await startNextHop();
+    const state = join(admin, 'state'); // the unit's WorkingDirectory and StateDirectory
+    mkdirSync(state);
+    const shipped = JSON.parse(readFileSync(join(ROOT, 'deploy', 'config.json'), 'utf8')) as Record<string, unknown> & { delivery: { nextHop: Record<string, unknown> } };
+    const { tls: _tls, dns: _dns, ...config } = shipped; // no certificate or resolver here
+    writeFileSync(join(admin, 'config.json'), JSON.stringify({
+      ...config, listen: ['127.0.0.1:0'], dataDir: state, reverseDns: false,
+      rules: { builtin: true, dirs: [join(admin, 'rules')], settings: { 'no-blockme': { options: { blocked: ['blockme@example.org'] } } } },
+      delivery: { ...config.delivery, nextHop: { ...config.delivery.nextHop, port: next.port } },
+    }));
+    // sqlite3 as npm built it for the checkout (the install above skipped its compile).
+    cpSync(join(ROOT, 'node_modules', 'sqlite3', 'build'), join(admin, 'node_modules', 'sqlite3', 'build'), { recursive: true });
+    const argv = execStart.map((a) => (a === '/usr/local/bin/portcullis' ? join(admin, 'node_modules', '.bin', 'portcullis') : a === '/etc/portcullis/config.json' ? join(admin, 'config.json') : a));
+    const host = spawn(argv[0]!, argv.slice(1), { cwd: state, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((ok) => host.on('exit', (code) => ok(code)));
+    try {
+      let out = '';
+      const port = await new Promise<number>((ok, fail) => {
+        const t = setTimeout(() => fail(new Error(`the host did not start: ${out}`)), 30_000);
+        const seen = (d: Buffer): void => {
+          out += d.toString();
+          const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+          if (m) {
+            clearTimeout(t);
+            ok(Number(m[1]));
+          }
+        };
+        host.stdout!.on('data', seen);
+        host.stderr!.on('data', seen);
+        void exited.then((code) => fail(new Error(`the host exited (${code}) before listening: ${out}`)));
+      });
+      const sent = await mailer(port).sendMail({ from: 'someone@example.net', to: 'user@example.org', subject: 'from the package', text: 'hello', date: new Date() });
+      assert.match(sent.response, /^250 /);
+      await assert.rejects(mailer(port).sendMail({ from: 'someone@example.net', to: 'blockme@example.org', subject: 'x', text: 'x' }), (e: { response?: string }) => e.response === '550 5.1.1 Mailbox unavailable');
+      // Delivered to the next hop behind it, as in front of Postfix.
+      const deadline = Date.now() + 10_000;
+      while (!next.received.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(next.received.map((m) => m.to), [['user@example.org']]);
+      assert.match(next.received[0]!.raw.toString(), /\r\nSubject: from the package\r\n/);
+    } finally {
+      host.kill('SIGTERM'); // the unit's KillSignal
+      assert.equal(await exited, 0);
+      await next.close();
+    }
   });
 });
