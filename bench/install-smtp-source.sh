@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs Postfix's smtp-source load generator (Debian/Ubuntu) without leaving a
+# Installs Postfix's smtp-source load generator and smtp-sink next hop (Debian/Ubuntu; both
+# come with the postfix package) without leaving a
 # Postfix daemon running. Idempotent: exits 0 at once if smtp-source is present.
 set -eu
 

@@ -2,6 +2,7 @@
 // sample a process's RSS, start/stop a server process.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { connect as netConnect, createServer } from 'node:net';
 
 // Debian installs smtp-source in /usr/sbin, which is often not on a non-root PATH.
 export const SMTP_SOURCE =
@@ -117,5 +118,55 @@ export function startProcess(cmd, args, { readyPattern, env, timeoutMs = 20_000 
     const timer = setTimeout(() => fail(`not ready after ${timeoutMs} ms`), timeoutMs);
     child.on('error', (e) => fail(e.message));
     exited.then(({ code, signal }) => fail(`exited (${code ?? signal}) before ready`));
+  });
+}
+
+/** CPU seconds (user + system) the process `pid` has used so far, from /proc/<pid>/stat. */
+export function cpuSeconds(pid) {
+  // Fields 14 and 15 (utime, stime) in clock ticks; the command name (field 2) may hold
+  // spaces, so count from after its closing parenthesis. Linux's USER_HZ is 100.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+// Debian installs smtp-sink beside smtp-source.
+export const SMTP_SINK = process.env.SMTP_SINK || SMTP_SOURCE.replace(/smtp-source$/, 'smtp-sink');
+
+/**
+ * Postfix's smtp-sink on 127.0.0.1:port, a next hop that accepts and discards everything
+ * (pipelining, 8BITMIME; `man smtp-sink`); resolves { port, stop() } once it takes
+ * connections. As root it must drop privileges (-u).
+ */
+export async function startSmtpSink(port) {
+  const args = [...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []), `127.0.0.1:${port}`, '1000'];
+  const child = spawn(SMTP_SINK, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  running.add(child);
+  let err = '';
+  child.stderr.on('data', (d) => { err += d; });
+  const exited = new Promise((resolve) => child.on('close', () => { running.delete(child); resolve(); }));
+  const stop = async () => { child.kill('SIGKILL'); await exited; };
+  for (let i = 0; i < 100; i++) {
+    if (await canConnect(port)) return { port, stop };
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await stop();
+  throw new Error(`smtp-sink ${args.join(' ')} did not start: ${err.trim()}`);
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const s = netConnect({ port, host: '127.0.0.1' }, () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  });
+}
+
+/** A free TCP port on 127.0.0.1 (the kernel's pick). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+    srv.on('error', reject);
   });
 }

@@ -2,7 +2,11 @@
 // driven by Postfix's smtp-source in ONE run, printed as ratios to the bare server; then
 // how much a rule stuck at its deadline delays other sessions' replies.
 //
-//   node bench/run.mjs [--rounds N] [--messages N] [--baseline DIR]
+//   node bench/run.mjs [--rounds N] [--messages N] [--baseline DIR] [--parts LIST]
+//
+// --parts picks what runs (comma-separated; default all): throughput (msgs/s, CPU, peak
+// RSS per load), latency (per-command reply times at light load), idle (RSS with
+// 10,000 idle connections), runaway (a rule stuck at its deadline), reload.
 //
 // --baseline DIR also runs the Portcullis variants from another built checkout (an
 // earlier commit in a git worktree), so a change is measured against what it replaces
@@ -12,20 +16,21 @@ import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { runSmtpSource, sampleRss, startProcess, SMTP_SOURCE } from './lib.mjs';
+import { commandLatencies, idleConnections } from './clients.mjs';
+import { cpuSeconds, freePort, runSmtpSource, sampleRss, startProcess, startSmtpSink, SMTP_SOURCE } from './lib.mjs';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '3' },
   messages: { type: 'string', default: '5000' },
-  only: { type: 'string' }, // run only scenarios whose name contains this
-  'skip-runaway': { type: 'boolean', default: false },
-  'only-runaway': { type: 'boolean', default: false },
-  'only-reload': { type: 'boolean', default: false },
+  only: { type: 'string' }, // run only the loads, or the variants (beside the bare server), whose name contains this
+  parts: { type: 'string', default: 'throughput,latency,idle,runaway,reload' },
+  idle: { type: 'string', default: '10000' }, // idle connections for the idle part
   'spool-on-shm': { type: 'boolean', default: false },
   baseline: { type: 'string' }, // another checkout (built) whose Portcullis variants run beside ours
 } });
 const ROUNDS = Number(values.rounds);
+const PARTS = new Set(values.parts.split(','));
 const N = Number(values.messages);
 
 // Spools live on the project's disk (data/ is git-ignored), as in a real deployment; with
@@ -50,14 +55,14 @@ export default defineRule({ name: 'runaway', phases: { rcpt: (ev) => { if (ev.rc
 `;
 
 /** A fresh directory (rules, config, spool) per server start, so no run inherits a full spool. */
-function portcullisConfig(name, ruleSource, extra = {}, builtin = false) {
+function portcullisConfig(name, ruleSource, extra = {}, builtin = false, limits = {}) {
   const dir = mkdtempSync(join(work, `${name}-`));
   mkdirSync(join(dir, 'rules'), { recursive: true });
   if (ruleSource) writeFileSync(join(dir, 'rules', 'rule.ts'), ruleSource);
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify({
     listen: ['127.0.0.1:0'], dataDir: join(dir, 'data'), reverseDns: false,
-    limits: { maxClients: 1000 },
+    limits: { maxClients: 1000, ...limits },
     rules: { builtin, dirs: ruleSource ? [join(dir, 'rules')] : [] },
     // The front door only, like 'bare smtp-server + spool': the queue's delivery is not measured.
     delivery: { queue: { hold: true } },
@@ -83,11 +88,24 @@ function portcullisVariants(root, prefix) {
     [`${prefix}portcullis, no rules`]: () => start(portcullisConfig('none', null)),
     [`${prefix}portcullis, 8-phase rule`]: () => start(portcullisConfig('trivial', TRIVIAL)),
     [`${prefix}portcullis, all built-in rules`]: () => start(portcullisConfig('builtin', null, {}, true)),
+    // Relay mode: each message goes to Postfix's smtp-sink during DATA, the client hears its answer.
+    ...(prefix ? {} : { [`portcullis, all built-in rules, relay`]: () => relaying(root) }),
   };
 }
 
-function portcullis(root, config) {
-  return startProcess(process.execPath, [join(root, 'bin', 'portcullis.js'), 'start', '--config', config], { readyPattern: /listening on 127\.0\.0\.1:(\d+)/ });
+function portcullis(root, config, args = []) {
+  return startProcess(process.execPath, [join(root, 'bin', 'portcullis.js'), 'start', '--config', config, ...args], { readyPattern: /listening on 127\.0\.0\.1:(\d+)/ });
+}
+
+async function relaying(root) {
+  const sink = await startSmtpSink(await freePort());
+  try {
+    const srv = await portcullis(root, portcullisConfig('relay', null, {}, true), ['--relay', `127.0.0.1:${sink.port}`]);
+    return { ...srv, stop: async () => { await srv.stop(); await sink.stop(); } };
+  } catch (e) {
+    await sink.stop();
+    throw e;
+  }
 }
 
 const SCENARIOS = [
@@ -104,8 +122,9 @@ async function measure(start, scenario) {
   try {
     await runSmtpSource({ port: srv.port, messages: 500, perConnection: true, sizeBytes: 1024 }); // warm-up (JIT, pools)
     const rss = sampleRss(srv.child.pid);
+    const cpu0 = cpuSeconds(srv.child.pid);
     const r = await runSmtpSource({ port: srv.port, ...scenario });
-    return { rate: r.msgsPerSec, rss: rss.stop() };
+    return { rate: r.msgsPerSec, rss: rss.stop(), cores: (cpuSeconds(srv.child.pid) - cpu0) / r.seconds };
   } finally {
     await srv.stop();
   }
@@ -114,18 +133,71 @@ async function measure(start, scenario) {
 async function throughput() {
   console.log(`smtp-source: ${SMTP_SOURCE}, 20 sessions; ${ROUNDS} rounds, variants interleaved, median per cell; spools in ${base}\n`);
   const rows = [];
-  for (const sc of SCENARIOS.filter((s) => !values.only || s.name.includes(values.only))) {
-    const runs = Object.fromEntries(Object.keys(VARIANTS).map((v) => [v, []]));
+  const pick = (names) => (names.some((n) => n.includes(values.only ?? '\0')) ? names.filter((n) => n.includes(values.only)) : names);
+  const scenarios = pick(SCENARIOS.map((sc) => sc.name));
+  const chosen = new Set(['bare smtp-server', ...pick(Object.keys(VARIANTS))]);
+  for (const sc of SCENARIOS.filter((s) => scenarios.includes(s.name))) {
+    const variants = Object.entries(VARIANTS).filter(([v]) => chosen.has(v));
+    const runs = Object.fromEntries(variants.map(([v]) => [v, []]));
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [v, start] of Object.entries(VARIANTS)) runs[v].push(await measure(start, sc));
+      for (const [v, start] of variants) runs[v].push(await measure(start, sc));
     }
-    const bare = median(runs['bare smtp-server'].map((r) => r.rate));
+    const rateOf = (v) => (runs[v] ? median(runs[v].map((r) => r.rate)) : NaN);
+    const bare = rateOf('bare smtp-server');
     for (const [v, rs] of Object.entries(runs)) {
-      const rate = median(rs.map((r) => r.rate));
-      rows.push({ scenario: sc.name, variant: v, 'msgs/s': Math.round(rate), 'ratio to bare': (rate / bare).toFixed(2), 'peak RSS MB': Math.round(Math.max(...rs.map((r) => r.rss))) });
+      const rate = rateOf(v);
+      rows.push({ scenario: sc.name, variant: v, 'msgs/s': Math.round(rate), 'ratio to bare': (rate / bare).toFixed(2),
+        'server CPU (cores)': median(rs.map((r) => r.cores)).toFixed(2), 'peak RSS MB': Math.round(Math.max(...rs.map((r) => r.rss))) });
     }
+    // The issue's yardstick: what the built-in rule set costs against the same host without rules.
+    const cost = 1 - rateOf('portcullis, all built-in rules') / rateOf('portcullis, no rules');
+    if (Number.isFinite(cost)) rows.push({ scenario: sc.name, variant: '→ built-in rules cost (1 − built-ins / no rules)', 'ratio to bare': `${Math.round(cost * 100)} %` });
   }
   console.table(rows);
+}
+
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)];
+
+/** Per-command reply times at light load: one client, 300 sequential sessions, each from its own address. */
+async function latency() {
+  const SESSIONS = 300;
+  const variants = ['bare smtp-server', 'portcullis, no rules', 'portcullis, all built-in rules'];
+  const results = {};
+  for (const v of variants) {
+    const srv = await VARIANTS[v]();
+    try {
+      await commandLatencies(srv.port, 50); // warm-up
+      results[v] = await commandLatencies(srv.port, SESSIONS);
+    } finally {
+      await srv.stop();
+    }
+  }
+  const rows = [];
+  for (const cmd of Object.keys(results[variants[0]])) {
+    const row = { command: cmd };
+    for (const v of variants) row[v.replace('portcullis, ', '')] = `${pct(results[v][cmd], 0.5).toFixed(2)} / ${pct(results[v][cmd], 0.99).toFixed(2)}`;
+    const [none, all] = [results[variants[1]][cmd], results[variants[2]][cmd]];
+    row['built-ins add (p50 / p99)'] = `${(pct(all, 0.5) - pct(none, 0.5)).toFixed(2)} / ${(pct(all, 0.99) - pct(none, 0.99)).toFixed(2)}`;
+    rows.push(row);
+  }
+  console.log(`\nReply time per command at light load (one client, ${SESSIONS} sequential sessions from distinct 127.0.x.y, 1 KB message), ms p50 / p99:`);
+  console.table(rows);
+}
+
+/** Peak RSS of the host with all built-in rules holding many idle connections. */
+async function idleMemory() {
+  const n = Number(values.idle);
+  const srv = await portcullis(ROOT, portcullisConfig('idle', null, {}, true, { maxClients: n + 100 }));
+  try {
+    await runSmtpSource({ port: srv.port, messages: 500, perConnection: true, sizeBytes: 1024 }); // warm, as in use
+    const rss = sampleRss(srv.child.pid);
+    const conns = await idleConnections(srv.port, n);
+    const peak = rss.stop();
+    conns.close();
+    console.log(`\nIdle connections: all built-in rules holding ${n} greeted, idle sessions (each from its own 127.1.x.y): peak RSS ${Math.round(peak)} MB`);
+  } finally {
+    await srv.stop();
+  }
 }
 
 /** Reply latency of one client doing MAIL/RCPT/RSET in a loop, in ms. */
@@ -153,7 +225,6 @@ async function latencies(port, count, rcpt = 'ok@localhost', localAddress = '127
 async function runawayBlastRadius() {
   const srv = await portcullis(ROOT, portcullisConfig('runaway', RUNAWAY));
   try {
-    const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)];
     await latencies(srv.port, 300);
     const quiet = (await Promise.all([latencies(srv.port, 1000), latencies(srv.port, 1000)])).flat();
     const row = (name, xs) => ({ case: name, p50: pct(xs, 0.5).toFixed(2), p99: pct(xs, 0.99).toFixed(2), max: Math.max(...xs).toFixed(2) });
@@ -222,6 +293,8 @@ export default defineRule({ name: 'edit', phases: { rcpt: (ev) => ev.rcpt.addres
   }
 }
 
-if (!values['only-runaway'] && !values['only-reload']) await throughput();
-if (!values['skip-runaway'] && !values['only-reload']) await runawayBlastRadius();
-if (!values['only-runaway']) await reloadLatency();
+if (PARTS.has('throughput')) await throughput();
+if (PARTS.has('latency')) await latency();
+if (PARTS.has('idle')) await idleMemory();
+if (PARTS.has('runaway')) await runawayBlastRadius();
+if (PARTS.has('reload')) await reloadLatency();

@@ -2,10 +2,12 @@
  * Puts the parts together: config → sandbox pool → RuleSet → SMTP front door listening.
  * Also what tests and the CLI use to start and stop a host.
  */
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { parseListen, type Config, type ConfigOverrides } from './config/config.js';
-import { lockDataDir } from './datadir-lock.js';
+import { ControlServer, DataDirInUseError, START_WAIT_MS } from './control.js';
+import { MailAdmin } from './delivery/admin.js';
 import { Delivery } from './delivery/delivery.js';
 import { Counters } from './metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
@@ -90,15 +92,18 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   };
   const counters = new Counters();
   const dataDir = resolve(config.dataDir);
-  // Before anything in the data directory is read or written: it is ours alone (datadir-lock.ts).
-  const lock = lockDataDir(dataDir, (m) => log.warn({ dataDir }, m));
-  let store: MemoryStore;
-  try {
-    store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, counters });
-  } catch (e) {
-    lock.release();
+  mkdirSync(dataDir, { recursive: true });
+  // The data dir's lock (control.ts), before anything in it is touched; a queue command
+  // working on the spool right now is waited for.
+  const control = await ControlServer.acquire(dataDir, 'host', START_WAIT_MS, {
+    waiting: (h) => log.info({ pid: h.pid }, `waiting for the portcullis command (pid ${h.pid}) working on the data dir`),
+    stale: (path) => log.warn({ dataDir }, `took over the data dir: the process that held it is gone (removed its stale ${path})`),
+  });
+  if (!(control instanceof ControlServer)) throw new DataDirInUseError(dataDir, control);
+  const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, counters }).catch(async (e: unknown) => {
+    await control.close();
     throw e;
-  }
+  });
   applyMailboxConfig(store, config);
   const pool = new Sandbox({ workers: config.sandbox.workers, storeCall: storeAccess(store) });
   let front: FrontDoor | undefined;
@@ -113,6 +118,11 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     const spool = new Spool(dataDir);
     const deliv = (delivery = new Delivery({ config, spool, dataDir, log, counters }));
     await deliv.start(); // what the spool holds from the last run, before new mail arrives
+    const admin = new MailAdmin({ spool, dataDir, queue: deliv.queue, hold: config.delivery.queue.hold, log });
+    control.serve((req) => admin.handle(req).catch((e: unknown) => {
+      log.error({ err: e, request: req }, `${req.op} failed: ${(e as Error).message}`);
+      throw e;
+    }));
     const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), delivery: deliv, store, log, counters, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
     for (const l of config.listen) {
@@ -137,7 +147,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         if (!opts.logger) log.level = cfg.log.level;
       },
     });
-    if (opts.watch) await reloader.watch();
+    if (opts.watch) await Promise.all([reloader.watch(), door.tls.watch()]);
     // Counters reach `portcullis stats` through status.json.
     const statusTimer = setInterval(() => reloader.writeStatus(), 10_000);
     statusTimer.unref();
@@ -154,14 +164,16 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       status: () => reloader.status,
       close: async () => {
         clearInterval(statusTimer);
+        control.stop(); // new requests hear "ask again"; one under way finishes below
         await reloader.close();
         reloader.writeStatus();
         await door.close();
         // After the door: a relayed message in flight still needs its next hop.
         await deliv.close();
+        await control.drain(); // e.g. a delete that waited for an attempt deliv.close() cut short
         await Promise.all([pool.close(), spool.close()]);
         await store.close();
-        lock.release();
+        await control.close(); // the data dir is free for a command or the next host
         flushLog();
       },
     };
@@ -170,7 +182,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     await delivery?.close().catch(() => undefined);
     await pool.close();
     await store.close();
-    lock.release();
+    await control.close();
     flushLog();
     throw e;
   }

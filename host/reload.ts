@@ -13,13 +13,14 @@ import { ConfigError, loadConfig, type Config, type ConfigOverrides } from './co
 import type { Counters } from './metrics.js';
 import { loadRuleSet, ruleDirs, RuleCache, RuleSetError, type RuleSet } from './pipeline/ruleset.js';
 import type { Sandbox } from './sandbox/sandbox.js';
+import { adminRuleFiles, formatTypeProblem, typeCheckRules } from './typecheck.js';
 
 /**
- * Config keys that take a restart to change (everything else applies live). delivery:
- * its connection pools and queue are built at start; a message in flight must not
- * change next hop half-way.
+ * Config keys that take a restart to change (everything else applies live; `tls` too:
+ * the files are read again at each reload). delivery: its connection pools and queue
+ * are built at start; a message in flight must not change next hop half-way.
  */
-const RESTART_KEYS = ['listen', 'dataDir', 'sandbox', 'tls', 'delivery'] as const;
+const RESTART_KEYS = ['listen', 'dataDir', 'sandbox', 'delivery'] as const;
 /** Editors save in bursts (temp file, rename, chmod): wait this long for quiet. */
 const DEBOUNCE_MS = 50;
 
@@ -65,6 +66,8 @@ export class Reloader {
   private watcher: FSWatcher | null = null;
   private timer: NodeJS.Timeout | null = null;
   private pendingPaths = new Set<string>();
+  private typeCheck: Promise<void> | null = null;
+  private typeCheckAgain = false;
   readonly status: ReloadStatus;
 
   constructor(private readonly d: ReloadDeps) {
@@ -162,6 +165,29 @@ export class Reloader {
     });
     this.status.reloads.ok++;
     this.writeStatus();
+    if (changed.some((c) => c.startsWith('rule '))) this.checkTypes();
+  }
+
+  /**
+   * Loading only strips types (esbuild: a reload in milliseconds), so a rule with a type
+   * error is live now; the compiler runs after, off the hot path, one run at a time, and
+   * its findings are warnings: the reload stands (`portcullis check` fails on them).
+   */
+  private checkTypes(): void {
+    if (this.typeCheck) {
+      this.typeCheckAgain = true;
+      return;
+    }
+    this.typeCheckAgain = false;
+    this.typeCheck = typeCheckRules(adminRuleFiles(this.config))
+      .then((problems) => {
+        for (const p of problems) this.d.log.warn({ file: p.file, line: p.line, col: p.col, code: p.code }, `type error (the rule is loaded; portcullis check fails on it): ${formatTypeProblem(p)}`);
+      })
+      .catch((e: Error) => this.d.log.warn({ err: e }, `type check after reload: ${e.message}`))
+      .finally(() => {
+        this.typeCheck = null;
+        if (this.typeCheckAgain) this.checkTypes();
+      });
   }
 
   private fail(reason: string, problems: string[]): void {
@@ -189,6 +215,8 @@ export class Reloader {
     if (this.timer) clearTimeout(this.timer);
     await this.watcher?.close();
     await this.running;
+    this.typeCheckAgain = false;
+    await this.typeCheck;
   }
 }
 

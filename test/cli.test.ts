@@ -1,16 +1,10 @@
 /** The admin's CLI: check, new-rule, test and try, through the real `portcullis` binary. */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT } from '../host/paths.js';
-import { rule, tempDir } from './helpers.js';
-
-function cli(cwd: string, args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), ...args], { cwd, encoding: 'utf8', input, timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+import { cli, rule, tempDir } from './helpers.js';
 
 /**
  * A working directory of its own for each describe, removed after it; `scaffold` puts in
@@ -35,7 +29,7 @@ describe('portcullis new-rule', () => {
     const r = cli(dir(), ['new-rule', 'no-blockme', '--dir', 'mine']);
     assert.equal(r.status, 0, r.stderr);
     assert.ok(existsSync(join(dir(), 'mine', 'no-blockme.ts')));
-    assert.match(readFileSync(join(dir(), 'mine', 'no-blockme.test.ts'), 'utf8'), /loadRule\("mine\/no-blockme.ts"\)/);
+    assert.match(readFileSync(join(dir(), 'mine', 'no-blockme.test.ts'), 'utf8'), /loadRule\(new URL\('\.\/no-blockme\.ts', import\.meta\.url\)\)/);
     assert.equal(cli(dir(), ['new-rule', 'no-blockme', '--dir', 'mine']).status, 73);
     assert.equal(cli(dir(), ['new-rule', 'Bad Name']).status, 64);
   });

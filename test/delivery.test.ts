@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { mailer, RawSmtp, rule, splitFields, spooled, startTestHost, type TestHost, withHost } from './helpers.js';
+import { mailer, RawSmtp, rule, splitFields, spooled, startTestHost, testPasswordHash, type TestHost, withHost } from './helpers.js';
 
 const TAGGER = rule('tagger', `{
   helo: (ev, ctx) => { ctx.addHeader('X-HELO', 'seen ' + ev.helo.name); },
@@ -17,7 +17,7 @@ let t: TestHost;
 before(async () => {
   t = await startTestHost({
     rules: { 'tagger.ts': TAGGER },
-    config: { localDomains: ['localhost', 'example.net'], relayNetworks: [], auth: { users: { alice: 'secret-pw' }, allowInsecure: true } },
+    config: { localDomains: ['localhost', 'example.net'], relayNetworks: [], auth: { users: { alice: await testPasswordHash('secret-pw') }, allowInsecure: true } },
   });
 });
 after(async () => t.close());
@@ -102,7 +102,7 @@ describe('auth phase and exempt networks', () => {
   it('auth rules see each attempt with its result and can refuse it', async () => {
     await withHost({
       rules: { 'a.ts': rule('auth-watch', `{ auth: (ev, ctx) => { ctx.log('auth ' + ev.auth.username + ' ' + ev.auth.success); return ev.auth.username === 'mallory' ? drop('No more attempts') : next(); } }`) },
-      config: { auth: { users: { alice: 'pw' }, allowInsecure: true } },
+      config: { auth: { users: { alice: await testPasswordHash('pw') }, allowInsecure: true } },
     }, async (h) => {
       const { c } = await RawSmtp.open(h.port);
       await c.cmd('EHLO x.example');

@@ -15,7 +15,7 @@ import { startHost } from '../host/host.js';
 import { Counters } from '../host/metrics.js';
 import { MemoryStore } from '../host/store/store.js';
 import { dnsServersMissing, startDnsServers, startSilentDns, type DnsServers } from './dns-servers.js';
-import { spooled, startTestHost, tempDir, type TestHost } from './helpers.js';
+import { spooled, startTestHost, tempDir, testPasswordHash, type TestHost } from './helpers.js';
 
 const skip = dnsServersMissing();
 if (skip) console.log(`# skipping the real-DNS tests: ${skip}`);
@@ -82,7 +82,7 @@ describe('DNS rules against rbldnsd and dnsmasq', { skip: skip ?? false }, () =>
     dns = await startDnsServers(dir, ZONES);
     h = await startTestHost({
       builtin: true,
-      config: { dns: { servers: [dns.server], timeoutMs: 2000 }, mailboxes: ['user@localhost'], auth: { users: { alice: 'pw' }, allowInsecure: true }, rules: { settings: SETTINGS } },
+      config: { dns: { servers: [dns.server], timeoutMs: 2000 }, mailboxes: ['user@localhost'], auth: { users: { alice: await testPasswordHash('pw') }, allowInsecure: true }, rules: { settings: SETTINGS } },
     });
   });
   after(async () => {

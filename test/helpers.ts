@@ -2,7 +2,7 @@
  * Test helpers: a real host on an ephemeral 127.0.0.1 port with its own rules directory
  * and data directory, a raw SMTP client for exact reply lines, and spool readers.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,7 @@ import nodemailer from 'nodemailer';
 import { pino } from 'pino';
 import { loadConfig } from '../host/config/config.js';
 import { startHost, type Host } from '../host/host.js';
+import { hashPassword } from '../host/password.js';
 import { ROOT } from '../host/paths.js';
 import { readSpoolFile, type SpoolEnvelope } from '../host/spool/spool.js';
 
@@ -47,6 +48,12 @@ export function mountTmpfs(sizeKb = 256): string | null {
 export function unmountTmpfs(mnt: string): void {
   execFileSync('umount', [mnt]);
   rmSync(mnt, { recursive: true, force: true });
+}
+
+/** Runs the real `portcullis` binary in `cwd`. */
+export function cli(cwd: string, args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), ...args], { cwd, encoding: 'utf8', input, timeout: 60_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Starts a host with `rules` (file name → source) as its only rules unless `builtin` is set. */
@@ -108,6 +115,14 @@ export function rule(name: string, phases: string, extra = ''): string {
   return `import { defineRule, next, accept, reject, tempfail, drop, discard, quarantine, redirect } from 'portcullis/sdk';
 export default defineRule({ name: '${name}', ${extra} phases: ${phases} });
 `;
+}
+
+/**
+ * The hash a test config gives `auth.users` (plain text is refused). Cheap scrypt
+ * parameters (the hash carries them): a login costs about a millisecond, not 100.
+ */
+export function testPasswordHash(password: string): Promise<string> {
+  return hashPassword(password, { N: 1024, r: 8, p: 1 });
 }
 
 export function mailer(port: number) {

@@ -3,7 +3,7 @@
  * crash every acknowledged message back in the spool, with real files in a temp dir.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { crc32 } from 'node:zlib';
@@ -67,6 +67,35 @@ describe('the spool after a crash', () => {
     assert.equal(await after.recover(), 1);
     assert.deepEqual(await after.list('spool'), ['T1']);
     await after.close();
+    await spool.close();
+  });
+
+  it('a removal the journal holds is final: a file the crash brought back is removed at start, not delivered again', async () => {
+    const dir = tempDir();
+    const spool = new Spool(dir);
+    await spool.store('spool', env('R1'), [msg(1)]);
+    await spool.store('spool', env('R2'), [msg(2)]);
+    const file = join(dir, 'spool', 'new', 'R1.msg');
+    const bytes = readFileSync(file);
+    assert.equal(await spool.discard('spool', 'R1'), true, 'resolves once the removal is on disk');
+    assert.equal(await spool.discard('spool', 'R1'), false, 'nothing left to remove');
+    // The crash: no close, and the unlink undone (it had not reached the disk).
+    writeFileSync(file, bytes);
+    const after = new Spool(dir);
+    assert.equal(await after.recover(), 0);
+    assert.deepEqual(await after.list('spool'), ['R2']);
+    await after.close();
+  });
+
+  it('release moves a quarantined message into the spool as it is, once', async () => {
+    const dir = tempDir();
+    const spool = new Spool(dir);
+    await spool.store('quarantine', env('Q1'), [msg(1)]);
+    const bytes = readFileSync(join(dir, 'quarantine', 'new', 'Q1.msg'));
+    assert.equal(await spool.release('Q1'), true);
+    assert.equal(await spool.release('Q1'), false);
+    assert.deepEqual(await spool.list('quarantine'), []);
+    assert.deepEqual(readFileSync(join(dir, 'spool', 'new', 'Q1.msg')), bytes);
     await spool.close();
   });
 

@@ -10,13 +10,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sqlite3 from 'sqlite3';
 import { ROOT } from '../host/paths.js';
-import { eventually, RawSmtp, spooled, startTestHost, tempDir, withHost, type TestHost } from './helpers.js';
+import { eventually, RawSmtp, spooled, startTestHost, tempDir, testPasswordHash, withHost, type TestHost } from './helpers.js';
 
 const DATE = 'Date: Mon, 05 Jan 2026 10:00:00 +0000\r\n';
 const BASE = {
   localDomains: ['localhost', 'open.example'],
   mailboxes: ['alice@localhost'],
-  auth: { users: { alice: 'pw' }, allowInsecure: true },
+  auth: { users: { alice: await testPasswordHash('pw') }, allowInsecure: true },
 };
 
 async function session(port: number, helo = 'mx.example.org'): Promise<RawSmtp> {

@@ -8,7 +8,7 @@ import { loadRuleSet, type Harness } from '../host/testing/harness.js';
 
 let h: Harness;
 before(async () => {
-  h = await loadRuleSet({ config: { hostname: 'mx.portcullis.test', localDomains: ['localhost', 'example.net', 'open.example'], mailboxes: ['alice@localhost', 'bob@localhost', '*@example.net'], auth: { users: { alice: 'pw' } } } });
+  h = await loadRuleSet({ config: { hostname: 'mx.portcullis.test', localDomains: ['localhost', 'example.net', 'open.example'], mailboxes: ['alice@localhost', 'bob@localhost', '*@example.net']} });
 });
 after(() => h.close());
 

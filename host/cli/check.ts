@@ -1,14 +1,15 @@
 /**
- * `portcullis check [--config FILE] [--rules DIR]`: validates the config, compiles every
- * rule, loads it in the sandbox and validates its options, and reports every problem
- * (JSON path, or file:line:col). Exit 0 when all is well, 1 otherwise (like
- * `postfix check` and `rspamadm configtest`).
+ * `portcullis check [--config FILE] [--rules DIR]`: validates the config, type-checks the
+ * admin's rules against the SDK, compiles every rule, loads it in the sandbox and
+ * validates its options, and reports every problem (JSON path, or file:line:col). Exit 0
+ * when all is well, 1 otherwise (like `postfix check` and `rspamadm configtest`).
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/config.js';
 import { checkerCommandProblem } from '../external-checker.js';
 import { loadRuleSet, RuleSetError } from '../pipeline/ruleset.js';
 import { Sandbox } from '../sandbox/sandbox.js';
+import { adminRuleFiles, formatTypeProblem, typeCheckRules } from '../typecheck.js';
 
 export async function check(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, rules: { type: 'string' } }, strict: true });
@@ -23,21 +24,27 @@ export async function check(argv: string[], out = process.stdout, err = process.
   }
   // Not a rule problem, but one `check` is for: without its program every message gets 451.
   const checker = config.checker && checkerCommandProblem(config.checker.command);
-  if (checker) err.write(`error: config ${source}: /checker/command/0: ${checker}\n`);
+  // The compiler runs beside the loader: it is another process.
+  const typed = typeCheckRules(adminRuleFiles(config));
   const sandbox = new Sandbox({ workers: 1 });
+  const problems: string[] = checker ? [`config ${source}: /checker/command/0: ${checker}`] : [];
   try {
     const rs = await loadRuleSet(config, sandbox, 1);
+    const typeProblems = await typed;
     if (!checker) out.write(`ok: config ${source}\n`);
     for (const w of rs.warnings) err.write(`warning: ${w}\n`);
     for (const r of rs.rules) {
+      if (typeProblems.some((t) => t.file === r.file)) continue;
       out.write(`ok: rule ${r.name} (${r.file}) priority ${r.priority}, phases ${r.meta.phases.join(',')}${r.meta.skip.authenticated ? ', skips authenticated clients' : ''}${r.action === 'enforce' ? '' : `, action ${r.action}`}\n`);
     }
-    return checker ? 1 : 0;
   } catch (e) {
     if (!(e instanceof RuleSetError)) throw e;
-    for (const p of e.problems) err.write(`error: ${p}\n`);
-    return 1;
+    problems.push(...e.problems);
   } finally {
     await sandbox.close();
   }
+  // A file that did not compile has said so already; the compiler would only say it again.
+  for (const t of await typed) if (!t.file || !problems.some((p) => p.startsWith(`${t.file}:`))) problems.push(formatTypeProblem(t));
+  for (const p of problems) err.write(`error: ${p}\n`);
+  return problems.length ? 1 : 0;
 }

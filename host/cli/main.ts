@@ -1,13 +1,12 @@
 /** The `portcullis` command: see USAGE. */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/config.js';
-import { DataDirInUseError } from '../datadir-lock.js';
-import { startHost } from '../host.js';
+import { DataDirInUseError } from '../control.js';
 import { RuleSetError } from '../pipeline/ruleset.js';
 import { check } from './check.js';
 import { reload, stats, status } from './status.js';
-import { blacklistCommand, mailboxCommand } from './store.js';
 import { newRule } from './new-rule.js';
+import { passwd } from './passwd.js';
 import { runTests } from './test.js';
 import { tryTranscript } from './try.js';
 import { UsageError } from './usage.js';
@@ -33,6 +32,12 @@ const USAGE = `usage:
       the internal blacklist (reset also makes the host re-read its config)
   portcullis mailbox [--config FILE] [--data-dir DIR] list | add ADDRESS | remove ADDRESS
       local mailboxes (ADDRESS: user@domain, or *@domain for all of a domain)
+  portcullis passwd [USER]
+      read a password (terminal, or the first line of stdin) and print the hash auth.users.USER takes
+  portcullis queue list | show ID | retry ID|--all | delete ID  [--config FILE] [--data-dir DIR]
+      the delivery queue: retry makes it due now, delete removes it for good (no bounce)
+  portcullis quarantine list | show ID | release ID | delete ID  [--config FILE] [--data-dir DIR]
+      quarantined mail: release queues it for delivery with its original envelope
 
 options:
   --config FILE        JSON config (see schemas/config.schema.json)
@@ -79,6 +84,7 @@ async function start(argv: string[]): Promise<number> {
   });
   const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules, dns: values.dns, relay: values.relay };
   const config = loadConfig(values.config, overrides);
+  const { startHost } = await import('../host.js');
   const host = await startHost(config, { configFile: values.config, overrides, watch: config.watch });
   process.on('SIGHUP', () => void host.reload('SIGHUP'));
   let stopping = false;
@@ -118,10 +124,19 @@ export async function main(argv: string[]): Promise<number> {
         return status(rest);
       case 'stats':
         return stats(rest);
+      // The server and the store commands load sqlite3's native module, imported only
+      // here: check, test, try and new-rule work where it was not built (npm --ignore-scripts).
       case 'blacklist':
-        return await blacklistCommand(rest);
+        return await (await import('./store.js')).blacklistCommand(rest);
       case 'mailbox':
-        return await mailboxCommand(rest);
+        return await (await import('./store.js')).mailboxCommand(rest);
+      case 'passwd':
+        return await passwd(rest);
+      // queue.ts reaches the spool and the running host's control socket, not sqlite3.
+      case 'queue':
+        return await (await import('./queue.js')).queueCommand(rest);
+      case 'quarantine':
+        return await (await import('./queue.js')).quarantineCommand(rest);
       case 'help':
         process.stdout.write((rest[0] && usageOf(rest[0])) || USAGE);
         return 0;

@@ -1,11 +1,14 @@
 /**
- * `portcullis new-rule NAME [--dir DIR]`: writes DIR/NAME.ts (a working rule to edit)
- * and DIR/NAME.test.ts (its test, for `portcullis test` or your own runner).
+ * `portcullis new-rule NAME [--dir DIR]`: writes DIR/NAME.ts (a working rule to edit),
+ * DIR/NAME.test.ts (its test, for `portcullis test` or your own runner) and, if DIR has
+ * none, DIR/tsconfig.json (the compiler settings `portcullis check` uses, for editors and
+ * `tsc --noEmit -p DIR`).
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { RULE_NAME_PATTERN } from '../../sdk/index.js';
+import { RULE_COMPILER_OPTIONS } from '../typecheck.js';
 
 const ruleTemplate = (name: string): string => `/**
  * ${name} — refuses mail to the recipients listed in its options.
@@ -35,15 +38,15 @@ export default defineRule({
 });
 `;
 
-const testTemplate = (name: string, rulePath: string): string => `import assert from 'node:assert/strict';
+const testTemplate = (name: string): string => `import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { loadRule, type Harness } from 'portcullis/sdk/testing';
 
 describe('${name}', () => {
   let h: Harness;
   before(async () => {
-    // Paths are relative to where the tests run from.
-    h = await loadRule(${JSON.stringify(rulePath)});
+    // The rule beside this test, wherever the tests run from.
+    h = await loadRule(new URL('./${name}.ts', import.meta.url));
   });
   after(() => h.close());
 
@@ -59,6 +62,11 @@ describe('${name}', () => {
     assert.equal((await s.rcpt('user@localhost')).reply, null);
   });
 });
+`;
+
+const tsconfigTemplate = (): string => `// Written by portcullis new-rule: the settings \`portcullis check\` type-checks rules with,
+// for your editor and \`npx tsc -p <this directory>\`. The tests also need @types/node.
+${JSON.stringify({ compilerOptions: { ...RULE_COMPILER_OPTIONS, lib: ['es2022'] } }, null, 2)}
 `;
 
 export function newRule(argv: string[], out = process.stdout, err = process.stderr): number {
@@ -79,7 +87,10 @@ export function newRule(argv: string[], out = process.stdout, err = process.stde
   }
   mkdirSync(dir, { recursive: true });
   writeFileSync(rule, ruleTemplate(name));
-  writeFileSync(test, testTemplate(name, relative(process.cwd(), rule) || rule));
-  out.write(`created ${rule}\ncreated ${test}\nnext: portcullis test ${test} · portcullis check --rules ${dir} · portcullis start --rules ${dir}\n`);
+  writeFileSync(test, testTemplate(name));
+  const tsconfig = join(dir, 'tsconfig.json');
+  const written = existsSync(tsconfig) ? '' : `created ${tsconfig}\n`;
+  if (written) writeFileSync(tsconfig, tsconfigTemplate());
+  out.write(`created ${rule}\ncreated ${test}\n${written}next: portcullis test ${test} · portcullis check --rules ${dir} · portcullis start --rules ${dir}\n`);
   return 0;
 }

@@ -8,7 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.js';
-import { authRefusal, verifyPassword } from '../smtp/auth.js';
+import { verifyPassword } from '../password.js';
+import { authRefusal } from '../smtp/auth.js';
 import { formatReply } from '../smtp/reply.js';
 import { loadRuleSet, type Harness, type LogRecord, type Step } from '../testing/harness.js';
 

@@ -8,6 +8,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
 import type { ErrorObject } from 'ajv';
 import { ParseErrorCode, parseTree, type ParseError } from 'jsonc-parser';
+import { PASSWORD_HASH_FORMAT, parsePasswordHash } from '../password.js';
 import { CONFIG_SCHEMA } from '../paths.js';
 
 export interface RuleLimits {
@@ -33,7 +34,7 @@ export interface Config {
   banner: string;
   greetPauseMs: number;
   submissionPorts: number[];
-  limits: { maxClients: number; socketTimeoutMs: number; maxMessageBytes: number; maxRecipients: number; maxDelayMs: number; bodyLimit: number };
+  limits: { maxClients: number; socketTimeoutMs: number; maxMessageBytes: number; maxRecipients: number; maxDelayMs: number; bodyLimit: number; shutdownGraceMs: number };
   localDomains: string[];
   mailboxes: string[];
   relayDomains: string[];
@@ -204,6 +205,20 @@ function checkNetworks(list: string[], path: string, problems: string[]): void {
   });
 }
 
+/**
+ * AUTH passwords must be scrypt hashes: a config file is copied, backed up and read by
+ * more people than the passwords should be. A plain-text one stops the load (and a
+ * reload keeps the last good config) rather than being warned about and used.
+ */
+function checkPasswords(users: Record<string, string>, problems: string[]): void {
+  for (const [user, stored] of Object.entries(users)) {
+    if (parsePasswordHash(stored)) continue;
+    const pointer = user.replace(/~/g, '~0').replace(/\//g, '~1');
+    const what = stored.startsWith('scrypt$') ? `not a valid password hash (${PASSWORD_HASH_FORMAT})` : 'a plain-text password; only scrypt hashes are accepted';
+    problems.push(`/auth/users/${pointer}: ${what}: run "portcullis passwd ${user}" and put the line it prints here`);
+  }
+}
+
 /** Reads, merges overrides, fills defaults and validates. Throws ConfigError. */
 export function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}): Config {
   if (!file) return configFrom({}, '(embedded defaults)', overrides);
@@ -272,6 +287,7 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
       const port = Number(l.slice(l.lastIndexOf(':') + 1));
       if (port > 65535) problems.push(`/listen/${i}: port must be 0–65535`);
     });
+    checkPasswords(cfg.auth.users, problems);
     if (cfg.delivery.mode === 'relay' && !cfg.delivery.nextHop) problems.push('/delivery/nextHop: relay mode needs a next hop (or start with --relay HOST:PORT)');
   }
   if (!problems.length) {

@@ -12,25 +12,23 @@
  * At-least-once: a crash after a next hop said 250 but before the spool file (or the state
  * naming that recipient done) is gone delivers to that recipient once more after the
  * restart. That is the only way a message is delivered twice; it is never lost.
+ *
+ * The administrator's `portcullis queue retry|delete` reach the running queue through the
+ * host's control socket (host/control.ts), because only the queue knows which attempt is
+ * under way: a delete waits for it and then removes the message durably, and no attempt
+ * starts for a message while an administrator's command works on it.
  */
 import { mkdirSync } from 'node:fs';
-import { readdir, readFile, unlink } from 'node:fs/promises';
+import { readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config/config.js';
 import type { Counters } from '../metrics.js';
-import { replaceFile, type Spool, type SpoolEnvelope } from '../spool/spool.js';
+import type { Spool, SpoolEnvelope } from '../spool/spool.js';
 import { spoolBounce } from './bounce.js';
 import type { RcptResult } from './nexthop.js';
+import { firstAttempt, readRetryState, removeRetryState, stateDir, writeRetryState, type RetryState } from './retry-state.js';
 import type { Routes } from './routes.js';
-
-interface RetryState {
-  attempts: number;
-  nextAttemptAt: number;
-  lastError: string | null;
-  /** Recipients delivered or bounced already: never sent to again. */
-  done: string[];
-}
 
 export interface QueueDeps {
   spool: Spool;
@@ -42,16 +40,28 @@ export interface QueueDeps {
   counters: Counters;
 }
 
+/** What `portcullis queue retry` found (see Queue.retry). */
+export type RetryResult = 'due' | 'delivering' | 'held' | 'unknown';
+
+/** What `portcullis queue delete` did (see Queue.delete). */
+export type DeleteResult =
+  | { kind: 'deleted'; envelope: SpoolEnvelope; done: string[] }
+  /** An attempt under way when the delete came delivered (or bounced) the last recipients. */
+  | { kind: 'delivered' }
+  | { kind: 'unknown' };
+
 export class Queue {
   /** Message id → when it may next be tried. */
   private readonly due = new Map<string, number>();
   private readonly running = new Map<string, Promise<void>>();
+  /** Ids an administrator's command is working on: no attempt starts for them meanwhile. */
+  private readonly admin = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly stateDir: string;
 
   constructor(private readonly d: QueueDeps) {
-    this.stateDir = join(d.dataDir, 'spool', 'state');
+    this.stateDir = stateDir(d.dataDir);
     mkdirSync(this.stateDir, { recursive: true });
   }
 
@@ -99,7 +109,7 @@ export class Queue {
     let next = Infinity;
     for (const [id, at] of this.due) {
       if (this.running.size >= this.d.config.concurrency) break;
-      if (this.running.has(id)) continue; // its attempt decides when it is due again
+      if (this.running.has(id) || this.admin.has(id)) continue; // its attempt (or the admin) decides when it is due again
       if (at > now) {
         next = Math.min(next, at);
         continue;
@@ -132,7 +142,7 @@ export class Queue {
       return this.removeState(id);
     }
     const { envelope: env, message } = file;
-    const state = (await this.readState(id)) ?? { attempts: 0, nextAttemptAt: 0, lastError: null, done: [] };
+    const state = (await this.readState(id)) ?? firstAttempt();
     const done = new Set(state.done);
     const pending = env.rcptTo.filter((r) => !done.has(r));
     const results = await this.d.routes.send(this.d.spool, env, pending, message);
@@ -170,23 +180,68 @@ export class Queue {
     return spoolBounce(this.d, { original: env, message, failures: failed, reason, path: 'queue' }, (id) => this.add(id));
   }
 
-  private statePath(id: string): string {
-    return join(this.stateDir, `${id}.json`);
+  /**
+   * `portcullis queue retry`: makes a message due now, in memory and in its state (so
+   * `queue list` and a restart agree). One being delivered right now is left to that
+   * attempt, which decides what comes next.
+   */
+  async retry(id: string): Promise<RetryResult> {
+    if (this.running.has(id)) return 'delivering';
+    this.admin.add(id);
+    try {
+      if (!(await this.d.spool.has('spool', id))) return 'unknown';
+      if (this.d.config.hold) return 'held';
+      const state = await this.readState(id);
+      if (state && state.nextAttemptAt > Date.now()) await this.writeState(id, { ...state, nextAttemptAt: Date.now() });
+    } finally {
+      this.admin.delete(id);
+    }
+    if (this.closed) return 'due'; // the next start finds it due
+    this.due.set(id, 0);
+    this.kick();
+    return 'due';
   }
 
-  private async readState(id: string): Promise<RetryState | null> {
+  /**
+   * `portcullis queue delete`: removes a message for good, with no bounce. An attempt
+   * under way is waited for first (it may deliver to the last recipients meanwhile: then
+   * nothing is left to delete); none starts while this runs, and the removal is durable
+   * (Spool.discard) before this resolves, so the message is never delivered afterwards.
+   */
+  async delete(id: string): Promise<DeleteResult> {
+    this.admin.add(id);
     try {
-      return JSON.parse(await readFile(this.statePath(id), 'utf8')) as RetryState;
-    } catch {
-      return null; // none yet, or torn by a crash before its rename: start over (at-least-once)
+      const inFlight = this.running.get(id);
+      if (inFlight) {
+        this.d.log.info({ id }, `delete ${id}: waiting for the delivery attempt under way to end`);
+        await inFlight; // never rejects: kick() catches its errors
+      }
+      this.due.delete(id);
+      let envelope: SpoolEnvelope;
+      try {
+        envelope = (await this.d.spool.read('spool', id)).envelope;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        return { kind: inFlight ? 'delivered' : 'unknown' };
+      }
+      const done = (await this.readState(id))?.done ?? [];
+      if (!(await this.d.spool.discard('spool', id))) return { kind: inFlight ? 'delivered' : 'unknown' };
+      await this.removeState(id);
+      return { kind: 'deleted', envelope, done };
+    } finally {
+      this.admin.delete(id);
     }
   }
 
-  private async writeState(id: string, s: RetryState): Promise<void> {
-    await replaceFile(this.statePath(id), Buffer.from(JSON.stringify(s)));
+  private readState(id: string): Promise<RetryState | null> {
+    return readRetryState(this.d.dataDir, id);
   }
 
-  private async removeState(id: string): Promise<void> {
-    await unlink(this.statePath(id)).catch(() => undefined);
+  private writeState(id: string, s: RetryState): Promise<void> {
+    return writeRetryState(this.d.dataDir, id, s);
+  }
+
+  private removeState(id: string): Promise<void> {
+    return removeRetryState(this.d.dataDir, id);
   }
 }

@@ -20,7 +20,7 @@ import { Worker } from 'node:worker_threads';
 import type { Phase } from '../../sdk/index.js';
 import type { EventParts } from './chain.js';
 import type { StoreCall } from '../store/access.js';
-import { CLAIM_RING, STORE_CHANNEL_BYTES, STORE_HEADER_BYTES, type CallRequest, type ChainLink, type FromWorker, type RuleCode, type RuleMeta, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
+import { CLAIM_RING, STORE_CHANNEL_BYTES, STORE_HEADER_BYTES, type CallRequest, type ChainDef, type ChainLink, type FromWorker, type RuleCode, type RuleMeta, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
 
 export interface PoolOptions {
   /** Worker threads (default 2). */
@@ -41,8 +41,24 @@ export interface PoolStats {
 /** After this long on one call, a worker's queued calls are handed to another worker. */
 const STEAL_MS = 3;
 
+/**
+ * Workers run at a lower CPU priority than the SMTP thread. Every client waits on that
+ * one thread, and on a small machine waking a worker used to hand it the SMTP thread's
+ * core (the scheduler favours a thread that just woke): the SMTP thread, not the
+ * workers, is what runs out (profiles in the issue 12 note). A niced worker still gets
+ * all the CPU nobody else wants.
+ */
+const WORKER_NICE = 5;
+
+/** The V8 young generation of a worker thread, MB. */
+const WORKER_YOUNG_MB = 2;
+
+/** A worker with this many unanswered calls is busy enough that the next worker is woken. */
+const BUSY_CALLS = 8;
+
 interface PendingCall {
   req: CallRequest;
+  chain: ChainLink[];
   /** The whole event, to rebuild the request for another worker (after a steal). */
   parts: EventParts;
   resolve: (r: RuleResult[]) => void;
@@ -67,6 +83,9 @@ class Slot {
   calls = new Map<number, PendingCall>();
   control = new Map<number, PendingControl>();
   outbox: CallRequest[] = [];
+  /** Chains to send with the outbox, and those this worker already has. */
+  newChains: ChainDef[] = [];
+  chains = new Set<number>();
   /** Sessions that ended, for the worker to forget. */
   drops: string[] = [];
   /** Per session, the parts this worker holds (it keeps the latest it was sent). */
@@ -91,6 +110,9 @@ export class SandboxPool {
   private readonly calls = new Map<number, PendingCall>();
   /** Sessions stick to a worker, which then already holds most of their events. */
   private readonly affinity = new Map<string, Slot>();
+  /** A number per chain (the pipeline keeps each phase's chain as one array per RuleSet). */
+  private readonly chainIds = new WeakMap<ChainLink[], number>();
+  private chainSeq = 0;
   private watchdog: NodeJS.Timeout;
 
   constructor(private readonly opts: PoolOptions) {
@@ -106,10 +128,13 @@ export class SandboxPool {
   }
 
   private spawn(slot: Slot): void {
-    const init: WorkerInit = { index: slot.index, claims: this.claims.buffer as SharedArrayBuffer, running: this.running.buffer as SharedArrayBuffer, store: slot.store };
+    const init: WorkerInit = { index: slot.index, claims: this.claims.buffer as SharedArrayBuffer, running: this.running.buffer as SharedArrayBuffer, store: slot.store, nice: Number(process.env.PORTCULLIS_WORKER_NICE ?? WORKER_NICE) };
     // A 16 MB thread stack: wasm frames of deep guest recursion live on it, and QuickJS's
-    // own limit (stackKb) must trip long before it runs out.
-    const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, resourceLimits: { stackSizeMb: 16 } });
+    // own limit (stackKb) must trip long before it runs out. A small young generation: a
+    // worker's own JS makes only short-lived strings (rules allocate in QuickJS's wasm
+    // memory), and V8's default reserves tens of MB per worker for it (peak RSS with the
+    // built-in rules at 20 sessions, bench's many/conn load: 188 MB → 170 MB).
+    const w = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, resourceLimits: { stackSizeMb: 16, maxYoungGenerationSizeMb: WORKER_YOUNG_MB } });
     slot.worker = w;
     Atomics.store(this.running, slot.index, 0);
     w.on('message', (m: FromWorker) => this.onMessage(slot, m));
@@ -169,6 +194,8 @@ export class SandboxPool {
     slot.calls.clear();
     slot.control.clear();
     slot.outbox = [];
+    slot.newChains = [];
+    slot.chains.clear();
     slot.drops = [];
     slot.known.clear();
     for (const [sid, s] of this.affinity) if (s === slot) this.affinity.delete(sid);
@@ -177,7 +204,7 @@ export class SandboxPool {
     for (const c of calls) {
       this.calls.delete(c.req.seq);
       c.slot.calls.delete(c.req.seq);
-      c.resolve(c.req.chain.map((l) => ({ id: l.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: `sandbox worker ${why}` })));
+      c.resolve(c.chain.map((l) => ({ id: l.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: `sandbox worker ${why}` })));
     }
     for (const p of control) p.resolve(p.fail());
     for (const [version, rules] of this.versions) void this.control(slot, { t: 'install', seq: 0, version, rules }, () => ({ t: 'installed', seq: 0, errors: [], needs: {} }));
@@ -207,12 +234,20 @@ export class SandboxPool {
     return seq !== 0 && now - slot.seenSince >= STEAL_MS;
   }
 
-  /** The worker with the fewest unanswered calls that is not stuck (any, if all are). */
+  /**
+   * The first worker that is not stuck and has fewer than BUSY_CALLS unanswered calls;
+   * else the one with the fewest that is not stuck (any, if all are). Filling the first
+   * worker before the next keeps the others asleep: waking a sleeping thread costs far
+   * more than queueing behind a busy one (on 2 cores, the woken worker takes the SMTP
+   * thread's core), and a worker that is already awake takes the next batch for free.
+   */
   private pick(now: number): Slot {
     let best: Slot | undefined;
     for (const s of this.slots) {
       if (this.slots.length > 1 && this.stuck(s, now)) continue;
-      if (!best || s.calls.size + s.outbox.length < best.calls.size + best.outbox.length) best = s;
+      const load = s.calls.size + s.outbox.length;
+      if (load < BUSY_CALLS) return s;
+      if (!best || load < best.calls.size + best.outbox.length) best = s;
     }
     return best ?? this.slots[0]!;
   }
@@ -223,6 +258,10 @@ export class SandboxPool {
     const known = slot.known.get(p.sid);
     call.req = { ...call.req, session: known?.session === p.session ? null : p.session, envelope: known?.envelope === p.envelope ? null : p.envelope };
     slot.known.set(p.sid, { session: p.session, envelope: p.envelope });
+    if (!slot.chains.has(call.req.chain)) {
+      slot.chains.add(call.req.chain);
+      slot.newChains.push([call.req.chain, call.req.version, call.chain]);
+    }
     call.slot = slot;
     slot.calls.set(call.req.seq, call);
     slot.outbox.push(call.req);
@@ -239,9 +278,10 @@ export class SandboxPool {
     this.flushScheduled = false;
     for (const slot of this.slots) {
       if (!slot.outbox.length && !slot.drops.length) continue;
-      slot.worker.postMessage({ t: 'calls', calls: slot.outbox, drops: slot.drops } satisfies ToWorker);
+      slot.worker.postMessage({ t: 'calls', chains: slot.newChains, calls: slot.outbox, drops: slot.drops } satisfies ToWorker);
       if (slot.outbox.length) this.armStealTimer(slot);
       slot.outbox = [];
+      slot.newChains = [];
       slot.drops = [];
     }
   }
@@ -308,8 +348,10 @@ export class SandboxPool {
       this.affinity.set(parts.sid, slot);
     }
     return new Promise((resolve) => {
-      const req: CallRequest = { seq, version, phase, chain, sid: parts.sid, time: parts.time, session: null, envelope: null, rest: parts.rest };
-      const call: PendingCall = { req, parts, resolve, slot, sentAt: now, budgetMs: budgetMs + (this.opts.watchdogGraceMs ?? 1000), suspect };
+      let id = this.chainIds.get(chain);
+      if (id === undefined) this.chainIds.set(chain, (id = ++this.chainSeq));
+      const req: CallRequest = { seq, version, phase, chain: id, sid: parts.sid, time: parts.time, session: null, envelope: null, rest: parts.rest };
+      const call: PendingCall = { req, chain, parts, resolve, slot, sentAt: now, budgetMs: budgetMs + (this.opts.watchdogGraceMs ?? 1000), suspect };
       this.calls.set(seq, call);
       this.enqueue(slot, call);
     });
@@ -338,6 +380,8 @@ export class SandboxPool {
   /** Frees a RuleSet version's sandboxes in every worker. */
   release(version: number): void {
     this.versions.delete(version);
+    // The workers forget the version's chains with it (see worker.ts); a chain is never
+    // used again once its version is released, so the slots need not track which went.
     for (const s of this.slots) s.worker.postMessage({ t: 'release', version } satisfies ToWorker);
   }
 
@@ -355,7 +399,7 @@ export class SandboxPool {
     for (const s of this.slots) if (s.timer) clearTimeout(s.timer);
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
     // Calls still waiting get an answer: the sandbox is gone.
-    for (const c of this.calls.values()) c.resolve(c.req.chain.map((l) => ({ id: l.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: 'sandbox closed' })));
+    for (const c of this.calls.values()) c.resolve(c.chain.map((l) => ({ id: l.id, outcome: 'crash', verdict: { action: 'next' }, effects: {}, ms: 0, error: 'sandbox closed' })));
     this.calls.clear();
   }
 }

@@ -96,13 +96,15 @@ export interface RuleResult {
 
 /**
  * One phase's chain for one session. `session` and `envelope` are null when the worker
- * already holds them for this session (from an earlier call sent to it).
+ * already holds them for this session (from an earlier call sent to it). The chain goes
+ * by number: its links cross once per worker (`ChainDef`), as cloning them with every
+ * call was most of a call message's cost.
  */
 export interface CallRequest {
   seq: number;
   version: number;
   phase: Phase;
-  chain: ChainLink[];
+  chain: number;
   sid: string;
   time: number;
   session: string | null;
@@ -119,6 +121,8 @@ export interface WorkerInit {
   running: SharedArrayBuffer;
   /** This worker's store channel: Int32 [answered, length, seq, -], then the JSON answer's bytes. */
   store: SharedArrayBuffer;
+  /** The thread's nice value (Linux: per thread), above the SMTP thread's (see pool.ts). */
+  nice: number;
 }
 
 /** Bytes before the answer in a store channel: Int32 answered flag, length, and the seq it answers. */
@@ -129,11 +133,14 @@ export const STORE_CHANNEL_BYTES = 256 * 1024;
 
 export const CLAIM_RING = 1 << 16;
 
+/** A chain the worker has not seen yet: its number, the RuleSet version it belongs to, its links. */
+export type ChainDef = [id: number, version: number, links: ChainLink[]];
+
 export type ToWorker =
   | { t: 'inspect'; seq: number; file: string; code: string }
   | { t: 'install'; seq: number; version: number; rules: RuleCode[] }
   | { t: 'release'; version: number }
-  | { t: 'calls'; calls: CallRequest[]; /** sessions that ended */ drops: string[] }
+  | { t: 'calls'; chains: ChainDef[]; calls: CallRequest[]; /** sessions that ended */ drops: string[] }
   | { t: 'stats'; seq: number };
 
 export type FromWorker =

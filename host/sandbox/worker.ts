@@ -4,13 +4,23 @@
  * its deadline stalls only the calls queued here, never the SMTP event loop, and with a
  * large thread stack so QuickJS's own stack limit always trips first.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ChainRunner } from './chain.js';
-import { CLAIM_RING, STORE_HEADER_BYTES, type CallRequest, type FromWorker, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
+import { CLAIM_RING, STORE_HEADER_BYTES, type CallRequest, type ChainLink, type FromWorker, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
 import { RuleSandbox } from './rule-sandbox.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
+
+// Linux keeps a nice value per thread, and setpriority(2) on a thread id sets only that
+// thread's; /proc/thread-self names this thread's id. Elsewhere it stays as it is.
+try {
+  setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), init.nice);
+} catch {
+  // not Linux, or not allowed: run at the process's priority
+}
 const claims = new Int32Array(init.claims);
 const running = new Int32Array(init.running);
 const post = (m: FromWorker): void => port.postMessage(m);
@@ -61,6 +71,8 @@ function storeCall(op: string, args: unknown[], now: number): unknown {
 const runner = new ChainRunner({ onBusy: flushResults, storeCall });
 /** Per session, the latest session and envelope parts sent to this worker. */
 const parts = new Map<string, { session: string; envelope: string }>();
+/** The chains the pool sent, by number, with their RuleSet version. */
+const chains = new Map<number, { version: number; links: ChainLink[] }>();
 
 async function runCall(call: CallRequest): Promise<void> {
   // Take the parts before the claim: the pool counts on this worker holding what it was
@@ -76,12 +88,13 @@ async function runCall(call: CallRequest): Promise<void> {
   Atomics.store(running, init.index, call.seq);
   let ev = { sid: call.sid, time: call.time, session: p.session, envelope: p.envelope, rest: call.rest };
   const results: RuleResult[] = [];
+  const chain = chains.get(call.chain)?.links ?? [];
   for (let from = 0; ; ) {
-    const r = runner.callChain(call.version, call.phase, call.chain, ev, from);
+    const r = runner.callChain(call.version, call.phase, chain, ev, from);
     results.push(...r.results);
     if (r.stoppedAt < 0) break;
     ev = r.event;
-    const link = call.chain[r.stoppedAt]!;
+    const link = chain[r.stoppedAt]!;
     const sb = runner.sandbox(call.version, link.id);
     if (sb?.pending) {
       await sb.pending; // rebuilding after a fault: wait, then run it
@@ -99,6 +112,7 @@ async function runCall(call: CallRequest): Promise<void> {
 async function handle(msg: ToWorker): Promise<void> {
   switch (msg.t) {
     case 'calls': {
+      for (const [id, version, links] of msg.chains) chains.set(id, { version, links });
       for (const call of msg.calls) await runCall(call);
       flushResults();
       for (const sid of msg.drops) {
@@ -120,6 +134,7 @@ async function handle(msg: ToWorker): Promise<void> {
     case 'install':
       return post({ t: 'installed', seq: msg.seq, ...(await runner.install(msg.version, msg.rules)) });
     case 'release':
+      for (const [id, c] of chains) if (c.version === msg.version) chains.delete(id);
       return runner.release(msg.version);
     case 'stats':
       return post({ t: 'stats', seq: msg.seq, modules: runner.modules, versions: runner.versionList() });

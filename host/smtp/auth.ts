@@ -1,24 +1,10 @@
-/** Password checks for SMTP AUTH: scrypt hashes (`scrypt$<salt hex>$<hash hex>`) or plain text. */
-import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { promisify } from 'node:util';
+/**
+ * Whether and how the host answers AUTH before any password is checked: one home for the
+ * decision, read by the SMTP adapter (server.ts) and `portcullis try`. The passwords
+ * themselves: ../password.ts.
+ */
 import type { Config } from '../config/config.js';
 import type { Reply } from './reply.js';
-
-const scryptAsync = promisify(scrypt) as (pw: string, salt: Buffer, len: number) => Promise<Buffer>;
-
-export async function hashPassword(password: string): Promise<string> {
-  const salt = randomBytes(16);
-  return `scrypt$${salt.toString('hex')}$${(await scryptAsync(password, salt, 32)).toString('hex')}`;
-}
-
-export async function verifyPassword(stored: string | undefined, given: string): Promise<boolean> {
-  if (stored === undefined) return false;
-  const m = /^scrypt\$([0-9a-f]+)\$([0-9a-f]+)$/.exec(stored);
-  const [expected, actual] = m
-    ? [Buffer.from(m[2]!, 'hex'), await scryptAsync(given, Buffer.from(m[1]!, 'hex'), m[2]!.length / 2)]
-    : [Buffer.from(stored), Buffer.from(given)];
-  return expected.length === actual.length && timingSafeEqual(expected, actual);
-}
 
 /** AUTH is offered only when the config has users to check passwords against. */
 export function authOffered(c: Pick<Config, 'auth'>): boolean {
@@ -29,7 +15,7 @@ export function authOffered(c: Pick<Config, 'auth'>): boolean {
  * What the host answers an AUTH command before any password is looked at, or null when
  * it goes on to check one. smtp-server writes these lines itself (server.ts gives it AUTH
  * among its disabledCommands when `authOffered` is false); `portcullis try` shows them
- * from here, and test/cli.test.ts holds the two to the same line against a real host.
+ * from here, and test/cli-admin.test.ts holds the two to the same line against a real host.
  */
 export function authRefusal(c: Pick<Config, 'auth' | 'tls'>, conn: { tls: boolean; user: string | null }): Reply | null {
   // A disabled command is unknown to smtp-server: 500, as for any command it does not know.

@@ -1,8 +1,9 @@
 /**
  * Our subclass of smtp-server's connection. smtp-server has no hook for HELO/EHLO or for
  * the DATA command before 354, rewrites the codes of hook errors (a 550 goes out as
- * "550 5.1.1"), and always waits 100 ms before greeting. This class fixes those four
- * things and nothing else; everything else is smtp-server's.
+ * "550 5.1.1"), always waits 100 ms before greeting, and at shutdown leaves idle clients
+ * connected for 30 s. This class fixes those five things and nothing else; everything
+ * else is smtp-server's.
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { SMTPServerSession } from 'smtp-server';
@@ -19,13 +20,26 @@ export interface ConnectionHooks {
   failed(session: SMTPServerSession, e: unknown): Reply;
 }
 
+/** A connection the server can ask to end (see stop()). */
+export interface Stoppable {
+  /** Ends the session with `reply` (a 421) once it is between commands, or at once with `now`. */
+  stop(reply: Reply, now?: boolean): void;
+}
+
+export function isStoppable(c: unknown): c is Stoppable {
+  return typeof (c as Partial<Stoppable> | null)?.stop === 'function';
+}
+
 interface ServerInternals {
   options: { maxClients?: number };
   connections: Set<unknown>;
 }
 
 export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
-  return class PortcullisConnection extends SMTPConnection {
+  return class PortcullisConnection extends SMTPConnection implements Stoppable {
+    /** Set once the server is stopping: the 421 this connection ends with. */
+    private stopReply: Reply | null = null;
+
     override init(): void {
       this._setListeners(() => {
         const server = (this as unknown as { _server: ServerInternals })._server;
@@ -42,8 +56,39 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
     override send(code: number, data?: string | string[] | null, context?: string | false): void {
       // Text we formatted (a ReplyError's message, our 250 after DATA) starts with its
       // enhanced status: smtp-server must not add one of its own (it would say 5.1.1).
-      if (typeof data === 'string' && OWN_REPLY_TEXT.test(data)) return super.send(code, data, false);
-      return super.send(code, data, context);
+      if (typeof data === 'string' && OWN_REPLY_TEXT.test(data)) super.send(code, data, false);
+      else super.send(code, data, context);
+      // Stopping: once this reply is out and nothing else is under way, say goodbye.
+      if (this.stopReply && code !== 421) setImmediate(() => this.stopIfIdle());
+    }
+
+    /**
+     * The server is shutting down (RFC 5321 §3.8): a client waiting to send its next
+     * command gets `reply` (a 421) now and the connection closes; one whose command is
+     * being answered, or whose message is being received or decided on, gets its reply
+     * first (a message that got its 250 is safe), then the 421. `now`: whatever it is
+     * doing (the grace period is over).
+     */
+    stop(reply: Reply, now = false): void {
+      this.stopReply = reply;
+      if (now && !this._closing) super.send(421, formatReply(reply).slice(4), false);
+      else this.stopIfIdle();
+    }
+
+    /** Between commands: no reply owed (a hook running) and no message on its way in or being decided on. */
+    private idle(): boolean {
+      return !this._handlerPending && !this._dataStream;
+    }
+
+    private stopIfIdle(): void {
+      if (this.stopReply && !this._closing && this.idle()) super.send(421, formatReply(this.stopReply).slice(4), false); // a 421 closes
+    }
+
+    override _onCommand(command: Buffer, callback?: () => void): void {
+      // A command that arrives while stopping (pipelined after a message, say) is answered
+      // with our 421 rather than run, or smtp-server's own shutdown text.
+      if (this.stopReply && !this._upgrading) return void super.send(421, formatReply(this.stopReply).slice(4), false);
+      super._onCommand(command, callback);
     }
 
     private answer(r: Reply, callback: () => void): void {

@@ -52,7 +52,10 @@ export const REPLIES = {
   relayed: (id: string, response: string): Reply => ({ code: 250, status: '0.0', text: `Ok: relayed as ${id} (next hop: ${response})` }),
   /** Relay mode: no next hop answered (refused, timed out, dropped); RFC 3463 4.4.1 = no answer from host. */
   nextHopDown: (sessionId: string): Reply => ({ code: 451, status: '4.1', text: `Next hop not reachable, please try again later (session ${sessionId})` }),
+  /** RFC 4954 §6: 535 for a wrong user name or password; 5.7.8 = authentication credentials invalid. */
   authFailed: { code: 535, status: '7.8', text: 'Authentication credentials invalid' },
+  /** RFC 5321 §3.8: a server that is stopping sends 421 and closes; 4.3.2 = system not accepting network messages (RFC 3463). */
+  shuttingDown: (hostname: string): Reply => ({ code: 421, status: '3.2', text: `${hostname} Service shutting down` }),
   /** The external checker refused the content: 552 ends the transaction (RFC 5321 §4.2.2), 5.7.1 = not authorized. */
   checkerRejected: { code: 552, status: '7.1', text: 'Message rejected by content filter' },
   /** The external checker failed or timed out: the client keeps the message and retries. */

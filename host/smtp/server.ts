@@ -4,7 +4,6 @@
  * delivery (host/delivery), which answers the final dot.
  */
 import type { Socket } from 'node:net';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Logger } from 'pino';
@@ -18,11 +17,13 @@ import { headerLines } from '../delivery/header.js';
 import type { DeliveryOutcome } from '../delivery/outcome.js';
 import type { AcceptedTransaction } from '../delivery/transaction.js';
 import { ExternalChecker } from '../external-checker.js';
-import { authOffered, verifyPassword } from './auth.js';
-import { connectionClass } from './connection.js';
+import { verifyPassword } from '../password.js';
+import { authOffered } from './auth.js';
+import { connectionClass, isStoppable } from './connection.js';
 import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
 import { SessionPolicy, SmtpSession, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
+import { TlsCertificate } from './tls.js';
 
 /** A message the rules accepted: where it goes and the headers to add. */
 type Accepted = { disposition: Disposition; headers: [string, string][] };
@@ -48,6 +49,8 @@ export class FrontDoor {
   private config: Config;
   private deps!: SessionDeps;
   private checker: ExternalChecker | null = null;
+  /** The STARTTLS certificate, re-read at each configure() and, once watch() is called, when its files change. */
+  readonly tls: TlsCertificate;
 
   constructor(private readonly d: FrontDoorDeps) {
     const c = (this.config = d.config);
@@ -58,7 +61,6 @@ export class FrontDoor {
       // We send enhanced status codes, so we advertise them (RFC 2034 §3).
       hideENHANCEDSTATUSCODES: false,
       logger: false,
-      ...(c.tls ? { key: readFileSync(c.tls.key), cert: readFileSync(c.tls.cert) } : {}),
       onConnect: (s, cb) => void this.onConnect(s).then((r) => cb(refusal(r)), (e) => cb(this.failedError(s, e))),
       onAuth: (a, s, cb) => void this.onAuth(a, s).then((r) => (typeof r === 'string' ? cb(null, { user: r }) : cb(new ReplyError(r))), (e) => cb(this.failedError(s, e))),
       onMailFrom: (a, s, cb) => void this.session(s).mail(a.address, argsOf(a.args)).then((r) => cb(refusal(r.reply)), (e) => cb(this.failedError(s, e))),
@@ -69,6 +71,8 @@ export class FrontDoor {
         this.closing.add(p);
       },
     });
+    this.tls = new TlsCertificate(this.server, d.log);
+    this.tls.load(c.tls, 'start', { throwOnError: true });
     this.configure(c);
     this.installConnectionClass();
     this.server.on('error', (e) => d.log.warn({ err: e }, `smtp server error: ${e.message}`));
@@ -91,10 +95,12 @@ export class FrontDoor {
 
   /**
    * Applies a new config to new sessions (sessions in flight keep what they started
-   * with). Listen addresses, data dir, TLS and sandbox settings need a restart.
+   * with), and reads the TLS files again. Listen addresses, data dir and sandbox
+   * settings need a restart.
    */
   configure(c: Config): void {
     this.config = c;
+    this.tls.load(c.tls, 'reload');
     Object.assign(this.server.options, this.liveOptions(c));
     this.checker = c.checker ? new ExternalChecker(c.checker, resolve(c.dataDir), this.d.log, this.d.counters) : null;
     this.deps = {
@@ -157,7 +163,8 @@ export class FrontDoor {
   /** Resolves to the user name on success, or the refusal reply. */
   private async onAuth(a: SMTPServerAuthentication, s: SMTPServerSession): Promise<string | Reply> {
     const username = a.username ?? '';
-    const success = await verifyPassword(this.config.auth.users[username], a.password ?? '');
+    const users = this.config.auth.users;
+    const success = await verifyPassword(Object.hasOwn(users, username) ? users[username] : undefined, a.password ?? '');
     return (await this.session(s).auth(a.method, username, success)).reply ?? username;
   }
 
@@ -222,10 +229,28 @@ export class FrontDoor {
   /** Close phases still running (they may call rules): close() waits for them. */
   private closing = new Set<Promise<void>>();
 
-  /** Stops listening, closes every connection (smtp-server gives them 30 s) and waits for their close phases. */
+  /**
+   * Stops listening and ends every session (RFC 5321 §3.8): a client between commands
+   * gets `421 4.3.2 <host> Service shutting down` at once; one whose command or message is
+   * being answered gets that reply first (a message on its way in may finish, and is
+   * spooled or refused as usual), then the 421. After `limits.shutdownGraceMs` everyone
+   * still connected gets the 421. Then waits for the sessions' close phases.
+   */
   async close(): Promise<void> {
+    const { shutdownGraceMs } = this.config.limits;
+    const bye = REPLIES.shuttingDown(this.config.hostname);
     for (const srv of this.extra) srv.close();
-    await new Promise<void>((ok) => this.server.close(() => ok()));
+    // smtp-server stops accepting and drops sockets still in a TLS handshake; its own
+    // 421 after closeTimeout is only a backstop behind ours.
+    this.server.options.closeTimeout = shutdownGraceMs + 1000;
+    const closed = new Promise<void>((ok) => this.server.close(() => ok()));
+    for (const conn of this.server.connections) if (isStoppable(conn)) conn.stop(bye);
+    const grace = setTimeout(() => {
+      for (const conn of this.server.connections) if (isStoppable(conn)) conn.stop(bye, true);
+    }, shutdownGraceMs);
+    await closed;
+    clearTimeout(grace);
+    await this.tls.close();
     await Promise.allSettled([...this.closing]);
   }
 

@@ -13,8 +13,10 @@
  * sealed segment all of whose messages have left the spool (delivered: the usual case
  * within seconds) is deleted with no fsync at all; one whose mail is still queued after
  * CHECKPOINT_MS has those files fsync'ed, then is deleted. Segments go oldest first, so a
- * removal record never outlives the segment of the message it removes. Removals are
- * journaled without fsync: a removal lost in a crash costs one redelivery, never a loss.
+ * removal record never outlives the segment of the message it removes. A delivery does
+ * not wait for its removal record: one lost in a crash costs one redelivery, never a loss.
+ * An administrator's delete waits for it (and replay reports removals, so a file whose
+ * unlink the crash undid is removed at start rather than delivered).
  *
  * Record format (binary safe, checked on replay):
  *   `M <id> <bytes> <crc32 hex>\n<bytes of the message file>\n`   a message
@@ -75,26 +77,30 @@ export class Journal {
   }
 
   /**
-   * Reads the segments an earlier run left and returns the messages not removed since
-   * (id → file bytes). Call once, at start; those segments stay until the next checkpoint
-   * has made their files durable (a journal never replayed leaves them alone).
+   * Reads the segments an earlier run left: the messages not removed since (id → file
+   * bytes), and the ids whose last record is a removal (their file must be gone: a crash
+   * may have undone its unlink). Call once, at start; those segments stay until the next
+   * checkpoint has made their files durable (a journal never replayed leaves them alone).
    */
-  async replay(): Promise<Map<string, Buffer>> {
+  async replay(): Promise<{ messages: Map<string, Buffer>; removed: Set<string> }> {
     const messages = new Map<string, Buffer>();
+    const removed = new Set<string>();
     for (const seg of this.existing().filter((n) => n < this.segment)) {
       this.live.set(seg, new Set());
       this.sealedAt.set(seg, -Infinity);
       for (const r of parse(await readFile(this.file(seg)))) {
         if (r.kind === 'M') {
           messages.set(r.id, r.bytes);
+          removed.delete(r.id);
           this.track(r.id, seg);
         } else {
           messages.delete(r.id);
+          removed.add(r.id);
           this.untrack(r.id);
         }
       }
     }
-    return messages;
+    return { messages, removed };
   }
 
   private track(id: string, seg: number): void {
@@ -127,11 +133,19 @@ export class Journal {
     });
   }
 
-  /** Records that a message left the spool (not synced: a lost removal means one redelivery). */
-  removed(id: string): void {
-    if (!this.untrack(id)) return;
-    this.queue.push({ bytes: [Buffer.from(`D ${id}\n`)], resolve: () => undefined, reject: () => undefined });
-    this.flushing ??= this.flush();
+  /**
+   * Records that a message left the spool. The record goes out with the next group
+   * commit; the promise says when it is on disk, for the caller that must know (an
+   * administrator's delete). A delivery does not wait: a lost removal means one redelivery.
+   * Nothing is written for a message whose segment is gone already (its file was made
+   * durable, and no replay can bring it back).
+   */
+  removed(id: string): Promise<void> {
+    if (!this.untrack(id)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.queue.push({ bytes: [Buffer.from(`D ${id}\n`)], resolve, reject });
+      this.flushing ??= this.flush();
+    });
   }
 
   /** Writes the queued records with one writev and one fdatasync per round, until none are left. */

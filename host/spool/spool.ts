@@ -49,6 +49,32 @@ export function newMessageId(): string {
   return `${Date.now().toString(36).toUpperCase()}${PROCESS_TAG}${counter.toString(16).toUpperCase().padStart(5, '0')}`;
 }
 
+/** Where an area's messages are: `<dataDir>/<area>/new`. */
+export function areaDir(dataDir: string, area: SpoolArea): string {
+  return join(dataDir, area, 'new');
+}
+
+/**
+ * The envelope of a spool file, reading no further than its first line (`portcullis
+ * queue list` over a large queue reads envelopes, not messages).
+ */
+export async function readEnvelope(path: string): Promise<SpoolEnvelope> {
+  const fh = await open(path, 'r');
+  try {
+    const chunks: Buffer[] = [];
+    for (;;) {
+      const { bytesRead, buffer } = await fh.read({ buffer: Buffer.alloc(16_384) });
+      const chunk = buffer.subarray(0, bytesRead);
+      const nl = chunk.indexOf(0x0a);
+      chunks.push(nl >= 0 ? chunk.subarray(0, nl) : chunk);
+      if (nl >= 0 || bytesRead === 0) break;
+    }
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as SpoolEnvelope;
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Splits a spool file into its envelope and message. */
 export function readSpoolFile(file: Buffer): { envelope: SpoolEnvelope; message: Buffer } {
   const nl = file.indexOf(0x0a);
@@ -159,12 +185,18 @@ export class Spool {
    */
   async recover(): Promise<number> {
     let restored = 0;
-    for (const [id, bytes] of await this.journal.replay()) {
+    const { messages, removed } = await this.journal.replay();
+    for (const [id, bytes] of messages) {
       const size = await stat(join(this.dir('spool'), `${id}.msg`)).then((s) => s.size, () => -1);
       if (size === bytes.length) continue;
       await this.write('spool', `${id}.msg`, [bytes], { replace: true });
       restored++;
     }
+    // A removal the journal holds is final (delivered, or deleted by the administrator):
+    // a file the crash brought back must not be delivered (again).
+    let gone = 0;
+    for (const id of removed) if (await unlinkIfThere(join(this.dir('spool'), `${id}.msg`))) gone++;
+    if (gone) await this.syncers.get('spool')!.sync();
     return restored;
   }
 
@@ -187,7 +219,7 @@ export class Spool {
   }
 
   dir(area: SpoolArea): string {
-    return join(this.dataDir, area, 'new');
+    return areaDir(this.dataDir, area);
   }
 
   /** Stores a message durably; on any error nothing is left behind and the error is thrown. */
@@ -251,6 +283,11 @@ export class Spool {
     return (await readdir(this.dir(area))).filter((f) => f.endsWith('.msg')).map((f) => f.slice(0, -4)).sort();
   }
 
+  /** Whether the area's new/ holds this message. */
+  async has(area: SpoolArea, id: string): Promise<boolean> {
+    return stat(join(this.dir(area), `${id}.msg`)).then(() => true, () => false);
+  }
+
   async read(area: SpoolArea, id: string): Promise<{ envelope: SpoolEnvelope; message: Buffer }> {
     return readSpoolFile(await readFile(join(this.dir(area), `${id}.msg`)));
   }
@@ -260,9 +297,52 @@ export class Spool {
    * message is delivered again (at-least-once), never lost.
    */
   async remove(area: SpoolArea, id: string): Promise<void> {
-    await unlink(join(this.dir(area), `${id}.msg`)).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== 'ENOENT') throw e;
-    });
-    if (area === 'spool') this.journal.removed(id);
+    await unlinkIfThere(join(this.dir(area), `${id}.msg`));
+    if (area === 'spool') void this.journal.removed(id).catch(() => undefined);
+  }
+
+  /**
+   * Removes a message for good, for the administrator (`portcullis queue delete`,
+   * `quarantine delete`): once this resolves no crash brings it back. In the spool area
+   * its removal is journaled and synced first (replay would otherwise restore a young
+   * message), then the file is unlinked and the directory fsync'ed. False when there is
+   * no such message.
+   */
+  async discard(area: 'spool' | 'quarantine', id: string): Promise<boolean> {
+    const file = join(this.dir(area), `${id}.msg`);
+    if (!(await this.has(area, id))) return false;
+    if (area === 'spool') await this.journal.removed(id);
+    if (!(await unlinkIfThere(file))) return false;
+    await this.syncers.get(area)!.sync();
+    return true;
+  }
+
+  /**
+   * Moves a quarantined message into the spool, as it is (`portcullis quarantine
+   * release`): one rename, so after any crash it is in exactly one of the two; then both
+   * directories are fsync'ed. It is not journaled: it is durable already. False when
+   * there is no such message in quarantine.
+   */
+  async release(id: string): Promise<boolean> {
+    try {
+      await rename(join(this.dir('quarantine'), `${id}.msg`), join(this.dir('spool'), `${id}.msg`));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
+    await this.syncers.get('spool')!.sync();
+    await this.syncers.get('quarantine')!.sync();
+    return true;
+  }
+}
+
+/** Unlinks `path`; false when it was not there. */
+async function unlinkIfThere(path: string): Promise<boolean> {
+  try {
+    await unlink(path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
   }
 }

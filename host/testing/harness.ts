@@ -24,6 +24,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import type { Json } from '../../sdk/index.js';
 import { configFrom, loadConfig, type Config, type RuleSettings } from '../config/config.js';
@@ -293,8 +294,12 @@ function harnessConfig(o: HarnessOptions): Config {
 const DEFAULT_START = Date.UTC(2026, 0, 5, 10, 0, 0);
 
 
-/** Loads one rule file, alone, with its options. */
-export async function loadRule(file: string, o: RuleOptions = {}): Promise<Harness> {
+/**
+ * Loads one rule file, alone, with its options. A path is relative to the working
+ * directory; `new URL('./my-rule.ts', import.meta.url)` names the file beside the test.
+ */
+export async function loadRule(rule: string | URL, o: RuleOptions = {}): Promise<Harness> {
+  const file = rule instanceof URL ? fileURLToPath(rule) : rule;
   const store = new MemoryStore();
   const sandbox = new Sandbox({ workers: 1, storeCall: storeAccess(store) });
   try {
