@@ -41,15 +41,6 @@ export interface PoolStats {
 /** After this long on one call, a worker's queued calls are handed to another worker. */
 const STEAL_MS = 3;
 
-/**
- * Workers run at a lower CPU priority than the SMTP thread. Every client waits on that
- * one thread, and on a small machine waking a worker used to hand it the SMTP thread's
- * core (the scheduler favours a thread that just woke): the SMTP thread, not the
- * workers, is what runs out (profiles in the issue 12 note). A niced worker still gets
- * all the CPU nobody else wants.
- */
-const WORKER_NICE = 5;
-
 /** The V8 young generation of a worker thread, MB. */
 const WORKER_YOUNG_MB = 2;
 
@@ -128,7 +119,7 @@ export class SandboxPool {
   }
 
   private spawn(slot: Slot): void {
-    const init: WorkerInit = { index: slot.index, claims: this.claims.buffer as SharedArrayBuffer, running: this.running.buffer as SharedArrayBuffer, store: slot.store, nice: Number(process.env.PORTCULLIS_WORKER_NICE ?? WORKER_NICE) };
+    const init: WorkerInit = { index: slot.index, claims: this.claims.buffer as SharedArrayBuffer, running: this.running.buffer as SharedArrayBuffer, store: slot.store };
     // A 16 MB thread stack: wasm frames of deep guest recursion live on it, and QuickJS's
     // own limit (stackKb) must trip long before it runs out. A small young generation: a
     // worker's own JS makes only short-lived strings (rules allocate in QuickJS's wasm

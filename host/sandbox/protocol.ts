@@ -121,8 +121,6 @@ export interface WorkerInit {
   running: SharedArrayBuffer;
   /** This worker's store channel: Int32 [answered, length, seq, -], then the JSON answer's bytes. */
   store: SharedArrayBuffer;
-  /** The thread's nice value (Linux: per thread), above the SMTP thread's (see pool.ts). */
-  nice: number;
 }
 
 /** Bytes before the answer in a store channel: Int32 answered flag, length, and the seq it answers. */

@@ -4,8 +4,6 @@
  * its deadline stalls only the calls queued here, never the SMTP event loop, and with a
  * large thread stack so QuickJS's own stack limit always trips first.
  */
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ChainRunner } from './chain.js';
 import { CLAIM_RING, STORE_HEADER_BYTES, type CallRequest, type ChainLink, type FromWorker, type RuleResult, type ToWorker, type WorkerInit } from './protocol.js';
@@ -13,14 +11,6 @@ import { RuleSandbox } from './rule-sandbox.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
-
-// Linux keeps a nice value per thread, and setpriority(2) on a thread id sets only that
-// thread's; /proc/thread-self names this thread's id. Elsewhere it stays as it is.
-try {
-  setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), init.nice);
-} catch {
-  // not Linux, or not allowed: run at the process's priority
-}
 const claims = new Int32Array(init.claims);
 const running = new Int32Array(init.running);
 const post = (m: FromWorker): void => port.postMessage(m);
