@@ -44,9 +44,6 @@ const STEAL_MS = 3;
 /** The V8 young generation of a worker thread, MB. */
 const WORKER_YOUNG_MB = 2;
 
-/** A worker with this many unanswered calls is busy enough that the next worker is woken. */
-const BUSY_CALLS = 8;
-
 interface PendingCall {
   req: CallRequest;
   chain: ChainLink[];
@@ -225,20 +222,12 @@ export class SandboxPool {
     return seq !== 0 && now - slot.seenSince >= STEAL_MS;
   }
 
-  /**
-   * The first worker that is not stuck and has fewer than BUSY_CALLS unanswered calls;
-   * else the one with the fewest that is not stuck (any, if all are). Filling the first
-   * worker before the next keeps the others asleep: waking a sleeping thread costs far
-   * more than queueing behind a busy one (on 2 cores, the woken worker takes the SMTP
-   * thread's core), and a worker that is already awake takes the next batch for free.
-   */
+  /** The worker with the fewest unanswered calls that is not stuck (any, if all are). */
   private pick(now: number): Slot {
     let best: Slot | undefined;
     for (const s of this.slots) {
       if (this.slots.length > 1 && this.stuck(s, now)) continue;
-      const load = s.calls.size + s.outbox.length;
-      if (load < BUSY_CALLS) return s;
-      if (!best || load < best.calls.size + best.outbox.length) best = s;
+      if (!best || s.calls.size + s.outbox.length < best.calls.size + best.outbox.length) best = s;
     }
     return best ?? this.slots[0]!;
   }
