@@ -193,7 +193,7 @@ describe('portcullis queue, beside a running host', () => {
       cases.forEach(([args, stderr], i) => assert.deepEqual(results[i], { code: 1, stdout: '', stderr }, args.join(' ')));
       assert.ok(existsSync(join(h.dataDir, 'status.json')));
       assert.equal(usage.code, 64);
-      assert.match(usage.stderr, /^usage: portcullis queue list \| show ID \| retry ID\|--all \| delete ID/);
+      assert.match(usage.stderr, /^portcullis queue: give the ID to delete\nusage:\n  portcullis queue list \| show ID \| retry ID\|--all \| delete ID/);
     });
   });
 

@@ -22,16 +22,13 @@ import { angle, MailAdmin, MESSAGE_ID, type AdminAnswer, type AdminRequest } fro
 import { bodyOffset } from '../delivery/header.js';
 import { firstAttempt, readRetryState, type RetryState } from '../delivery/retry-state.js';
 import { areaDir, readEnvelope, readSpoolFile, Spool, type SpoolEnvelope } from '../spool/spool.js';
+import { UsageError } from './usage.js';
 
 type Out = { write(s: string): unknown };
 type Area = 'spool' | 'quarantine';
 
 const OPTIONS = { config: { type: 'string' }, 'data-dir': { type: 'string' }, all: { type: 'boolean' } } as const;
 
-const USAGE: Record<Area, string> = {
-  spool: 'usage: portcullis queue list | show ID | retry ID|--all | delete ID  [--config FILE] [--data-dir DIR]\n',
-  quarantine: 'usage: portcullis quarantine list | show ID | release ID | delete ID  [--config FILE] [--data-dir DIR]\n',
-};
 const WHERE: Record<Area, string> = { spool: 'in the queue', quarantine: 'in quarantine' };
 /** How long a command keeps asking a host that is starting or stopping. */
 const AGAIN_MS = 15_000;
@@ -184,10 +181,13 @@ async function command(area: Area, argv: string[], out: Out, err: Out): Promise<
     : { release: 'quarantine-release', delete: 'quarantine-delete' };
   const op = action === undefined ? undefined : Object.hasOwn(changes, action) ? changes[action] : undefined;
   const wantsId = action === 'show' || (op !== undefined && op !== 'queue-retry-all');
-  if ((action !== 'list' && action !== 'show' && !op) || extra.length || (wantsId ? !id : id !== undefined) || (values.all && op !== 'queue-retry-all')) {
-    err.write(USAGE[area]);
-    return 64;
-  }
+  // main.ts prints the message and this command's usage (USAGE there is its one home).
+  const actions = ['list', 'show', ...Object.keys(changes)];
+  if (action !== 'list' && action !== 'show' && !op) throw new UsageError(action === undefined ? `say ${actions.join(', ')}` : `"${action}" is not one of ${actions.join(', ')}`);
+  if (values.all && op !== 'queue-retry-all') throw new UsageError('--all goes with retry only');
+  if (wantsId && !id) throw new UsageError(`give the ID to ${action}`);
+  if (!wantsId && id !== undefined) throw new UsageError(`${action} takes no ID`);
+  if (extra.length) throw new UsageError('one ID at a time');
   if (!existsSync(dataDir)) {
     err.write(`portcullis ${name} ${action}: no data dir at ${dataDir} (give --data-dir or --config)\n`);
     return 1;
