@@ -11,7 +11,7 @@ import { MailAdmin } from './delivery/admin.js';
 import { Delivery } from './delivery/delivery.js';
 import { Counters } from './metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
-import { loadRuleSet, RuleCache, type RuleSet } from './pipeline/ruleset.js';
+import { loadRuleSet, offReason, RuleCache, type RuleSet } from './pipeline/ruleset.js';
 import { Reloader, type ReloadStatus } from './reload.js';
 import { Sandbox } from './sandbox/sandbox.js';
 import { FrontDoor } from './smtp/server.js';
@@ -114,6 +114,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     log.info({ version: 1, rules: ruleSet.rules.map((r) => `${r.name}@${r.priority}${r.action === 'enforce' ? '' : `(${r.action})`}`) }, `loaded ${ruleSet.rules.length} rules`);
     logDnsState(log, config, ruleSet);
     for (const w of ruleSet.warnings) log.warn({ version: 1 }, w);
+    if (ruleSet.off.length) log.info({ version: 1, off: ruleSet.off.map((r) => r.name) }, `not running: ${ruleSet.off.map((r) => `${r.name} (${offReason(r)})`).join('; ')}`);
     const sets = new RuleSets(ruleSet, pool);
     const spool = new Spool(dataDir);
     const deliv = (delivery = new Delivery({ config, spool, dataDir, log, counters }));

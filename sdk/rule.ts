@@ -160,6 +160,13 @@ export interface RuleDefinition<S = NoOptions> {
   needs?: Need[] | ((options: OptionsOf<S>) => Need[]);
   /** Clients this rule never runs for, e.g. `{ authenticated: true }`. */
   skip?: Skip;
+  /**
+   * Whether the rule runs when the config says nothing of it. Default true. A rule that
+   * would refuse ordinary mail until an admin has tuned it (greylisting, rate limits,
+   * requiring SIZE) ships with `enabled: false`, and runs only where the config says
+   * `rules.settings.<name>.enabled: true`; `enabled: false` there turns any rule off.
+   */
+  enabled?: boolean;
   /** One handler per phase the rule cares about; phases without a handler cost nothing. */
   phases: { [P in Phase]?: Handler<P, OptionsOf<S>> };
 }

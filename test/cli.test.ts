@@ -82,6 +82,15 @@ describe('portcullis check', () => {
     assert.match(r.stdout, /\nok: rule null-sender-single-rcpt .*priority 50, phases rcpt\n/);
   });
 
+  it('prints an off: line for a rule that ships off, saying how to turn it on', () => {
+    const off = join(dir(), 'off');
+    mkdirSync(off);
+    writeFileSync(join(off, 'strict.ts'), rule('strict', "{ rcpt: () => reject(550, 'no') }", 'enabled: false,'));
+    const r = cli(dir(), ['check', '--rules', off]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\noff: rule strict \(.*off\/strict\.ts\): ships off; rules\.settings\.strict\.enabled: true turns it on\n$/);
+  });
+
   it('reports every problem, with file:line:col or JSON path, and exits 1', () => {
     const bad = join(dir(), 'bad');
     mkdirSync(bad);

@@ -120,6 +120,31 @@ describe('rules that cannot load', () => {
     }
   });
 
+  it('a rule that ships off (enabled: false) runs only where the config turns it on; the config can turn any rule off', async () => {
+    const { startTestHost, rcptReply } = await import('./helpers.js');
+    const rules = {
+      'strict.ts': rule('strict', "{ rcpt: () => reject(550, 'Strict says no') }", 'enabled: false,'),
+      'plain.ts': rule('plain', "{ rcpt: (ev) => ev.rcpt.address.startsWith('plain@') ? reject(550, 'Plain says no') : next() }"),
+    };
+    const shipped = await startTestHost({ rules });
+    try {
+      assert.deepEqual(shipped.host.status().rules, ['plain']);
+      assert.equal(await rcptReply(shipped.port, 'user@localhost'), '250 2.1.5 Accepted');
+      assert.ok(shipped.logs.some((l) => l.msg === 'not running: strict (ships off; rules.settings.strict.enabled: true turns it on)'));
+    } finally {
+      await shipped.close();
+    }
+    // Options alone do not turn a rule on: only `enabled: true` does.
+    const turned = await startTestHost({ rules, config: { rules: { settings: { strict: { enabled: true }, plain: { enabled: false } } } } });
+    try {
+      assert.deepEqual(turned.host.status().rules, ['strict']);
+      assert.equal(await rcptReply(turned.port, 'user@localhost'), '550 5.7.1 Strict says no');
+      assert.ok(turned.logs.some((l) => l.msg === 'not running: plain (turned off by the config)'));
+    } finally {
+      await turned.close();
+    }
+  });
+
   it('a top-level file that is not a rule is reported, saying where helpers go', async () => {
     assert.match(await loadError({ 'util.ts': 'export function isBad(a: string): boolean { return a.length > 3; }\n' }),
       /util\.ts: TypeError: the rule file must default-export defineRule\(\{ \.\.\. \}\) \(a helper module goes in a subdirectory such as lib\/: only the top-level files of a rules directory are rules\)/);

@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/config.js';
 import { checkerCommandProblem } from '../external-checker.js';
-import { loadRuleSet, RuleSetError } from '../pipeline/ruleset.js';
+import { loadRuleSet, offReason, RuleSetError } from '../pipeline/ruleset.js';
 import { Sandbox } from '../sandbox/sandbox.js';
 import { adminRuleFiles, formatTypeProblem, typeCheckRules } from '../typecheck.js';
 
@@ -37,6 +37,7 @@ export async function check(argv: string[], out = process.stdout, err = process.
       if (typeProblems.some((t) => t.file === r.file)) continue;
       out.write(`ok: rule ${r.name} (${r.file}) priority ${r.priority}, phases ${r.meta.phases.join(',')}${r.meta.skip.authenticated ? ', skips authenticated clients' : ''}${r.action === 'enforce' ? '' : `, action ${r.action}`}\n`);
     }
+    for (const r of rs.off) out.write(`off: rule ${r.name} (${r.file}): ${offReason(r)}\n`);
   } catch (e) {
     if (!(e instanceof RuleSetError)) throw e;
     problems.push(...e.problems);

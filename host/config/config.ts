@@ -21,7 +21,8 @@ export interface RuleLimits {
 export type RuleAction = 'enforce' | 'shadow' | 'quarantine' | 'tempfail';
 
 export interface RuleSettings extends Partial<RuleLimits> {
-  enabled: boolean;
+  /** Absent: the rule's own default (`RuleDefinition.enabled`). */
+  enabled?: boolean;
   priority?: number;
   action: RuleAction;
   options?: Record<string, unknown>;

@@ -55,6 +55,21 @@ export interface RuleSet {
   readonly dnsAll: DnsNeed[];
   /** What is odd but does not stop the rule set (a settings entry for a rule that is not there). */
   readonly warnings: readonly string[];
+  /** Rules found but not running: off by the config, or shipped off and not turned on. */
+  readonly off: readonly OffRule[];
+}
+
+/** Why a rule is not running, for `portcullis check` and the log. */
+export function offReason(r: OffRule): string {
+  return r.byConfig ? 'turned off by the config' : `ships off; rules.settings.${r.name}.enabled: true turns it on`;
+}
+
+/** A rule that is not running, and why. */
+export interface OffRule {
+  name: string;
+  file: string;
+  /** True: the config turned it off; false: it ships off (`enabled: false`) and the config did not turn it on. */
+  byConfig: boolean;
 }
 
 /** Loading failed; each problem names the file (file:line:col) or config path. */
@@ -147,6 +162,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
 
   cache.keep(new Set(found.map((f) => f.file)));
   const rules: LoadedRule[] = [];
+  const off: OffRule[] = [];
   const codes: RuleCode[] = [];
   const seen = new Map<string, string>();
   for (const { file, code, map, meta, hash } of found) {
@@ -156,8 +172,11 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
       continue;
     }
     seen.set(meta.name, file);
-    const s = cfg.rules.settings[meta.name] ?? { enabled: true, action: 'enforce' as const };
-    if (s.enabled === false) continue;
+    const s = cfg.rules.settings[meta.name] ?? { action: 'enforce' as const };
+    if (!(s.enabled ?? meta.enabled)) {
+      off.push({ name: meta.name, file, byConfig: s.enabled === false });
+      continue;
+    }
     const options = structuredClone(s.options ?? {});
     if (meta.options) {
       try {
@@ -237,5 +256,6 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     dns,
     dnsAll: uniqueNeeds(Object.values(dns).flat()),
     warnings: Object.freeze(warnings),
+    off: Object.freeze(off),
   });
 }

@@ -86,9 +86,10 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       if (d.needs !== undefined && !isArray(d.needs) && typeof d.needs !== 'function') throw new TypeError('needs must be an array or a function of the options');
       const skip = d.skip === undefined ? {} : d.skip;
       if (!skip || typeof skip !== 'object' || keys(skip).some((k) => k !== 'authenticated' || typeof skip[k] !== 'boolean')) throw new TypeError('skip must be an object like { authenticated: true }');
+      if (d.enabled !== undefined && typeof d.enabled !== 'boolean') throw new TypeError('enabled must be true or false');
       rules.push({ def: d, options: {} });
       return stringify({ name: d.name, description: typeof d.description === 'string' ? d.description : null,
-        priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, skip: { authenticated: skip.authenticated === true }, phases });
+        priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, skip: { authenticated: skip.authenticated === true }, enabled: d.enabled !== false, phases });
     },
     // Returns the needs (JSON), which may depend on the options.
     setOptions(i, json) {

@@ -45,6 +45,8 @@ export interface RuleMeta {
   priority: number;
   options: Record<string, unknown> | null;
   skip: Skip;
+  /** The rule's own default (`RuleDefinition.enabled`): whether it runs when the config does not say. */
+  enabled: boolean;
   phases: Phase[];
 }
 
