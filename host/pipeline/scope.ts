@@ -60,6 +60,13 @@ export function scopeTest(scope: RuleScope): ScopeTest {
   };
 }
 
+/** The place in words, for `portcullis check`: `only recipients example.org; except clients 192.0.2.0/24`. */
+export function describePlace(only: RuleScope | undefined, except: RuleScope | undefined): string | null {
+  const words = (s: RuleScope) => Object.entries(s).map(([part, list]) => `${part} ${(list as string[]).join(' ')}`).join(', ');
+  const out = [only && `only ${words(only)}`, except && `except ${words(except)}`].filter(Boolean);
+  return out.length ? out.join('; ') : null;
+}
+
 /** A rule's place: it runs where `only` matches (when given) and `except` does not. */
 export function placeTest(only: RuleScope | undefined, except: RuleScope | undefined): ScopeTest | null {
   if (!only && !except) return null;
