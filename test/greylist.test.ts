@@ -1,0 +1,36 @@
+/**
+ * Greylisting over real SMTP: the built-in rule ships off, the config turns it on, and a
+ * real client's retry passes once the retry window has gone by (1 s here).
+ */
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { RawSmtp, withHost } from './helpers.js';
+
+/** One attempt from `ip`: the RCPT reply. */
+async function attempt(port: number, ip: string): Promise<string> {
+  const { c } = await RawSmtp.open(port, ip);
+  try {
+    await c.cmd('EHLO mx.example.net');
+    await c.cmd('MAIL FROM:<news@example.net>');
+    return await c.cmd('RCPT TO:<user@localhost>');
+  } finally {
+    c.end();
+  }
+}
+
+it('greylisting: off by default; turned on, a first attempt gets 450 4.7.1 and the retry after the window passes', async () => {
+  await withHost({ builtin: true }, async (h) => {
+    assert.equal(await attempt(h.port, '127.0.0.31'), '250 2.1.5 Accepted', 'ships off');
+  });
+  await withHost({ builtin: true, config: { rules: { settings: { greylist: { enabled: true, options: { retrySeconds: 1 } } } } } }, async (h) => {
+    assert.equal(await attempt(h.port, '127.0.0.32'), '450 4.7.1 Greylisted: please try again later');
+    const first = Date.now();
+    assert.equal(await attempt(h.port, '127.0.0.32'), '450 4.7.1 Greylisted: please try again later', 'a retry too early');
+    // Retry as an MTA's queue would, until the window has gone by (bounded).
+    let reply = '';
+    while (Date.now() - first < 5000 && !(reply = await attempt(h.port, '127.0.0.32')).startsWith('250')) await new Promise((r) => setTimeout(r, 250));
+    assert.equal(reply, '250 2.1.5 Accepted');
+    assert.ok(Date.now() - first >= 1000, 'not before the retry window');
+    assert.equal(await attempt(h.port, '127.0.0.33'), '250 2.1.5 Accepted', 'another address of the /24 is the same triplet');
+  });
+});
