@@ -9,6 +9,11 @@
  * retried within `pendingHours` is forgotten; one that passed stays known for
  * `passDays`, refreshed by every message.
  *
+ * The first message that passes carries `X-Grey-Report` (smtpf: how long greylisting
+ * held the triplet, the key, when it started). With `drop` the tempfail is 421 and the
+ * connection closes (smtpf: spammers stay connected and try pair after pair; a real MTA
+ * retries the whole message later either way).
+ *
  * Ships off: it delays the first message from every new sender by the sender's retry
  * interval. The triplets live in the store (`ctx.store`), so hosts that share a store
  * share them.
@@ -44,6 +49,7 @@ export default defineRule({
       retrySeconds: { type: 'integer', minimum: 1, maximum: 86400, default: 300, description: 'A retry passes once this long has gone by since the first attempt.' },
       pendingHours: { type: 'integer', minimum: 1, maximum: 168, default: 4, description: 'A triplet not retried within this long is forgotten.' },
       passDays: { type: 'integer', minimum: 1, maximum: 30, default: 30, description: 'A triplet that passed stays known this long after its last message (smtpf keeps 36 days; the store keeps 30 at most).' },
+      drop: { type: 'boolean', default: true, description: 'Answer the tempfail with 421 and close the connection, instead of 450 for that recipient.' },
     },
   },
   phases: {
@@ -59,12 +65,16 @@ export default defineRule({
       }
       // An attempt within the pending window but older than the retry window: this is a retry.
       if (ctx.store.count(pending, o.pendingHours * 3600) > ctx.store.count(pending, o.retrySeconds)) {
-        ctx.store.remember(pass, new Date(ev.session.time).toISOString(), o.passDays * 86400);
-        ctx.log(`${triplet}: retried ${o.retrySeconds} s or more after its first attempt: passes from now on`);
+        const now = new Date(ev.session.time).toISOString();
+        const started = ctx.store.recall(`grey-first:${triplet}`) ?? now;
+        const age = Math.round((ev.session.time - Date.parse(started)) / 1000);
+        ctx.store.remember(pass, now, o.passDays * 86400);
+        ctx.addHeader('X-Grey-Report', `age=${age}s; key=${o.key}; triplet=${triplet}; started=${started}`);
+        ctx.log(`${triplet}: retried ${age} s after its first attempt: passes from now on`);
         return;
       }
-      ctx.store.hit(pending, o.pendingHours * 3600);
-      return tempfail(450, 'Greylisted: please try again later', { status: STATUS.notAuthorized, reason: 'greylisted' });
+      if (ctx.store.hit(pending, o.pendingHours * 3600) === 1) ctx.store.remember(`grey-first:${triplet}`, new Date(ev.session.time).toISOString(), o.pendingHours * 3600);
+      return tempfail(o.drop ? 421 : 450, 'Greylisted: please try again later', { status: STATUS.notAuthorized, reason: 'greylisted' });
     },
   },
 });

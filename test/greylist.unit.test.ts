@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { ROOT } from '../host/paths.js';
 import { loadRule, type Harness } from '../host/testing/harness.js';
 
-const GREY = '450 4.7.1 Greylisted: please try again later';
+const GREY = '421 4.7.1 Greylisted: please try again later';
 let h: Harness;
 before(async () => {
   h = await loadRule(join(ROOT, 'rules', 'greylist.ts'));
@@ -30,6 +30,29 @@ describe('greylist', () => {
     h.clock.advance(3 * 60_000 + 1000);
     assert.equal(await attempt('192.0.2.10', from, 'user@localhost'), null);
     assert.ok(h.logs.some((l) => typeof l.msg === 'string' && l.msg.includes('passes from now on')));
+  });
+
+  it('the first message that passes carries X-Grey-Report: how long it was held, the key, when it started', async () => {
+    const from = fresh();
+    const started = new Date(h.clock.now()).toISOString();
+    await attempt('192.0.2.13', from, 'user@localhost');
+    h.clock.advance(7 * 60_000);
+    const s = await h.connect({ ip: '192.0.2.13', helo: 'mx.example.net' });
+    await s.mail(from);
+    assert.deepEqual((await s.rcpt('user@localhost')).headers, [['X-Grey-Report', `age=420s; key=ip-network; triplet=192.0.2|${from}|user@localhost; started=${started}`]]);
+    assert.deepEqual((await s.rcpt('user@localhost')).headers, [], 'only the first');
+  });
+
+  it('with drop off, the tempfail is 450 for that recipient and the session goes on', async () => {
+    const h450 = await loadRule(join(ROOT, 'rules', 'greylist.ts'), { options: { drop: false } });
+    try {
+      const s = await h450.connect({ ip: '192.0.2.14', helo: 'mx.example.net' });
+      await s.mail(fresh());
+      assert.equal((await s.rcpt('user@localhost')).reply, '450 4.7.1 Greylisted: please try again later');
+      assert.equal((await s.rcpt('other@localhost')).reply, '450 4.7.1 Greylisted: please try again later');
+    } finally {
+      await h450.close();
+    }
   });
 
   it('a triplet that passed stays known for passDays after its last message, then starts over', async () => {
