@@ -14,11 +14,15 @@
  * connection closes (smtpf: spammers stay connected and try pair after pair; a real MTA
  * retries the whole message later either way).
  *
+ * Clients listed in the `dnswl` zone (a DNS whitelist such as list.dnswl.org) are never
+ * greylisted: they are known to retry.
+ *
  * Ships off: it delays the first message from every new sender by the sender's retry
  * interval. The triplets live in the store (`ctx.store`), so hosts that share a store
  * share them.
  */
 import { defineRule, STATUS, tempfail, type RcptEvent } from 'portcullis/sdk';
+import { zoneOption } from './lib/dnsbl.js';
 
 /** The client part of the key: its address, its network (/24 or /64), or its PTR name without the host label. */
 function clientKey(ev: RcptEvent, key: 'ip' | 'ip-network' | 'ptr-domain'): string {
@@ -50,11 +54,14 @@ export default defineRule({
       pendingHours: { type: 'integer', minimum: 1, maximum: 168, default: 4, description: 'A triplet not retried within this long is forgotten.' },
       passDays: { type: 'integer', minimum: 1, maximum: 30, default: 30, description: 'A triplet that passed stays known this long after its last message (smtpf keeps 36 days; the store keeps 30 at most).' },
       drop: { type: 'boolean', default: true, description: 'Answer the tempfail with 421 and close the connection, instead of 450 for that recipient.' },
+      dnswl: zoneOption('', "A DNS whitelist zone (e.g. list.dnswl.org): clients listed there are never greylisted ('' = none). Needs dns.servers."),
     },
   },
+  needs: (o) => (o.dnswl ? [`dnsbl:${o.dnswl}`] : []),
   phases: {
     rcpt: (ev, ctx) => {
       const o = ctx.options;
+      if (o.dnswl && ev.dns.dnsbl[o.dnswl]?.status === 'listed') return; // a known good sender
       const triplet = `${clientKey(ev, o.key)}|${(ev.envelope.mailFrom?.address ?? '').toLowerCase()}|${ev.rcpt.address.toLowerCase()}`.slice(0, 480);
       const pass = `grey-pass:${triplet}`;
       const pending = `grey:${triplet}`;
