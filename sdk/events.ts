@@ -69,6 +69,13 @@ export interface SessionInfo {
    */
   mailCommands: number;
   /**
+   * A refusal decided at connect, HELO or MAIL and held until RCPT (config `delayChecks`,
+   * Postfix's smtpd_delay_reject): which rule, at which phase. Each RCPT gets that
+   * refusal unless a rcpt rule accepts the recipient (a per-recipient whitelist). Null
+   * when nothing is held.
+   */
+  held: { phase: 'connect' | 'helo' | 'mail'; rule: string } | null;
+  /**
    * Session notes: what rules noted for the rest of the connection with
    * `ctx.note.session(key, value)`. Dropped when the connection closes; never stored.
    */

@@ -18,3 +18,17 @@ it('access: a refused client hears 554 at the greeting; a closed mailbox 550 at 
     c.end();
   });
 });
+
+it('delayChecks: the refused client is greeted, and its refusal comes at RCPT, except for a whitelisted recipient', async () => {
+  const entries = ['Connect:127.0.0.53 REJECT Go away', 'To:postmaster@localhost OK'];
+  await withHost({ builtin: true, config: { delayChecks: true, rules: { settings: { access: { enabled: true, options: { entries } } } } } }, async (h) => {
+    const { c, greeting } = await RawSmtp.open(h.port, '127.0.0.53');
+    assert.match(greeting, /^220 /);
+    assert.match(await c.cmd('EHLO mx.example.net'), /^250/);
+    assert.equal(await c.cmd('MAIL FROM:<a@example.net>'), '250 2.1.0 Accepted');
+    assert.equal(await c.cmd('RCPT TO:<user@localhost>'), '554 5.7.1 Go away');
+    assert.equal(await c.cmd('RCPT TO:<postmaster@localhost>'), '250 2.1.5 Accepted');
+    c.end();
+    assert.ok(h.logs.some((l) => l.msg === 'holding the refusal of connect from 127.0.0.53 until RCPT (delayChecks): 554 5.7.1 Go away'));
+  });
+});

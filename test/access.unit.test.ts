@@ -64,3 +64,31 @@ describe('access', () => {
     await assert.rejects(loadRule('rules/access.ts', { options: { entries: ['Conect:192.0.2.1 OK'] } }), /\/rules\/settings\/access\/options\/entries\/0: must match pattern/);
   });
 });
+
+describe('delayChecks (Postfix smtpd_delay_reject)', () => {
+  const entries = ['Connect:198.51.100.0/24 REJECT Your network sends no mail here', 'To:postmaster@localhost OK', 'From:spammer.example REJECT Not from you'];
+
+  it('a refusal at connect is held: 220, 250 to EHLO and MAIL; each RCPT gets it, but a whitelisted recipient passes', async () => {
+    await using h = await loadRule('rules/access.ts', { options: { entries }, config: { delayChecks: true } });
+    const s = await h.connect({ ip: '198.51.100.9', helo: 'mx.example.net' });
+    assert.equal(s.connected.reply, null);
+    assert.equal((await s.mail('someone@example.net')).reply, null);
+    assert.equal((await s.rcpt('user@localhost')).reply, '554 5.7.1 Your network sends no mail here');
+    assert.equal((await s.rcpt('postmaster@localhost')).reply, null, 'the recipient whitelist wins');
+  });
+
+  it('a refusal at MAIL is held for that transaction only', async () => {
+    await using h = await loadRule('rules/access.ts', { options: { entries }, config: { delayChecks: true } });
+    const s = await h.connect({ ip: '192.0.2.70', helo: 'mx.example.net' });
+    assert.equal((await s.mail('x@spammer.example')).reply, null);
+    assert.equal((await s.rcpt('user@localhost')).reply, '550 5.7.1 Not from you');
+    assert.equal((await s.rcpt('postmaster@localhost')).reply, null);
+    assert.equal((await s.mail('someone@example.net')).reply, null);
+    assert.equal((await s.rcpt('user@localhost')).reply, null, 'a new transaction holds nothing');
+  });
+
+  it('without delayChecks the refusal comes at once', async () => {
+    await using h = await loadRule('rules/access.ts', { options: { entries } });
+    assert.equal((await h.connect({ ip: '198.51.100.9' })).connected.reply, '554 5.7.1 Your network sends no mail here');
+  });
+});
