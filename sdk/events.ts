@@ -111,6 +111,11 @@ export interface Envelope {
   /** Recipients refused so far in this transaction (by rules or relay control). */
   failedRcpts: number;
   /**
+   * The score so far (`ctx.score`): the symbols with their points (the session's, from
+   * before MAIL, included) and their total.
+   */
+  score: { total: number; symbols: Record<string, number> };
+  /**
    * Transaction notes: what rules noted with `ctx.note.tx(key, value)` since MAIL FROM.
    * Dropped at RSET, a new MAIL FROM and the end of the message; never stored.
    */

@@ -59,6 +59,9 @@ export const RULE_LIMITS = {
   headerValue: 2000,
   /** Log lines one call may write, and the longest line. */
   logs: 10,
+  /** Score symbols one call may add, and the largest points (either sign). */
+  scores: 20,
+  maxPoints: 1000,
   logLine: 1000,
   /** Longest note key, and the most a scope's notes may hold (as JSON). */
   noteKey: 128,
@@ -105,6 +108,16 @@ export interface RuleContext<Options = Record<string, never>> {
   delay(ms: number): void;
   /** Write a line to the host log, tagged with the rule and session. */
   log(message: string): void;
+  /**
+   * Add `points` under `symbol` (a reason id: `REASON_PATTERN`) to the score of the
+   * transaction (before MAIL: of the session, which every transaction of it starts with),
+   * instead of deciding alone (Rspamd symbols, SpamAssassin tests, postscreen weights).
+   * The config's `scores` thresholds turn the total into a tag, a tempfail or a reject
+   * after the data and message phases; an accepted message carries the total and the
+   * symbols in a header. The same symbol twice in a transaction counts once, the last.
+   * @example ctx.score('helo-unqualified', 2.5)
+   */
+  score(symbol: string, points: number): void;
   /** Per-session and per-transaction notes, for later rules and phases; never stored. */
   readonly note: NoteWriter;
   /** The persistent store (watchlists, blacklist, named lists). */

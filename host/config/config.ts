@@ -50,6 +50,8 @@ export interface Config {
   greetPauseMs: number;
   /** Hold refusals decided at connect, HELO and MAIL until RCPT (Postfix's smtpd_delay_reject). */
   delayChecks: boolean;
+  /** What a transaction's score (`ctx.score`) does: thresholds (null = none) and the header it is reported in. */
+  scores: { tag: number | null; tempfail: number | null; reject: number | null; header: string };
   submissionPorts: number[];
   limits: { maxClients: number; socketTimeoutMs: number; maxMessageBytes: number; maxRecipients: number; maxDelayMs: number; bodyLimit: number; shutdownGraceMs: number };
   localDomains: string[];

@@ -37,10 +37,12 @@ export interface PhaseDecision {
   delayMs: number;
   /** Notes written by the enforced rules that ran, in order. */
   notes: NoteWrite[];
+  /** Score symbols the enforced rules added (`ctx.score`), with their points, in order. */
+  scores: [string, number][];
 }
 
 const NEXT: Verdict = Object.freeze({ action: 'next' });
-export const NO_DECISION: PhaseDecision = Object.freeze({ verdict: NEXT, rule: null, failure: null, headers: [], blacklist: null, delayMs: 0, notes: [] });
+export const NO_DECISION: PhaseDecision = Object.freeze({ verdict: NEXT, rule: null, failure: null, headers: [], blacklist: null, delayMs: 0, notes: [], scores: [] });
 
 /**
  * What a rule's result does to the rest of its phase, from its config: an enforced rule's
@@ -118,7 +120,7 @@ export class Pipeline {
   private decide(rs: RuleSet, event: PhaseEvent, results: RuleResult[]): PhaseDecision {
     const phase = event.phase;
     const sid = event.session.id;
-    const d: PhaseDecision = { ...NO_DECISION, headers: [], notes: [] };
+    const d: PhaseDecision = { ...NO_DECISION, headers: [], notes: [], scores: [] };
     for (const r of results) {
       const rule = rs.byId.get(r.id);
       if (!rule) continue;
@@ -139,6 +141,7 @@ export class Pipeline {
       for (const [n, value] of r.effects.headers ?? []) d.headers.push({ rule: name, name: n, value });
       if (r.effects.blacklist) d.blacklist = { ...r.effects.blacklist, rule: name };
       if (r.effects.notes) d.notes.push(...r.effects.notes);
+      if (r.effects.scores) d.scores.push(...r.effects.scores);
       d.delayMs += r.effects.delayMs ?? 0;
       if (v.action !== 'next' && link.afterVerdict === 'stop') return { ...d, verdict: v, rule: name };
     }
@@ -158,7 +161,7 @@ export class Pipeline {
 }
 
 function hasEffects(fx: Effects): boolean {
-  return !!(fx.headers?.length || fx.blacklist || fx.delayMs || fx.notes?.length);
+  return !!(fx.headers?.length || fx.blacklist || fx.delayMs || fx.notes?.length || fx.scores?.length);
 }
 
 function round(ms: number): number {

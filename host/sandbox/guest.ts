@@ -60,6 +60,7 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       blacklist(ttlSeconds, reason) { fx.blacklist = { ttlSeconds: +ttlSeconds, reason: Str(reason) }; },
       delay(ms) { fx.delayMs = (fx.delayMs || 0) + (+ms); },
       log(message) { (fx.logs || (fx.logs = [])).push(Str(message)); },
+      score(symbol, points) { (fx.scores || (fx.scores = [])).push([Str(symbol), +points]); },
       note: freeze({ session: noteWriter('s'), tx: noteWriter('t') }),
       store,
     };

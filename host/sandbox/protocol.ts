@@ -14,6 +14,8 @@ export interface Effects {
   delayMs?: number;
   logs?: string[];
   notes?: NoteWrite[];
+  /** `[symbol, points]` the rule added with `ctx.score`. */
+  scores?: [string, number][];
 }
 
 /**

@@ -104,6 +104,15 @@ export function validateEffects(raw: unknown): Effects {
     fx.logs = (o.logs as unknown[]).slice(0, RULE_LIMITS.logs).map((l) => String(l).slice(0, RULE_LIMITS.logLine));
   }
   if (o.notes !== undefined) fx.notes = notes(o.notes);
+  if (o.scores !== undefined) {
+    const list = o.scores as unknown[];
+    if (!Array.isArray(list) || list.length > RULE_LIMITS.scores) fail(`at most ${RULE_LIMITS.scores} scores per call`);
+    fx.scores = list.map((x) => {
+      const [symbol, points] = x as unknown[];
+      if (typeof points !== 'number' || !Number.isFinite(points) || Math.abs(points) > RULE_LIMITS.maxPoints) fail(`score ${String(symbol)}: points must be a number from -${RULE_LIMITS.maxPoints} to ${RULE_LIMITS.maxPoints}`);
+      return [str(symbol, 'score symbol', 64, REASON), points];
+    });
+  }
   return fx;
 }
 

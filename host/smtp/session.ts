@@ -48,6 +48,8 @@ export interface Transaction {
   version: number;
   /** A refusal decided at MAIL and held until RCPT (delayChecks). */
   held: HeldRefusal | null;
+  /** Score symbols (`ctx.score`): the session's from before MAIL, then the transaction's. */
+  symbols: Record<string, number>;
 }
 
 /** A refusal held until RCPT (config `delayChecks`): the decision, and where it was made. */
@@ -132,6 +134,8 @@ export class SmtpSession {
   private refusedAtConnect = false;
   /** A refusal decided at connect or HELO and held until RCPT (delayChecks). */
   private heldSession: HeldRefusal | null = null;
+  /** Score symbols added before any transaction (connect, HELO, AUTH): each transaction starts with them. */
+  private symbols: Record<string, number> = {};
   private heloSeen: SessionInfo['helo'] = null;
   private authUser: string | null = null;
   private completed = 0;
@@ -171,7 +175,7 @@ export class SmtpSession {
 
   private newTransaction(): Transaction {
     const disposition = this.dispositions.reduce(stronger, DELIVER);
-    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], disposition, whitelisted: false, notes: {}, version: 0, held: null };
+    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], disposition, whitelisted: false, notes: {}, version: 0, held: null, symbols: { ...this.symbols } };
   }
 
   info(): SessionInfo {
@@ -198,7 +202,7 @@ export class SmtpSession {
 
   private envelope(): Envelope {
     const tx = this.current;
-    return { mailFrom: tx.mail, rcptTo: tx.rcpts, failedRcpts: tx.failedRcpts, notes: tx.notes };
+    return { mailFrom: tx.mail, rcptTo: tx.rcpts, failedRcpts: tx.failedRcpts, score: { total: total(tx.symbols), symbols: tx.symbols }, notes: tx.notes };
   }
 
   /** Bumped when session notes change (part of the session's cache key). */
@@ -263,11 +267,17 @@ export class SmtpSession {
     const sid = this.conn.id;
     if (d.headers.length) (inTx ? this.current.headers : this.headers).push(...d.headers);
     if (d.notes.length) this.note(d, inTx);
+    for (const [symbol, points] of d.scores) {
+      if (!inTx) this.symbols[symbol] = points;
+      this.current.symbols[symbol] = points; // the transaction under way starts with the session's too
+      this.current.version++;
+    }
     if (d.blacklist) {
       this.d.store.blacklistExtend(ip, d.blacklist.ttlSeconds, d.blacklist.reason, d.blacklist.rule, this.d.now());
       this.d.log.info({ session: sid, ip, rule: d.blacklist.rule, ttl: d.blacklist.ttlSeconds }, `blacklisted ${ip}: ${d.blacklist.reason}`);
     }
-    const reply = replyFor(phase, d, sid);
+    // After the data and message phases, the score the rules added up may refuse too.
+    const reply = replyFor(phase, d, sid) ?? (phase === 'data' || phase === 'message' ? this.overScore(phase) : null);
     if (d.delayMs > 0) await this.d.delay(Math.min(d.delayMs, this.d.policy.config.limits.maxDelayMs));
     if (reply && this.d.policy.config.delayChecks && HOLDABLE.has(phase) && !d.failure && !this.held) {
       // Postfix's smtpd_delay_reject: the client goes on to say whom the mail is for, so a
@@ -293,6 +303,28 @@ export class SmtpSession {
       this.current.disposition = stronger(this.current.disposition, disp);
     }
     return null;
+  }
+
+  /** The score header of an accepted message: `7.5 tag=yes (dnsbl-zen=5 helo-unqualified=2.5)`; null without symbols. */
+  private scoreHeader(): [string, string] | null {
+    const symbols = this.current.symbols;
+    if (!Object.keys(symbols).length) return null;
+    const { tag, header } = this.d.policy.config.scores;
+    const sum = total(symbols);
+    return [header, `${sum}${tag !== null ? ` tag=${sum >= tag ? 'yes' : 'no'}` : ''} (${describeSymbols(symbols)})`];
+  }
+
+  /**
+   * The refusal the transaction's score earns against the config's thresholds, or null.
+   * Logged with its symbols: the client hears only the total.
+   */
+  private overScore(phase: Phase): Reply | null {
+    const { reject, tempfail } = this.d.policy.config.scores;
+    if (this.exempt || this.whitelisted || this.current.whitelisted) return null; // accepted by a rule, or exempt: no score refuses it
+    const sum = total(this.current.symbols);
+    const [limit, reply] = reject !== null && sum >= reject ? [reject, REPLIES.scoreReject(sum, reject)] : tempfail !== null && sum >= tempfail ? [tempfail, REPLIES.scoreTempfail(sum, tempfail)] : [null, null];
+    if (reply) this.d.log.info({ session: this.conn.id, phase, score: sum, limit, symbols: this.current.symbols }, `score ${sum} at ${phase} is at or over ${limit}: ${describeSymbols(this.current.symbols)}`);
+    return reply;
   }
 
   /** Applies the notes of a decision; a write past the size limit is refused and logged. */
@@ -444,6 +476,8 @@ export class SmtpSession {
         if (r.reply) return { ...r, accepted: null };
       }
       const headers = [...this.headers, ...this.current.headers].map((h): [string, string] => [h.name, h.value]);
+      const score = this.scoreHeader();
+      if (score) headers.push(score);
       return { ...r, accepted: { disposition: this.current.disposition, headers } };
     } finally {
       this.completed++; // the transaction is over, whatever its outcome
@@ -461,4 +495,14 @@ export class SmtpSession {
     this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), transactions: this.completed, user: this.authUser }, `disconnect from [${plainIp(this.conn.ip)}]`);
     return r;
   }
+}
+
+/** The sum of a score's points, rounded to what a person reads (0.1 + 0.2 is 0.3). */
+function total(symbols: Record<string, number>): number {
+  return Math.round(Object.values(symbols).reduce((a, b) => a + b, 0) * 1000) / 1000;
+}
+
+/** `dnsbl-zen=5 helo-unqualified=2.5`, highest first. */
+function describeSymbols(symbols: Record<string, number>): string {
+  return Object.entries(symbols).sort((a, b) => b[1] - a[1]).map(([s, p]) => `${s}=${p}`).join(' ');
 }

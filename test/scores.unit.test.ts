@@ -1,0 +1,81 @@
+/**
+ * Scores (`ctx.score`) through the public harness: symbols add up over the session and
+ * the transaction, the config's thresholds refuse or tag, and the accepted message says
+ * the total and the symbols.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { loadRuleSet } from '../host/testing/harness.js';
+
+let dir = '';
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'portcullis-scores-'));
+  writeFileSync(join(dir, 'helo-score.ts'), `import { defineRule } from 'portcullis/sdk';
+export default defineRule({ name: 'helo-score', phases: { helo: (ev, ctx) => { if (!ev.helo.name.includes('.')) ctx.score('helo-unqualified', 2.5); } } });
+`);
+  writeFileSync(join(dir, 'trap-score.ts'), `import { defineRule } from 'portcullis/sdk';
+export default defineRule({ name: 'trap-score', phases: {
+  rcpt: (ev, ctx) => { if (ev.rcpt.address.startsWith('trap')) ctx.score('trap', 5); },
+  data: (ev, ctx) => ctx.log('score so far ' + ev.envelope.score.total + ': ' + JSON.stringify(ev.envelope.score.symbols)),
+} });
+`);
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const harness = (scores: Record<string, unknown> = {}) => loadRuleSet({ rulesDirs: [dir], config: { rules: { builtin: false }, scores } });
+const MESSAGE = { headers: { From: 'a@example.net', Subject: 'hi' }, body: 'hello\r\n' };
+
+describe('scores', () => {
+  it('symbols add up over the session and the transaction; rules read them; the accepted message carries them', async () => {
+    await using h = await harness();
+    const s = await h.connect({ ip: '192.0.2.80', helo: 'mailhost' });
+    await s.mail('a@example.net');
+    await s.rcpt('trap1@localhost');
+    assert.deepEqual((await s.data()).logs, ['score so far 7.5: {"helo-unqualified":2.5,"trap":5}']);
+    const m = await s.message(MESSAGE, { skipData: true });
+    assert.deepEqual(m.accepted?.headers, [['X-Portcullis-Score', '7.5 (trap=5 helo-unqualified=2.5)']]);
+    // The next transaction starts with the session's symbols only.
+    await s.mail('a@example.net');
+    await s.rcpt('user@localhost');
+    assert.deepEqual((await s.message(MESSAGE)).accepted?.headers, [['X-Portcullis-Score', '2.5 (helo-unqualified=2.5)']]);
+  });
+
+  it('at or over reject: 550 5.7.1 after DATA, the symbols in the log only', async () => {
+    await using h = await harness({ reject: 7 });
+    const s = await h.connect({ ip: '192.0.2.81', helo: 'mailhost' });
+    await s.mail('a@example.net');
+    await s.rcpt('trap1@localhost');
+    assert.equal((await s.data()).reply, '550 5.7.1 Message refused: its spam score 7.5 is at or over 7');
+    assert.ok(h.logs.some((l) => l.msg === 'score 7.5 at data is at or over 7: trap=5 helo-unqualified=2.5'));
+  });
+
+  it('at or over tempfail (under reject): 451 4.7.1', async () => {
+    await using h = await harness({ tempfail: 5, reject: 10 });
+    const s = await h.connect({ ip: '192.0.2.82', helo: 'mailhost' });
+    await s.mail('a@example.net');
+    await s.rcpt('trap1@localhost');
+    assert.equal((await s.data()).reply, '451 4.7.1 Message deferred: its spam score 7.5 is at or over 5');
+  });
+
+  it('tag: the header says tag=yes at or over it, tag=no under', async () => {
+    await using h = await harness({ tag: 5, header: 'X-Spam-Score' });
+    const s = await h.connect({ ip: '192.0.2.83', helo: 'mailhost' });
+    await s.mail('a@example.net');
+    await s.rcpt('trap1@localhost');
+    assert.deepEqual((await s.message(MESSAGE)).accepted?.headers, [['X-Spam-Score', '7.5 tag=yes (trap=5 helo-unqualified=2.5)']]);
+    await s.mail('a@example.net');
+    await s.rcpt('user@localhost');
+    assert.deepEqual((await s.message(MESSAGE)).accepted?.headers, [['X-Spam-Score', '2.5 tag=no (helo-unqualified=2.5)']]);
+  });
+
+  it('no symbols, no header', async () => {
+    await using h = await harness({ tag: 5 });
+    const s = await h.connect({ ip: '192.0.2.84', helo: 'mx.example.net' });
+    await s.mail('a@example.net');
+    await s.rcpt('user@localhost');
+    assert.deepEqual((await s.message(MESSAGE)).accepted?.headers, []);
+  });
+});
