@@ -1,0 +1,45 @@
+/**
+ * Issue 14's rate controls and tarpit over real SMTP: each rule turned on in the config
+ * (they ship off) with the built-in rules around it, the exact reply line a client gets.
+ * Every client comes from its own 127.0.0.x address, so one test's counts never reach
+ * another's.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { RawSmtp, startTestHost, withHost, type TestHost } from './helpers.js';
+
+const BASE = { localDomains: ['localhost', 'example.net'], mailboxes: ['alice@localhost', 'bob@localhost', 'carol@localhost'] };
+/** Settings turning `name` on with these options; loopback has no reverse DNS here. */
+const on = (settings: Record<string, Record<string, unknown>>) => ({
+  ...BASE,
+  rules: { settings: { 'invalid-recipient': { options: { noPtrIsSign: false } }, ...Object.fromEntries(Object.entries(settings).map(([k, o]) => [k, { enabled: true, options: o }])) } },
+});
+
+async function client(port: number, from: string, helo = 'mx.example.org'): Promise<RawSmtp> {
+  const { c, greeting } = await RawSmtp.open(port, from);
+  assert.match(greeting, /^220 /);
+  assert.match(await c.cmd(`EHLO ${helo}`), /^250/);
+  return c;
+}
+
+describe('require-size over SMTP', () => {
+  let t: TestHost;
+  before(async () => { t = await startTestHost({ builtin: true, config: on({ 'require-size': {} }) }); });
+  after(() => t.close());
+
+  it('MAIL FROM without SIZE gets 550 5.7.1; with SIZE it goes on', async () => {
+    const c = await client(t.port, '127.0.0.11');
+    assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '550 5.7.1 Message size must be declared: use ESMTP MAIL FROM with SIZE= (RFC 1870)');
+    assert.equal(await c.cmd('MAIL FROM:<a@example.org> SIZE=1000'), '250 2.1.0 Accepted');
+    assert.equal(await c.cmd('RCPT TO:<alice@localhost>'), '250 2.1.5 Accepted');
+    c.end();
+  });
+
+  it('is off by default', async () => {
+    await withHost({ builtin: true, config: BASE }, async (h) => {
+      const c = await client(h.port, '127.0.0.12');
+      assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Accepted');
+      c.end();
+    });
+  });
+});
