@@ -43,3 +43,21 @@ describe('require-size over SMTP', () => {
     });
   });
 });
+
+describe('null-sender-rate over SMTP', () => {
+  it('the second bounce to a recipient within the window gets 550 5.7.1', async () => {
+    await withHost({ builtin: true, config: on({ 'null-sender-rate': { maxPerRecipient: 1 } }) }, async (h) => {
+      const c = await client(h.port, '127.0.0.21');
+      assert.equal(await c.cmd('MAIL FROM:<>'), '250 2.1.0 Accepted');
+      assert.equal(await c.cmd('RCPT TO:<alice@localhost>'), '250 2.1.5 Accepted');
+      assert.match(await c.cmd('DATA'), /^354 /);
+      assert.match(await c.cmd('Subject: bounce\r\nDate: Mon, 05 Jan 2026 10:00:00 +0000\r\n\r\nreturned\r\n.'), /^250 2\.0\.0 Ok: queued as /);
+      c.end();
+      const d = await client(h.port, '127.0.0.22');
+      assert.equal(await d.cmd('MAIL FROM:<>'), '250 2.1.0 Accepted');
+      assert.equal(await d.cmd('RCPT TO:<alice@localhost>'), '550 5.7.1 Too many bounces (null sender) for alice@localhost');
+      assert.equal(await d.cmd('RCPT TO:<bob@localhost>'), '250 2.1.5 Accepted');
+      d.end();
+    });
+  });
+});

@@ -42,3 +42,49 @@ describe('require-size', () => {
     assert.equal(h.rules.includes('require-size'), false);
   });
 });
+
+describe('null-sender-rate', () => {
+  const DATE = { Date: 'Mon, 05 Jan 2026 10:00:00 +0000', Subject: 'Delivery Status Notification' };
+  /** One bounce to `rcpt` from `ip`: the RCPT's reply (null: accepted, and the message sent). */
+  async function bounce(h: Awaited<ReturnType<typeof loadRule>>, ip: string, rcpt: string, sender = ''): Promise<string | null> {
+    const s = await h.connect({ ip, helo: 'mx.example.org' });
+    await s.mail(sender);
+    const r = await s.rcpt(rcpt);
+    if (!r.reply) assert.notEqual((await s.message({ headers: DATE })).accepted, null);
+    await s.close();
+    return r.reply;
+  }
+
+  it('the bounce past maxPerRecipient within the window gets 550 5.7.1; other recipients and senders pass', async (t) => {
+    const h = await loadRule(rule('null-sender-rate'), { config: CONFIG, options: { maxPerRecipient: 2, windowMinutes: 10 } });
+    t.after(() => h.close());
+    assert.equal(await bounce(h, '198.51.100.10', 'alice@localhost'), null);
+    assert.equal(await bounce(h, '198.51.100.11', 'Alice@localhost'), null);
+    assert.equal(await bounce(h, '198.51.100.12', 'alice@localhost'), '550 5.7.1 Too many bounces (null sender) for alice@localhost');
+    assert.equal(await bounce(h, '198.51.100.12', 'bob@localhost'), null);
+    assert.equal(await bounce(h, '198.51.100.12', 'alice@localhost', 'someone@example.org'), null);
+    h.clock.advance(10 * 60_000 + 1000);
+    assert.equal(await bounce(h, '198.51.100.12', 'alice@localhost'), null);
+  });
+
+  it('refused and abandoned attempts do not count', async (t) => {
+    const h = await loadRule(rule('null-sender-rate'), { config: CONFIG, options: { maxPerRecipient: 1 } });
+    t.after(() => h.close());
+    for (let i = 0; i < 3; i++) {
+      const s = await h.connect({ ip: '198.51.100.13', helo: 'mx.example.org' });
+      await s.mail('');
+      assert.equal((await s.rcpt('alice@localhost')).reply, null);
+      await s.close(); // no DATA
+    }
+    assert.equal(await bounce(h, '198.51.100.13', 'alice@localhost'), null);
+    assert.equal(await bounce(h, '198.51.100.13', 'alice@localhost'), '550 5.7.1 Too many bounces (null sender) for alice@localhost');
+  });
+
+  it('maxPerDomain counts every recipient of a domain; code 450 tempfails', async (t) => {
+    const h = await loadRule(rule('null-sender-rate'), { config: CONFIG, options: { maxPerRecipient: 0, maxPerDomain: 3, code: 450 } });
+    t.after(() => h.close());
+    for (const u of ['a', 'b', 'c']) assert.equal(await bounce(h, '198.51.100.14', `${u}@example.net`), null);
+    assert.equal(await bounce(h, '198.51.100.14', 'd@example.net'), '450 4.7.1 Too many bounces (null sender) for example.net');
+    assert.equal(await bounce(h, '198.51.100.14', 'alice@localhost'), null);
+  });
+});
