@@ -61,3 +61,17 @@ describe('null-sender-rate over SMTP', () => {
     });
   });
 });
+
+describe('connection-rate over SMTP', () => {
+  it('the third connection within the window is greeted 421 4.7.0 and closed; another client is not', async () => {
+    await withHost({ builtin: true, config: on({ 'connection-rate': { maxConnections: 2 }, 'connect-flood': { watchlistCount: 1000 } }) }, async (h) => {
+      for (let i = 0; i < 2; i++) (await client(h.port, '127.0.0.31')).end();
+      const { c, greeting } = await RawSmtp.open(h.port, '127.0.0.31');
+      assert.equal(greeting, '421 4.7.0 Too many connections from 127.0.0.31; try again later');
+      assert.equal(await c.waitClosed(), true);
+      const d = await client(h.port, '127.0.0.32');
+      assert.equal(await d.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Accepted');
+      d.end();
+    });
+  });
+});

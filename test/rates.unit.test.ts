@@ -88,3 +88,17 @@ describe('null-sender-rate', () => {
     assert.equal(await bounce(h, '198.51.100.14', 'alice@localhost'), null);
   });
 });
+
+describe('connection-rate', () => {
+  it('the connection past maxConnections within the window gets 421 4.7.0; other clients and a later window pass', async (t) => {
+    const h = await loadRule(rule('connection-rate'), { config: CONFIG, options: { maxConnections: 3, windowSeconds: 60 } });
+    t.after(() => h.close());
+    for (let i = 0; i < 3; i++) assert.equal((await h.connect({ ip: '198.51.100.20' })).connected.reply, null);
+    const r = (await h.connect({ ip: '198.51.100.20' })).connected;
+    assert.equal(r.reply, '421 4.7.0 Too many connections from 198.51.100.20; try again later');
+    assert.equal(r.rule, 'connection-rate');
+    assert.equal((await h.connect({ ip: '198.51.100.21' })).connected.reply, null);
+    h.clock.advance(61_000);
+    assert.equal((await h.connect({ ip: '198.51.100.20' })).connected.reply, null);
+  });
+});
