@@ -69,6 +69,12 @@ export interface SessionInfo {
    */
   mailCommands: number;
   /**
+   * RCPT commands of this connection refused so far, in every transaction (RSET does not
+   * reset it), whoever refused them: a rule, or relay control. A harvester probing
+   * addresses shows here (the current transaction's count is `envelope.failedRcpts`).
+   */
+  refusedRecipients: number;
+  /**
    * Session notes: what rules noted for the rest of the connection with
    * `ctx.note.session(key, value)`. Dropped when the connection closes; never stored.
    */

@@ -75,3 +75,24 @@ describe('connection-rate over SMTP', () => {
     });
   });
 });
+
+describe('rcpt-failures over SMTP', () => {
+  it('after 3 refused RCPTs (unknown mailbox, relay) the next RCPT gets 421 4.7.0 and the connection closes', async () => {
+    // Loopback is a relay client by default: here it is a stranger, so relay control refuses foreign recipients.
+    await withHost({ builtin: true, config: { ...on({ 'rcpt-failures': { maxRefused: 3 } }), relayNetworks: [] } }, async (h) => {
+      const c = await client(h.port, '127.0.0.41');
+      assert.equal(await c.cmd('MAIL FROM:<>'), '250 2.1.0 Accepted');
+      assert.equal(await c.cmd('RCPT TO:<nobody@localhost>'), '550 5.1.1 No such user here: nobody@localhost');
+      assert.equal(await c.cmd('RCPT TO:<someone@example.com>'), '554 5.7.1 Relaying denied');
+      assert.equal(await c.cmd('RSET'), '250 2.0.0 Flushed');
+      assert.equal(await c.cmd('MAIL FROM:<>'), '250 2.1.0 Accepted');
+      assert.equal(await c.cmd('RCPT TO:<nobody2@localhost>'), '550 5.1.1 No such user here: nobody2@localhost');
+      assert.equal(await c.cmd('RCPT TO:<alice@localhost>'), '421 4.7.0 Too many refused recipients');
+      assert.equal(await c.waitClosed(), true);
+      const d = await client(h.port, '127.0.0.42');
+      assert.equal(await d.cmd('MAIL FROM:<>'), '250 2.1.0 Accepted');
+      assert.equal(await d.cmd('RCPT TO:<alice@localhost>'), '250 2.1.5 Accepted');
+      d.end();
+    });
+  });
+});

@@ -3,6 +3,9 @@
  * (they ship off; loadRule turns the one it loads on), a fake clock for the windows.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadRule, loadRuleSet } from '../host/testing/harness.js';
 
@@ -100,5 +103,70 @@ describe('connection-rate', () => {
     assert.equal((await h.connect({ ip: '198.51.100.21' })).connected.reply, null);
     h.clock.advance(61_000);
     assert.equal((await h.connect({ ip: '198.51.100.20' })).connected.reply, null);
+  });
+});
+
+describe('rcpt-failures', () => {
+  const config = { ...CONFIG, mailboxes: ['alice@localhost'] };
+  const refusing = { config, options: { maxRefused: 3 } };
+
+  it('session.refusedRecipients counts refusals by rules and by relay control, across RSET', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-rates-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'count-refused.ts');
+    writeFileSync(file, `import { defineRule, reject } from 'portcullis/sdk';
+export default defineRule({ name: 'count-refused', phases: {
+  mail: (ev, ctx) => ctx.log('mail ' + ev.session.refusedRecipients),
+  rcpt: (ev, ctx) => { ctx.log('rcpt ' + ev.session.refusedRecipients); if (ev.rcpt.address.startsWith('no')) return reject(550, 'No'); },
+} });
+`);
+    const h = await loadRule(file, { config });
+    t.after(() => h.close());
+    const s = await h.connect({ ip: '198.51.100.30', helo: 'mx.example.org' });
+    await s.mail('');
+    assert.equal((await s.rcpt('nobody@localhost')).reply, '550 5.7.1 No');
+    assert.equal((await s.rcpt('x@example.com')).reply, '554 5.7.1 Relaying denied');
+    assert.deepEqual((await s.rcpt('alice@localhost')).logs, ['rcpt 2']);
+    s.rset();
+    assert.deepEqual((await s.mail('a@example.org')).logs, ['mail 2']);
+    assert.deepEqual((await s.rcpt('alice@localhost')).logs, ['rcpt 2']);
+  });
+
+  it('after maxRefused refused RCPTs the next RCPT is answered 421 4.7.0', async (t) => {
+    const h = await loadRule(rule('rcpt-failures'), refusing);
+    t.after(() => h.close());
+    const s = await h.connect({ ip: '198.51.100.31', helo: 'mx.example.org' });
+    await s.mail('a@example.org');
+    for (let i = 0; i < 3; i++) assert.equal((await s.rcpt(`u${i}@example.com`)).reply, '554 5.7.1 Relaying denied');
+    const r = await s.rcpt('alice@localhost');
+    assert.equal(r.reply, '421 4.7.0 Too many refused recipients');
+    assert.equal(r.rule, 'rcpt-failures');
+  });
+
+  it('RSET does not reset the count: the next MAIL is dropped', async (t) => {
+    const h = await loadRule(rule('rcpt-failures'), refusing);
+    t.after(() => h.close());
+    const s = await h.connect({ ip: '198.51.100.32', helo: 'mx.example.org' });
+    await s.mail('a@example.org');
+    for (let i = 0; i < 2; i++) await s.rcpt(`u${i}@example.com`);
+    s.rset();
+    await s.mail('a@example.org');
+    assert.equal((await s.rcpt('alice@localhost')).reply, null);
+    await s.rcpt('u3@example.com');
+    s.rset();
+    assert.equal((await s.mail('a@example.org')).reply, '421 4.7.0 Too many refused recipients');
+  });
+
+  it('fewer refusals, or a new connection, pass', async (t) => {
+    const h = await loadRule(rule('rcpt-failures'), refusing);
+    t.after(() => h.close());
+    const s = await h.connect({ ip: '198.51.100.33', helo: 'mx.example.org' });
+    await s.mail('a@example.org');
+    for (let i = 0; i < 2; i++) await s.rcpt(`u${i}@example.com`);
+    assert.equal((await s.rcpt('alice@localhost')).reply, null);
+    assert.equal((await s.data()).reply, null);
+    const t2 = await h.connect({ ip: '198.51.100.33', helo: 'mx.example.org' });
+    await t2.mail('a@example.org');
+    assert.equal((await t2.rcpt('alice@localhost')).reply, null);
   });
 });

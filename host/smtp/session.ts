@@ -124,6 +124,7 @@ export class SmtpSession {
   private authUser: string | null = null;
   private completed = 0;
   private mailCommands = 0;
+  private refusedRecipients = 0;
   /** Headers and dispositions decided before any transaction (connect, HELO, AUTH). */
   private headers: AddedHeader[] = [];
   private dispositions: Disposition[] = [];
@@ -174,6 +175,7 @@ export class SmtpSession {
       user: this.authUser,
       transactions: this.completed,
       mailCommands: this.mailCommands,
+      refusedRecipients: this.refusedRecipients,
       notes: this.notes,
     };
   }
@@ -197,7 +199,7 @@ export class SmtpSession {
   private partsOf(event: PhaseEvent): EventParts {
     const { session, ...rest } = event;
     const c = this.cached;
-    const key = `${this.heloSeen?.verb}\0${this.heloSeen?.name}\0${this.authUser}\0${this.completed}\0${this.mailCommands}\0${session.tls}\0${this.notesVersion}`;
+    const key = `${this.heloSeen?.verb}\0${this.heloSeen?.name}\0${this.authUser}\0${this.completed}\0${this.mailCommands}\0${this.refusedRecipients}\0${session.tls}\0${this.notesVersion}`;
     if (key !== c.sessionKey) {
       const { time: _time, ...timeless } = session;
       c.session = JSON.stringify(timeless);
@@ -358,6 +360,7 @@ export class SmtpSession {
     // Relay control comes before any rule, and no rule can lift it: never an open relay.
     if (rcpt.domain && !this.d.policy.acceptedDomains.has(rcpt.domain) && !this.authUser && !this.relayClient) {
       tx.failedRcpts++;
+      this.refusedRecipients++;
       tx.version++;
       this.d.counters.inc('replies_refused_total', { phase: 'rcpt', rule: 'relay-control' });
       this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), rcpt: address }, `relaying denied for ${address} from ${plainIp(this.conn.ip)}`);
@@ -367,6 +370,7 @@ export class SmtpSession {
     tx.version++;
     if (r.reply) {
       tx.failedRcpts++;
+      this.refusedRecipients++;
       return r;
     }
     // A repeated RCPT replaces the earlier one (as smtp-server does): count each address once.
