@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RawSmtp, startTestHost, withHost, type TestHost } from './helpers.js';
+import { eventually, RawSmtp, startTestHost, withHost, type TestHost } from './helpers.js';
 
 const BASE = { localDomains: ['localhost', 'example.net'], mailboxes: ['alice@localhost', 'bob@localhost', 'carol@localhost'] };
 /** Settings turning `name` on with these options; loopback has no reverse DNS here. */
@@ -93,6 +93,31 @@ describe('rcpt-failures over SMTP', () => {
       assert.equal(await d.cmd('MAIL FROM:<>'), '250 2.1.0 Accepted');
       assert.equal(await d.cmd('RCPT TO:<alice@localhost>'), '250 2.1.5 Accepted');
       d.end();
+    });
+  });
+});
+
+describe('tarpit over SMTP', () => {
+  it('a RCPT past the limit waits delayMs while another client\'s replies stay fast', async () => {
+    await withHost({ builtin: true, config: on({ tarpit: { afterRecipients: 1, delayMs: 3000, multiplier: 1 } }) }, async (h) => {
+      const a = await client(h.port, '127.0.0.51');
+      assert.equal(await a.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Accepted');
+      assert.equal(await a.cmd('RCPT TO:<alice@localhost>'), '250 2.1.5 Accepted');
+      const sent = Date.now();
+      a.write('RCPT TO:<bob@localhost>\r\n');
+      const slow = a.reply(10_000).then((r) => ({ r, ms: Date.now() - sent }));
+      // The tarpitted reply is being held once the rule asked for it.
+      await eventually('tarpit asked', () => h.logs.some((l) => l.rule === 'tarpit' && /waits 3000 ms/.test(String(l.msg))));
+      const b = await client(h.port, '127.0.0.52');
+      const t0 = Date.now();
+      assert.equal(await b.cmd('MAIL FROM:<b@example.org>'), '250 2.1.0 Accepted');
+      assert.equal(await b.cmd('RCPT TO:<alice@localhost>'), '250 2.1.5 Accepted');
+      assert.ok(Date.now() - t0 < 1500, `the other client waited ${Date.now() - t0} ms`);
+      b.end();
+      const { r, ms } = await slow;
+      assert.equal(r, '250 2.1.5 Accepted');
+      assert.ok(ms >= 2900, `the tarpitted reply came after ${ms} ms`);
+      a.end();
     });
   });
 });

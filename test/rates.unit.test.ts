@@ -170,3 +170,35 @@ export default defineRule({ name: 'count-refused', phases: {
     assert.equal((await t2.rcpt('alice@localhost')).reply, null);
   });
 });
+
+describe('tarpit', () => {
+  it('after afterRecipients RCPTs each reply waits delayMs × multiplier^k, capped by limits.maxDelayMs; nothing is refused', async (t) => {
+    const h = await loadRule(rule('tarpit'), { config: { ...CONFIG, limits: { maxDelayMs: 5000 } }, options: { afterRecipients: 2, delayMs: 1000, multiplier: 2 } });
+    t.after(() => h.close());
+    const s = await h.connect({ ip: '198.51.100.40', helo: 'mx.example.org' });
+    assert.equal((await s.mail('a@example.org')).delayMs, 0);
+    const delays: number[] = [];
+    for (const r of ['a', 'b', 'c', 'd']) {
+      const step = await s.rcpt(`${r}@localhost`);
+      assert.equal(step.reply, null);
+      delays.push(step.delayMs);
+    }
+    assert.deepEqual(delays, [0, 0, 1000, 2000]);
+    assert.equal((await s.data()).delayMs, 4000);
+    const m = await s.message({ headers: { Subject: 'x' } }, { skipData: true });
+    assert.equal(m.delayMs, 5000); // 8000, capped
+    assert.notEqual(m.accepted, null);
+    // The next transaction starts from zero.
+    await s.mail('a@example.org');
+    assert.equal((await s.rcpt('a@localhost')).delayMs, 0);
+  });
+
+  it('refused RCPTs count; multiplier 1 is a constant delay', async (t) => {
+    const h = await loadRule(rule('tarpit'), { config: CONFIG, options: { afterRecipients: 1, delayMs: 700, multiplier: 1 } });
+    t.after(() => h.close());
+    const s = await h.connect({ ip: '198.51.100.41', helo: 'mx.example.org' });
+    await s.mail('a@example.org');
+    assert.equal((await s.rcpt('x@example.com')).reply, '554 5.7.1 Relaying denied');
+    assert.deepEqual([(await s.rcpt('a@localhost')).delayMs, (await s.rcpt('b@localhost')).delayMs, (await s.data()).delayMs], [700, 700, 700]);
+  });
+});
