@@ -177,6 +177,11 @@ export interface ConnectEvent extends EventBase {
   phase: 'connect';
   /** The client's live blacklist entry, or null (looked up by the host: no store call needed). */
   blacklist: BlacklistEntry | null;
+  /**
+   * Sessions from this client IP open on this host now, this one included (1 for a
+   * client's only connection): what a limit on concurrent connections reads.
+   */
+  clientSessions: number;
 }
 
 export interface HeloEvent extends EventBase {

@@ -121,3 +121,24 @@ describe('tarpit over SMTP', () => {
     });
   });
 });
+
+describe('concurrent-connections over SMTP', () => {
+  it('a third simultaneous connection is greeted 421 4.7.0 and closed; after one ends, a new one is let in', async () => {
+    await withHost({ builtin: true, config: on({ 'concurrent-connections': { maxSessions: 2 } }) }, async (h) => {
+      const a = await client(h.port, '127.0.0.61');
+      const b = await client(h.port, '127.0.0.61');
+      const { c, greeting } = await RawSmtp.open(h.port, '127.0.0.61');
+      assert.equal(greeting, '421 4.7.0 Too many concurrent connections from 127.0.0.61; try again later');
+      assert.equal(await c.waitClosed(), true);
+      const other = await client(h.port, '127.0.0.62');
+      other.end();
+      assert.equal(await a.cmd('QUIT'), '221 2.0.0 Bye');
+      assert.equal(await a.waitClosed(), true);
+      await eventually('the session ended', () => h.logs.filter((l) => /^disconnect from \[127\.0\.0\.61\]/.test(String(l.msg))).length >= 2);
+      const d = await client(h.port, '127.0.0.61');
+      assert.equal(await d.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Accepted');
+      d.end();
+      b.end();
+    });
+  });
+});

@@ -202,3 +202,21 @@ describe('tarpit', () => {
     assert.deepEqual([(await s.rcpt('a@localhost')).delayMs, (await s.rcpt('b@localhost')).delayMs, (await s.data()).delayMs], [700, 700, 700]);
   });
 });
+
+describe('concurrent-connections', () => {
+  it('the session past maxSessions open at once gets 421 4.7.0; once one closes, a new one passes', async (t) => {
+    const h = await loadRule(rule('concurrent-connections'), { config: CONFIG, options: { maxSessions: 2 } });
+    t.after(() => h.close());
+    const a = await h.connect({ ip: '198.51.100.50' });
+    const b = await h.connect({ ip: '198.51.100.50' });
+    assert.equal(b.connected.reply, null);
+    const c = await h.connect({ ip: '198.51.100.50' });
+    assert.equal(c.connected.reply, '421 4.7.0 Too many concurrent connections from 198.51.100.50; try again later');
+    assert.equal(c.connected.rule, 'concurrent-connections');
+    await c.close();
+    assert.equal((await h.connect({ ip: '198.51.100.51' })).connected.reply, null);
+    await a.close();
+    assert.equal((await h.connect({ ip: '198.51.100.50' })).connected.reply, null);
+    await b.close();
+  });
+});

@@ -94,6 +94,8 @@ export interface SessionDeps {
   delay: (ms: number) => Promise<void>;
   /** DNS lists and MX checks; null when DNS is off (config dns.servers empty). */
   dns: DnsChecker | null;
+  /** Sessions from `ip` open now, the connecting one included (the connect event's `clientSessions`). */
+  clientSessions: (ip: string) => number;
 }
 
 /** An event as the session builds it; the DNS facts are added before the rules run. */
@@ -296,7 +298,7 @@ export class SmtpSession {
     this.facts?.prefetch(this.ruleSet.dnsAll, null); // client-IP lists, while the client waits for the greeting
     const e = this.d.store.blacklistGet(info.client.ip, info.time);
     const blacklist = e ? ruleView(e) : null;
-    const r = await this.phase({ phase: 'connect', session: info, blacklist });
+    const r = await this.phase({ phase: 'connect', session: info, blacklist, clientSessions: this.d.clientSessions(this.conn.ip) });
     this.refusedAtConnect = r.reply !== null;
     return r;
   }
