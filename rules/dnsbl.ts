@@ -39,7 +39,7 @@ const OPTIONS = {
       },
     },
     threshold: { type: 'number', default: 1 },
-    blacklistMinutes: { type: 'integer', minimum: 1, default: 30, description: 'How long drop blacklists the client.' },
+    blacklistMinutes: { type: 'integer', minimum: 1, maximum: 30 * 24 * 60, default: 30, description: 'How long drop blacklists the client.' },
   },
 } as const;
 

@@ -27,7 +27,7 @@ export default defineRule({
         description: 'Case-insensitive regular expressions.',
       },
       learn: { type: 'boolean', default: false, description: 'Remember subjects that got a client blacklisted.' },
-      blacklistMinutes: { type: 'integer', minimum: 1, default: 60 },
+      blacklistMinutes: { type: 'integer', minimum: 1, maximum: 30 * 24 * 60, default: 60 },
       dnsbl: dnsblSignOption,
     },
   },

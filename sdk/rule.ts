@@ -25,13 +25,21 @@ export interface RuleStore {
   listValues(list: string): string[];
   /** Adds a value to a named list (kept in the store, e.g. learned spam subjects). */
   listAdd(list: string, value: string): void;
+  /**
+   * Keeps `value` under `key` for `ttlSeconds` (replacing what was there, and its time):
+   * state that must outlive the session and expire, e.g. a greylisting triplet that passed.
+   * @example ctx.store.remember('grey-pass:' + triplet, String(ev.session.time), 30 * 86400)
+   */
+  remember(key: string, value: string, ttlSeconds: number): void;
+  /** What `remember` keeps under `key`, or null once it expired (or was never kept). */
+  recall(key: string): string | null;
 }
 
 /**
  * The store operations, listed once: the sandbox builds `ctx.store` from this list and
  * the host answers exactly these (its table of operations is typed by `StoreOp`).
  */
-export const STORE_OPS = ['hit', 'count', 'blacklisted', 'listHas', 'listValues', 'listAdd'] as const satisfies readonly (keyof RuleStore)[];
+export const STORE_OPS = ['hit', 'count', 'blacklisted', 'listHas', 'listValues', 'listAdd', 'remember', 'recall'] as const satisfies readonly (keyof RuleStore)[];
 export type StoreOp = (typeof STORE_OPS)[number];
 // Every RuleStore method is in STORE_OPS: adding one without listing it does not compile.
 true satisfies Exclude<keyof RuleStore, StoreOp> extends never ? true : never;
@@ -42,8 +50,10 @@ export const RULE_LIMITS = {
   storeKey: 512,
   listName: 64,
   listValue: 1000,
-  /** Longest watchlist window and blacklist TTL: 30 days. */
+  /** Longest blacklist TTL and `remember` TTL: 30 days. */
   maxSeconds: 30 * 24 * 3600,
+  /** Longest watchlist window (`hit`, `count`): 7 days; the store keeps hits that long. */
+  maxWatchSeconds: 7 * 24 * 3600,
   /** Header fields one rule call may add, and the longest value. */
   headers: 20,
   headerValue: 2000,

@@ -5,7 +5,7 @@
  * external checker that is not there, a config that is not JSON.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -13,7 +13,7 @@ import getTLSOptions from 'smtp-server/lib/tls-options.js';
 import { usageOf } from '../host/cli/main.js';
 import { hashPassword } from '../host/password.js';
 import { ROOT } from '../host/paths.js';
-import { eventually, RawSmtp, tempDir, withHost } from './helpers.js';
+import { cli, eventually, RawSmtp, tempDir, withHost } from './helpers.js';
 
 const made: string[] = [];
 after(() => {
@@ -24,11 +24,6 @@ function scratch(): string {
   const d = tempDir();
   made.push(d);
   return d;
-}
-
-function cli(cwd: string, args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), ...args], { cwd, encoding: 'utf8', input, timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe('portcullis <command> --help', () => {

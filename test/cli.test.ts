@@ -91,6 +91,15 @@ describe('portcullis check', () => {
     assert.match(r.stdout, /\noff: rule strict \(.*off\/strict\.ts\): ships off; rules\.settings\.strict\.enabled: true turns it on\n$/);
   });
 
+  it('says where a rule kept to some mail runs (only / except)', () => {
+    const cfg = join(dir(), 'placed.json');
+    writeFileSync(cfg, JSON.stringify({ rules: { settings: { 'suspicious-helo': { except: { clients: ['192.0.2.0/24'] } }, 'subject-spam': { only: { recipients: ['sales.example.org'] } } } } }));
+    const r = cli(dir(), ['check', '--config', cfg]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\nok: rule suspicious-helo .*phases helo, skips authenticated clients, except clients 192\.0\.2\.0\/24\n/);
+    assert.match(r.stdout, /\nok: rule subject-spam .*, only recipients sales\.example\.org\n/);
+  });
+
   it('reports every problem, with file:line:col or JSON path, and exits 1', () => {
     const bad = join(dir(), 'bad');
     mkdirSync(bad);

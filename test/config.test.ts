@@ -4,12 +4,10 @@
  * before listening. The config's own validation: config.unit.test.ts.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { ROOT } from '../host/paths.js';
-import { rule, tempDir } from './helpers.js';
+import { cli as runCli, rule, tempDir } from './helpers.js';
 
 const made: string[] = [];
 after(() => {
@@ -28,10 +26,8 @@ function configFile(content: unknown): string {
   return f;
 }
 
-function cli(...args: string[]): { status: number | null; stderr: string; stdout: string } {
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), ...args], { encoding: 'utf8', timeout: 30_000 });
-  return { status: r.status, stderr: r.stderr, stdout: r.stdout };
-}
+/** The real binary, run from this process's working directory. */
+const cli = (...args: string[]) => runCli(process.cwd(), args);
 
 describe('portcullis start refuses to run on bad input', () => {
   it('exits 78 on an invalid config, printing each problem, before listening', () => {

@@ -223,3 +223,24 @@ describe('Weighted lists against rbldnsd', { skip: skip ?? false }, () => {
     }
   });
 });
+
+describe('Greylisting and a DNS whitelist against rbldnsd', { skip: skip ?? false }, () => {
+  it('a client listed in the dnswl zone is never greylisted; an unlisted one is', async () => {
+    const dir = tempDir('portcullis-dns-');
+    const dns = await startDnsServers(dir, ZONES);
+    const settings = {
+      'spamhaus-zen': { enabled: false }, 'spamhaus-dbl': { enabled: false }, 'sender-domain': { enabled: false },
+      'invalid-recipient': { options: { dnsbl: '' } }, 'identical-sender-rcpt': { options: { dnsbl: '' } }, 'subject-spam': { options: { dnsbl: '' } },
+      greylist: { enabled: true, options: { dnswl: 'wl.test' } },
+    };
+    const h = await startTestHost({ builtin: true, config: { dns: { servers: [dns.server] }, rules: { settings } } });
+    try {
+      assert.match(await send(h.port, '127.0.0.40', 'g-listed'), /^250 /);
+      assert.equal(await send(h.port, '127.0.0.41', 'g-unlisted'), '421 4.7.1 Greylisted: please try again later');
+    } finally {
+      await h.close();
+      await dns.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

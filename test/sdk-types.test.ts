@@ -37,7 +37,7 @@ export function typeChecks(): void {
   expectTypeOf(STATUS.notAuthorized).toMatchTypeOf<EnhancedStatus>();
 
   // Store operations: exactly the SDK's list.
-  expectTypeOf<StoreOp>().toEqualTypeOf<'hit' | 'count' | 'blacklisted' | 'listHas' | 'listValues' | 'listAdd'>();
+  expectTypeOf<StoreOp>().toEqualTypeOf<'hit' | 'count' | 'blacklisted' | 'listHas' | 'listValues' | 'listAdd' | 'remember' | 'recall'>();
   expectTypeOf<RuleContext['store']>().not.toHaveProperty('mailbox');
 
   // Options: typed from the rule's JSON Schema, defaults always present.

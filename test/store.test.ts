@@ -224,7 +224,15 @@ describe('the front over a backend', () => {
     assert.equal(call('listHas', ['l', 'v'], T0), true);
     assert.deepEqual(call('listValues', ['l'], T0), ['v']);
     assert.throws(() => call('hit', ['', 60], T0), /^TypeError: key must be a non-empty string of at most 512 characters$/);
-    assert.throws(() => call('count', ['k', 0], T0), /^TypeError: windowSeconds must be a number from 1 to 2592000$/);
+    assert.throws(() => call('count', ['k', 0], T0), /^TypeError: windowSeconds must be a number from 1 to 604800$/);
+    // A window longer than the store keeps hits is refused, not silently cut to 7 days.
+    assert.throws(() => call('hit', ['k', 8 * 86400], T0), /^TypeError: windowSeconds must be a number from 1 to 604800$/);
+    // remember / recall: a value with a TTL, in the rule's own key space.
+    assert.equal(call('remember', ['grey-pass:t', 'since 1', 3600], T0), null);
+    assert.equal(call('recall', ['grey-pass:t'], T0 + 3599_000), 'since 1');
+    assert.equal(call('recall', ['grey-pass:t'], T0 + 3600_001), null);
+    assert.equal(call('recall', ['dns:anything'], T0), null);
+    assert.throws(() => call('remember', ['k', 'v', 31 * 86400], T0), /^TypeError: ttlSeconds must be a number from 1 to 2592000$/);
     assert.throws(() => call('toString', [], T0), /^TypeError: unknown store operation "toString"$/);
   });
 });

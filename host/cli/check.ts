@@ -35,7 +35,7 @@ export async function check(argv: string[], out = process.stdout, err = process.
     for (const w of rs.warnings) err.write(`warning: ${w}\n`);
     for (const r of rs.rules) {
       if (typeProblems.some((t) => t.file === r.file)) continue;
-      out.write(`ok: rule ${r.name} (${r.file}) priority ${r.priority}, phases ${r.meta.phases.join(',')}${r.meta.skip.authenticated ? ', skips authenticated clients' : ''}${r.action === 'enforce' ? '' : `, action ${r.action}`}\n`);
+      out.write(`ok: rule ${r.name} (${r.file}) priority ${r.priority}, phases ${r.meta.phases.join(',')}${r.meta.skip.authenticated ? ', skips authenticated clients' : ''}${r.action === 'enforce' ? '' : `, action ${r.action}`}${r.placeText ? `, ${r.placeText}` : ''}\n`);
     }
     for (const r of rs.off) out.write(`off: rule ${r.name} (${r.file}): ${offReason(r)}\n`);
   } catch (e) {

@@ -20,7 +20,21 @@ export interface RuleLimits {
 
 export type RuleAction = 'enforce' | 'shadow' | 'quarantine' | 'tempfail';
 
+/** Mail a rule is kept to or kept from (see host/pipeline/scope.ts). */
+export interface RuleScope {
+  /** Client networks (CIDR or single addresses). */
+  clients?: string[];
+  /** MAIL FROM patterns: `user@example.org`, `example.org`, `.example.org`, `<>`. */
+  senders?: string[];
+  /** Recipient patterns, as `senders`. */
+  recipients?: string[];
+}
+
 export interface RuleSettings extends Partial<RuleLimits> {
+  /** Run only for mail in this scope. */
+  only?: RuleScope;
+  /** Never run for mail in this scope. */
+  except?: RuleScope;
   /** Absent: the rule's own default (`RuleDefinition.enabled`). */
   enabled?: boolean;
   priority?: number;
@@ -284,6 +298,12 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
   if (!problems.length) {
     checkNetworks(cfg.relayNetworks, '/relayNetworks', problems);
     checkNetworks(cfg.exemptNetworks, '/exemptNetworks', problems);
+    for (const [name, s] of Object.entries(cfg.rules.settings)) {
+      for (const part of ['only', 'except'] as const) {
+        const clients = s[part]?.clients;
+        if (clients) checkNetworks(clients, `/rules/settings/${name}/${part}/clients`, problems);
+      }
+    }
     cfg.listen.forEach((l, i) => {
       const port = Number(l.slice(l.lastIndexOf(':') + 1));
       if (port > 65535) problems.push(`/listen/${i}: port must be 0–65535`);

@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { DnsListAnswer, DnsMxAnswer } from '../../sdk/index.js';
 import type { Counters } from '../metrics.js';
-import type { DnsCache } from '../store/ports.js';
+import type { TtlCache } from '../store/ports.js';
 import { nodeBackend, type DnsBackend } from './backend.js';
 
 export type ListKind = 'dnsbl' | 'rhsbl';
@@ -43,7 +43,7 @@ export class DnsChecker {
 
   constructor(
     private readonly backend: DnsBackend,
-    private readonly cache: DnsCache,
+    private readonly cache: TtlCache,
     private readonly counters: Counters,
     private readonly log: Logger,
     private readonly ttlSeconds: number,
@@ -146,7 +146,7 @@ export class DnsChecker {
 }
 
 /** The checker for a config's `dns` section, or null when DNS is off (no servers). */
-export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, cache: DnsCache, counters: Counters, log: Logger): DnsChecker | null {
+export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, cache: TtlCache, counters: Counters, log: Logger): DnsChecker | null {
   if (!dns.servers.length) return null;
   return new DnsChecker(nodeBackend(dns.servers, dns.timeoutMs), cache, counters, log, dns.cacheTtlSeconds);
 }

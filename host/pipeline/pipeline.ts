@@ -69,6 +69,9 @@ export function applyAction(v: Verdict, action: RuleAction): Verdict {
 }
 
 export class Pipeline {
+  /** Per chain, its cuts by the rules' places (see `placed`); a chain's cuts go with its RuleSet. */
+  private readonly cuts = new WeakMap<ChainLink[], Map<string, ChainLink[]>>();
+
   constructor(
     private readonly sandbox: Sandbox,
     private readonly log: Logger,
@@ -87,10 +90,29 @@ export class Pipeline {
 
   /** Runs `event`'s phase through the rules that apply to the client and decides (`parts`: serialises the event, made only when a rule runs). */
   async runPhase(rs: RuleSet, event: PhaseEvent, parts?: () => EventParts): Promise<PhaseDecision> {
-    const chain = (event.session.user === null ? rs.chains.anyone : rs.chains.authenticated)[event.phase];
+    const full = (event.session.user === null ? rs.chains.anyone : rs.chains.authenticated)[event.phase];
+    const chain = full && this.placed(rs, full, event);
     if (!chain) return NO_DECISION;
     const results = await this.sandbox.callPhase(rs.version, chain, event, rs.budgets[event.phase] ?? 0, parts?.());
     return this.decide(rs, event, results);
+  }
+
+  /**
+   * The chain without the rules whose place (`only`/`except`) leaves `event` out; null when
+   * none is left. Each distinct cut is made once and kept, so the sandbox pool, which
+   * numbers chains by their array, sees the same array for the same cut.
+   */
+  private placed(rs: RuleSet, chain: ChainLink[], event: PhaseEvent): ChainLink[] | null {
+    if (!rs.placed) return chain;
+    let keep = '';
+    for (const link of chain) keep += rs.byId.get(link.id)?.place?.(event) === false ? '0' : '1';
+    if (!keep.includes('0')) return chain;
+    if (!keep.includes('1')) return null;
+    let cuts = this.cuts.get(chain);
+    if (!cuts) this.cuts.set(chain, (cuts = new Map()));
+    let cut = cuts.get(keep);
+    if (!cut) cuts.set(keep, (cut = chain.filter((_, i) => keep[i] === '1')));
+    return cut;
   }
 
   private decide(rs: RuleSet, event: PhaseEvent, results: RuleResult[]): PhaseDecision {

@@ -15,6 +15,7 @@ import { compileRule } from '../sandbox/compile.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { ChainLink, RuleCode, RuleMeta } from '../sandbox/protocol.js';
 import { chainLink } from './pipeline.js';
+import { describePlace, placeTest, type ScopeTest } from './scope.js';
 
 export interface LoadedRule {
   id: string;
@@ -30,6 +31,9 @@ export interface LoadedRule {
   needs: string[];
   /** Source hash + settings: equal fingerprints mean the rule did not change. */
   fingerprint: string;
+  /** Where it runs (`only`/`except` in its settings), or null: everywhere; and that in words. */
+  place: ScopeTest | null;
+  placeText: string | null;
 }
 
 export type PhaseChains = Partial<Record<Phase, ChainLink[]>>;
@@ -55,6 +59,8 @@ export interface RuleSet {
   readonly dnsAll: DnsNeed[];
   /** What is odd but does not stop the rule set (a settings entry for a rule that is not there). */
   readonly warnings: readonly string[];
+  /** True when some rule runs only in places (`only`/`except`): chains are then cut per event. */
+  readonly placed: boolean;
   /** Rules found but not running: off by the config, or shipped off and not turned on. */
   readonly off: readonly OffRule[];
 }
@@ -202,7 +208,8 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     };
     const id = `${version}:${meta.name}`;
     const action = s.action ?? 'enforce';
-    rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action, limits, meta, link: chainLink(id, action, limits), needs: [], fingerprint: `${hash}:${JSON.stringify([options, limits, action, s.priority])}` });
+    rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action, limits, meta, link: chainLink(id, action, limits), needs: [],
+      fingerprint: `${hash}:${JSON.stringify([options, limits, action, s.priority, s.only, s.except])}`, place: placeTest(s.only, s.except), placeText: describePlace(s.only, s.except) });
     // The built-in rules are ours: they may share a module (see rule-sandbox.ts); an admin's never do.
     const shared = cfg.sandbox.shareBuiltins && file.startsWith(BUILTIN_RULES + sep);
     codes.push({ id, file, code, map, optionsJson: JSON.stringify(options), limits, ...(shared ? { group: 'builtin' } : {}) });
@@ -257,5 +264,6 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     dnsAll: uniqueNeeds(Object.values(dns).flat()),
     warnings: Object.freeze(warnings),
     off: Object.freeze(off),
+    placed: rules.some((r) => r.place !== null),
   });
 }

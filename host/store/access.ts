@@ -5,10 +5,10 @@
  * extra or misspelled operation, or a wrong result type, does not compile.
  */
 import { RULE_LIMITS, STORE_OPS, type RuleStore, type StoreOp } from '../../sdk/index.js';
-import { ruleView, type BlacklistStore, type ListStore, type WatchlistStore } from './ports.js';
+import { ruleView, type BlacklistStore, type ListStore, type TtlCache, type WatchlistStore } from './ports.js';
 
 /** The part of the store rules reach. */
-export type RuleStoreTarget = WatchlistStore & Pick<BlacklistStore, 'blacklistGet'> & ListStore;
+export type RuleStoreTarget = WatchlistStore & Pick<BlacklistStore, 'blacklistGet'> & ListStore & Pick<TtlCache, 'cacheGet' | 'cacheSet'>;
 
 /** A store operation as a rule asks for it; the result is JSON-able. */
 export type StoreCall = (op: string, args: unknown[], now: number) => unknown;
@@ -18,18 +18,22 @@ function str(v: unknown, what: string, max: number): string {
   return v;
 }
 
-function seconds(v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > RULE_LIMITS.maxSeconds) throw new TypeError(`windowSeconds must be a number from 1 to ${RULE_LIMITS.maxSeconds}`);
+function seconds(v: unknown, what: string, max: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > max) throw new TypeError(`${what} must be a number from 1 to ${max}`);
   return v;
 }
+
+const window = (v: unknown) => seconds(v, 'windowSeconds', RULE_LIMITS.maxWatchSeconds);
+/** Rules' remembered values share the TTL cache with the DNS checker, under their own prefix. */
+const REMEMBER_PREFIX = 'rule:';
 
 const key = (v: unknown) => str(v, 'key', RULE_LIMITS.storeKey);
 const list = (v: unknown) => str(v, 'list', RULE_LIMITS.listName);
 const value = (v: unknown) => str(v, 'value', RULE_LIMITS.listValue);
 
 const OPS: { [K in StoreOp]: (store: RuleStoreTarget, args: unknown[], now: number) => ReturnType<RuleStore[K]> } = {
-  hit: (store, args, now) => store.watchHit(key(args[0]), seconds(args[1]), now),
-  count: (store, args, now) => store.watchCount(key(args[0]), seconds(args[1]), now),
+  hit: (store, args, now) => store.watchHit(key(args[0]), window(args[1]), now),
+  count: (store, args, now) => store.watchCount(key(args[0]), window(args[1]), now),
   blacklisted: (store, args, now) => {
     const e = store.blacklistGet(str(args[0], 'ip', 64), now);
     return e ? ruleView(e) : null;
@@ -37,6 +41,8 @@ const OPS: { [K in StoreOp]: (store: RuleStoreTarget, args: unknown[], now: numb
   listHas: (store, args) => store.listHas(list(args[0]), value(args[1])),
   listValues: (store, args) => store.listValues(list(args[0])),
   listAdd: (store, args) => store.listAdd(list(args[0]), value(args[1])),
+  remember: (store, args, now) => store.cacheSet(REMEMBER_PREFIX + key(args[0]), value(args[1]), seconds(args[2], 'ttlSeconds', RULE_LIMITS.maxSeconds), now),
+  recall: (store, args, now) => store.cacheGet(REMEMBER_PREFIX + key(args[0]), now) ?? null,
 };
 
 const isOp = (op: string): op is StoreOp => (STORE_OPS as readonly string[]).includes(op);

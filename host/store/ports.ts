@@ -2,14 +2,14 @@
  * The store as its consumers see it, and the port a persistent backend plugs into.
  *
  * Consumers get the narrowest interface they need: the SMTP session a `BlacklistStore`
- * and a `MailboxDirectory`, the DNS checker a `DnsCache`, the rules (through access.ts)
+ * and a `MailboxDirectory`, the DNS checker a `TtlCache`, the rules (through access.ts)
  * watchlists, lists and blacklist lookups. One in-memory front (`MemoryStore`,
  * store.ts) implements them all and serves every read from memory; a `StoreBackend`
  * (SQLite today, Redis and several processes next) loads its snapshot and receives its
  * changes, written behind.
  */
 
-import type { BlacklistEntry as RuleBlacklistEntry, MailboxState } from '../../sdk/index.js';
+import { RULE_LIMITS, type BlacklistEntry as RuleBlacklistEntry, type MailboxState } from '../../sdk/index.js';
 
 export type { MailboxState };
 
@@ -25,7 +25,7 @@ export function ruleView(e: BlacklistEntry): RuleBlacklistEntry {
 }
 
 /** Longest window a watchlist keeps hits for: older hits are pruned in memory and by backends. */
-export const WATCH_MAX_WINDOW_MS = 7 * 24 * 3600_000;
+export const WATCH_MAX_WINDOW_MS = RULE_LIMITS.maxWatchSeconds * 1000;
 
 /** The client blacklist: checked by the SMTP session, written by rules' effects and the admin. */
 export interface BlacklistStore {
@@ -47,8 +47,8 @@ export interface BlacklistStore {
   blacklistClear(): void;
 }
 
-/** Cached DNS answers (JSON text) with a TTL: the DNS checker's cache. */
-export interface DnsCache {
+/** Text values with a TTL: the DNS checker's cached answers, and what rules `remember` (keys `rule:…`). */
+export interface TtlCache {
   cacheGet(key: string, now?: number): string | undefined;
   cacheSet(key: string, value: string, ttlSeconds: number, now?: number): void;
   /** Entries held (some may have expired since the last sweep), for the `store_cache_entries` gauge. */

@@ -14,7 +14,7 @@ import {
   WATCH_MAX_WINDOW_MS,
   type BlacklistEntry,
   type BlacklistStore,
-  type DnsCache,
+  type TtlCache,
   type ListStore,
   type MailboxDirectory,
   type MailboxState,
@@ -63,7 +63,7 @@ function extended(old: BlacklistEntry | undefined, e: BlacklistEntry): Blacklist
   return live ? { ...e, created: live.created } : e;
 }
 
-export class MemoryStore implements BlacklistStore, DnsCache, WatchlistStore, ListStore, MailboxDirectory {
+export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, ListStore, MailboxDirectory {
   private readonly blacklist = new Map<string, BlacklistEntry>();
   private readonly watch = new Map<string, number[]>();
   /** domain → local parts ('*' = every address of the domain exists). */

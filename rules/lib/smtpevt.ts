@@ -46,8 +46,9 @@ export const noPtrIsSignOption = { type: 'boolean', default: true, description: 
 export const watchOptions = (count: number, minutes: number, blacklistMinutes: number) =>
   ({
     watchlistCount: { type: 'integer', minimum: 1, default: count, description: 'Events from one client within watchlistMinutes that trigger the blacklist.' },
-    watchlistMinutes: { type: 'integer', minimum: 1, default: minutes },
-    blacklistMinutes: { type: 'integer', minimum: 1, default: blacklistMinutes, description: 'How long the client stays blacklisted.' },
+    // The store keeps hits 7 days and blacklist entries 30 (RULE_LIMITS): the config check says so, not a failing rule.
+    watchlistMinutes: { type: 'integer', minimum: 1, maximum: 7 * 24 * 60, default: minutes },
+    blacklistMinutes: { type: 'integer', minimum: 1, maximum: 30 * 24 * 60, default: blacklistMinutes, description: 'How long the client stays blacklisted.' },
   }) as const;
 
 export interface WatchOptions {

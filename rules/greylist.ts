@@ -1,0 +1,87 @@
+/**
+ * greylist — the first delivery attempt of an unknown (client, sender, recipient)
+ * triplet gets `450 4.7.1`; the same triplet retried after `retrySeconds` passes.
+ *
+ * A real MTA keeps a refused message in its queue and retries (RFC 5321 §4.5.4.1); most
+ * spam software fires once and moves on. This is smtpf 2.0's grey-list (and Postfix's
+ * postgrey): `key` picks the client part of the triplet, for senders that retry from
+ * another address of their pool (smtpf's grey-key: IP, /24, PTR domain); a triplet not
+ * retried within `pendingHours` is forgotten; one that passed stays known for
+ * `passDays`, refreshed by every message.
+ *
+ * The first message that passes carries `X-Grey-Report` (smtpf: how long greylisting
+ * held the triplet, the key, when it started). With `drop` the tempfail is 421 and the
+ * connection closes (smtpf: spammers stay connected and try pair after pair; a real MTA
+ * retries the whole message later either way).
+ *
+ * Clients listed in the `dnswl` zone (a DNS whitelist such as list.dnswl.org) are never
+ * greylisted: they are known to retry.
+ *
+ * Ships off: it delays the first message from every new sender by the sender's retry
+ * interval. The triplets live in the store (`ctx.store`), so hosts that share a store
+ * share them.
+ */
+import { defineRule, STATUS, tempfail, type RcptEvent } from 'portcullis/sdk';
+import { zoneOption } from './lib/dnsbl.js';
+
+/** The client part of the key: its address, its network (/24 or /64), or its PTR name without the host label. */
+function clientKey(ev: RcptEvent, key: 'ip' | 'ip-network' | 'ptr-domain'): string {
+  const { ip, ptr } = ev.session.client;
+  if (key === 'ip') return ip;
+  if (key === 'ptr-domain' && ptr && ptr.split('.').length > 2) return ptr.slice(ptr.indexOf('.') + 1).toLowerCase();
+  // IPv4 /24; IPv6 /64 (the first four groups of the written form, zeros compressed or not).
+  if (!ip.includes(':')) return ip.split('.').slice(0, 3).join('.');
+  const [head = '', tail = ''] = ip.toLowerCase().split('::');
+  const groups = [...head.split(':'), ...(ip.includes('::') ? Array(8 - head.split(':').length - tail.split(':').length).fill('0') : []), ...tail.split(':')];
+  return groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':');
+}
+
+export default defineRule({
+  name: 'greylist',
+  description: 'Greylisting: tempfails the first attempt of an unknown client/sender/recipient triplet',
+  priority: 90,
+  enabled: false,
+  skip: { authenticated: true },
+  options: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      key: {
+        enum: ['ip', 'ip-network', 'ptr-domain'], default: 'ip-network',
+        description: "The client part of the triplet: its address; its /24 (IPv4) or /64 (IPv6), so a retry from another address of the sender's pool passes; or its PTR name without the host label (the network when it has no PTR).",
+      },
+      retrySeconds: { type: 'integer', minimum: 1, maximum: 86400, default: 300, description: 'A retry passes once this long has gone by since the first attempt.' },
+      pendingHours: { type: 'integer', minimum: 1, maximum: 168, default: 4, description: 'A triplet not retried within this long is forgotten.' },
+      passDays: { type: 'integer', minimum: 1, maximum: 30, default: 30, description: 'A triplet that passed stays known this long after its last message (smtpf keeps 36 days; the store keeps 30 at most).' },
+      drop: { type: 'boolean', default: true, description: 'Answer the tempfail with 421 and close the connection, instead of 450 for that recipient.' },
+      dnswl: zoneOption('', "A DNS whitelist zone (e.g. list.dnswl.org): clients listed there are never greylisted ('' = none). Needs dns.servers."),
+    },
+  },
+  needs: (o) => (o.dnswl ? [`dnsbl:${o.dnswl}`] : []),
+  phases: {
+    rcpt: (ev, ctx) => {
+      const o = ctx.options;
+      if (o.dnswl && ev.dns.dnsbl[o.dnswl]?.status === 'listed') return; // a known good sender
+      const triplet = `${clientKey(ev, o.key)}|${(ev.envelope.mailFrom?.address ?? '').toLowerCase()}|${ev.rcpt.address.toLowerCase()}`.slice(0, 480);
+      const pass = `grey-pass:${triplet}`;
+      const pending = `grey:${triplet}`;
+      const passedAt = ctx.store.recall(pass);
+      if (passedAt !== null) {
+        ctx.store.remember(pass, passedAt, o.passDays * 86400); // known: known for passDays more
+        return;
+      }
+      // An attempt within the pending window but older than the retry window: this is a retry.
+      if (ctx.store.count(pending, o.pendingHours * 3600) > ctx.store.count(pending, o.retrySeconds)) {
+        const now = new Date(ev.session.time).toISOString();
+        const started = ctx.store.recall(`grey-first:${triplet}`) ?? now;
+        const age = Math.round((ev.session.time - Date.parse(started)) / 1000);
+        ctx.store.remember(pass, now, o.passDays * 86400);
+        ctx.addHeader('X-Grey-Report', `age=${age}s; key=${o.key}; triplet=${triplet}; started=${started}`);
+        ctx.log(`${triplet}: retried ${age} s after its first attempt: passes from now on`);
+        return;
+      }
+      if (ctx.store.hit(pending, o.pendingHours * 3600) === 1) ctx.store.remember(`grey-first:${triplet}`, new Date(ev.session.time).toISOString(), o.pendingHours * 3600);
+      return tempfail(o.drop ? 421 : 450, 'Greylisted: please try again later', { status: STATUS.notAuthorized, reason: 'greylisted' });
+    },
+  },
+});

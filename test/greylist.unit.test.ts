@@ -1,0 +1,108 @@
+/** The greylist rule through the public harness, with the fake clock. */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ROOT } from '../host/paths.js';
+import { loadRule, type Harness } from '../host/testing/harness.js';
+
+const GREY = '421 4.7.1 Greylisted: please try again later';
+let h: Harness;
+before(async () => {
+  h = await loadRule(join(ROOT, 'rules', 'greylist.ts'));
+});
+after(() => h.close());
+
+let n = 0;
+/** One attempt of a fresh or given triplet: the RCPT reply (null = accepted). */
+async function attempt(ip: string, from: string, to: string, ptr: string | null = null): Promise<string | null> {
+  const s = await h.connect({ ip, ptr, helo: 'mx.example.net' });
+  await s.mail(from);
+  return (await s.rcpt(to)).reply;
+}
+const fresh = () => `sender${++n}@example.net`;
+
+describe('greylist', () => {
+  it('tempfails a new triplet, still tempfails a retry inside 5 minutes, passes one after', async () => {
+    const from = fresh();
+    assert.equal(await attempt('192.0.2.10', from, 'user@localhost'), GREY);
+    h.clock.advance(2 * 60_000);
+    assert.equal(await attempt('192.0.2.10', from, 'user@localhost'), GREY);
+    h.clock.advance(3 * 60_000 + 1000);
+    assert.equal(await attempt('192.0.2.10', from, 'user@localhost'), null);
+    assert.ok(h.logs.some((l) => typeof l.msg === 'string' && l.msg.includes('passes from now on')));
+  });
+
+  it('the first message that passes carries X-Grey-Report: how long it was held, the key, when it started', async () => {
+    const from = fresh();
+    const started = new Date(h.clock.now()).toISOString();
+    await attempt('192.0.2.13', from, 'user@localhost');
+    h.clock.advance(7 * 60_000);
+    const s = await h.connect({ ip: '192.0.2.13', helo: 'mx.example.net' });
+    await s.mail(from);
+    assert.deepEqual((await s.rcpt('user@localhost')).headers, [['X-Grey-Report', `age=420s; key=ip-network; triplet=192.0.2|${from}|user@localhost; started=${started}`]]);
+    assert.deepEqual((await s.rcpt('user@localhost')).headers, [], 'only the first');
+  });
+
+  it('with drop off, the tempfail is 450 for that recipient and the session goes on', async () => {
+    const h450 = await loadRule(join(ROOT, 'rules', 'greylist.ts'), { options: { drop: false } });
+    try {
+      const s = await h450.connect({ ip: '192.0.2.14', helo: 'mx.example.net' });
+      await s.mail(fresh());
+      assert.equal((await s.rcpt('user@localhost')).reply, '450 4.7.1 Greylisted: please try again later');
+      assert.equal((await s.rcpt('other@localhost')).reply, '450 4.7.1 Greylisted: please try again later');
+    } finally {
+      await h450.close();
+    }
+  });
+
+  it('a triplet that passed stays known for passDays after its last message, then starts over', async () => {
+    const from = fresh();
+    await attempt('192.0.2.11', from, 'user@localhost');
+    h.clock.advance(6 * 60_000);
+    assert.equal(await attempt('192.0.2.11', from, 'user@localhost'), null);
+    h.clock.advance(29 * 86_400_000);
+    assert.equal(await attempt('192.0.2.11', from, 'user@localhost'), null, 'known after 29 days');
+    h.clock.advance(29 * 86_400_000);
+    assert.equal(await attempt('192.0.2.11', from, 'user@localhost'), null, 'each message keeps it known');
+    h.clock.advance(31 * 86_400_000);
+    assert.equal(await attempt('192.0.2.11', from, 'user@localhost'), GREY, 'forgotten after 30 quiet days');
+  });
+
+  it('a first attempt not retried within pendingHours is forgotten: the next one is new again', async () => {
+    const from = fresh();
+    await attempt('192.0.2.12', from, 'user@localhost');
+    h.clock.advance(5 * 3_600_000);
+    assert.equal(await attempt('192.0.2.12', from, 'user@localhost'), GREY);
+  });
+
+  it('the default key is the client network: a retry from another address of the same /24 passes', async () => {
+    const from = fresh();
+    await attempt('192.0.2.20', from, 'user@localhost');
+    h.clock.advance(6 * 60_000);
+    assert.equal(await attempt('192.0.2.21', from, 'user@localhost'), null);
+    assert.equal(await attempt('198.51.100.21', from, 'user@localhost'), GREY, 'another network is another triplet');
+  });
+
+  it('for IPv6 the network is the /64, however the address is written', async () => {
+    const from = fresh();
+    await attempt('2001:db8:1:2::10', from, 'user@localhost');
+    h.clock.advance(6 * 60_000);
+    assert.equal(await attempt('2001:0db8:0001:0002:ffff::1', from, 'user@localhost'), null);
+    assert.equal(await attempt('2001:db8:1:3::10', from, 'user@localhost'), GREY);
+  });
+
+  it('each recipient and each sender is its own triplet', async () => {
+    const from = fresh();
+    await attempt('192.0.2.30', from, 'user@localhost');
+    h.clock.advance(6 * 60_000);
+    assert.equal(await attempt('192.0.2.30', from, 'other@localhost'), GREY);
+    assert.equal(await attempt('192.0.2.30', fresh(), 'user@localhost'), GREY);
+  });
+
+  it('never greylists an authenticated client', async () => {
+    const s = await h.connect({ ip: '192.0.2.40', helo: 'laptop.example.net' });
+    await s.auth('alice');
+    await s.mail(fresh());
+    assert.equal((await s.rcpt('user@localhost')).reply, null);
+  });
+});
