@@ -20,7 +20,7 @@ export default defineRule({
     additionalProperties: false,
     properties: {
       maxConnections: { type: 'integer', minimum: 1, default: 30, description: 'Connections one client IP may open within windowSeconds; the next ones get 421.' },
-      windowSeconds: { type: 'integer', minimum: 1, default: 60 },
+      windowSeconds: { type: 'integer', minimum: 1, maximum: 7 * 24 * 3600, default: 60 },
     },
   },
   phases: {

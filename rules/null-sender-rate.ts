@@ -28,7 +28,7 @@ export default defineRule({
     properties: {
       maxPerRecipient: { type: 'integer', minimum: 0, default: 10, description: 'Null-sender messages one recipient may get within windowMinutes (0 = no limit).' },
       maxPerDomain: { type: 'integer', minimum: 0, default: 100, description: 'Null-sender messages one recipient domain may get within windowMinutes (0 = no limit).' },
-      windowMinutes: { type: 'integer', minimum: 1, default: 60 },
+      windowMinutes: { type: 'integer', minimum: 1, maximum: 7 * 24 * 60, default: 60 },
       code: { enum: [450, 550], default: 550, description: "550 refuses for good (smtpf's reject: the bounce is dropped); 450 has the sender retry." },
     },
   },
