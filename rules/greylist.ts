@@ -14,6 +14,11 @@
  * connection closes (smtpf: spammers stay connected and try pair after pair; a real MTA
  * retries the whole message later either way).
  *
+ * With `content` (smtpf's grey-content, against botnets that retry with a fresh random
+ * text each time) the client alone is the key and the decision waits for the message:
+ * a new client's first message is tempfailed and its body's hash kept; after
+ * `retrySeconds` only that same message passes, proving a real retry queue.
+ *
  * Clients listed in the `dnswl` zone (a DNS whitelist such as list.dnswl.org) are never
  * greylisted: they are known to retry.
  *
@@ -21,11 +26,11 @@
  * interval. The triplets live in the store (`ctx.store`), so hosts that share a store
  * share them.
  */
-import { defineRule, STATUS, tempfail, type RcptEvent } from 'portcullis/sdk';
+import { defineRule, STATUS, tempfail, type MessageEvent, type Need, type RcptEvent } from 'portcullis/sdk';
 import { zoneOption } from './lib/dnsbl.js';
 
 /** The client part of the key: its address, its network (/24 or /64), or its PTR name without the host label. */
-function clientKey(ev: RcptEvent, key: 'ip' | 'ip-network' | 'ptr-domain'): string {
+function clientKey(ev: RcptEvent | MessageEvent, key: 'ip' | 'ip-network' | 'ptr-domain'): string {
   const { ip, ptr } = ev.session.client;
   if (key === 'ip') return ip;
   if (key === 'ptr-domain' && ptr && ptr.split('.').length > 2) return ptr.slice(ptr.indexOf('.') + 1).toLowerCase();
@@ -35,6 +40,20 @@ function clientKey(ev: RcptEvent, key: 'ip' | 'ip-network' | 'ptr-domain'): stri
   const groups = [...head.split(':'), ...(ip.includes('::') ? Array(8 - head.split(':').length - tail.split(':').length).fill('0') : []), ...tail.split(':')];
   return groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':');
 }
+
+/** A 64-bit FNV-1a hash of the body, in hex: enough to know the same message when it comes back. */
+function bodyHash(body: string): string {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ body.length;
+  for (let i = 0; i < body.length; i++) {
+    const c = body.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193) >>> 0;
+    b = Math.imul(b ^ c, 0x5bd1e995) >>> 0;
+  }
+  return a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0');
+}
+
+const GREYLISTED = 'Greylisted: please try again later';
 
 export default defineRule({
   name: 'greylist',
@@ -55,13 +74,18 @@ export default defineRule({
       passDays: { type: 'integer', minimum: 1, maximum: 30, default: 30, description: 'A triplet that passed stays known this long after its last message (smtpf keeps 36 days; the store keeps 30 at most).' },
       drop: { type: 'boolean', default: true, description: 'Answer the tempfail with 421 and close the connection, instead of 450 for that recipient.' },
       dnswl: zoneOption('', "A DNS whitelist zone (e.g. list.dnswl.org): clients listed there are never greylisted ('' = none). Needs dns.servers."),
+      content: {
+        type: 'boolean', default: false,
+        description: "smtpf's grey-content: a never-seen client's first message is tempfailed at the end of DATA and its body's hash kept; after retrySeconds only that same message passes (proof of a real retry queue), and from then on the client does. Keyed on the client alone.",
+      },
     },
   },
-  needs: (o) => (o.dnswl ? [`dnsbl:${o.dnswl}`] : []),
+  needs: (o) => [...(o.dnswl ? [`dnsbl:${o.dnswl}` as const] : []), ...(o.content ? ['body' as const] : [])] satisfies Need[],
   phases: {
     rcpt: (ev, ctx) => {
       const o = ctx.options;
       if (o.dnswl && ev.dns.dnsbl[o.dnswl]?.status === 'listed') return; // a known good sender
+      if (o.content) return; // decided on the message, at its end
       const triplet = `${clientKey(ev, o.key)}|${(ev.envelope.mailFrom?.address ?? '').toLowerCase()}|${ev.rcpt.address.toLowerCase()}`.slice(0, 480);
       const pass = `grey-pass:${triplet}`;
       const pending = `grey:${triplet}`;
@@ -81,7 +105,31 @@ export default defineRule({
         return;
       }
       if (ctx.store.hit(pending, o.pendingHours * 3600) === 1) ctx.store.remember(`grey-first:${triplet}`, new Date(ev.session.time).toISOString(), o.pendingHours * 3600);
-      return tempfail(o.drop ? 421 : 450, 'Greylisted: please try again later', { status: STATUS.notAuthorized, reason: 'greylisted' });
+      return tempfail(o.drop ? 421 : 450, GREYLISTED, { status: STATUS.notAuthorized, reason: 'greylisted' });
+    },
+    message: (ev, ctx) => {
+      const o = ctx.options;
+      if (!o.content || (o.dnswl && ev.dns.dnsbl[o.dnswl]?.status === 'listed')) return;
+      const client = clientKey(ev, o.key);
+      const known = ctx.store.recall(`grey-host:${client}`);
+      if (known !== null) {
+        ctx.store.remember(`grey-host:${client}`, known, o.passDays * 86400);
+        return;
+      }
+      const hash = bodyHash(ev.message.body ?? '');
+      const now = new Date(ev.session.time).toISOString();
+      const first = ctx.store.recall(`grey-content:${client}`); // "<hash> <started>"
+      const again = () => tempfail(o.drop ? 421 : 450, GREYLISTED, { status: STATUS.notAuthorized, reason: 'greylisted' });
+      if (first === null) {
+        ctx.store.remember(`grey-content:${client}`, `${hash} ${now}`, o.pendingHours * 3600);
+        return again();
+      }
+      const [firstHash = '', started = now] = first.split(' ');
+      const age = Math.round((ev.session.time - Date.parse(started)) / 1000);
+      if (age < o.retrySeconds || hash !== firstHash) return again(); // too early, or not the message it was first sent
+      ctx.store.remember(`grey-host:${client}`, now, o.passDays * 86400);
+      ctx.addHeader('X-Grey-Report', `age=${age}s; key=${o.key}; client=${client}; content=${hash}; started=${started}`);
+      ctx.log(`${client}: sent its first message again ${age} s later: passes from now on`);
     },
   },
 });

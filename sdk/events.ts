@@ -70,10 +70,18 @@ export interface SessionInfo {
   mailCommands: number;
   /**
    * RCPT commands of this connection refused so far, in every transaction (RSET does not
-   * reset it), whoever refused them: a rule, or relay control. A harvester probing
+   * reset it), whoever refused them: a rule, relay control, or a held refusal (config
+   * `delayChecks`). A harvester probing
    * addresses shows here (the current transaction's count is `envelope.failedRcpts`).
    */
   refusedRecipients: number;
+  /**
+   * A refusal decided at connect, HELO or MAIL and held until RCPT (config `delayChecks`,
+   * Postfix's smtpd_delay_reject): which rule, at which phase. Each RCPT gets that
+   * refusal unless a rcpt rule accepts the recipient (a per-recipient whitelist). Null
+   * when nothing is held.
+   */
+  held: { phase: 'connect' | 'helo' | 'mail'; rule: string } | null;
   /**
    * Session notes: what rules noted for the rest of the connection with
    * `ctx.note.session(key, value)`. Dropped when the connection closes; never stored.

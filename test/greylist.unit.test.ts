@@ -106,3 +106,33 @@ describe('greylist', () => {
     assert.equal((await s.rcpt('user@localhost')).reply, null);
   });
 });
+
+describe('greylist with content (smtpf grey-content)', () => {
+  let hc: Harness;
+  before(async () => {
+    hc = await loadRule(join(ROOT, 'rules', 'greylist.ts'), { options: { content: true } });
+  });
+  after(() => hc.close());
+
+  /** One message from `ip` with `body`: the reply at the end of the message (null = accepted) and the headers added. */
+  async function send(ip: string, body: string): Promise<{ reply: string | null; headers: [string, string][] }> {
+    const s = await hc.connect({ ip, helo: 'mx.example.net' });
+    await s.mail('news@example.net');
+    assert.equal((await s.rcpt('user@localhost')).reply, null, 'RCPT is not where content mode decides');
+    const m = await s.message({ headers: { From: 'news@example.net', Subject: 'hello' }, body });
+    return { reply: m.reply, headers: m.accepted?.headers ?? [] };
+  }
+
+  it('tempfails a new client\'s first message; only that same message, sent again after the window, passes; then the client does', async () => {
+    const started = new Date(hc.clock.now()).toISOString();
+    assert.equal((await send('203.0.113.5', 'original text\r\n')).reply, GREY);
+    hc.clock.advance(2 * 60_000);
+    assert.equal((await send('203.0.113.5', 'original text\r\n')).reply, GREY, 'too early');
+    hc.clock.advance(4 * 60_000);
+    assert.equal((await send('203.0.113.5', 'a new random text\r\n')).reply, GREY, 'a changed body is not a retry');
+    const back = await send('203.0.113.5', 'original text\r\n');
+    assert.equal(back.reply, null);
+    assert.deepEqual(back.headers.filter(([n]) => n === 'X-Grey-Report').map(([, v]) => v.replace(/content=\w+/, 'content=H')), [`age=360s; key=ip-network; client=203.0.113; content=H; started=${started}`]);
+    assert.equal((await send('203.0.113.5', 'anything else\r\n')).reply, null, 'the client is known now');
+  });
+});

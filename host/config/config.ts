@@ -48,6 +48,8 @@ export interface Config {
   hostname: string;
   banner: string;
   greetPauseMs: number;
+  /** Hold refusals decided at connect, HELO and MAIL until RCPT (Postfix's smtpd_delay_reject). */
+  delayChecks: boolean;
   submissionPorts: number[];
   limits: { maxClients: number; socketTimeoutMs: number; maxMessageBytes: number; maxRecipients: number; maxDelayMs: number; bodyLimit: number; shutdownGraceMs: number };
   localDomains: string[];

@@ -46,7 +46,17 @@ export interface Transaction {
   notes: Record<string, Json>;
   /** Bumped on every change of what the envelope shows (its serialised form is cached by it). */
   version: number;
+  /** A refusal decided at MAIL and held until RCPT (delayChecks). */
+  held: HeldRefusal | null;
 }
+
+/** A refusal held until RCPT (config `delayChecks`): the decision, and where it was made. */
+interface HeldRefusal {
+  phase: 'connect' | 'helo' | 'mail';
+  decision: PhaseDecision;
+}
+
+const HOLDABLE = new Set<Phase>(['connect', 'helo', 'mail']);
 
 /** What the connection looks like from the outside, as the protocol layer knows it. */
 export interface ConnectionFacts {
@@ -122,6 +132,8 @@ export class SmtpSession {
   private whitelisted = false;
   /** The connection was refused before the greeting: nothing after counts (see close). */
   private refusedAtConnect = false;
+  /** A refusal decided at connect or HELO and held until RCPT (delayChecks). */
+  private heldSession: HeldRefusal | null = null;
   private heloSeen: SessionInfo['helo'] = null;
   private authUser: string | null = null;
   private completed = 0;
@@ -162,7 +174,7 @@ export class SmtpSession {
 
   private newTransaction(): Transaction {
     const disposition = this.dispositions.reduce(stronger, DELIVER);
-    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], disposition, whitelisted: false, notes: {}, version: 0 };
+    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], disposition, whitelisted: false, notes: {}, version: 0, held: null };
   }
 
   info(): SessionInfo {
@@ -178,8 +190,14 @@ export class SmtpSession {
       transactions: this.completed,
       mailCommands: this.mailCommands,
       refusedRecipients: this.refusedRecipients,
+      held: this.held && { phase: this.held.phase, rule: this.held.decision.rule ?? '' },
       notes: this.notes,
     };
+  }
+
+  /** The refusal held for RCPT, if any: the session's (connect, HELO) first, else the transaction's (MAIL). */
+  private get held(): HeldRefusal | null {
+    return this.heldSession ?? this.current.held;
   }
 
   private envelope(): Envelope {
@@ -201,7 +219,7 @@ export class SmtpSession {
   private partsOf(event: PhaseEvent): EventParts {
     const { session, ...rest } = event;
     const c = this.cached;
-    const key = `${this.heloSeen?.verb}\0${this.heloSeen?.name}\0${this.authUser}\0${this.completed}\0${this.mailCommands}\0${this.refusedRecipients}\0${session.tls}\0${this.notesVersion}`;
+    const key = `${this.heloSeen?.verb}\0${this.heloSeen?.name}\0${this.authUser}\0${this.completed}\0${this.mailCommands}\0${this.refusedRecipients}\0${session.tls}\0${this.notesVersion}\0${session.held?.phase}\0${session.held?.rule}`;
     if (key !== c.sessionKey) {
       const { time: _time, ...timeless } = session;
       c.session = JSON.stringify(timeless);
@@ -255,6 +273,15 @@ export class SmtpSession {
     }
     const reply = replyFor(phase, d, sid);
     if (d.delayMs > 0) await this.d.delay(Math.min(d.delayMs, this.d.policy.config.limits.maxDelayMs));
+    if (reply && this.d.policy.config.delayChecks && HOLDABLE.has(phase) && !d.failure && !this.held) {
+      // Postfix's smtpd_delay_reject: the client goes on to say whom the mail is for, so a
+      // recipient's whitelist can still win; each RCPT then gets this refusal (see rcpt).
+      const held: HeldRefusal = { phase: phase as HeldRefusal['phase'], decision: d };
+      if (phase === 'mail') this.current.held = held;
+      else this.heldSession = held;
+      this.d.log.info({ session: sid, ip, phase, rule: d.rule, reply: formatReply(reply) }, `holding the refusal of ${phase} from ${ip} until RCPT (delayChecks): ${formatReply(reply)}`);
+      return null;
+    }
     if (reply) {
       this.d.log.info({ session: sid, ip, phase, rule: d.rule, reply: formatReply(reply) }, `refused ${phase} from ${ip}: ${formatReply(reply)}`);
       this.d.counters.inc('replies_refused_total', { phase, rule: d.rule ?? 'host' });
@@ -334,6 +361,7 @@ export class SmtpSession {
    */
   private withdrawForAuthenticated(): void {
     const skips = this.ruleSet.skipsAuthenticated;
+    if (this.heldSession?.decision.rule && skips.has(this.heldSession.decision.rule)) this.heldSession = null;
     const withdrawn = this.headers.filter((h) => skips.has(h.rule));
     if (!withdrawn.length && !this.dispositions.some((x) => x.rule !== null && skips.has(x.rule))) return;
     this.headers = this.headers.filter((h) => !skips.has(h.rule));
@@ -368,8 +396,15 @@ export class SmtpSession {
       this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), rcpt: address }, `relaying denied for ${address} from ${plainIp(this.conn.ip)}`);
       return { reply: REPLIES.relayDenied, decision: NO_DECISION };
     }
-    const r = await this.phase({ phase: 'rcpt', session: this.info(), envelope: this.envelope(), rcpt });
+    let r = await this.phase({ phase: 'rcpt', session: this.info(), envelope: this.envelope(), rcpt });
     tx.version++;
+    const held = this.held;
+    if (held && r.decision.verdict.action !== 'accept') {
+      const reply = replyFor('rcpt', held.decision, this.conn.id)!;
+      this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), phase: 'rcpt', rule: held.decision.rule, heldFrom: held.phase, reply: formatReply(reply) }, `refused rcpt ${address} from ${plainIp(this.conn.ip)} with the refusal held since ${held.phase}: ${formatReply(reply)}`);
+      this.d.counters.inc('replies_refused_total', { phase: 'rcpt', rule: held.decision.rule ?? 'host' });
+      r = { reply, decision: held.decision };
+    }
     if (r.reply) {
       tx.failedRcpts++;
       this.refusedRecipients++;
