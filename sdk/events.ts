@@ -71,8 +71,8 @@ export interface SessionInfo {
   /**
    * RCPT commands of this connection refused so far, in every transaction (RSET does not
    * reset it), whoever refused them: a rule, relay control, or a held refusal (config
-   * `delayChecks`). A harvester probing
-   * addresses shows here (the current transaction's count is `envelope.failedRcpts`).
+   * `delayChecks`). A harvester probing addresses shows here (the current
+   * transaction's count is `envelope.failedRcpts`).
    */
   refusedRecipients: number;
   /**
