@@ -69,6 +69,13 @@ export interface SessionInfo {
    */
   mailCommands: number;
   /**
+   * RCPT commands of this connection refused so far, in every transaction (RSET does not
+   * reset it), whoever refused them: a rule, relay control, or a held refusal (config
+   * `delayChecks`). A harvester probing addresses shows here (the current
+   * transaction's count is `envelope.failedRcpts`).
+   */
+  refusedRecipients: number;
+  /**
    * A refusal decided at connect, HELO or MAIL and held until RCPT (config `delayChecks`,
    * Postfix's smtpd_delay_reject): which rule, at which phase. Each RCPT gets that
    * refusal unless a rcpt rule accepts the recipient (a per-recipient whitelist). Null
@@ -183,6 +190,11 @@ export interface ConnectEvent extends EventBase {
   phase: 'connect';
   /** The client's live blacklist entry, or null (looked up by the host: no store call needed). */
   blacklist: BlacklistEntry | null;
+  /**
+   * Sessions from this client IP open on this host now, this one included (1 for a
+   * client's only connection): what a limit on concurrent connections reads.
+   */
+  clientSessions: number;
 }
 
 export interface HeloEvent extends EventBase {

@@ -78,7 +78,7 @@ describe('portcullis check', () => {
   it('lists every rule and exits 0 when all is well', () => {
     const r = cli(dir(), ['check', '--rules', 'mine']);
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /^ok: config \(embedded defaults\)\nok: rule blacklist .*priority 0, phases connect\n(ok: rule .*\n)*ok: rule no-blockme \(.*mine\/no-blockme\.ts\) priority 100, phases rcpt\n(ok: rule .*\n)*$/);
+    assert.match(r.stdout, /^ok: config \(embedded defaults\)\nok: rule blacklist .*priority 0, phases connect\n(ok: rule .*\n)*ok: rule no-blockme \(.*mine\/no-blockme\.ts\) priority 100, phases rcpt\n(ok: rule .*\n)*(off: rule .*: ships off; rules\.settings\.[a-z-]+\.enabled: true turns it on\n)*$/);
     assert.match(r.stdout, /\nok: rule null-sender-single-rcpt .*priority 50, phases rcpt\n/);
   });
 

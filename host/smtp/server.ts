@@ -45,6 +45,8 @@ export class FrontDoor {
   /** Listeners beyond the first (config.listen has several entries). */
   readonly extra: import('node:net').Server[] = [];
   private sessions = new Map<string, SmtpSession>();
+  /** Open sessions per client IP (as the socket gives it), kept with `sessions`. */
+  private perIp = new Map<string, number>();
   /** The live config and what sessions are built from; configure() replaces both. */
   private config: Config;
   private deps!: SessionDeps;
@@ -107,6 +109,7 @@ export class FrontDoor {
       policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, counters: this.d.counters,
       now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
       dns: dnsCheckerFor(c.dns, this.d.store, this.d.counters, this.d.log),
+      clientSessions: (ip) => this.perIp.get(ip) ?? 0,
     };
   }
 
@@ -157,6 +160,7 @@ export class FrontDoor {
     };
     const session = new SmtpSession(this.deps, conn, this.d.rules.pin());
     this.sessions.set(s.id, session);
+    this.perIp.set(conn.ip, (this.perIp.get(conn.ip) ?? 0) + 1);
     return (await session.connect()).reply;
   }
 
@@ -263,6 +267,9 @@ export class FrontDoor {
       this.failed(s, e); // nobody hears a reply after close; it is logged and counted
     } finally {
       this.sessions.delete(s.id);
+      const n = (this.perIp.get(session.conn.ip) ?? 1) - 1;
+      if (n > 0) this.perIp.set(session.conn.ip, n);
+      else this.perIp.delete(session.conn.ip);
       this.d.pipeline.endSession(s.id);
       this.d.rules.unpin(session.ruleSet);
     }

@@ -106,6 +106,8 @@ export interface SessionDeps {
   delay: (ms: number) => Promise<void>;
   /** DNS lists and MX checks; null when DNS is off (config dns.servers empty). */
   dns: DnsChecker | null;
+  /** Sessions from `ip` open now, the connecting one included (the connect event's `clientSessions`). */
+  clientSessions: (ip: string) => number;
 }
 
 /** An event as the session builds it; the DNS facts are added before the rules run. */
@@ -140,6 +142,7 @@ export class SmtpSession {
   private authUser: string | null = null;
   private completed = 0;
   private mailCommands = 0;
+  private refusedRecipients = 0;
   /** Headers and dispositions decided before any transaction (connect, HELO, AUTH). */
   private headers: AddedHeader[] = [];
   private dispositions: Disposition[] = [];
@@ -190,6 +193,7 @@ export class SmtpSession {
       user: this.authUser,
       transactions: this.completed,
       mailCommands: this.mailCommands,
+      refusedRecipients: this.refusedRecipients,
       held: this.held && { phase: this.held.phase, rule: this.held.decision.rule ?? '' },
       notes: this.notes,
     };
@@ -219,7 +223,7 @@ export class SmtpSession {
   private partsOf(event: PhaseEvent): EventParts {
     const { session, ...rest } = event;
     const c = this.cached;
-    const key = `${this.heloSeen?.verb}\0${this.heloSeen?.name}\0${this.authUser}\0${this.completed}\0${this.mailCommands}\0${session.tls}\0${this.notesVersion}\0${session.held?.phase}\0${session.held?.rule}`;
+    const key = `${this.heloSeen?.verb}\0${this.heloSeen?.name}\0${this.authUser}\0${this.completed}\0${this.mailCommands}\0${this.refusedRecipients}\0${session.tls}\0${this.notesVersion}\0${session.held?.phase}\0${session.held?.rule}`;
     if (key !== c.sessionKey) {
       const { time: _time, ...timeless } = session;
       c.session = JSON.stringify(timeless);
@@ -353,7 +357,7 @@ export class SmtpSession {
     this.facts?.prefetch(this.ruleSet.dnsAll, null); // client-IP lists, while the client waits for the greeting
     const e = this.d.store.blacklistGet(info.client.ip, info.time);
     const blacklist = e ? ruleView(e) : null;
-    const r = await this.phase({ phase: 'connect', session: info, blacklist });
+    const r = await this.phase({ phase: 'connect', session: info, blacklist, clientSessions: this.d.clientSessions(this.conn.ip) });
     this.refusedAtConnect = r.reply !== null;
     return r;
   }
@@ -418,6 +422,7 @@ export class SmtpSession {
     // Relay control comes before any rule, and no rule can lift it: never an open relay.
     if (rcpt.domain && !this.d.policy.acceptedDomains.has(rcpt.domain) && !this.authUser && !this.relayClient) {
       tx.failedRcpts++;
+      this.refusedRecipients++;
       tx.version++;
       this.d.counters.inc('replies_refused_total', { phase: 'rcpt', rule: 'relay-control' });
       this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), rcpt: address }, `relaying denied for ${address} from ${plainIp(this.conn.ip)}`);
@@ -434,6 +439,7 @@ export class SmtpSession {
     }
     if (r.reply) {
       tx.failedRcpts++;
+      this.refusedRecipients++;
       return r;
     }
     // A repeated RCPT replaces the earlier one (as smtp-server does): count each address once.

@@ -127,6 +127,8 @@ export class Harness {
   private readonly policy: SessionPolicy;
   private readonly log: Logger;
   private readonly dns: DnsChecker | null;
+  /** Sessions open (connected and not closed) per client IP: the connect event's `clientSessions`. */
+  private readonly open = new Map<string, number>();
 
   /** @internal use loadRule / loadRuleSet */
   constructor(
@@ -163,12 +165,24 @@ export class Harness {
   /** Opens a session (runs the connect phase, and EHLO when `helo` is given). */
   async connect(o: ConnectOptions = {}): Promise<TestSession> {
     const delays: number[] = [];
+    const ip = o.ip ?? '192.0.2.1';
+    this.open.set(ip, (this.open.get(ip) ?? 0) + 1);
     const session = new SmtpSession(
-      { policy: this.policy, pipeline: this.pipeline, store: this.store, log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms), dns: this.dns },
-      { id: randomBytes(8).toString('hex'), ip: o.ip ?? '192.0.2.1', port: o.port ?? 40000, ptr: o.ptr ?? null, localIp: '192.0.2.25', localPort: o.localPort ?? 25, tls: () => o.tls ?? false },
+      {
+        policy: this.policy, pipeline: this.pipeline, store: this.store, log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms), dns: this.dns,
+        clientSessions: (a) => this.open.get(a) ?? 0,
+      },
+      { id: randomBytes(8).toString('hex'), ip, port: o.port ?? 40000, ptr: o.ptr ?? null, localIp: '192.0.2.25', localPort: o.localPort ?? 25, tls: () => o.tls ?? false },
       this.ruleSet,
     );
-    const s = new TestSession(session, this, delays, this.pipeline);
+    let closed = false;
+    const s = new TestSession(session, this, delays, this.pipeline, () => {
+      if (closed) return;
+      closed = true;
+      const n = (this.open.get(ip) ?? 1) - 1;
+      if (n > 0) this.open.set(ip, n);
+      else this.open.delete(ip);
+    });
     s.connected = await s.step(() => session.connect());
     if (o.helo !== undefined && !s.connected.reply) await s.helo(o.helo);
     return s;
@@ -199,6 +213,7 @@ export class TestSession {
     private readonly h: Harness,
     private readonly delays: number[],
     private readonly pipeline: Pipeline,
+    private readonly closed: () => void,
   ) {}
 
   /** @internal runs one command and reports what its phase did. */
@@ -277,6 +292,7 @@ export class TestSession {
   async close(): Promise<Step> {
     const step = await this.step(() => this.s.close());
     this.pipeline.endSession(this.s.conn.id);
+    this.closed();
     return step;
   }
 }
