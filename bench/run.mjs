@@ -5,7 +5,7 @@
 //   node bench/run.mjs [--rounds N] [--messages N] [--baseline DIR] [--parts LIST]
 //
 // --parts picks what runs (comma-separated; default all): throughput (msgs/s, CPU, peak
-// RSS per load), latency (per-command reply times at light load), idle (RSS with
+// RSS per load), rules (each built-in rule alone against none), latency (per-command reply times at light load), idle (RSS with
 // 10,000 idle connections), runaway (a rule stuck at its deadline), reload.
 //
 // --baseline DIR also runs the Portcullis variants from another built checkout (an
@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { commandLatencies, idleConnections } from './clients.mjs';
+import { ruleCost } from './rule-cost.mjs';
 import { cpuSeconds, freePort, runSmtpSource, sampleRss, startProcess, startSmtpSink, SMTP_SOURCE } from './lib.mjs';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -24,7 +25,7 @@ const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '3' },
   messages: { type: 'string', default: '5000' },
   only: { type: 'string' }, // run only the loads, or the variants (beside the bare server), whose name contains this
-  parts: { type: 'string', default: 'throughput,latency,idle,runaway,reload' },
+  parts: { type: 'string', default: 'throughput,rules,latency,idle,runaway,reload' },
   idle: { type: 'string', default: '10000' }, // idle connections for the idle part
   'spool-on-shm': { type: 'boolean', default: false },
   baseline: { type: 'string' }, // another checkout (built) whose Portcullis variants run beside ours
@@ -294,6 +295,11 @@ export default defineRule({ name: 'edit', phases: { rcpt: (ev) => ev.rcpt.addres
 }
 
 if (PARTS.has('throughput')) await throughput();
+if (PARTS.has('rules')) {
+  const rows = await ruleCost(ROOT, (settings) => portcullis(ROOT, portcullisConfig('rule', null, { rules: { builtin: true, dirs: [], settings } }, true)), { messages: N, rounds: ROUNDS });
+  console.log('\nEach built-in rule alone (many/conn, 1 KB, 1 rcpt; greylist and require-size left out: this load never retries and declares no SIZE):');
+  console.table(rows);
+}
 if (PARTS.has('latency')) await latency();
 if (PARTS.has('idle')) await idleMemory();
 if (PARTS.has('runaway')) await runawayBlastRadius();

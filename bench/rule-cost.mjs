@@ -1,0 +1,49 @@
+// The cost of each built-in rule on its own: the host with only that rule turned on,
+// against the host with none, under one load (many messages per connection, 1 KB).
+// Options that would refuse the load generator's mail (it sends from one address, with
+// no SIZE, and never retries) are opened up: this measures what a rule costs to run,
+// not what it refuses.
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { cpuSeconds, runSmtpSource } from './lib.mjs';
+
+/** Options under which a rule lets smtp-source's mail through. */
+const PASSABLE = {
+  'concurrent-connections': { maxSessions: 1000 },
+  'connection-rate': { maxConnections: 1_000_000 },
+  access: { entries: ['Connect:192.0.2.0/24 REJECT', 'From:spammer.example REJECT', 'To:closed@localhost REJECT'] },
+};
+/** Rules this load cannot pass at all: greylisting (smtp-source never retries), require-size (it declares no SIZE). */
+const SKIPPED = new Set(['greylist', 'require-size']);
+
+/**
+ * `start(settings)` starts a host with those `rules.settings` and the built-in rules;
+ * returns rows: rule, msgs/s, server CPU per message, and the cost against no rules.
+ */
+export async function ruleCost(root, start, { messages, rounds }) {
+  const names = readdirSync(join(root, 'rules')).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)).filter((n) => !SKIPPED.has(n));
+  const only = (name) => Object.fromEntries(names.map((n) => [n, n === name ? { enabled: true, ...(PASSABLE[n] ? { options: PASSABLE[n] } : {}) } : { enabled: false }]));
+  const measure = async (settings) => {
+    const runs = [];
+    for (let i = 0; i < rounds; i++) {
+      const srv = await start(settings);
+      try {
+        await runSmtpSource({ port: srv.port, messages: 500, perConnection: true, sizeBytes: 1024 });
+        const cpu0 = cpuSeconds(srv.child.pid);
+        const r = await runSmtpSource({ port: srv.port, messages, perConnection: true, sizeBytes: 1024 });
+        runs.push({ rate: r.msgsPerSec, cpuMs: ((cpuSeconds(srv.child.pid) - cpu0) * 1000) / messages });
+      } finally {
+        await srv.stop();
+      }
+    }
+    const med = (k) => [...runs.map((r) => r[k])].sort((a, b) => a - b)[Math.floor(runs.length / 2)];
+    return { rate: med('rate'), cpuMs: med('cpuMs') };
+  };
+  const none = await measure(Object.fromEntries(names.map((n) => [n, { enabled: false }])));
+  const rows = [{ rule: '(none)', 'msgs/s': Math.round(none.rate), 'server CPU ms/msg': none.cpuMs.toFixed(2), cost: '' }];
+  for (const name of names) {
+    const r = await measure(only(name));
+    rows.push({ rule: name, 'msgs/s': Math.round(r.rate), 'server CPU ms/msg': r.cpuMs.toFixed(2), cost: `${Math.round((1 - r.rate / none.rate) * 100)} %` });
+  }
+  return rows;
+}
