@@ -9,7 +9,7 @@ import { writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
-import { ConfigError, loadConfig, type Config, type ConfigOverrides } from './config/config.js';
+import { ConfigError, loadConfig, optionFilesOf, type Config, type ConfigOverrides } from './config/config.js';
 import type { Counters } from './metrics.js';
 import { loadRuleSet, ruleDirs, RuleCache, RuleSetError, type RuleSet } from './pipeline/ruleset.js';
 import type { Sandbox } from './sandbox/sandbox.js';
@@ -88,12 +88,13 @@ export class Reloader {
 
   /** Watches the rules directories and the config file; resolves once watching. */
   async watch(): Promise<void> {
-    const paths = [...ruleDirs(this.config), ...(this.d.configFile ? [this.d.configFile] : [])];
+    const paths = [...ruleDirs(this.config), ...(this.d.configFile ? [this.d.configFile] : []), ...optionFilesOf(this.config)];
     // chokidar's atomic option (on by default) folds an editor's write-temp-then-rename into one change.
     // Depth 3: helpers in subdirectories (lib/) are part of the rules that import them.
     this.watcher = watch(paths, { ignoreInitial: true, depth: 3 });
     this.watcher.on('all', (_event, path) => {
-      if (!/\.([mc]?[tj]s|json)$/.test(path) || /\.(test|spec|d)\.[mc]?[tj]s$/.test(path)) return;
+      const optionFile = optionFilesOf(this.config).includes(path); // a plain list, any name
+      if (!optionFile && (!/\.([mc]?[tj]s|json)$/.test(path) || /\.(test|spec|d)\.[mc]?[tj]s$/.test(path))) return;
       this.pendingPaths.add(path);
       if (this.timer) clearTimeout(this.timer);
       this.timer = setTimeout(() => {
@@ -152,6 +153,7 @@ export class Reloader {
     for (const k of restartNeeded) (config as unknown as Record<string, unknown>)[k] = this.config[k];
     this.d.apply(config, ruleSet);
     this.config = config;
+    this.watcher?.add(optionFilesOf(config)); // a file a rule's options now come from (chokidar ignores ones it has)
     this.ruleSet = ruleSet;
     const ms = Math.round(performance.now() - t0);
     this.d.counters.inc('reloads_total', { result: 'ok' });

@@ -31,6 +31,8 @@ export interface RuleScope {
 }
 
 export interface RuleSettings extends Partial<RuleLimits> {
+  /** Options read from plain-text files (option name → file), one value per line; filled into `options` at load. */
+  optionFiles?: Record<string, string>;
   /** Run only for mail in this scope. */
   only?: RuleScope;
   /** Never run for mail in this scope. */
@@ -266,7 +268,16 @@ function anchorPaths(raw: unknown, dir: string): unknown {
   const obj = (v: unknown): Record<string, unknown> | null => (v && typeof v === 'object' && !Array.isArray(v) ? { ...(v as Record<string, unknown>) } : null);
   if ('dataDir' in c) c.dataDir = at(c.dataDir);
   const rules = obj(c.rules);
-  if (rules && Array.isArray(rules.dirs)) c.rules = { ...rules, dirs: (rules.dirs as unknown[]).map(at) };
+  if (rules && Array.isArray(rules.dirs)) rules.dirs = (rules.dirs as unknown[]).map(at);
+  const settings = obj(rules?.settings);
+  if (rules && settings) {
+    for (const [name, s] of Object.entries(settings)) {
+      const files = obj(obj(s)?.optionFiles);
+      if (files) settings[name] = { ...obj(s), optionFiles: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, at(f)])) };
+    }
+    rules.settings = settings;
+  }
+  if (rules) c.rules = rules;
   const tls = obj(c.tls);
   if (tls) {
     for (const k of ['key', 'cert']) if (k in tls) tls[k] = at(tls[k]);
@@ -303,6 +314,7 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
     checkNetworks(cfg.relayNetworks, '/relayNetworks', problems);
     checkNetworks(cfg.exemptNetworks, '/exemptNetworks', problems);
     for (const [name, s] of Object.entries(cfg.rules.settings)) {
+      readOptionFiles(name, s, problems);
       for (const part of ['only', 'except'] as const) {
         const clients = s[part]?.clients;
         if (clients) checkNetworks(clients, `/rules/settings/${name}/${part}/clients`, problems);
@@ -321,6 +333,33 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
   }
   if (problems.length) throw new ConfigError(source, problems);
   return cfg;
+}
+
+/**
+ * Fills a rule's options from its `optionFiles`: each file holds one value per line, as
+ * Sendmail's and Postfix's access files do (blank lines and lines starting with # are
+ * skipped), so an admin edits a plain list rather than JSON. The rule's own schema then
+ * checks the values like any other options.
+ */
+function readOptionFiles(name: string, s: RuleSettings, problems: string[]): void {
+  for (const [option, file] of Object.entries(s.optionFiles ?? {})) {
+    const path = `/rules/settings/${name}/optionFiles/${option}`;
+    if (s.options && option in s.options) {
+      problems.push(`${path}: options.${option} is given in the config too; say it in one place`);
+      continue;
+    }
+    try {
+      const lines = readFileSync(file, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+      s.options = { ...s.options, [option]: lines };
+    } catch (e) {
+      problems.push(`${path}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+}
+
+/** Every file rules' options are read from (for the reload watcher). */
+export function optionFilesOf(cfg: Config): string[] {
+  return Object.values(cfg.rules.settings).flatMap((s) => Object.values(s.optionFiles ?? {}));
 }
 
 /** Splits "HOST:PORT" / "[v6]:PORT". */
