@@ -8,6 +8,7 @@
  * sender whose DNS is only briefly broken retries.
  */
 import { defineRule, reject, STATUS, tempfail } from 'portcullis/sdk';
+import { scoreOption } from './lib/smtpevt.js';
 
 export default defineRule({
   name: 'sender-domain',
@@ -19,6 +20,7 @@ export default defineRule({
     additionalProperties: false,
     properties: {
       code: { enum: [450, 550], default: 550, description: '550 refuses for good; 450 (Postfix unknown_address_reject_code) lets the sender retry.' },
+      score: scoreOption('a sender domain with no MX and no address (symbol sender-domain-unknown)'),
     },
   },
   needs: ['mx'],
@@ -26,6 +28,7 @@ export default defineRule({
     mail: (ev, ctx) => {
       const { domain, local } = ev.mail;
       if (!domain || local || ev.dns.mx?.status !== 'none') return; // found, failed (counts as valid) or DNS off
+      if (ctx.options.score > 0) return void ctx.score('sender-domain-unknown', ctx.options.score);
       ctx.log(`sender domain ${domain} has no MX or address record: refused with ${ctx.options.code}`);
       const text = `Sender address rejected: Domain ${domain} not found`;
       const o = { status: STATUS.badSenderDomain, reason: 'sender-domain' };

@@ -8,6 +8,7 @@
  */
 import { defineRule, reject } from 'portcullis/sdk';
 import { lastOctet, zoneOption } from './lib/dnsbl.js';
+import { scoreOption } from './lib/smtpevt.js';
 
 /** Which part of the DBL a code is from: 'spam', 'abused', or null for other answers. */
 const kind = (code: string): 'spam' | 'abused' | null => {
@@ -24,7 +25,7 @@ export default defineRule({
   options: {
     type: 'object',
     additionalProperties: false,
-    properties: { zone: zoneOption('dbl.spamhaus.org', 'The DBL zone (or a DQS zone).') },
+    properties: { zone: zoneOption('dbl.spamhaus.org', 'The DBL zone (or a DQS zone).'), score: scoreOption('a DBL spam listing of the sender domain (symbol dbl)') },
   },
   needs: (o) => (o.zone ? [`rhsbl:${o.zone}`] : []),
   phases: {
@@ -33,6 +34,7 @@ export default defineRule({
       if (a?.status !== 'listed') return;
       const domain = ev.mail.domain;
       if (a.codes.some((c) => kind(c) === 'spam')) {
+        if (ctx.options.score > 0) return void ctx.score('dbl', ctx.options.score);
         ctx.log(`sender domain ${domain} is on the DBL (${a.codes.join(', ')}): refused`);
         return reject(550, `Sender address rejected: ${domain} blocked using ${ctx.options.zone}`, { reason: 'dbl' });
       }

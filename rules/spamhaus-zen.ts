@@ -8,12 +8,14 @@
  * - PBL (127.0.0.10, .11): `X-PBL` — unless the client authenticated or came in on a
  *   submission port, where end-user addresses are expected. The other SmtpEvt rules
  *   count any ZEN listing as a spam-bot sign, so they get stricter too.
+ * With `score` above 0 an SBL or XBL listing adds that many points (zen-sbl, zen-xbl)
+ * instead, and the config's `scores` thresholds decide.
  * Answers 127.255.255.x (the query was refused) and lookup failures count as not listed;
  * the host logs them. Lookups are cached in the store (dns.cacheTtlSeconds, 30 minutes).
  */
 import { defineRule, reject } from 'portcullis/sdk';
 import { zenListing, zoneOption } from './lib/dnsbl.js';
-import { noPtrIsSignOption, spamBotSign } from './lib/smtpevt.js';
+import { noPtrIsSignOption, scoreOption, spamBotSign } from './lib/smtpevt.js';
 
 /** The refusal, worded as Postfix's reject_rbl_client words it. */
 const blocked = (ip: string, zone: string, list: 'SBL' | 'XBL') =>
@@ -30,6 +32,7 @@ export default defineRule({
     properties: {
       zone: zoneOption('zen.spamhaus.org', 'The ZEN zone (a Spamhaus DQS zone such as <key>.zen.dq.spamhaus.net works too).'),
       noPtrIsSign: noPtrIsSignOption,
+      score: scoreOption('an SBL or XBL listing (symbols zen-sbl, zen-xbl)'),
     },
   },
   needs: (o) => (o.zone ? [`dnsbl:${o.zone}`] : []),
@@ -38,6 +41,11 @@ export default defineRule({
       const zen = zenListing(ev.dns.dnsbl[ctx.options.zone]);
       if (!zen) return;
       const ip = ev.session.client.ip;
+      if (ctx.options.score > 0) {
+        // Score mode: the listing is one indicator among the others (a symbol counts once per transaction).
+        if (zen.sbl || zen.xbl) ctx.score(zen.sbl ? 'zen-sbl' : 'zen-xbl', ctx.options.score);
+        return;
+      }
       if (zen.sbl) {
         ctx.log(`${ip} is in the SBL (${zen.codes.join(', ')}): refused`);
         return blocked(ip, ctx.options.zone, 'SBL');
@@ -52,7 +60,7 @@ export default defineRule({
       const zen = zenListing(ev.dns.dnsbl[ctx.options.zone]);
       if (!zen) return;
       const ip = ev.session.client.ip;
-      if (zen.xbl) {
+      if (zen.xbl && !(ctx.options.score > 0)) {
         if (ev.envelope.failedRcpts > 0 || ev.envelope.rcptTo.some((r) => r.mailbox === 'missing')) {
           ctx.log(`${ip} is in the XBL and sent to invalid recipients: refused`);
           return blocked(ip, ctx.options.zone, 'XBL');

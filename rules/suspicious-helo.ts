@@ -9,17 +9,20 @@
  * no name never gets here: it is answered 501.)
  */
 import { defineRule } from 'portcullis/sdk';
-import { heloProblem } from './lib/smtpevt.js';
+import { heloProblem, scoreOption } from './lib/smtpevt.js';
 
 export default defineRule({
   name: 'suspicious-helo',
   description: 'Tags messages from clients with a suspicious HELO name (X-HELO)',
   priority: 120,
   skip: { authenticated: true },
+  options: { type: 'object', additionalProperties: false, properties: { score: scoreOption('a suspicious HELO (symbol helo-suspicious)') } },
   phases: {
     helo: (ev, ctx) => {
       const problem = heloProblem(ev.helo, ev.session);
-      if (problem) ctx.addHeader('X-HELO', problem);
+      if (!problem) return;
+      if (ctx.options.score > 0) ctx.score('helo-suspicious', ctx.options.score);
+      else ctx.addHeader('X-HELO', problem);
     },
   },
 });

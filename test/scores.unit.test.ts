@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadRuleSet } from '../host/testing/harness.js';
+import { fakeDns, loadRuleSet } from '../host/testing/harness.js';
 
 let dir = '';
 before(() => {
@@ -77,5 +77,33 @@ describe('scores', () => {
     await s.mail('a@example.net');
     await s.rcpt('user@localhost');
     assert.deepEqual((await s.message(MESSAGE)).accepted?.headers, []);
+  });
+});
+
+describe('score modes of the built-in rules', () => {
+  const MSG = { headers: { From: 'a@example.net', Subject: 'hi' }, body: 'hello\r\n' };
+
+  it('suspicious-helo, spamhaus-zen, spamhaus-dbl and sender-domain add points instead of deciding; the total decides', async () => {
+    const dns = {
+      ...fakeDns.listed('zen.spamhaus.org', '192.0.2.90', '127.0.0.2'),
+      ...fakeDns.listed('dbl.spamhaus.org', 'spam.example', '127.0.1.2'),
+    };
+    const settings = {
+      'suspicious-helo': { options: { score: 1.5 } }, 'spamhaus-zen': { options: { score: 4 } },
+      'spamhaus-dbl': { options: { score: 3 } }, 'sender-domain': { options: { score: 2 } },
+    };
+    // Listed client, DBL-listed sender domain without MX, unqualified HELO: each alone would
+    // have refused or tagged; together 10.5, under a reject threshold of 11, over one of 10.
+    const run = async (reject: number) => {
+      await using h = await loadRuleSet({ dns, config: { scores: { reject }, rules: { settings } } });
+      const s = await h.connect({ ip: '192.0.2.90', ptr: 'mx.spam.example', helo: 'mailhost' });
+      assert.equal((await s.mail('a@spam.example')).reply, null);
+      assert.equal((await s.rcpt('user@localhost')).reply, null);
+      return await s.message(MSG);
+    };
+    const m = await run(11);
+    assert.deepEqual(m.accepted?.headers.find(([n]) => n === 'X-Portcullis-Score'), ['X-Portcullis-Score', '10.5 (zen-sbl=4 dbl=3 sender-domain-unknown=2 helo-suspicious=1.5)']);
+    assert.equal(m.accepted?.headers.find(([n]) => n === 'X-HELO'), undefined, 'score mode does not tag');
+    assert.equal((await run(10)).reply, '550 5.7.1 Message refused: its spam score 10.5 is at or over 10');
   });
 });
