@@ -24,6 +24,7 @@ import { bodyOffset } from '../delivery/header.js';
 import { ruleView, type BlacklistStore, type MailboxDirectory } from '../store/ports.js';
 import { parseHeaders } from './message.js';
 import { formatReply, REPLIES, replyFor, type Reply } from './reply.js';
+import { describeSymbols, scoreHeader, scoreRefusal, scoreTotal } from './score.js';
 
 const STRENGTH: Record<Disposition['action'], number> = { deliver: 0, redirect: 1, discard: 2, quarantine: 3 };
 
@@ -206,7 +207,7 @@ export class SmtpSession {
 
   private envelope(): Envelope {
     const tx = this.current;
-    return { mailFrom: tx.mail, rcptTo: tx.rcpts, failedRcpts: tx.failedRcpts, score: { total: total(tx.symbols), symbols: tx.symbols }, notes: tx.notes };
+    return { mailFrom: tx.mail, rcptTo: tx.rcpts, failedRcpts: tx.failedRcpts, score: { total: scoreTotal(tx.symbols), symbols: tx.symbols }, notes: tx.notes };
   }
 
   /** Bumped when session notes change (part of the session's cache key). */
@@ -309,26 +310,16 @@ export class SmtpSession {
     return null;
   }
 
-  /** The score header of an accepted message: `7.5 tag=yes (dnsbl-zen=5 helo-unqualified=2.5)`; null without symbols. */
-  private scoreHeader(): [string, string] | null {
-    const symbols = this.current.symbols;
-    if (!Object.keys(symbols).length) return null;
-    const { tag, header } = this.d.policy.config.scores;
-    const sum = total(symbols);
-    return [header, `${sum}${tag !== null ? ` tag=${sum >= tag ? 'yes' : 'no'}` : ''} (${describeSymbols(symbols)})`];
-  }
-
   /**
    * The refusal the transaction's score earns against the config's thresholds, or null.
    * Logged with its symbols: the client hears only the total.
    */
   private overScore(phase: Phase): Reply | null {
-    const { reject, tempfail } = this.d.policy.config.scores;
     if (this.exempt || this.whitelisted || this.current.whitelisted) return null; // accepted by a rule, or exempt: no score refuses it
-    const sum = total(this.current.symbols);
-    const [limit, reply] = reject !== null && sum >= reject ? [reject, REPLIES.scoreReject(sum, reject)] : tempfail !== null && sum >= tempfail ? [tempfail, REPLIES.scoreTempfail(sum, tempfail)] : [null, null];
-    if (reply) this.d.log.info({ session: this.conn.id, phase, score: sum, limit, symbols: this.current.symbols }, `score ${sum} at ${phase} is at or over ${limit}: ${describeSymbols(this.current.symbols)}`);
-    return reply;
+    const symbols = this.current.symbols;
+    const r = scoreRefusal(symbols, this.d.policy.config.scores);
+    if (r) this.d.log.info({ session: this.conn.id, phase, score: r.total, limit: r.limit, symbols }, `score ${r.total} at ${phase} is at or over ${r.limit}: ${describeSymbols(symbols)}`);
+    return r?.reply ?? null;
   }
 
   /** Applies the notes of a decision; a write past the size limit is refused and logged. */
@@ -482,7 +473,7 @@ export class SmtpSession {
         if (r.reply) return { ...r, accepted: null };
       }
       const headers = [...this.headers, ...this.current.headers].map((h): [string, string] => [h.name, h.value]);
-      const score = this.scoreHeader();
+      const score = scoreHeader(this.current.symbols, this.d.policy.config.scores);
       if (score) headers.push(score);
       return { ...r, accepted: { disposition: this.current.disposition, headers } };
     } finally {
@@ -501,14 +492,4 @@ export class SmtpSession {
     this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), transactions: this.completed, user: this.authUser }, `disconnect from [${plainIp(this.conn.ip)}]`);
     return r;
   }
-}
-
-/** The sum of a score's points, rounded to what a person reads (0.1 + 0.2 is 0.3). */
-function total(symbols: Record<string, number>): number {
-  return Math.round(Object.values(symbols).reduce((a, b) => a + b, 0) * 1000) / 1000;
-}
-
-/** `dnsbl-zen=5 helo-unqualified=2.5`, highest first. */
-function describeSymbols(symbols: Record<string, number>): string {
-  return Object.entries(symbols).sort((a, b) => b[1] - a[1]).map(([s, p]) => `${s}=${p}`).join(' ');
 }
