@@ -126,6 +126,18 @@ describe('portcullis check', () => {
 describe('portcullis try', () => {
   const dir = workDir({ scaffold: true });
 
+  it('shows the score each rule adds and the score header of the message', () => {
+    const rules = join(dir(), 'scoring');
+    mkdirSync(rules, { recursive: true });
+    writeFileSync(join(rules, 'scorer.ts'), rule('scorer', "{ rcpt: (ev, ctx) => { if (ev.rcpt.address.startsWith('trap')) ctx.score('trap', 5); } }"));
+    const config = join(rules, 'config.json');
+    writeFileSync(config, JSON.stringify({ rules: { builtin: false }, scores: { tag: 3 } }));
+    const r = cli(dir(), ['try', '--config', config, '--rules', rules], 'EHLO mx.example.net\nMAIL FROM:<a@example.net>\nRCPT TO:<trap@localhost>\nDATA\nSubject: hi\n\nhello\n.\nQUIT\n');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\n>>> RCPT TO:<trap@localhost>\n {4}\+ score trap 5\n<<< 250 2\.1\.5 Accepted\n/);
+    assert.match(r.stdout, /\n<<< 250 2\.0\.0 Ok: not queued \(try mode; would deliver\)\n {4}\+ header X-Portcullis-Score: 5 tag=yes \(trap=5\)\n/);
+  });
+
   it('replays a transcript: each reply, and the rule behind each decision', () => {
     const transcript = 'EHLO bot.example\nMAIL FROM:<a@example.net>\nRCPT TO:<blockme@localhost>\nRCPT TO:<user@localhost>\nDATA\nSubject: hi\n\nhello\n.\nQUIT\n';
     const r = cli(dir(), ['try', '--rules', 'mine', '--ip', '203.0.113.9'], transcript);

@@ -57,6 +57,7 @@ function explain(out: Out, h: Harness, logsFrom: number, step: Step): void {
   for (const [n, v] of step.headers) out.write(`    + header ${n}: ${v}\n`);
   if (step.blacklist) out.write(`    + blacklist ${step.blacklist.ttlSeconds} s (${step.blacklist.reason}) by ${step.blacklist.rule}\n`);
   if (step.delayMs) out.write(`    + tarpit ${step.delayMs} ms\n`);
+  for (const [symbol, points] of step.scores) out.write(`    + score ${symbol} ${points}\n`);
 }
 
 export async function tryTranscript(argv: string[], out: Out = process.stdout): Promise<number> {
@@ -142,6 +143,9 @@ export async function tryTranscript(argv: string[], out: Out = process.stdout): 
         out.write(`>>> (message: ${body.length} lines, ${msg.length} bytes)\n`);
         const m = await s.message(msg, { skipData: true });
         go = show(m, m.accepted ? `250 2.0.0 Ok: not queued (try mode; would ${m.accepted.disposition === 'deliver' ? 'deliver' : m.accepted.disposition})` : '');
+        // The score header is the transaction's, not one rule's: shown with what would be delivered.
+        const score = m.accepted?.headers.find(([n]) => n === h.config.scores.header);
+        if (score) out.write(`    + header ${score[0]}: ${score[1]}\n`);
         hasMail = hasRcpt = false;
       } else if (verb === 'RSET') {
         s.rset();
