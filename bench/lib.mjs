@@ -170,3 +170,20 @@ export function freePort() {
     srv.on('error', reject);
   });
 }
+
+/**
+ * Starts a server with `start()`, warms it up (JIT, pools), then runs `scenario` through
+ * smtp-source: msgs/s, peak RSS (MB) and server CPU in cores over the measured run.
+ */
+export async function measureLoad(start, scenario) {
+  const srv = await start();
+  try {
+    await runSmtpSource({ port: srv.port, messages: 500, perConnection: true, sizeBytes: 1024 });
+    const rss = sampleRss(srv.child.pid);
+    const cpu0 = cpuSeconds(srv.child.pid);
+    const r = await runSmtpSource({ port: srv.port, ...scenario });
+    return { rate: r.msgsPerSec, rss: rss.stop(), cores: (cpuSeconds(srv.child.pid) - cpu0) / r.seconds };
+  } finally {
+    await srv.stop();
+  }
+}

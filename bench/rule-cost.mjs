@@ -5,7 +5,7 @@
 // not what it refuses.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { cpuSeconds, runSmtpSource } from './lib.mjs';
+import { measureLoad } from './lib.mjs';
 
 /** Options under which a rule lets smtp-source's mail through. */
 const PASSABLE = {
@@ -26,15 +26,8 @@ export async function ruleCost(root, start, { messages, rounds }) {
   const measure = async (settings) => {
     const runs = [];
     for (let i = 0; i < rounds; i++) {
-      const srv = await start(settings);
-      try {
-        await runSmtpSource({ port: srv.port, messages: 500, perConnection: true, sizeBytes: 1024 });
-        const cpu0 = cpuSeconds(srv.child.pid);
-        const r = await runSmtpSource({ port: srv.port, messages, perConnection: true, sizeBytes: 1024 });
-        runs.push({ rate: r.msgsPerSec, cpuMs: ((cpuSeconds(srv.child.pid) - cpu0) * 1000) / messages });
-      } finally {
-        await srv.stop();
-      }
+      const r = await measureLoad(() => start(settings), { messages, perConnection: true, sizeBytes: 1024 });
+      runs.push({ rate: r.rate, cpuMs: (r.cores / r.rate) * 1000 }); // CPU seconds per message = cores / (msgs/s)
     }
     const med = (k) => [...runs.map((r) => r[k])].sort((a, b) => a - b)[Math.floor(runs.length / 2)];
     return { rate: med('rate'), cpuMs: med('cpuMs') };

@@ -12,13 +12,12 @@
 // earlier commit in a git worktree), so a change is measured against what it replaces
 // in the same run.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { commandLatencies, idleConnections } from './clients.mjs';
+import { commandLatencies, idleConnections, smtpClient } from './clients.mjs';
 import { ruleCost } from './rule-cost.mjs';
-import { cpuSeconds, freePort, runSmtpSource, sampleRss, startProcess, startSmtpSink, SMTP_SOURCE } from './lib.mjs';
+import { freePort, measureLoad, runSmtpSource, sampleRss, startProcess, startSmtpSink, SMTP_SOURCE } from './lib.mjs';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const { values } = parseArgs({ options: {
@@ -118,19 +117,6 @@ const SCENARIOS = [
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function measure(start, scenario) {
-  const srv = await start();
-  try {
-    await runSmtpSource({ port: srv.port, messages: 500, perConnection: true, sizeBytes: 1024 }); // warm-up (JIT, pools)
-    const rss = sampleRss(srv.child.pid);
-    const cpu0 = cpuSeconds(srv.child.pid);
-    const r = await runSmtpSource({ port: srv.port, ...scenario });
-    return { rate: r.msgsPerSec, rss: rss.stop(), cores: (cpuSeconds(srv.child.pid) - cpu0) / r.seconds };
-  } finally {
-    await srv.stop();
-  }
-}
-
 async function throughput() {
   console.log(`smtp-source: ${SMTP_SOURCE}, 20 sessions; ${ROUNDS} rounds, variants interleaved, median per cell; spools in ${base}\n`);
   const rows = [];
@@ -141,7 +127,7 @@ async function throughput() {
     const variants = Object.entries(VARIANTS).filter(([v]) => chosen.has(v));
     const runs = Object.fromEntries(variants.map(([v]) => [v, []]));
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [v, start] of variants) runs[v].push(await measure(start, sc));
+      for (const [v, start] of variants) runs[v].push(await measureLoad(start, sc));
     }
     const rateOf = (v) => (runs[v] ? median(runs[v].map((r) => r.rate)) : NaN);
     const bare = rateOf('bare smtp-server');
@@ -203,23 +189,16 @@ async function idleMemory() {
 
 /** Reply latency of one client doing MAIL/RCPT/RSET in a loop, in ms. */
 async function latencies(port, count, rcpt = 'ok@localhost', localAddress = '127.0.0.1') {
-  const sock = connect({ port, host: '127.0.0.1', localAddress });
-  let buf = '';
-  let waiter = null;
-  sock.on('data', (d) => { buf += d; if (waiter && /\r\n$/.test(buf) && /^\d{3} /m.test(buf)) { const w = waiter; waiter = null; w(); } });
-  const reply = () => new Promise((ok) => { if (/^\d{3} .*\r\n/m.test(buf)) ok(); else waiter = ok; }).then(() => { const b = buf; buf = ''; return b; });
-  const cmd = async (line) => { sock.write(line + '\r\n'); return reply(); };
-  await reply();
-  await cmd('EHLO bench.example');
+  const c = smtpClient(port, localAddress);
+  await c.reply();
+  await c.timed('EHLO bench.example');
   const out = [];
   for (let i = 0; i < count; i++) {
-    await cmd('MAIL FROM:<a@example.org>');
-    const t0 = performance.now();
-    await cmd(`RCPT TO:<${rcpt}>`);
-    out.push(performance.now() - t0);
-    await cmd('RSET');
+    await c.timed('MAIL FROM:<a@example.org>');
+    out.push((await c.timed(`RCPT TO:<${rcpt}>`)).ms);
+    await c.timed('RSET');
   }
-  sock.end();
+  c.sock.end();
   return out;
 }
 
@@ -254,29 +233,17 @@ export default defineRule({ name: 'edit', phases: { rcpt: (ev) => ev.rcpt.addres
   const ruleFile = join(dirname(config), 'rules', 'rule.ts');
   const srv = await portcullis(ROOT, config);
   try {
+    /** A new session up to RCPT x@localhost: that reply's line. */
     const probe = async () => {
-      const sock = connect({ port: srv.port, host: '127.0.0.1' });
-      let buf = '';
-      const lines = ['EHLO probe.example', 'MAIL FROM:<a@example.org>', 'RCPT TO:<x@localhost>'];
-      let done = false;
-      sock.on('error', () => {});
-      return new Promise((ok) => {
-        sock.on('data', (d) => {
-          if (done) return;
-          buf += d;
-          if (!/\r\n$/.test(buf)) return;
-          const last = buf.trimEnd().split('\r\n').pop();
-          if (!/^\d{3} /.test(last)) return;
-          buf = '';
-          const next = lines.shift();
-          if (next) sock.write(next + '\r\n');
-          else {
-            done = true;
-            sock.end('QUIT\r\n');
-            ok(last);
-          }
-        });
-      });
+      const c = smtpClient(srv.port);
+      try {
+        await c.reply();
+        await c.timed('EHLO probe.example');
+        await c.timed('MAIL FROM:<a@example.org>');
+        return (await c.timed('RCPT TO:<x@localhost>')).text.trimEnd();
+      } finally {
+        c.sock.end('QUIT\r\n');
+      }
     };
     const ms = [];
     for (let k = 0; k < 50; k++) {
