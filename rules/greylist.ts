@@ -53,7 +53,11 @@ function bodyHash(body: string): string {
   return a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0');
 }
 
-const GREYLISTED = 'Greylisted: please try again later';
+/** True when the client is listed in the DNS whitelist zone `zone` ('' = none). */
+const dnswlListed = (ev: RcptEvent | MessageEvent, zone: string) => zone !== '' && ev.dns.dnsbl[zone]?.status === 'listed';
+
+/** The tempfail: 421 and the connection closes (`drop`), or 450 for this recipient or message. */
+const greylisted = (drop: boolean) => tempfail(drop ? 421 : 450, 'Greylisted: please try again later', { status: STATUS.notAuthorized, reason: 'greylisted' });
 
 export default defineRule({
   name: 'greylist',
@@ -84,7 +88,7 @@ export default defineRule({
   phases: {
     rcpt: (ev, ctx) => {
       const o = ctx.options;
-      if (o.dnswl && ev.dns.dnsbl[o.dnswl]?.status === 'listed') return; // a known good sender
+      if (dnswlListed(ev, o.dnswl)) return; // a known good sender
       if (o.content) return; // decided on the message, at its end
       const triplet = `${clientKey(ev, o.key)}|${(ev.envelope.mailFrom?.address ?? '').toLowerCase()}|${ev.rcpt.address.toLowerCase()}`.slice(0, 480);
       const pass = `grey-pass:${triplet}`;
@@ -105,11 +109,11 @@ export default defineRule({
         return;
       }
       if (ctx.store.hit(pending, o.pendingHours * 3600) === 1) ctx.store.remember(`grey-first:${triplet}`, new Date(ev.session.time).toISOString(), o.pendingHours * 3600);
-      return tempfail(o.drop ? 421 : 450, GREYLISTED, { status: STATUS.notAuthorized, reason: 'greylisted' });
+      return greylisted(o.drop);
     },
     message: (ev, ctx) => {
       const o = ctx.options;
-      if (!o.content || (o.dnswl && ev.dns.dnsbl[o.dnswl]?.status === 'listed')) return;
+      if (!o.content || dnswlListed(ev, o.dnswl)) return;
       const client = clientKey(ev, o.key);
       const known = ctx.store.recall(`grey-host:${client}`);
       if (known !== null) {
@@ -119,14 +123,13 @@ export default defineRule({
       const hash = bodyHash(ev.message.body ?? '');
       const now = new Date(ev.session.time).toISOString();
       const first = ctx.store.recall(`grey-content:${client}`); // "<hash> <started>"
-      const again = () => tempfail(o.drop ? 421 : 450, GREYLISTED, { status: STATUS.notAuthorized, reason: 'greylisted' });
       if (first === null) {
         ctx.store.remember(`grey-content:${client}`, `${hash} ${now}`, o.pendingHours * 3600);
-        return again();
+        return greylisted(o.drop);
       }
       const [firstHash = '', started = now] = first.split(' ');
       const age = Math.round((ev.session.time - Date.parse(started)) / 1000);
-      if (age < o.retrySeconds || hash !== firstHash) return again(); // too early, or not the message it was first sent
+      if (age < o.retrySeconds || hash !== firstHash) return greylisted(o.drop); // too early, or not the message it was first sent
       ctx.store.remember(`grey-host:${client}`, now, o.passDays * 86400);
       ctx.addHeader('X-Grey-Report', `age=${age}s; key=${o.key}; client=${client}; content=${hash}; started=${started}`);
       ctx.log(`${client}: sent its first message again ${age} s later: passes from now on`);
