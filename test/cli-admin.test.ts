@@ -6,25 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import getTLSOptions from 'smtp-server/lib/tls-options.js';
 import { usageOf } from '../host/cli/main.js';
 import { hashPassword } from '../host/password.js';
 import { ROOT } from '../host/paths.js';
-import { cli, eventually, RawSmtp, tempDir, withHost } from './helpers.js';
+import { cli, eventually, RawSmtp, scratchDirs, withHost } from './helpers.js';
 
-const made: string[] = [];
-after(() => {
-  for (const d of made) rmSync(d, { recursive: true, force: true });
-});
-
-function scratch(): string {
-  const d = tempDir();
-  made.push(d);
-  return d;
-}
+const scratch = scratchDirs();
 
 describe('portcullis <command> --help', () => {
   it('prints that command\'s usage and exits 0, for every command main.ts dispatches', () => {

@@ -4,21 +4,12 @@
  * before listening. The config's own validation: config.unit.test.ts.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
-import { cli as runCli, rule, tempDir } from './helpers.js';
+import { describe, it } from 'node:test';
+import { cli as runCli, rule, scratchDirs } from './helpers.js';
 
-const made: string[] = [];
-after(() => {
-  for (const d of made) rmSync(d, { recursive: true, force: true });
-});
-
-function scratch(): string {
-  const d = tempDir();
-  made.push(d);
-  return d;
-}
+const scratch = scratchDirs();
 
 function configFile(content: unknown): string {
   const f = join(scratch(), 'config.json');

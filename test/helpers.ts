@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
+import { after } from 'node:test';
 import nodemailer from 'nodemailer';
 import { pino } from 'pino';
 import { loadConfig } from '../host/config/config.js';
@@ -31,6 +32,19 @@ export interface TestHost {
 
 export function tempDir(prefix = 'portcullis-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** For a test file's top level: a maker of temporary directories, all removed after the file's tests. */
+export function scratchDirs(): () => string {
+  const made: string[] = [];
+  after(() => {
+    for (const d of made) rmSync(d, { recursive: true, force: true });
+  });
+  return () => {
+    const d = tempDir();
+    made.push(d);
+    return d;
+  };
 }
 
 /** Mounts a small tmpfs (a disk that fills up) and returns where; null when we may not mount (not root). */
