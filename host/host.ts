@@ -4,11 +4,12 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { parseListen, type Config, type ConfigOverrides } from './config/config.js';
 import { ControlServer, DataDirInUseError, START_WAIT_MS } from './control.js';
 import { MailAdmin } from './delivery/admin.js';
 import { Delivery } from './delivery/delivery.js';
+import { openHostLog } from './log.js';
 import { Counters } from './metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { loadRuleSet, offReason, RuleCache, type RuleSet } from './pipeline/ruleset.js';
@@ -43,6 +44,8 @@ export interface Host {
   current(): RuleSet;
   /** Live sessions per RuleSet version. */
   pins(): Map<number, number>;
+  /** Reopens the log file, after logrotate moved it (SIGUSR1; SIGHUP does it too). */
+  reopenLog(): void;
   /** Re-reads the config and rules now (what SIGHUP and a file change do). */
   reload(reason: string): Promise<void>;
   /** Version, reload counts, last error: also written to <dataDir>/status.json. */
@@ -79,17 +82,9 @@ class RuleSets {
 }
 
 export async function startHost(config: Config, opts: HostOptions = {}): Promise<Host> {
-  // Our own logger writes asynchronously (pino's sonic-boom, batched writes): a log line
-  // never costs the SMTP event loop a blocking write. close() flushes what is buffered.
-  let dest: ReturnType<typeof pino.destination> | null = null;
-  const log = opts.logger ?? pino({ level: config.log.level }, (dest = pino.destination({ dest: 1, sync: false })));
-  const flushLog = () => {
-    try {
-      dest?.flushSync();
-    } catch {
-      // nothing buffered, or stdout is gone: nothing more to do
-    }
-  };
+  const own = opts.logger ? null : openHostLog(config.log);
+  const log = opts.logger ?? own!.log;
+  const flushLog = () => own?.flush();
   const counters = new Counters();
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
@@ -163,6 +158,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         await reloader.reload(reason);
       },
       status: () => reloader.status,
+      reopenLog: () => own?.reopen(),
       close: async () => {
         clearInterval(statusTimer);
         control.stop(); // new requests hear "ask again"; one under way finishes below

@@ -12,7 +12,7 @@ import { tryTranscript } from './try.js';
 import { UsageError } from './usage.js';
 
 const USAGE = `usage:
-  portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT] [--relay HOST:PORT]
+  portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT] [--relay HOST:PORT] [--log-format json|pretty]
       run the SMTP front door (embedded defaults: 127.0.0.1:2525, built-in rules, ./data)
   portcullis check [--config FILE] [--rules DIR]
       validate the config and every rule (compile, load, options); exit 1 on any problem
@@ -46,6 +46,7 @@ options:
   --rules DIR          also load rules from DIR (beside the built-in rules)
   --dns HOST:PORT      resolver for DNS checks (DNSBL, sender MX); "system" for /etc/resolv.conf
   --relay HOST:PORT    relay mode: pass each message to this next hop during DATA, answer with its verdict
+  --log-format pretty  human-readable log lines for a terminal (default json: one object per line)
 `;
 
 /**
@@ -79,14 +80,20 @@ function wantsHelp(args: string[]): boolean {
 async function start(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' }, dns: { type: 'string' }, relay: { type: 'string' } },
+    options: { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' }, dns: { type: 'string' }, relay: { type: 'string' }, 'log-format': { type: 'string' } },
     strict: true,
   });
-  const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules, dns: values.dns, relay: values.relay };
+  const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules, dns: values.dns, relay: values.relay, logFormat: values['log-format'] };
   const config = loadConfig(values.config, overrides);
   const { startHost } = await import('../host.js');
   const host = await startHost(config, { configFile: values.config, overrides, watch: config.watch });
-  process.on('SIGHUP', () => void host.reload('SIGHUP'));
+  // SIGHUP: re-read config and rules (and reopen the log file, as most daemons do);
+  // SIGUSR1: only reopen the log file (logrotate's postrotate).
+  process.on('SIGHUP', () => {
+    host.reopenLog();
+    void host.reload('SIGHUP');
+  });
+  process.on('SIGUSR1', () => host.reopenLog());
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;

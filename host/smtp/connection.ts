@@ -2,7 +2,7 @@
  * Our subclass of smtp-server's connection. smtp-server has no hook for HELO/EHLO or for
  * the DATA command before 354, rewrites the codes of hook errors (a 550 goes out as
  * "550 5.1.1"), always waits 100 ms before greeting, and at shutdown leaves idle clients
- * connected for 30 s. This class fixes those five things and nothing else; everything
+ * connected for 30 s; it has no hook for RSET either. This class fixes those six things and nothing else; everything
  * else is smtp-server's.
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
@@ -16,6 +16,8 @@ export interface ConnectionHooks {
   helo(session: SMTPServerSession, verb: 'HELO' | 'EHLO', name: string): Promise<Reply | null>;
   /** Runs the data phase before the 354; a Reply refuses DATA. */
   data(session: SMTPServerSession): Promise<Reply | null>;
+  /** RSET (RFC 5321 §4.1.1.5): the transaction under way is abandoned; smtp-server has no hook for it. */
+  rset(session: SMTPServerSession): void;
   /** The one place an unexpected error becomes a reply (logged and counted there). */
   failed(session: SMTPServerSession, e: unknown): Reply;
 }
@@ -112,6 +114,11 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
 
     override handler_EHLO(command: Buffer, callback: () => void): void {
       this.helo('EHLO', command, callback, () => super.handler_EHLO(command, callback));
+    }
+
+    override handler_RSET(command: Buffer, callback: () => void): void {
+      hooks.rset(this.session);
+      super.handler_RSET(command, callback);
     }
 
     override handler_DATA(command: Buffer, callback: () => void): void {

@@ -60,6 +60,11 @@ export const REPLIES = {
   scoreReject: (score: number, limit: number): Reply => ({ code: 550, status: '7.1', text: `Message refused: its spam score ${score} is at or over ${limit}` }),
   /** …or its tempfail threshold: the client may try again (a sender that fixed itself, a list that dropped it). */
   scoreTempfail: (score: number, limit: number): Reply => ({ code: 451, status: '7.1', text: `Message deferred: its spam score ${score} is at or over ${limit}` }),
+  /**
+   * What smtp-server itself answers to a message over `limits.maxMessageBytes` (RFC 5321
+   * §4.5.3.1.7; 5.3.4 = message too big for system): written here for the logs only.
+   */
+  tooBig: (max: number): Reply => ({ code: 552, status: '3.4', text: `Error: message exceeds fixed maximum message size ${max}` }),
   /** The external checker refused the content: 552 ends the transaction (RFC 5321 §4.2.2), 5.7.1 = not authorized. */
   checkerRejected: { code: 552, status: '7.1', text: 'Message rejected by content filter' },
   /** The external checker failed or timed out: the client keeps the message and retries. */

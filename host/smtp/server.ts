@@ -22,7 +22,8 @@ import { authOffered } from './auth.js';
 import { connectionClass, isStoppable } from './connection.js';
 import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
-import { SessionPolicy, SmtpSession, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
+import { TransactionLog } from './transaction-log.js';
+import { SessionPolicy, SmtpSession, type CommandResult, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
 import { TlsCertificate } from './tls.js';
 
 /** A message the rules accepted: where it goes and the headers to add. */
@@ -45,6 +46,8 @@ export class FrontDoor {
   /** Listeners beyond the first (config.listen has several entries). */
   readonly extra: import('node:net').Server[] = [];
   private sessions = new Map<string, SmtpSession>();
+  /** Each session's transaction log line in the making (see transaction-log.ts). */
+  private txlogs = new Map<string, TransactionLog>();
   /** Open sessions per client IP (as the socket gives it), kept with `sessions`. */
   private perIp = new Map<string, number>();
   /** The live config and what sessions are built from; configure() replaces both. */
@@ -65,8 +68,8 @@ export class FrontDoor {
       logger: false,
       onConnect: (s, cb) => void this.onConnect(s).then((r) => cb(refusal(r)), (e) => cb(this.failedError(s, e))),
       onAuth: (a, s, cb) => void this.onAuth(a, s).then((r) => (typeof r === 'string' ? cb(null, { user: r }) : cb(new ReplyError(r))), (e) => cb(this.failedError(s, e))),
-      onMailFrom: (a, s, cb) => void this.session(s).mail(a.address, argsOf(a.args)).then((r) => cb(refusal(r.reply)), (e) => cb(this.failedError(s, e))),
-      onRcptTo: (a, s, cb) => void this.session(s).rcpt(a.address, argsOf(a.args)).then((r) => cb(refusal(r.reply)), (e) => cb(this.failedError(s, e))),
+      onMailFrom: (a, s, cb) => void this.command(s, 'mail', a.address, (x) => x.mail(a.address, argsOf(a.args))).then((r) => cb(refusal(r))),
+      onRcptTo: (a, s, cb) => void this.command(s, 'rcpt', a.address, (x) => x.rcpt(a.address, argsOf(a.args))).then((r) => cb(refusal(r))),
       onData: (stream, s, cb) => this.onData(stream, s, cb),
       onClose: (s) => {
         const p = this.onClose(s).finally(() => this.closing.delete(p));
@@ -117,8 +120,15 @@ export class FrontDoor {
   private installConnectionClass(): void {
     const Conn = connectionClass({
       greetPauseMs: () => this.config.greetPauseMs,
-      helo: async (s, verb, name) => (await this.session(s).heloCommand(verb, name)).reply,
-      data: async (s) => (await this.session(s).data()).reply,
+      helo: async (s, verb, name) => {
+        this.txlogs.get(s.id)?.abandon(verb); // HELO/EHLO reset the transaction (RFC 5321 §4.1.4)
+        return (await this.session(s).heloCommand(verb, name)).reply;
+      },
+      data: (s) => this.command(s, 'data', '', (x) => x.data()),
+      rset: (s) => {
+        this.txlogs.get(s.id)?.abandon('RSET');
+        this.sessions.get(s.id)?.rset();
+      },
       failed: (s, e) => this.failed(s, e),
     });
     type Internals = { _onError(e: Error): void; _onClientConnect(d: unknown): void };
@@ -146,6 +156,30 @@ export class FrontDoor {
     return new ReplyError(this.failed(s, e));
   }
 
+  /**
+   * Runs one MAIL, RCPT or DATA command of the session and writes it into the
+   * transaction's log line: the reply that refuses it (or null), an internal error
+   * turned into its 451.
+   */
+  private async command(s: SMTPServerSession, phase: 'mail' | 'rcpt' | 'data', address: string, run: (x: SmtpSession) => Promise<CommandResult>): Promise<Reply | null> {
+    const t0 = performance.now();
+    let reply: Reply | null;
+    let rule: string | null = null;
+    try {
+      const r = await run(this.session(s));
+      reply = r.reply;
+      rule = r.decision.rule;
+    } catch (e) {
+      reply = this.failed(s, e);
+    }
+    const log = this.txlogs.get(s.id);
+    const ms = performance.now() - t0;
+    if (phase === 'mail') log?.mail(address, reply, rule, ms);
+    else if (phase === 'rcpt') log?.rcpt(address, reply, rule, ms);
+    else log?.data(reply, rule, ms);
+    return reply;
+  }
+
   private session(s: SMTPServerSession): SmtpSession {
     const st = this.sessions.get(s.id);
     if (!st) throw new Error(`no state for session ${s.id}`);
@@ -160,6 +194,7 @@ export class FrontDoor {
     };
     const session = new SmtpSession(this.deps, conn, this.d.rules.pin());
     this.sessions.set(s.id, session);
+    this.txlogs.set(s.id, new TransactionLog(this.d.log, () => ({ session: s.id, ip: session.info().client.ip, ptr: conn.ptr, helo: session.helo?.name ?? null, user: session.user })));
     this.perIp.set(conn.ip, (this.perIp.get(conn.ip) ?? 0) + 1);
     return (await session.connect()).reply;
   }
@@ -180,23 +215,33 @@ export class FrontDoor {
       size += c.length;
       if (size <= max) chunks.push(c);
     });
+    const t0 = performance.now();
     stream.on('end', () => {
       // Over the limit: smtp-server itself answers 552 (RFC 5321 §4.5.3.1.7) whatever we say.
-      if (stream.sizeExceeded) return cb(null);
+      if (stream.sizeExceeded) {
+        this.txlogs.get(s.id)?.message(REPLIES.tooBig(max), null, performance.now() - t0, size);
+        return cb(null);
+      }
       this.endOfMessage(s, Buffer.concat(chunks, size)).then(
-        (r) => (r.code === 250 ? cb(null, formatReply(r).slice(4)) : cb(new ReplyError(r))),
-        (e) => cb(this.failedError(s, e)),
-      );
+        (r) => r,
+        (e: unknown) => ({ reply: this.failed(s, e), rule: null }),
+      ).then(({ reply, rule }) => {
+        this.txlogs.get(s.id)?.message(reply, rule, performance.now() - t0, size);
+        if (reply.code === 250) cb(null, formatReply(reply).slice(4));
+        else cb(new ReplyError(reply));
+      });
     });
   }
 
-  private async endOfMessage(s: SMTPServerSession, msg: Buffer): Promise<Reply> {
+  /** The reply to the final dot, and the rule behind a refusal (null: the host's own). */
+  private async endOfMessage(s: SMTPServerSession, msg: Buffer): Promise<{ reply: Reply; rule: string | null }> {
     const session = this.session(s);
     const tx = session.tx; // message() ends the transaction; keep its envelope for delivery
     const outcome = await session.message(msg);
-    if (!outcome.accepted) return outcome.reply ?? REPLIES.internal(s.id);
+    if (!outcome.accepted) return { reply: outcome.reply ?? REPLIES.internal(s.id), rule: outcome.decision.rule };
     const checked = await this.externalCheck(session, tx, outcome.accepted, msg);
-    return 'reply' in checked ? checked.reply : this.deliver(session, s, tx, checked, msg);
+    if ('reply' in checked) return { reply: checked.reply, rule: 'external-checker' };
+    return { reply: await this.deliver(session, s, tx, checked, msg), rule: null };
   }
 
   /** Runs the external checker (if configured) on a message the rules accepted for delivery. */
@@ -261,6 +306,8 @@ export class FrontDoor {
   private async onClose(s: SMTPServerSession): Promise<void> {
     const session = this.sessions.get(s.id);
     if (!session) return;
+    this.txlogs.get(s.id)?.abandon('connection closed');
+    this.txlogs.delete(s.id);
     try {
       await session.close();
     } catch (e) {
