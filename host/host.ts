@@ -11,6 +11,7 @@ import { MailAdmin } from './delivery/admin.js';
 import { Delivery } from './delivery/delivery.js';
 import { openHostLog } from './log.js';
 import { Counters } from './metrics.js';
+import { TrafficStats } from './stats.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { loadRuleSet, offReason, RuleCache, type RuleSet } from './pipeline/ruleset.js';
 import { Reloader, type ReloadStatus } from './reload.js';
@@ -35,6 +36,8 @@ export interface Host {
   readonly config: Config;
   readonly log: Logger;
   readonly counters: Counters;
+  /** Per-minute and hourly traffic, and per recipient domain per day (the admin API's STAT WINDOW, STAT HOURLY, routes). */
+  readonly stats: TrafficStats;
   /** The watchlist store (blacklist, counters, mailboxes, lists): in memory, written behind to SQLite under the data dir. */
   readonly store: MemoryStore;
   readonly sandbox: Sandbox;
@@ -86,6 +89,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   const log = opts.logger ?? own!.log;
   const flushLog = () => own?.flush();
   const counters = new Counters();
+  const stats = new TrafficStats();
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
   // The data dir's lock (control.ts), before anything in it is touched; a queue command
@@ -119,7 +123,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       log.error({ err: e, request: req }, `${req.op} failed: ${(e as Error).message}`);
       throw e;
     }));
-    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), delivery: deliv, store, log, counters, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
+    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), delivery: deliv, store, log, counters, stats, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
     for (const l of config.listen) {
       const { host, port } = parseListen(l);
@@ -149,7 +153,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     statusTimer.unref();
     log.info({ listen: addresses.map((a) => `${a.host}:${a.port}`), dataDir }, `Portcullis listening on ${addresses.map((a) => `${a.host}:${a.port}`).join(', ')}`);
     return {
-      config, log, counters, store, sandbox: pool, addresses,
+      config, log, counters, stats, store, sandbox: pool, addresses,
       current: () => sets.current,
       pins: () => sets.counts(),
       reload: async (reason) => {

@@ -22,6 +22,7 @@ import { authOffered } from './auth.js';
 import { connectionClass, isStoppable } from './connection.js';
 import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
+import type { TrafficStats } from '../stats.js';
 import { TransactionLog } from './transaction-log.js';
 import { SessionPolicy, SmtpSession, type CommandResult, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
 import { TlsCertificate } from './tls.js';
@@ -39,6 +40,8 @@ export interface FrontDoorDeps {
   counters: Counters;
   /** The RuleSet a new session pins, and the call that unpins it when the session ends. */
   rules: { pin(): RuleSet; unpin(rs: RuleSet): void };
+  /** Traffic statistics (the admin API's windows and routes): told of each connection and transaction. */
+  stats: Pick<TrafficStats, 'connection' | 'transaction'>;
 }
 
 export class FrontDoor {
@@ -194,7 +197,9 @@ export class FrontDoor {
     };
     const session = new SmtpSession(this.deps, conn, this.d.rules.pin());
     this.sessions.set(s.id, session);
-    this.txlogs.set(s.id, new TransactionLog(this.d.log, () => ({ session: s.id, ip: session.info().client.ip, ptr: conn.ptr, helo: session.helo?.name ?? null, user: session.user })));
+    const client = () => ({ session: s.id, ip: session.info().client.ip, ptr: conn.ptr, helo: session.helo?.name ?? null, user: session.user });
+    this.txlogs.set(s.id, new TransactionLog(this.d.log, client, (t) => this.d.stats.transaction(t)));
+    this.d.stats.connection();
     this.perIp.set(conn.ip, (this.perIp.get(conn.ip) ?? 0) + 1);
     return (await session.connect()).reply;
   }

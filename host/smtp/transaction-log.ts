@@ -19,7 +19,7 @@ import { formatReply, type Reply } from './reply.js';
 /** The phases a transaction's time is counted in. */
 type TxPhase = 'mail' | 'rcpt' | 'data' | 'message';
 
-interface Recipient {
+export interface Recipient {
   to: string;
   /** The reply it got, e.g. "250" or "550 5.1.1 Mailbox unavailable". */
   reply: string;
@@ -37,6 +37,19 @@ export interface ClientFacts {
 
 export type TxResult = 'accepted' | 'refused' | 'abandoned';
 
+/** One transaction as it ended: what the log line says, for whoever counts them too (statistics). */
+export interface TransactionSummary extends ClientFacts {
+  tx: TxResult;
+  from: string;
+  rcpts: Recipient[];
+  /** Bytes of the message as received; null when it never came (refused before DATA, abandoned). */
+  size: number | null;
+  /** The final reply, or why it was abandoned. */
+  reply: string;
+  rule: string | null;
+  ms: Partial<Record<TxPhase, number>>;
+}
+
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
 /** A reply as a log reads it; a proceeding command (null) got smtp-server's 250. */
@@ -47,7 +60,8 @@ export class TransactionLog {
   private rcpts: Recipient[] = [];
   private ms: Partial<Record<TxPhase, number>> = {};
 
-  constructor(private readonly log: Logger, private readonly client: () => ClientFacts) {}
+  /** `counted`: told of every transaction as it ends (the host's traffic statistics). */
+  constructor(private readonly log: Logger, private readonly client: () => ClientFacts, private readonly counted: (t: TransactionSummary) => void = () => undefined) {}
 
   /** MAIL FROM answered: a new transaction starts (smtp-server refuses a nested MAIL itself, 503). */
   mail(address: string, reply: Reply | null, rule: string | null, ms: number): void {
@@ -90,16 +104,11 @@ export class TransactionLog {
   }
 
   private write(result: TxResult, reply: string, rule: string | null, size?: number): void {
-    const c = this.client();
-    const to = this.rcpts.map((r) => (r.reply === '250' ? `<${r.to}>` : `<${r.to}>(${r.reply}${r.rule ? ` rule ${r.rule}` : ''})`)).join(',');
-    const who = `client=${c.ptr ?? 'unknown'}[${c.ip}] helo=${c.helo ?? 'none'}${c.user ? ` user=${c.user}` : ''}`;
-    this.log.info(
-      {
-        session: c.session, tx: result, ip: c.ip, ptr: c.ptr, helo: c.helo, user: c.user,
-        from: this.from, rcpts: this.rcpts, size: size ?? null, reply, rule, ms: this.ms,
-      },
-      `tx ${result}: from=<${this.from}>${to ? ` to=${to}` : ''}${size !== undefined ? ` size=${size}` : ''} ${who}: ${reply}${rule ? ` (rule ${rule})` : ''}`,
-    );
+    const t: TransactionSummary = { ...this.client(), tx: result, from: this.from ?? '', rcpts: this.rcpts, size: size ?? null, reply, rule, ms: this.ms };
+    const to = t.rcpts.map((r) => (r.reply === '250' ? `<${r.to}>` : `<${r.to}>(${r.reply}${r.rule ? ` rule ${r.rule}` : ''})`)).join(',');
+    const who = `client=${t.ptr ?? 'unknown'}[${t.ip}] helo=${t.helo ?? 'none'}${t.user ? ` user=${t.user}` : ''}`;
+    this.log.info(t, `tx ${result}: from=<${t.from}>${to ? ` to=${to}` : ''}${t.size !== null ? ` size=${t.size}` : ''} ${who}: ${reply}${rule ? ` (rule ${rule})` : ''}`);
+    this.counted(t);
     this.reset();
   }
 
