@@ -22,8 +22,9 @@ export interface RuleStore {
   blacklisted(ip: string): BlacklistEntry | null;
   /** True when the named list holds `value`. */
   listHas(list: string, value: string): boolean;
+  /** The named list's values, in the order they were added. */
   listValues(list: string): string[];
-  /** Adds a value to a named list (kept in the store, e.g. learned spam subjects). */
+  /** Adds a value to a named list (kept in the store, e.g. learned spam subjects). Rules only add: removing is the administrator's. */
   listAdd(list: string, value: string): void;
   /**
    * Keeps `value` under `key` for `ttlSeconds` (replacing what was there, and its time):

@@ -143,6 +143,28 @@ describe('watchlists in SQLite', () => {
   });
 });
 
+describe('named lists in SQLite', () => {
+  it('keep the order values were added in (the access map\'s precedence), and a removed value stays gone after a reopen', async () => {
+    const file = dbFile();
+    const s = await openSqlite(file);
+    for (const v of ['To:b@localhost OK', 'Connect:192.0.2.9 REJECT', 'From:a.example DISCARD']) s.listAdd('access', v);
+    s.listAdd('spam-subjects', 'WIN');
+    assert.equal(s.listRemove('access', 'Connect:192.0.2.9 REJECT'), true);
+    assert.equal(s.listRemove('access', 'Connect:192.0.2.9 REJECT'), false, 'already gone');
+    assert.equal(s.listRemove('access', 'WIN'), false, 'another list\'s value');
+    s.listAdd('access', 'Connect:192.0.2.9 REJECT');
+    await s.close();
+    const again = await openSqlite(file);
+    assert.deepEqual(again.listValues('access'), ['To:b@localhost OK', 'From:a.example DISCARD', 'Connect:192.0.2.9 REJECT']);
+    assert.deepEqual(again.listValues('spam-subjects'), ['WIN']);
+    again.listRemove('access', 'To:b@localhost OK');
+    await again.close();
+    const last = await openSqlite(file);
+    assert.deepEqual(last.listValues('access'), ['From:a.example DISCARD', 'Connect:192.0.2.9 REJECT']);
+    await last.close();
+  });
+});
+
 /** A backend that refuses every write. */
 class FailingBackend extends NullBackend {
   override async write(): Promise<void> {

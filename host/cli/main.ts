@@ -32,6 +32,8 @@ const USAGE = `usage:
       the internal blacklist (reset also makes the host re-read its config)
   portcullis mailbox [--config FILE] [--data-dir DIR] list | add ADDRESS | remove ADDRESS
       local mailboxes (ADDRESS: user@domain, or *@domain for all of a domain)
+  portcullis access [--config FILE] [--data-dir DIR] list | add LINE... | remove LINE
+      the access map's lines in the store, read after the config's (LINE, quoted: 'Connect:192.0.2.1 REJECT Go away')
   portcullis passwd [USER]
       read a password (terminal, or the first line of stdin) and print the hash auth.users.USER takes
   portcullis queue list | show ID | retry ID|--all | delete ID  [--config FILE] [--data-dir DIR]
@@ -137,6 +139,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./store.js')).blacklistCommand(rest);
       case 'mailbox':
         return await (await import('./store.js')).mailboxCommand(rest);
+      case 'access':
+        return await (await import('./store.js')).accessCommand(rest);
       case 'passwd':
         return await passwd(rest);
       // queue.ts reaches the spool and the running host's control socket, not sqlite3.

@@ -7,8 +7,8 @@
 import { RULE_LIMITS, STORE_OPS, type RuleStore, type StoreOp } from '../../sdk/index.js';
 import { ruleView, type BlacklistStore, type ListStore, type TtlCache, type WatchlistStore } from './ports.js';
 
-/** The part of the store rules reach. */
-export type RuleStoreTarget = WatchlistStore & Pick<BlacklistStore, 'blacklistGet'> & ListStore & Pick<TtlCache, 'cacheGet' | 'cacheSet'>;
+/** The part of the store rules reach (they add to lists, never remove: that is the administrator's). */
+export type RuleStoreTarget = WatchlistStore & Pick<BlacklistStore, 'blacklistGet'> & Pick<ListStore, 'listHas' | 'listValues' | 'listAdd'> & Pick<TtlCache, 'cacheGet' | 'cacheSet'>;
 
 /** A store operation as a rule asks for it; the result is JSON-able. */
 export type StoreCall = (op: string, args: unknown[], now: number) => unknown;

@@ -63,11 +63,13 @@ export interface WatchlistStore {
   watchCount(key: string, windowSeconds: number, now?: number): number;
 }
 
-/** Named sets of strings (e.g. learned spam subjects). */
+/** Named sets of strings (e.g. learned spam subjects, the access map's lines), in the order they were added. */
 export interface ListStore {
   listHas(list: string, value: string): boolean;
   listValues(list: string): string[];
   listAdd(list: string, value: string): void;
+  /** Removes the value; false when the list did not hold it. The administrator's (`portcullis access remove`): rules only add. */
+  listRemove(list: string, value: string): boolean;
 }
 
 /** Which domains are local and which of their mailboxes exist (config and `portcullis mailbox`). */
@@ -101,6 +103,7 @@ export type StoreChange =
   | { t: 'mailbox-put'; address: string }
   | { t: 'mailbox-del'; address: string }
   | { t: 'list-put'; list: string; value: string }
+  | { t: 'list-del'; list: string; value: string }
   | { t: 'cache-put'; key: string; value: string; expires: number };
 
 /** Everything a backend holds that is still live at the time of `load`. */

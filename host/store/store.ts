@@ -177,6 +177,9 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
         set.add(c.value);
         break;
       }
+      case 'list-del':
+        this.lists.get(c.list)?.delete(c.value);
+        break;
       case 'cache-put':
         this.cache.set(c.key, { value: c.value, expires: c.expires });
         break;
@@ -319,6 +322,12 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
 
   listAdd(list: string, value: string): void {
     if (!this.listHas(list, value)) this.change({ t: 'list-put', list, value });
+  }
+
+  listRemove(list: string, value: string): boolean {
+    if (!this.listHas(list, value)) return false;
+    this.change({ t: 'list-del', list, value });
+    return true;
   }
 
   cacheGet(key: string, now = Date.now()): string | undefined {
