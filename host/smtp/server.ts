@@ -27,6 +27,24 @@ import { TransactionLog } from './transaction-log.js';
 import { SessionPolicy, SmtpSession, type CommandResult, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
 import { TlsCertificate } from './tls.js';
 
+/** An open session as the admin API lists it (smtpf's CONN). */
+export interface LiveSession {
+  id: string;
+  ip: string;
+  ptr: string | null;
+  helo: string | null;
+  user: string | null;
+  tls: boolean;
+  /** When it connected (ISO 8601). */
+  since: string;
+  /** Transactions it completed; the one under way: its sender and accepted recipients. */
+  transactions: number;
+  mailFrom: string | null;
+  rcpts: number;
+  /** The RuleSet version it is pinned to. */
+  ruleSet: number;
+}
+
 /** A message the rules accepted: where it goes and the headers to add. */
 type Accepted = { disposition: Disposition; headers: [string, string][] };
 
@@ -49,6 +67,8 @@ export class FrontDoor {
   /** Listeners beyond the first (config.listen has several entries). */
   readonly extra: import('node:net').Server[] = [];
   private sessions = new Map<string, SmtpSession>();
+  /** When each session connected, for the admin API's list. */
+  private since = new Map<string, number>();
   /** Each session's transaction log line in the making (see transaction-log.ts). */
   private txlogs = new Map<string, TransactionLog>();
   /** Open sessions per client IP (as the socket gives it), kept with `sessions`. */
@@ -200,6 +220,7 @@ export class FrontDoor {
     const client = () => ({ session: s.id, ip: session.info().client.ip, ptr: conn.ptr, helo: session.helo?.name ?? null, user: session.user });
     this.txlogs.set(s.id, new TransactionLog(this.d.log, client, (t) => this.d.stats.transaction(t)));
     this.d.stats.connection();
+    this.since.set(s.id, Date.now());
     this.perIp.set(conn.ip, (this.perIp.get(conn.ip) ?? 0) + 1);
     return (await session.connect()).reply;
   }
@@ -280,6 +301,34 @@ export class FrontDoor {
     return outcomeReply(outcome, s.id);
   }
 
+  /** Every open session, oldest first (the admin API's CONN). */
+  liveSessions(): LiveSession[] {
+    return [...this.sessions.values()].map((x): LiveSession => {
+      const info = x.info();
+      return {
+        id: x.conn.id, ip: info.client.ip, ptr: info.client.ptr, helo: info.helo?.name ?? null, user: info.user, tls: info.tls,
+        since: new Date(this.since.get(x.conn.id) ?? Date.now()).toISOString(), transactions: info.transactions,
+        mailFrom: x.tx.mail?.address ?? null, rcpts: x.tx.rcpts.length, ruleSet: x.ruleSet.version,
+      };
+    }).sort((a, b) => a.since.localeCompare(b.since));
+  }
+
+  /**
+   * Ends a session now (the admin API's KILL): the client gets `421 4.7.0 … Connection
+   * closed by the administrator` and the socket closes, whatever it was doing; a message
+   * not yet answered 250 is not kept (the client still has it). False: no such session.
+   */
+  kill(id: string): boolean {
+    for (const conn of this.server.connections) {
+      if ((conn as { id?: string }).id === id && isStoppable(conn)) {
+        conn.stop(REPLIES.killed(this.config.hostname), true);
+        this.d.log.info({ session: id }, `session ${id} ended by the administrator`);
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Close phases still running (they may call rules): close() waits for them. */
   private closing = new Set<Promise<void>>();
 
@@ -313,6 +362,7 @@ export class FrontDoor {
     if (!session) return;
     this.txlogs.get(s.id)?.abandon('connection closed');
     this.txlogs.delete(s.id);
+    this.since.delete(s.id);
     try {
       await session.close();
     } catch (e) {
