@@ -14,12 +14,13 @@ import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
 import { dnsCheckerFor } from '../dns/checker.js';
 import { headerLines } from '../delivery/header.js';
+import { plainIp } from '../net.js';
 import type { DeliveryOutcome } from '../delivery/outcome.js';
 import type { AcceptedTransaction } from '../delivery/transaction.js';
 import { ExternalChecker } from '../external-checker.js';
 import { verifyPassword } from '../password.js';
 import { authOffered } from './auth.js';
-import { connectionClass, isStoppable } from './connection.js';
+import { connectionClass, isStoppable, type Greeting } from './connection.js';
 import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
 import type { TrafficStats } from '../stats.js';
@@ -44,6 +45,9 @@ export interface LiveSession {
   /** The RuleSet version it is pinned to. */
   ruleSet: number;
 }
+
+/** How a well-behaved client is greeted: at once, and a command it sends early waits for the 220. */
+const WELL_BEHAVED_GREETING: Greeting = Object.freeze({ pauseMs: 0, earlyTalk: 'hold' });
 
 /** A message the rules accepted: where it goes and the headers to add. */
 type Accepted = { disposition: Disposition; headers: [string, string][] };
@@ -142,7 +146,9 @@ export class FrontDoor {
   /** Our connection subclass (HELO/DATA hooks, exact replies, greeting pause): see connection.ts. */
   private installConnectionClass(): void {
     const Conn = connectionClass({
-      greetPauseMs: () => this.config.greetPauseMs,
+      // A client marked well-behaved (ctx.markWellBehaved) proved it is a real MTA: no
+      // greet pause, and no early-talker refusal (postscreen hands such clients straight to smtpd).
+      greeting: (ip) => (this.d.store.wellBehaved(plainIp(ip)) ? WELL_BEHAVED_GREETING : { pauseMs: this.config.greetPauseMs, earlyTalk: 'refuse' }),
       helo: async (s, verb, name) => {
         this.txlogs.get(s.id)?.abandon(verb); // HELO/EHLO reset the transaction (RFC 5321 §4.1.4)
         return (await this.session(s).heloCommand(verb, name)).reply;

@@ -47,12 +47,39 @@ export interface BlacklistStore {
   blacklistClear(): void;
 }
 
-/** Text values with a TTL: the DNS checker's cached answers, and what rules `remember` (keys `rule:…`). */
+/**
+ * The TTL cache's keys, one prefix per owner, so no owner can read or overwrite another's
+ * entries: a rule's `remember` key always goes under `rule:` (store/access.ts), so rules
+ * can neither see the DNS answers nor mark a client well-behaved through the store.
+ */
+export const CACHE_PREFIX = {
+  /** The DNS checker's answers: `dns:<kind>:<zone>:<label>`, `dns:mx:<domain>`. */
+  dns: 'dns:',
+  /** What rules `remember`: `rule:<their key>`. */
+  rule: 'rule:',
+  /** Well-behaved clients (`ctx.markWellBehaved`): `well-behaved:<ip>` → the rule that marked it. */
+  wellBehaved: 'well-behaved:',
+} as const;
+
+/** Text values with a TTL: the DNS checker's cached answers, what rules `remember`, well-behaved marks (`CACHE_PREFIX`). */
 export interface TtlCache {
   cacheGet(key: string, now?: number): string | undefined;
   cacheSet(key: string, value: string, ttlSeconds: number, now?: number): void;
   /** Entries held (some may have expired since the last sweep), for the `store_cache_entries` gauge. */
   readonly cacheSize: number;
+}
+
+/**
+ * Clients that proved they are real MTAs (`ctx.markWellBehaved`, e.g. a greylisting retry
+ * that passed: smtpf 2.0's well-behaved hosts, postscreen's cache of passed clients): the
+ * connection skips the greet pause and the session tells rules (`client.wellBehaved`).
+ * Kept in the TTL cache, so it persists and is shared like the rest of the store.
+ */
+export interface WellBehavedStore {
+  /** True while `ip` carries a live mark. */
+  wellBehaved(ip: string, now?: number): boolean;
+  /** Marks `ip` for `ttlSeconds`; a live mark that lasts longer is kept (marks are only ever extended). */
+  markWellBehaved(ip: string, ttlSeconds: number, rule: string, now?: number): void;
 }
 
 /** Windowed event counters (`ctx.store.hit` / `count`). */
