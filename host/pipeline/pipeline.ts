@@ -16,6 +16,7 @@ import type { EventParts } from '../sandbox/chain.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { ChainLink, Effects, NoteWrite, Outcome, RuleResult } from '../sandbox/protocol.js';
 import type { RuleSet } from './ruleset.js';
+import { ShadowReport } from './shadow.js';
 
 /** A header a rule asked for, with the rule (so it can be withdrawn, see `Skip.authenticated`). */
 export interface AddedHeader {
@@ -80,11 +81,14 @@ export class Pipeline {
     private readonly sandbox: Sandbox,
     private readonly log: Logger,
     private readonly counters: Counters,
+    /** What the rules in shadow mode would have refused (the admin API's shadow report). */
+    readonly shadow = new ShadowReport(),
   ) {}
 
   /** The session ended: sandboxes may forget what they kept for it. */
   endSession(sid: string): void {
     this.sandbox.endSession(sid);
+    this.shadow.endSession(sid);
   }
 
   /** True when some rule of the set handles `phase` (otherwise no event need be built). */
@@ -139,7 +143,10 @@ export class Pipeline {
       }
       const v = applyAction(r.verdict, rule.action);
       this.record(sid, name, phase, v, r, shadow);
-      if (shadow) continue;
+      if (shadow) {
+        this.shadow.seen(name, sid, event.session.client.ip, phase, v);
+        continue;
+      }
       for (const [n, value] of r.effects.headers ?? []) d.headers.push({ rule: name, name: n, value });
       if (r.effects.blacklist) d.blacklist = { ...r.effects.blacklist, rule: name };
       if (r.effects.wellBehaved) d.wellBehaved = { ...r.effects.wellBehaved, rule: name };
