@@ -18,6 +18,10 @@ export interface TrafficCounts {
   rcptRefused: number;
   /** Bytes of the accepted messages. */
   bytes: number;
+  /** Refusals (of a recipient or a message) by the rule that decided (`host` for the host's own, e.g. relay control). */
+  refusedBy: Record<string, number>;
+  /** Refusals by client address. */
+  refusedIp: Record<string, number>;
 }
 
 export interface Slot extends TrafficCounts {
@@ -33,7 +37,7 @@ export interface RouteDay {
   kb: number;
 }
 
-const zero = (): TrafficCounts => ({ connections: 0, accepted: 0, refused: 0, abandoned: 0, rcptAccepted: 0, rcptRefused: 0, bytes: 0 });
+const zero = (): TrafficCounts => ({ connections: 0, accepted: 0, refused: 0, abandoned: 0, rcptAccepted: 0, rcptRefused: 0, bytes: 0, refusedBy: {}, refusedIp: {} });
 
 /** Counts per fixed-length slot, the last `slots` of them (older ones fall off). */
 class Ring {
@@ -86,6 +90,11 @@ export class TrafficStats {
       c.rcptAccepted += ok.length;
       c.rcptRefused += s.rcpts.length - ok.length;
       if (s.tx === 'accepted') c.bytes += s.size ?? 0;
+      const refusals = [...s.rcpts.filter((x) => x.reply !== '250').map((x) => x.rule ?? 'host'), ...(s.tx === 'refused' ? [s.rule ?? 'host'] : [])];
+      for (const rule of refusals) {
+        c.refusedBy[rule] = (c.refusedBy[rule] ?? 0) + 1;
+        c.refusedIp[s.ip] = (c.refusedIp[s.ip] ?? 0) + 1;
+      }
     }
     // Per recipient domain: a refused recipient counts as refused; an accepted one as its
     // message went (accepted, refused after DATA, or nothing when the client never sent it).
@@ -119,6 +128,13 @@ export class TrafficStats {
   /** STAT WINDOW: the last 60 minutes. */
   window(): Slot[] {
     return this.minutes.list(this.now());
+  }
+
+  /** The clients refused most in the last 60 minutes, most first. */
+  topRefused(n = 10): { ip: string; refusals: number }[] {
+    const sum = new Map<string, number>();
+    for (const slot of this.window()) for (const [ip, k] of Object.entries(slot.refusedIp)) sum.set(ip, (sum.get(ip) ?? 0) + k);
+    return [...sum].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, n).map(([ip, refusals]) => ({ ip, refusals }));
   }
 
   /** STAT HOURLY: the last 24 hours. */

@@ -14,6 +14,17 @@ function tx(over: Partial<TransactionSummary>): TransactionSummary {
 }
 
 describe('traffic statistics', () => {
+  it('top refused clients: refusals per address over the last 60 minutes, most first', () => {
+    let now = T0;
+    const s = new TrafficStats(() => now);
+    s.transaction(tx({ ip: '192.0.2.9', tx: 'refused', rule: 'r' }));
+    now += 30 * 60_000;
+    s.transaction(tx({ ip: '192.0.2.8', tx: 'refused', rule: 'r', rcpts: [{ to: 'a@localhost', reply: '550 5.1.1 No', rule: 'r' }] }));
+    assert.deepEqual(s.topRefused(), [{ ip: '192.0.2.8', refusals: 2 }, { ip: '192.0.2.9', refusals: 1 }]);
+    now += 31 * 60_000;
+    assert.deepEqual(s.topRefused(), [{ ip: '192.0.2.8', refusals: 2 }]);
+  });
+
   it('STAT WINDOW: 60 one-minute slots, oldest first; each transaction counted in its minute', () => {
     let now = T0;
     const s = new TrafficStats(() => now);
@@ -21,11 +32,14 @@ describe('traffic statistics', () => {
     s.transaction(tx({}));
     now += 60_000;
     s.connection();
-    s.transaction(tx({ tx: 'refused', rcpts: [{ to: 'u@localhost', reply: '250' }, { to: 'x@localhost', reply: '550 5.1.1 No' }], size: 10 }));
+    s.transaction(tx({ tx: 'refused', rule: 'picky', rcpts: [{ to: 'u@localhost', reply: '250' }, { to: 'x@localhost', reply: '550 5.1.1 No' }], size: 10 }));
     const w = s.window();
     assert.equal(w.length, 60);
-    assert.deepEqual(w.at(-2), { start: '2026-12-01T10:00:00.000Z', connections: 1, accepted: 1, refused: 0, abandoned: 0, rcptAccepted: 1, rcptRefused: 0, bytes: 2048 });
-    assert.deepEqual(w.at(-1), { start: '2026-12-01T10:01:00.000Z', connections: 1, accepted: 0, refused: 1, abandoned: 0, rcptAccepted: 1, rcptRefused: 1, bytes: 0 });
+    assert.deepEqual(w.at(-2), { start: '2026-12-01T10:00:00.000Z', connections: 1, accepted: 1, refused: 0, abandoned: 0, rcptAccepted: 1, rcptRefused: 0, bytes: 2048, refusedBy: {}, refusedIp: {} });
+    assert.deepEqual(w.at(-1), {
+      start: '2026-12-01T10:01:00.000Z', connections: 1, accepted: 0, refused: 1, abandoned: 0, rcptAccepted: 1, rcptRefused: 1, bytes: 0,
+      refusedBy: { host: 1, picky: 1 }, refusedIp: { '192.0.2.1': 2 },
+    });
   });
 
   it('STAT HOURLY: 24 slots; a minute older than an hour has left the window but not its hour', () => {
