@@ -79,12 +79,15 @@ export class SessionPolicy {
   readonly acceptedDomains: Set<string>;
   /** Our domains, lower case (`session.local.domains`). */
   readonly localDomains: string[];
+  /** The phases after which the score thresholds are checked (config `scores.phases`). */
+  readonly scorePhases: ReadonlySet<Phase>;
   private readonly local: Set<string>;
   constructor(readonly config: Config) {
     this.isRelayClient = networkList(config.relayNetworks);
     this.isExempt = networkList(config.exemptNetworks);
     this.acceptedDomains = new Set([...config.localDomains, ...config.relayDomains].map((x) => x.toLowerCase()));
     this.localDomains = config.localDomains.map((d) => d.toLowerCase());
+    this.scorePhases = new Set(config.scores.phases);
     this.local = new Set(this.localDomains);
   }
   isLocal(domain: string): boolean {
@@ -281,8 +284,7 @@ export class SmtpSession {
       this.d.store.blacklistExtend(ip, d.blacklist.ttlSeconds, d.blacklist.reason, d.blacklist.rule, this.d.now());
       this.d.log.info({ session: sid, ip, rule: d.blacklist.rule, ttl: d.blacklist.ttlSeconds }, `blacklisted ${ip}: ${d.blacklist.reason}`);
     }
-    // After the data and message phases, the score the rules added up may refuse too.
-    const reply = replyFor(phase, d, sid) ?? (phase === 'data' || phase === 'message' ? this.overScore(phase) : null);
+    const reply = replyFor(phase, d, sid) ?? this.overScore(phase, d);
     if (d.delayMs > 0) await this.d.delay(Math.min(d.delayMs, this.d.policy.config.limits.maxDelayMs));
     if (reply && this.d.policy.config.delayChecks && HOLDABLE.has(phase) && !d.failure && !this.held) {
       // Postfix's smtpd_delay_reject: the client goes on to say whom the mail is for, so a
@@ -311,11 +313,15 @@ export class SmtpSession {
   }
 
   /**
-   * The refusal the transaction's score earns against the config's thresholds, or null.
-   * Logged with its symbols: the client hears only the total.
+   * The refusal the transaction's score earns against the config's thresholds at a phase
+   * `scores.phases` names, or null. Logged with its symbols: the client hears only the total.
    */
-  private overScore(phase: Phase): Reply | null {
-    if (this.exempt || this.whitelisted || this.current.whitelisted) return null; // accepted by a rule, or exempt: no score refuses it
+  private overScore(phase: Phase, d: PhaseDecision): Reply | null {
+    if (!this.d.policy.scorePhases.has(phase)) return null;
+    // Accepted by a rule (the session, the transaction, at RCPT this recipient, or now), or exempt: no score refuses it.
+    if (d.verdict.action === 'accept' || this.exempt || this.whitelisted || this.current.whitelisted) return null;
+    // A refusal held since connect, HELO or MAIL (delayChecks) answers every RCPT first, as it would have answered its own phase.
+    if (phase === 'rcpt' && this.held) return null;
     const symbols = this.current.symbols;
     const r = scoreRefusal(symbols, this.d.policy.config.scores);
     if (r) this.d.log.info({ session: this.conn.id, phase, score: r.total, limit: r.limit, symbols }, `score ${r.total} at ${phase} is at or over ${r.limit}: ${describeSymbols(symbols)}`);
@@ -458,7 +464,7 @@ export class SmtpSession {
   async message(msg: Buffer): Promise<MessageResult> {
     try {
       const rs = this.ruleSet;
-      let r: CommandResult = { reply: null, decision: NO_DECISION };
+      let r: CommandResult;
       if (this.d.pipeline.handles(rs, 'message')) {
         const offset = bodyOffset(msg);
         const limit = this.d.policy.config.limits.bodyLimit;
@@ -470,8 +476,11 @@ export class SmtpSession {
           bodyTruncated: rs.needsBody && body.length > limit,
         };
         r = await this.phase({ phase: 'message', session: this.info(), envelope: this.envelope(), message });
-        if (r.reply) return { ...r, accepted: null };
+      } else {
+        // No rule runs at the end of the message, but its score may still refuse here (scores.phases).
+        r = { reply: await this.apply('message', NO_DECISION), decision: NO_DECISION };
       }
+      if (r.reply) return { ...r, accepted: null };
       const headers = [...this.headers, ...this.current.headers].map((h): [string, string] => [h.name, h.value]);
       const score = scoreHeader(this.current.symbols, this.d.policy.config.scores);
       if (score) headers.push(score);
