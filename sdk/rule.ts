@@ -113,8 +113,8 @@ export interface RuleContext<Options = Record<string, never>> {
    * transaction (before MAIL: of the session, which every transaction of it starts with),
    * instead of deciding alone (Rspamd symbols, SpamAssassin tests, postscreen weights).
    * The config's `scores` thresholds turn the total into a tag, a tempfail or a reject
-   * after the data and message phases; an accepted message carries the total and the
-   * symbols in a header. The same symbol twice in a transaction counts once, the last.
+   * at the phases `scores.phases` names (default: data and message; rcpt refuses each
+   * recipient); an accepted message carries the total and the symbols in a header. The same symbol twice in a transaction counts once, the last.
    * @example ctx.score('helo-unqualified', 2.5)
    */
   score(symbol: string, points: number): void;
