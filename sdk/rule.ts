@@ -153,8 +153,8 @@ export type Need = 'body' | 'mx' | `dnsbl:${string}` | `rhsbl:${string}`;
 export interface Skip {
   /**
    * Authenticated clients (SMTP AUTH): the rule's handlers are not called once the
-   * client authenticated, and headers it added before AUTH (at connect or HELO) are
-   * withdrawn when the client authenticates.
+   * client authenticated, and the headers and score symbols it added before AUTH (at
+   * connect or HELO) are withdrawn when the client authenticates.
    */
   authenticated?: boolean;
 }

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fakeDns, loadRuleSet } from '../host/testing/harness.js';
+import { fakeDns, loadRule, loadRuleSet } from '../host/testing/harness.js';
 
 let dir = '';
 before(() => {
@@ -162,6 +162,18 @@ describe('scores.phases: where the thresholds are checked', () => {
 
 describe('score modes of the built-in rules', () => {
   const MSG = { headers: { From: 'a@example.net', Subject: 'hi' }, body: 'hello\r\n' };
+
+  it('a symbol from a rule that skips authenticated clients is withdrawn at AUTH, as its header would be', async () => {
+    await using h = await loadRule('rules/suspicious-helo.ts', { options: { score: 3 }, config: { scores: { reject: 3, phases: ['rcpt', 'data', 'message'] } } });
+    const user = await h.connect({ ip: '192.0.2.94', helo: 'DESKTOP-1' });
+    await user.auth('alice');
+    await user.mail('alice@localhost');
+    assert.equal((await user.rcpt('bob@example.org')).reply, null);
+    assert.deepEqual((await user.message(MSG)).accepted?.headers, []);
+    const stranger = await h.connect({ ip: '192.0.2.95', helo: 'DESKTOP-1' });
+    await stranger.mail('a@example.net');
+    assert.equal((await stranger.rcpt('user@localhost')).reply, '550 5.7.1 Message refused: its spam score 3 is at or over 3');
+  });
 
   it('suspicious-helo, spamhaus-zen, spamhaus-dbl and sender-domain add points instead of deciding; the total decides', async () => {
     const dns = {

@@ -142,6 +142,8 @@ export class SmtpSession {
   private heldSession: HeldRefusal | null = null;
   /** Score symbols added before any transaction (connect, HELO, AUTH): each transaction starts with them. */
   private symbols: Record<string, number> = {};
+  /** The rule that added each of `symbols` (withdrawn at AUTH like its headers). */
+  private symbolRules: Record<string, string> = {};
   private heloSeen: SessionInfo['helo'] = null;
   private authUser: string | null = null;
   private completed = 0;
@@ -275,8 +277,11 @@ export class SmtpSession {
     const sid = this.conn.id;
     if (d.headers.length) (inTx ? this.current.headers : this.headers).push(...d.headers);
     if (d.notes.length) this.note(d, inTx);
-    for (const [symbol, points] of d.scores) {
-      if (!inTx) this.symbols[symbol] = points;
+    for (const { rule, symbol, points } of d.scores) {
+      if (!inTx) {
+        this.symbols[symbol] = points;
+        this.symbolRules[symbol] = rule;
+      }
       this.current.symbols[symbol] = points; // the transaction under way starts with the session's too
       this.current.version++;
     }
@@ -384,7 +389,8 @@ export class SmtpSession {
 
   /**
    * The client authenticated: what rules that skip authenticated clients decided before
-   * AUTH (their headers and dispositions from connect and HELO) no longer applies.
+   * AUTH (their headers, dispositions and score symbols from connect and HELO) no longer
+   * applies: a mail client's EHLO DESKTOP-1 counts against no one who logged in.
    * AUTH is not allowed inside a transaction (RFC 4954 §4), so only session-level
    * decisions can be affected.
    */
@@ -392,11 +398,13 @@ export class SmtpSession {
     const skips = this.ruleSet.skipsAuthenticated;
     if (this.heldSession?.decision.rule && skips.has(this.heldSession.decision.rule)) this.heldSession = null;
     const withdrawn = this.headers.filter((h) => skips.has(h.rule));
-    if (!withdrawn.length && !this.dispositions.some((x) => x.rule !== null && skips.has(x.rule))) return;
+    const symbols = Object.keys(this.symbols).filter((s) => skips.has(this.symbolRules[s]!));
+    if (!withdrawn.length && !symbols.length && !this.dispositions.some((x) => x.rule !== null && skips.has(x.rule))) return;
     this.headers = this.headers.filter((h) => !skips.has(h.rule));
+    for (const s of symbols) delete this.symbols[s];
     this.dispositions = this.dispositions.filter((x) => x.rule === null || !skips.has(x.rule));
     this.current = this.newTransaction();
-    this.d.log.info({ session: this.conn.id, headers: withdrawn.map((h) => h.name) }, 'authenticated: withdrew what rules that skip authenticated clients decided before AUTH');
+    this.d.log.info({ session: this.conn.id, headers: withdrawn.map((h) => h.name), symbols }, 'authenticated: withdrew what rules that skip authenticated clients decided before AUTH');
   }
 
   async mail(address: string, args: Record<string, string>): Promise<CommandResult> {
