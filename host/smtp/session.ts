@@ -289,7 +289,8 @@ export class SmtpSession {
       this.d.store.blacklistExtend(ip, d.blacklist.ttlSeconds, d.blacklist.reason, d.blacklist.rule, this.d.now());
       this.d.log.info({ session: sid, ip, rule: d.blacklist.rule, ttl: d.blacklist.ttlSeconds }, `blacklisted ${ip}: ${d.blacklist.reason}`);
     }
-    const reply = replyFor(phase, d, sid) ?? this.overScore(phase, d);
+    const ruled = replyFor(phase, d, sid);
+    const reply = ruled ?? this.overScore(phase, d);
     if (d.delayMs > 0) await this.d.delay(Math.min(d.delayMs, this.d.policy.config.limits.maxDelayMs));
     if (reply && this.d.policy.config.delayChecks && HOLDABLE.has(phase) && !d.failure && !this.held) {
       // Postfix's smtpd_delay_reject: the client goes on to say whom the mail is for, so a
@@ -302,7 +303,7 @@ export class SmtpSession {
     }
     if (reply) {
       this.d.log.info({ session: sid, ip, phase, rule: d.rule, reply: formatReply(reply) }, `refused ${phase} from ${ip}: ${formatReply(reply)}`);
-      this.d.counters.inc('replies_refused_total', { phase, rule: d.rule ?? 'host' });
+      this.d.counters.inc('replies_refused_total', { phase, rule: ruled ? (d.rule ?? 'host') : 'scores' });
       return reply;
     }
     const v = d.verdict;
