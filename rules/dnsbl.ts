@@ -7,6 +7,9 @@
  * the strongest action of the lists that matched applies: drop (+ blacklist for
  * `blacklistMinutes`) > reject > redirect > tag. With the defaults, any one listing acts
  * on its own. Refusals happen at RCPT; tags and redirects at DATA, once per message.
+ * With `score` above 0 (score mode) each list that lists the session adds `weight ×
+ * score` points under `dnsbl-<name>` at RCPT instead (an allow list's negative weight
+ * takes points off), and the config's `scores` thresholds decide.
  *
  * @example
  * "dnsbl": { "options": { "threshold": 3, "lists": [
@@ -16,6 +19,7 @@
  */
 import { defineRule, drop, redirect, reject, type DnsListAnswer, type Need, type OptionsOf, type PhaseEvent, type RuleContext } from 'portcullis/sdk';
 import { codeMatches } from './lib/dnsbl.js';
+import { scored, scoreMode, scoreOption } from './lib/score.js';
 
 const OPTIONS = {
   type: 'object',
@@ -40,6 +44,7 @@ const OPTIONS = {
     },
     threshold: { type: 'number', default: 1 },
     blacklistMinutes: { type: 'integer', minimum: 1, maximum: 30 * 24 * 60, default: 30, description: 'How long drop blacklists the client.' },
+    score: scoreOption('each listing (symbol dnsbl-<name>, times its weight)'),
   },
 } as const;
 
@@ -50,8 +55,8 @@ type Hit = { list: List; answer: DnsListAnswer };
 
 const STRENGTH = { disabled: 0, tag: 1, redirect: 2, reject: 3, drop: 4 } as const;
 
-/** The lists that list this session, and whether their score reaches the threshold. */
-function matches(ev: PhaseEvent, o: Options): { hits: Hit[]; acts: boolean } {
+/** The lists that list this session, allow lists included. */
+function listings(ev: PhaseEvent, o: Options): Hit[] {
   const hits: Hit[] = [];
   for (const list of o.lists) {
     if (list.action === 'disabled') continue;
@@ -60,6 +65,12 @@ function matches(ev: PhaseEvent, o: Options): { hits: Hit[]; acts: boolean } {
     if (list.answers && !answer.codes.some((c) => list.answers!.some((p) => codeMatches(c, p)))) continue;
     hits.push({ list, answer });
   }
+  return hits;
+}
+
+/** The lists that list this session (allow lists aside), and whether their weights reach the threshold. */
+function matches(ev: PhaseEvent, o: Options): { hits: Hit[]; acts: boolean } {
+  const hits = listings(ev, o);
   const score = hits.reduce((s, h) => s + h.list.weight, 0);
   return { hits: hits.filter((h) => h.list.weight > 0), acts: hits.length > 0 && score >= o.threshold };
 }
@@ -84,6 +95,10 @@ export default defineRule({
   needs: (o) => o.lists.filter((l) => l.action !== 'disabled').map((l): Need => (l.on === 'sender' ? `rhsbl:${l.zone}` : `dnsbl:${l.zone}`)),
   phases: {
     rcpt: (ev, ctx) => {
+      if (scoreMode(ctx.options)) {
+        for (const h of listings(ev, ctx.options)) scored(ctx, `dnsbl-${h.list.name}`, h.list.weight);
+        return;
+      }
       const { hits, acts } = matches(ev, ctx.options);
       if (!acts) return;
       const h = strongest(hits);
@@ -100,7 +115,7 @@ export default defineRule({
     },
     data: (ev, ctx) => {
       const { hits, acts } = matches(ev, ctx.options);
-      if (!acts) return;
+      if (!acts || scoreMode(ctx.options)) return;
       for (const h of hits) if (h.list.action === 'tag') ctx.addHeader(h.list.header, h.list.name);
       const r = hits.find((h) => h.list.action === 'redirect' && h.list.address);
       if (r) {

@@ -5,10 +5,12 @@
  * that is not a valid local mailbox, also `X-Blocked: identical-sender-rcpt`. The same
  * client doing it `watchlistCount` times within `watchlistMinutes` is dropped and
  * blacklisted. SmtpEvt 1.1.0: a client listed in the `dnsbl` zone doing it is dropped
- * at once.
+ * at once. With `score` above 0 it only adds that many points (symbol
+ * identical-sender-rcpt): no header, watchlist or drop, and the total of all rules decides.
  */
 import { defineRule, drop } from 'portcullis/sdk';
 import { dnsblHit } from './lib/dnsbl.js';
+import { scored, scoreMode, scoreOption } from './lib/score.js';
 import { dnsblSignOption, watchAndBlacklist, watchOptions } from './lib/smtpevt.js';
 
 export default defineRule({
@@ -16,12 +18,16 @@ export default defineRule({
   description: 'Tags mail from an address to itself; repeated, blacklists the client',
   priority: 140,
   skip: { authenticated: true },
-  options: { type: 'object', additionalProperties: false, properties: { ...watchOptions(3, 10, 30), dnsbl: dnsblSignOption } },
-  needs: (o) => (o.dnsbl ? [`dnsbl:${o.dnsbl}`] : []),
+  options: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { ...watchOptions(3, 10, 30), dnsbl: dnsblSignOption, score: scoreOption('mail from an address to itself (symbol identical-sender-rcpt)') },
+  },
+  needs: (o) => (o.dnsbl && !scoreMode(o) ? [`dnsbl:${o.dnsbl}`] : []),
   phases: {
     rcpt: (ev, ctx) => {
       const from = ev.envelope.mailFrom?.address.toLowerCase();
-      if (!from || from !== ev.rcpt.address.toLowerCase()) return;
+      if (!from || from !== ev.rcpt.address.toLowerCase() || scored(ctx, 'identical-sender-rcpt')) return;
       const listed = dnsblHit(ev, ctx.options.dnsbl);
       if (listed) {
         ctx.log(`${ev.session.client.ip} sends from an address to itself and is listed in ${listed}: dropped`);
@@ -35,7 +41,7 @@ export default defineRule({
     data: (ev, ctx) => {
       const from = ev.envelope.mailFrom?.address.toLowerCase();
       const [only, ...more] = ev.envelope.rcptTo;
-      if (!only || more.length || only.address.toLowerCase() !== from) return;
+      if (!only || more.length || only.address.toLowerCase() !== from || scoreMode(ctx.options)) return;
       if (only.mailbox !== 'exists') ctx.addHeader('X-Blocked', 'identical-sender-rcpt');
     },
   },

@@ -8,7 +8,7 @@
  * sender whose DNS is only briefly broken retries.
  */
 import { defineRule, reject, STATUS, tempfail } from 'portcullis/sdk';
-import { scoreOption } from './lib/smtpevt.js';
+import { scored, scoreOption } from './lib/score.js';
 
 export default defineRule({
   name: 'sender-domain',
@@ -28,7 +28,7 @@ export default defineRule({
     mail: (ev, ctx) => {
       const { domain, local } = ev.mail;
       if (!domain || local || ev.dns.mx?.status !== 'none') return; // found, failed (counts as valid) or DNS off
-      if (ctx.options.score > 0) return void ctx.score('sender-domain-unknown', ctx.options.score);
+      if (scored(ctx, 'sender-domain-unknown')) return;
       ctx.log(`sender domain ${domain} has no MX or address record: refused with ${ctx.options.code}`);
       const text = `Sender address rejected: Domain ${domain} not found`;
       const o = { status: STATUS.badSenderDomain, reason: 'sender-domain' };

@@ -8,7 +8,7 @@
  */
 import { defineRule, reject } from 'portcullis/sdk';
 import { lastOctet, zoneOption } from './lib/dnsbl.js';
-import { scoreOption } from './lib/smtpevt.js';
+import { scored, scoreOption } from './lib/score.js';
 
 /** Which part of the DBL a code is from: 'spam', 'abused', or null for other answers. */
 const kind = (code: string): 'spam' | 'abused' | null => {
@@ -34,7 +34,7 @@ export default defineRule({
       if (a?.status !== 'listed') return;
       const domain = ev.mail.domain;
       if (a.codes.some((c) => kind(c) === 'spam')) {
-        if (ctx.options.score > 0) return void ctx.score('dbl', ctx.options.score);
+        if (scored(ctx, 'dbl')) return;
         ctx.log(`sender domain ${domain} is on the DBL (${a.codes.join(', ')}): refused`);
         return reject(550, `Sender address rejected: ${domain} blocked using ${ctx.options.zone}`, { reason: 'dbl' });
       }

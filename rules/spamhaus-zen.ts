@@ -15,7 +15,8 @@
  */
 import { defineRule, reject } from 'portcullis/sdk';
 import { zenListing, zoneOption } from './lib/dnsbl.js';
-import { noPtrIsSignOption, scoreOption, spamBotSign } from './lib/smtpevt.js';
+import { scored, scoreMode, scoreOption } from './lib/score.js';
+import { noPtrIsSignOption, spamBotSign } from './lib/smtpevt.js';
 
 /** The refusal, worded as Postfix's reject_rbl_client words it. */
 const blocked = (ip: string, zone: string, list: 'SBL' | 'XBL') =>
@@ -41,11 +42,8 @@ export default defineRule({
       const zen = zenListing(ev.dns.dnsbl[ctx.options.zone]);
       if (!zen) return;
       const ip = ev.session.client.ip;
-      if (ctx.options.score > 0) {
-        // Score mode: the listing is one indicator among the others (a symbol counts once per transaction).
-        if (zen.sbl || zen.xbl) ctx.score(zen.sbl ? 'zen-sbl' : 'zen-xbl', ctx.options.score);
-        return;
-      }
+      // Score mode: the listing is one indicator among the others (a symbol counts once per transaction).
+      if ((zen.sbl || zen.xbl) && scored(ctx, zen.sbl ? 'zen-sbl' : 'zen-xbl')) return;
       if (zen.sbl) {
         ctx.log(`${ip} is in the SBL (${zen.codes.join(', ')}): refused`);
         return blocked(ip, ctx.options.zone, 'SBL');
@@ -60,7 +58,7 @@ export default defineRule({
       const zen = zenListing(ev.dns.dnsbl[ctx.options.zone]);
       if (!zen) return;
       const ip = ev.session.client.ip;
-      if (zen.xbl && !(ctx.options.score > 0)) {
+      if (zen.xbl && !scoreMode(ctx.options)) {
         if (ev.envelope.failedRcpts > 0 || ev.envelope.rcptTo.some((r) => r.mailbox === 'missing')) {
           ctx.log(`${ip} is in the XBL and sent to invalid recipients: refused`);
           return blocked(ip, ctx.options.zone, 'XBL');

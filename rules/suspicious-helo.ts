@@ -9,7 +9,8 @@
  * no name never gets here: it is answered 501.)
  */
 import { defineRule } from 'portcullis/sdk';
-import { heloProblem, scoreOption } from './lib/smtpevt.js';
+import { scored, scoreOption } from './lib/score.js';
+import { heloProblem } from './lib/smtpevt.js';
 
 export default defineRule({
   name: 'suspicious-helo',
@@ -20,9 +21,8 @@ export default defineRule({
   phases: {
     helo: (ev, ctx) => {
       const problem = heloProblem(ev.helo, ev.session);
-      if (!problem) return;
-      if (ctx.options.score > 0) ctx.score('helo-suspicious', ctx.options.score);
-      else ctx.addHeader('X-HELO', problem);
+      if (!problem || scored(ctx, 'helo-suspicious')) return;
+      ctx.addHeader('X-HELO', problem);
     },
   },
 });

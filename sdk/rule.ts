@@ -123,8 +123,8 @@ export interface RuleContext<Options = Record<string, never>> {
    * transaction (before MAIL: of the session, which every transaction of it starts with),
    * instead of deciding alone (Rspamd symbols, SpamAssassin tests, postscreen weights).
    * The config's `scores` thresholds turn the total into a tag, a tempfail or a reject
-   * after the data and message phases; an accepted message carries the total and the
-   * symbols in a header. The same symbol twice in a transaction counts once, the last.
+   * at the phases `scores.phases` names (default: data and message; rcpt refuses each
+   * recipient); an accepted message carries the total and the symbols in a header. The same symbol twice in a transaction counts once, the last.
    * @example ctx.score('helo-unqualified', 2.5)
    */
   score(symbol: string, points: number): void;
@@ -163,8 +163,8 @@ export type Need = 'body' | 'mx' | `dnsbl:${string}` | `rhsbl:${string}`;
 export interface Skip {
   /**
    * Authenticated clients (SMTP AUTH): the rule's handlers are not called once the
-   * client authenticated, and headers it added before AUTH (at connect or HELO) are
-   * withdrawn when the client authenticates.
+   * client authenticated, and the headers and score symbols it added before AUTH (at
+   * connect or HELO) are withdrawn when the client authenticates.
    */
   authenticated?: boolean;
 }

@@ -147,6 +147,17 @@ describe('portcullis try', () => {
     assert.match(r.stdout, /\n>>> MAIL FROM:<a@example\.net>\n {4}\+ well-behaved 3600 s by marker\n<<< 250 /);
   });
 
+  it('shows a RCPT refused by the score with the total and its symbols (scores.phases rcpt)', () => {
+    const rules = join(dir(), 'scoring-rcpt');
+    mkdirSync(rules, { recursive: true });
+    writeFileSync(join(rules, 'scorer.ts'), rule('scorer', "{ rcpt: (ev, ctx) => { if (ev.rcpt.address.startsWith('trap')) ctx.score('trap', 5); } }"));
+    const config = join(rules, 'config.json');
+    writeFileSync(config, JSON.stringify({ rules: { builtin: false }, scores: { reject: 5, phases: ['rcpt'] } }));
+    const r = cli(dir(), ['try', '--config', config, '--rules', rules], 'EHLO mx.example.net\nMAIL FROM:<a@example.net>\nRCPT TO:<trap@localhost>\nQUIT\n');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\n>>> RCPT TO:<trap@localhost>\n {4}\+ score trap 5\n {4}score 5 at rcpt is at or over 5: trap=5\n<<< 550 5\.7\.1 Message refused: its spam score 5 is at or over 5\n/);
+  });
+
   it('replays a transcript: each reply, and the rule behind each decision', () => {
     const transcript = 'EHLO bot.example\nMAIL FROM:<a@example.net>\nRCPT TO:<blockme@localhost>\nRCPT TO:<user@localhost>\nDATA\nSubject: hi\n\nhello\n.\nQUIT\n';
     const r = cli(dir(), ['try', '--rules', 'mine', '--ip', '203.0.113.9'], transcript);

@@ -67,6 +67,14 @@ describe('config validation', () => {
     ]);
   });
 
+  it('scores are checked after DATA and the message by default; scores.phases names only rcpt, data and message, each once', () => {
+    assert.deepEqual(loadConfig(configFile({})).scores, { phases: ['data', 'message'], tag: null, tempfail: null, reject: null, header: 'X-Portcullis-Score' });
+    assert.deepEqual(problems({ scores: { phases: ['mail', 'rcpt', 'rcpt'] } }).sort(), [
+      '/scores/phases/0: must be one of "rcpt", "data", "message"',
+      '/scores/phases: must NOT have duplicate items (items ## 1 and 2 are identical)',
+    ]);
+  });
+
   it('reports a JSON syntax error once, as a sentence with its line and column', () => {
     const at = (text: string) => {
       const f = configFile(text);

@@ -193,6 +193,22 @@ describe('dnsbl (generic lists)', () => {
     assert.equal((await rcpt(h, '192.0.2.5')).r.reply, null); // 2 + 1 - 5
   });
 
+  it('score mode: each listing adds weight × score under dnsbl-<name> at RCPT (an allow list takes off); no list acts on its own', async () => {
+    await using h = await load({
+      score: 2,
+      lists: [
+        { name: 'BL', zone: 'bl.example', action: 'drop' },
+        { name: 'weak', zone: 'weak.example', weight: 0.5, action: 'tag' },
+        { name: 'dnswl', zone: 'wl.example', answers: ['127.0.[0..255].[2..3]'], weight: -1 },
+      ],
+    });
+    const { s, r } = await rcpt(h, '192.0.2.5');
+    assert.deepEqual([r.reply, r.scores], [null, [['dnsbl-bl', 2], ['dnsbl-weak', 1], ['dnsbl-dnswl', -2]]]);
+    assert.equal(h.store.blacklistGet('192.0.2.5', h.clock.now()), undefined);
+    const m = await s.message('Subject: x\r\n\r\nhi\r\n');
+    assert.deepEqual(m.accepted?.headers, [['X-Portcullis-Score', '1 (dnsbl-bl=2 dnsbl-weak=1 dnsbl-dnswl=-2)']]);
+  });
+
   it('an RHSBL list looks up the MAIL FROM domain; disabled lists are not looked up', async () => {
     await using h = await load({ lists: [{ name: 'rhs', zone: 'rhs.example', on: 'sender' }, { name: 'off', zone: 'bl.example', action: 'disabled' }] });
     assert.equal((await rcpt(h, '192.0.2.5', 'x@spammer.example')).r.reply, '550 5.7.1 Mail refused: 192.0.2.5 is listed by rhs');

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fakeDns, loadRuleSet } from '../host/testing/harness.js';
+import { fakeDns, loadRule, loadRuleSet } from '../host/testing/harness.js';
 
 let dir = '';
 before(() => {
@@ -22,10 +22,20 @@ export default defineRule({ name: 'trap-score', phases: {
   data: (ev, ctx) => ctx.log('score so far ' + ev.envelope.score.total + ': ' + JSON.stringify(ev.envelope.score.symbols)),
 } });
 `);
+  writeFileSync(join(dir, 'mail-block.ts'), `import { defineRule, reject } from 'portcullis/sdk';
+export default defineRule({ name: 'mail-block', phases: { mail: (ev) => (ev.mail.address.startsWith('blocked@') ? reject(550, 'Sender blocked') : undefined) } });
+`);
+  writeFileSync(join(dir, 'vip.ts'), `import { accept, defineRule } from 'portcullis/sdk';
+export default defineRule({ name: 'vip', phases: {
+  rcpt: (ev) => (ev.rcpt.address.startsWith('vip@') ? accept() : undefined),
+  data: (ev) => (ev.envelope.mailFrom?.address.startsWith('vip@') ? accept() : undefined),
+} });
+`);
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const harness = (scores: Record<string, unknown> = {}) => loadRuleSet({ rulesDirs: [dir], config: { rules: { builtin: false }, scores } });
+const harness = (scores: Record<string, unknown> = {}, config: Record<string, unknown> = {}) =>
+  loadRuleSet({ rulesDirs: [dir], config: { ...config, rules: { builtin: false }, scores } });
 const MESSAGE = { headers: { From: 'a@example.net', Subject: 'hi' }, body: 'hello\r\n' };
 
 describe('scores', () => {
@@ -47,7 +57,7 @@ describe('scores', () => {
     await using h = await harness({ reject: 7 });
     const s = await h.connect({ ip: '192.0.2.81', helo: 'mailhost' });
     await s.mail('a@example.net');
-    await s.rcpt('trap1@localhost');
+    assert.equal((await s.rcpt('trap1@localhost')).reply, null, 'by default the thresholds wait for DATA');
     assert.equal((await s.data()).reply, '550 5.7.1 Message refused: its spam score 7.5 is at or over 7');
     assert.ok(h.logs.some((l) => l.msg === 'score 7.5 at data is at or over 7: trap=5 helo-unqualified=2.5'));
   });
@@ -71,6 +81,14 @@ describe('scores', () => {
     assert.deepEqual((await s.message(MESSAGE)).accepted?.headers, [['X-Spam-Score', '2.5 tag=no (helo-unqualified=2.5)']]);
   });
 
+  it('a rule that accepts at DATA wins over the score', async () => {
+    await using h = await harness({ reject: 2.5 });
+    const s = await h.connect({ ip: '192.0.2.86', helo: 'mailhost' });
+    await s.mail('vip@example.net');
+    await s.rcpt('user@localhost');
+    assert.equal((await s.data()).reply, null);
+  });
+
   it('no symbols, no header', async () => {
     await using h = await harness({ tag: 5 });
     const s = await h.connect({ ip: '192.0.2.84', helo: 'mx.example.net' });
@@ -80,8 +98,83 @@ describe('scores', () => {
   });
 });
 
+describe('scores.phases: where the thresholds are checked', () => {
+  for (const delayChecks of [false, true]) {
+    it(`rcpt: a session over reject since HELO gets 550 5.7.1 for each RCPT, MAIL is accepted (delayChecks ${delayChecks})`, async () => {
+      await using h = await harness({ reject: 2.5, phases: ['rcpt', 'data', 'message'] }, { delayChecks });
+      const s = await h.connect({ ip: '192.0.2.87', helo: 'mailhost' });
+      assert.equal((await s.mail('a@example.net')).reply, null);
+      assert.equal((await s.rcpt('user@localhost')).reply, '550 5.7.1 Message refused: its spam score 2.5 is at or over 2.5');
+      assert.equal((await s.rcpt('other@localhost')).reply, '550 5.7.1 Message refused: its spam score 2.5 is at or over 2.5');
+      assert.deepEqual(h.logs.map((l) => String(l.msg)).filter((m) => /^(score|refused) /.test(m)), [
+        'score 2.5 at rcpt is at or over 2.5: helo-unqualified=2.5',
+        'refused rcpt from 192.0.2.87: 550 5.7.1 Message refused: its spam score 2.5 is at or over 2.5',
+        'score 2.5 at rcpt is at or over 2.5: helo-unqualified=2.5',
+        'refused rcpt from 192.0.2.87: 550 5.7.1 Message refused: its spam score 2.5 is at or over 2.5',
+      ]);
+      assert.equal(h.counters.get('replies_refused_total', { phase: 'rcpt', rule: 'scores' }), 2);
+    });
+  }
+
+  it('rcpt: the RCPT whose rules bring the total to tempfail gets 451 4.7.1, and so does every later one; the earlier ones stay accepted', async () => {
+    await using h = await harness({ tempfail: 5, phases: ['rcpt'] });
+    const s = await h.connect({ ip: '192.0.2.88', helo: 'mx.example.net' });
+    await s.mail('a@example.net');
+    assert.equal((await s.rcpt('user@localhost')).reply, null);
+    assert.equal((await s.rcpt('trap1@localhost')).reply, '451 4.7.1 Message deferred: its spam score 5 is at or over 5');
+    assert.equal((await s.rcpt('other@localhost')).reply, '451 4.7.1 Message deferred: its spam score 5 is at or over 5');
+    // Only RCPT checks the threshold here: the message goes to user@ with the trap's points.
+    const m = await s.message(MESSAGE);
+    assert.deepEqual([m.reply, m.accepted?.headers], [null, [['X-Portcullis-Score', '5 (trap=5)']]]);
+  });
+
+  it('rcpt: a recipient a rule accepts is not refused by the score', async () => {
+    await using h = await harness({ reject: 2.5, phases: ['rcpt'] });
+    const s = await h.connect({ ip: '192.0.2.89', helo: 'mailhost' });
+    await s.mail('a@example.net');
+    assert.equal((await s.rcpt('user@localhost')).reply, '550 5.7.1 Message refused: its spam score 2.5 is at or over 2.5');
+    assert.equal((await s.rcpt('vip@localhost')).reply, null);
+  });
+
+  it('rcpt with delayChecks: a refusal held since MAIL answers the RCPT, not the score', async () => {
+    await using h = await harness({ reject: 2.5, phases: ['rcpt'] }, { delayChecks: true });
+    const s = await h.connect({ ip: '192.0.2.91', helo: 'mailhost' });
+    assert.equal((await s.mail('blocked@example.net')).reply, null);
+    assert.equal((await s.rcpt('user@localhost')).reply, '550 5.7.1 Sender blocked');
+  });
+
+  it('message only: DATA gets its 354, the end of the message the refusal (with no rule at that phase)', async () => {
+    await using h = await harness({ reject: 2.5, phases: ['message'] });
+    const s = await h.connect({ ip: '192.0.2.92', helo: 'mailhost' });
+    await s.mail('a@example.net');
+    assert.equal((await s.rcpt('user@localhost')).reply, null);
+    assert.equal((await s.data()).reply, null);
+    assert.equal((await s.message(MESSAGE, { skipData: true })).reply, '550 5.7.1 Message refused: its spam score 2.5 is at or over 2.5');
+  });
+
+  it('none ([]): no threshold refuses; the header still says the total and the tag', async () => {
+    await using h = await harness({ reject: 1, tag: 1, phases: [] });
+    const s = await h.connect({ ip: '192.0.2.93', helo: 'mailhost' });
+    await s.mail('a@example.net');
+    await s.rcpt('user@localhost');
+    assert.deepEqual((await s.message(MESSAGE)).accepted?.headers, [['X-Portcullis-Score', '2.5 tag=yes (helo-unqualified=2.5)']]);
+  });
+});
+
 describe('score modes of the built-in rules', () => {
   const MSG = { headers: { From: 'a@example.net', Subject: 'hi' }, body: 'hello\r\n' };
+
+  it('a symbol from a rule that skips authenticated clients is withdrawn at AUTH, as its header would be', async () => {
+    await using h = await loadRule('rules/suspicious-helo.ts', { options: { score: 3 }, config: { scores: { reject: 3, phases: ['rcpt', 'data', 'message'] } } });
+    const user = await h.connect({ ip: '192.0.2.94', helo: 'DESKTOP-1' });
+    await user.auth('alice');
+    await user.mail('alice@localhost');
+    assert.equal((await user.rcpt('bob@example.org')).reply, null);
+    assert.deepEqual((await user.message(MSG)).accepted?.headers, []);
+    const stranger = await h.connect({ ip: '192.0.2.95', helo: 'DESKTOP-1' });
+    await stranger.mail('a@example.net');
+    assert.equal((await stranger.rcpt('user@localhost')).reply, '550 5.7.1 Message refused: its spam score 3 is at or over 3');
+  });
 
   it('suspicious-helo, spamhaus-zen, spamhaus-dbl and sender-domain add points instead of deciding; the total decides', async () => {
     const dns = {

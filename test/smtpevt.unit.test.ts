@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { loadRuleSet, type Harness } from '../host/testing/harness.js';
+import { loadRule, loadRuleSet, type Harness } from '../host/testing/harness.js';
 
 let h: Harness;
 before(async () => {
@@ -80,6 +80,16 @@ describe('missing-date-bulk', () => {
     assert.equal((await send({}, 'alice@localhost')).accepted?.disposition, 'deliver');
     assert.equal((await send({ Date: 'Mon, 05 Jan 2026 10:00:00 +0000' })).accepted?.disposition, 'deliver');
   });
+
+  it('score mode: an undated bulk message to an invalid recipient adds both symbols and is delivered', async () => {
+    await using h2 = await loadRule('rules/missing-date-bulk.ts', { options: { score: 3 }, config: { mailboxes: ['alice@localhost'] } });
+    const s = await h2.connect({ ip: ip(), ptr: 'mx.example.org', helo: 'mx.example.org' });
+    await s.mail('a@example.org');
+    await s.rcpt('nobody@localhost');
+    const r = await s.message({ headers: { Subject: 'hi', Precedence: 'bulk' }, body: 'x' });
+    assert.deepEqual([r.reply, r.scores, r.accepted?.disposition], [null, [['no-date-invalid-rcpt', 3], ['bulk-invalid-rcpt', 3]], 'deliver']);
+    assert.deepEqual(r.accepted?.headers, [['X-Portcullis-Score', '6 (no-date-invalid-rcpt=3 bulk-invalid-rcpt=3)']]);
+  });
 });
 
 describe('bad-local-sender', () => {
@@ -126,6 +136,19 @@ describe('identical-sender-rcpt', () => {
     }
     assert.deepEqual(replies, [null, null, '421 4.7.0 Too many messages from an address to itself']);
     assert.equal(h.store.blacklistGet(addr, h.clock.now())?.rule, 'identical-sender-rcpt');
+  });
+
+  it('score mode: each time adds its points, with no header and no watchlist (the third time is not dropped)', async () => {
+    await using h2 = await loadRule('rules/identical-sender-rcpt.ts', { options: { score: 2 }, config: { localDomains: ['localhost', 'open.example'] } });
+    const addr = ip();
+    for (let i = 0; i < 3; i++) {
+      const s = await h2.connect({ ip: addr, ptr: 'mx.example.org', helo: 'mx.example.org' });
+      await s.mail('self@open.example');
+      const r = await s.rcpt('self@open.example');
+      assert.deepEqual([r.reply, r.headers, r.scores], [null, [], [['identical-sender-rcpt', 2]]]);
+      assert.deepEqual((await s.message({ headers: { Subject: 'note to self' } })).accepted?.headers, [['X-Portcullis-Score', '2 (identical-sender-rcpt=2)']]);
+    }
+    assert.equal(h2.store.blacklistGet(addr, h2.clock.now()), undefined);
   });
 });
 
@@ -177,6 +200,18 @@ describe('subject-spam', () => {
     await t.mail('a@example.org');
     await t.rcpt('alice@localhost');
     assert.deepEqual((await t.message({ headers: { Subject: 'casino night', Date: 'Mon, 05 Jan 2026 10:00:00 +0000' } })).accepted?.headers, []);
+  });
+
+  it('score mode: every subject is scanned, and a match adds its points instead of dropping, blacklisting or tagging', async () => {
+    await using h2 = await loadRule('rules/subject-spam.ts', { options: { score: 4 }, config: { mailboxes: ['alice@localhost'] } });
+    const s = await h2.connect({ ip: ip(), ptr: 'mx.example.org', helo: 'mx.example.org' });
+    for (const rcpt of ['nobody@localhost', 'alice@localhost']) { // with SmtpEvt's trigger (an invalid recipient), and without
+      await s.mail('a@example.org');
+      await s.rcpt(rcpt);
+      const r = await s.message({ headers: { Subject: 'You won the lottery', Date: 'Mon, 05 Jan 2026 10:00:00 +0000' } });
+      assert.deepEqual([r.reply, r.blacklist, r.scores], [null, null, [['subject-spam', 4]]]);
+      assert.deepEqual(r.accepted?.headers, [['X-Portcullis-Score', '4 (subject-spam=4)']]);
+    }
   });
 
   it('a message without a Subject after an unqualified HELO is accepted untouched (found by npm run bench)', async () => {

@@ -44,7 +44,8 @@ async function credentials(line: string, users: Record<string, string>): Promise
 }
 
 function explain(out: Out, h: Harness, logsFrom: number, step: Step): void {
-  for (const l of h.logs.slice(logsFrom) as LogRecord[]) {
+  const logs = h.logs.slice(logsFrom) as LogRecord[];
+  for (const l of logs) {
     if (l.ruleLog) out.write(`    ${String(l.rule)} logged: ${String(l.msg)}\n`);
     else if (l.shadow) out.write(`    ${String(l.msg)}${l.code ? ` (${String(l.code)} ${String(l.text)})` : ''}\n`);
     else if (l.outcome) out.write(`    rule ${String(l.rule)} failed: ${String(l.outcome)}: ${String(l.error)}\n`);
@@ -59,6 +60,8 @@ function explain(out: Out, h: Harness, logsFrom: number, step: Step): void {
   if (step.wellBehaved) out.write(`    + well-behaved ${step.wellBehaved.ttlSeconds} s by ${step.wellBehaved.rule}\n`);
   if (step.delayMs) out.write(`    + tarpit ${step.delayMs} ms\n`);
   for (const [symbol, points] of step.scores) out.write(`    + score ${symbol} ${points}\n`);
+  // The transaction's score reached a threshold (config scores): the total and its symbols.
+  for (const l of logs) if (l.score !== undefined && l.limit !== undefined) out.write(`    ${String(l.msg)}\n`);
 }
 
 export async function tryTranscript(argv: string[], out: Out = process.stdout): Promise<number> {

@@ -8,6 +8,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
 import type { ErrorObject } from 'ajv';
 import { ParseErrorCode, parseTree, type ParseError } from 'jsonc-parser';
+import type { Phase } from '../../sdk/index.js';
 import { PASSWORD_HASH_FORMAT, parsePasswordHash } from '../password.js';
 import { CONFIG_SCHEMA } from '../paths.js';
 
@@ -17,6 +18,9 @@ export interface RuleLimits {
   stackKb: number;
   failPolicy: 'tempfail' | 'continue';
 }
+
+/** The phases at which the score thresholds may be checked (config `scores.phases`). */
+export type ScorePhase = Extract<Phase, 'rcpt' | 'data' | 'message'>;
 
 export type RuleAction = 'enforce' | 'shadow' | 'quarantine' | 'tempfail';
 
@@ -52,8 +56,8 @@ export interface Config {
   greetPauseMs: number;
   /** Hold refusals decided at connect, HELO and MAIL until RCPT (Postfix's smtpd_delay_reject). */
   delayChecks: boolean;
-  /** What a transaction's score (`ctx.score`) does: thresholds (null = none) and the header it is reported in. */
-  scores: { tag: number | null; tempfail: number | null; reject: number | null; header: string };
+  /** What a transaction's score (`ctx.score`) does: thresholds (null = none), the phases they are checked at, and the header it is reported in. */
+  scores: { phases: ScorePhase[]; tag: number | null; tempfail: number | null; reject: number | null; header: string };
   submissionPorts: number[];
   limits: { maxClients: number; socketTimeoutMs: number; maxMessageBytes: number; maxRecipients: number; maxDelayMs: number; bodyLimit: number; shutdownGraceMs: number };
   localDomains: string[];

@@ -25,6 +25,13 @@ export interface AddedHeader {
   value: string;
 }
 
+/** A score symbol a rule added (`ctx.score`), with the rule (so it can be withdrawn, as a header). */
+export interface AddedScore {
+  rule: string;
+  symbol: string;
+  points: number;
+}
+
 /** What the session acts on. */
 export interface PhaseDecision {
   /** The winning verdict (or `next`). */
@@ -41,7 +48,7 @@ export interface PhaseDecision {
   /** Notes written by the enforced rules that ran, in order. */
   notes: NoteWrite[];
   /** Score symbols the enforced rules added (`ctx.score`), with their points, in order. */
-  scores: [string, number][];
+  scores: AddedScore[];
 }
 
 const NEXT: Verdict = Object.freeze({ action: 'next' });
@@ -151,7 +158,7 @@ export class Pipeline {
       if (r.effects.blacklist) d.blacklist = { ...r.effects.blacklist, rule: name };
       if (r.effects.wellBehaved) d.wellBehaved = { ...r.effects.wellBehaved, rule: name };
       if (r.effects.notes) d.notes.push(...r.effects.notes);
-      if (r.effects.scores) d.scores.push(...r.effects.scores);
+      for (const [symbol, points] of r.effects.scores ?? []) d.scores.push({ rule: name, symbol, points });
       d.delayMs += r.effects.delayMs ?? 0;
       if (v.action !== 'next' && link.afterVerdict === 'stop') return { ...d, verdict: v, rule: name };
     }

@@ -79,12 +79,15 @@ export class SessionPolicy {
   readonly acceptedDomains: Set<string>;
   /** Our domains, lower case (`session.local.domains`). */
   readonly localDomains: string[];
+  /** The phases after which the score thresholds are checked (config `scores.phases`). */
+  readonly scorePhases: ReadonlySet<Phase>;
   private readonly local: Set<string>;
   constructor(readonly config: Config) {
     this.isRelayClient = networkList(config.relayNetworks);
     this.isExempt = networkList(config.exemptNetworks);
     this.acceptedDomains = new Set([...config.localDomains, ...config.relayDomains].map((x) => x.toLowerCase()));
     this.localDomains = config.localDomains.map((d) => d.toLowerCase());
+    this.scorePhases = new Set(config.scores.phases);
     this.local = new Set(this.localDomains);
   }
   isLocal(domain: string): boolean {
@@ -139,6 +142,8 @@ export class SmtpSession {
   private heldSession: HeldRefusal | null = null;
   /** Score symbols added before any transaction (connect, HELO, AUTH): each transaction starts with them. */
   private symbols: Record<string, number> = {};
+  /** The rule that added each of `symbols` (withdrawn at AUTH like its headers). */
+  private symbolRules: Record<string, string> = {};
   private heloSeen: SessionInfo['helo'] = null;
   private authUser: string | null = null;
   private completed = 0;
@@ -275,8 +280,11 @@ export class SmtpSession {
     const sid = this.conn.id;
     if (d.headers.length) (inTx ? this.current.headers : this.headers).push(...d.headers);
     if (d.notes.length) this.note(d, inTx);
-    for (const [symbol, points] of d.scores) {
-      if (!inTx) this.symbols[symbol] = points;
+    for (const { rule, symbol, points } of d.scores) {
+      if (!inTx) {
+        this.symbols[symbol] = points;
+        this.symbolRules[symbol] = rule;
+      }
       this.current.symbols[symbol] = points; // the transaction under way starts with the session's too
       this.current.version++;
     }
@@ -289,8 +297,8 @@ export class SmtpSession {
       if (!this.wellBehaved) this.d.log.info({ session: sid, ip, rule: d.wellBehaved.rule, ttl: d.wellBehaved.ttlSeconds }, `marked ${ip} well-behaved for ${d.wellBehaved.ttlSeconds} s: its connections skip the greet pause`);
       this.wellBehaved = true;
     }
-    // After the data and message phases, the score the rules added up may refuse too.
-    const reply = replyFor(phase, d, sid) ?? (phase === 'data' || phase === 'message' ? this.overScore(phase) : null);
+    const ruled = replyFor(phase, d, sid);
+    const reply = ruled ?? this.overScore(phase, d);
     if (d.delayMs > 0) await this.d.delay(Math.min(d.delayMs, this.d.policy.config.limits.maxDelayMs));
     if (reply && this.d.policy.config.delayChecks && HOLDABLE.has(phase) && !d.failure && !this.held) {
       // Postfix's smtpd_delay_reject: the client goes on to say whom the mail is for, so a
@@ -303,7 +311,7 @@ export class SmtpSession {
     }
     if (reply) {
       this.d.log.info({ session: sid, ip, phase, rule: d.rule, reply: formatReply(reply) }, `refused ${phase} from ${ip}: ${formatReply(reply)}`);
-      this.d.counters.inc('replies_refused_total', { phase, rule: d.rule ?? 'host' });
+      this.d.counters.inc('replies_refused_total', { phase, rule: ruled ? (d.rule ?? 'host') : 'scores' });
       return reply;
     }
     const v = d.verdict;
@@ -319,11 +327,15 @@ export class SmtpSession {
   }
 
   /**
-   * The refusal the transaction's score earns against the config's thresholds, or null.
-   * Logged with its symbols: the client hears only the total.
+   * The refusal the transaction's score earns against the config's thresholds at a phase
+   * `scores.phases` names, or null. Logged with its symbols: the client hears only the total.
    */
-  private overScore(phase: Phase): Reply | null {
-    if (this.exempt || this.whitelisted || this.current.whitelisted) return null; // accepted by a rule, or exempt: no score refuses it
+  private overScore(phase: Phase, d: PhaseDecision): Reply | null {
+    if (!this.d.policy.scorePhases.has(phase)) return null;
+    // Accepted by a rule (the session, the transaction, at RCPT this recipient, or now), or exempt: no score refuses it.
+    if (d.verdict.action === 'accept' || this.exempt || this.whitelisted || this.current.whitelisted) return null;
+    // A refusal held since connect, HELO or MAIL (delayChecks) answers every RCPT first, as it would have answered its own phase.
+    if (phase === 'rcpt' && this.held) return null;
     const symbols = this.current.symbols;
     const r = scoreRefusal(symbols, this.d.policy.config.scores);
     if (r) this.d.log.info({ session: this.conn.id, phase, score: r.total, limit: r.limit, symbols }, `score ${r.total} at ${phase} is at or over ${r.limit}: ${describeSymbols(symbols)}`);
@@ -386,7 +398,8 @@ export class SmtpSession {
 
   /**
    * The client authenticated: what rules that skip authenticated clients decided before
-   * AUTH (their headers and dispositions from connect and HELO) no longer applies.
+   * AUTH (their headers, dispositions and score symbols from connect and HELO) no longer
+   * applies: a mail client's EHLO DESKTOP-1 counts against no one who logged in.
    * AUTH is not allowed inside a transaction (RFC 4954 §4), so only session-level
    * decisions can be affected.
    */
@@ -394,11 +407,13 @@ export class SmtpSession {
     const skips = this.ruleSet.skipsAuthenticated;
     if (this.heldSession?.decision.rule && skips.has(this.heldSession.decision.rule)) this.heldSession = null;
     const withdrawn = this.headers.filter((h) => skips.has(h.rule));
-    if (!withdrawn.length && !this.dispositions.some((x) => x.rule !== null && skips.has(x.rule))) return;
+    const symbols = Object.keys(this.symbols).filter((s) => skips.has(this.symbolRules[s]!));
+    if (!withdrawn.length && !symbols.length && !this.dispositions.some((x) => x.rule !== null && skips.has(x.rule))) return;
     this.headers = this.headers.filter((h) => !skips.has(h.rule));
+    for (const s of symbols) delete this.symbols[s];
     this.dispositions = this.dispositions.filter((x) => x.rule === null || !skips.has(x.rule));
     this.current = this.newTransaction();
-    this.d.log.info({ session: this.conn.id, headers: withdrawn.map((h) => h.name) }, 'authenticated: withdrew what rules that skip authenticated clients decided before AUTH');
+    this.d.log.info({ session: this.conn.id, headers: withdrawn.map((h) => h.name), symbols }, 'authenticated: withdrew what rules that skip authenticated clients decided before AUTH');
   }
 
   async mail(address: string, args: Record<string, string>): Promise<CommandResult> {
@@ -466,7 +481,7 @@ export class SmtpSession {
   async message(msg: Buffer): Promise<MessageResult> {
     try {
       const rs = this.ruleSet;
-      let r: CommandResult = { reply: null, decision: NO_DECISION };
+      let r: CommandResult;
       if (this.d.pipeline.handles(rs, 'message')) {
         const offset = bodyOffset(msg);
         const limit = this.d.policy.config.limits.bodyLimit;
@@ -478,8 +493,11 @@ export class SmtpSession {
           bodyTruncated: rs.needsBody && body.length > limit,
         };
         r = await this.phase({ phase: 'message', session: this.info(), envelope: this.envelope(), message });
-        if (r.reply) return { ...r, accepted: null };
+      } else {
+        // No rule runs at the end of the message, but its score may still refuse here (scores.phases).
+        r = { reply: await this.apply('message', NO_DECISION), decision: NO_DECISION };
       }
+      if (r.reply) return { ...r, accepted: null };
       const headers = [...this.headers, ...this.current.headers].map((h): [string, string] => [h.name, h.value]);
       const score = scoreHeader(this.current.symbols, this.d.policy.config.scores);
       if (score) headers.push(score);

@@ -46,11 +46,13 @@ import { applyMailboxConfig, MemoryStore } from '../store/store.js';
  * `wellBehaved` effects, `delayMs` of tarpit asked for), the reply the client gets, and
  * what rules logged.
  */
-export interface Step extends Pick<PhaseDecision, 'verdict' | 'rule' | 'failure' | 'blacklist' | 'wellBehaved' | 'scores'> {
+export interface Step extends Pick<PhaseDecision, 'verdict' | 'rule' | 'failure' | 'blacklist' | 'wellBehaved'> {
   /** The reply line that refuses the command (`'550 5.7.1 …'`), or null when it proceeds. */
   reply: string | null;
   /** Headers the phase's rules added: `[name, value]`. */
   headers: [string, string][];
+  /** Score symbols the phase's rules added (`ctx.score`): `[symbol, points]`. */
+  scores: [string, number][];
   /** Tarpit delay applied (capped by limits.maxDelayMs). */
   delayMs: number;
   /** Lines rules logged at this command (ctx.log). */
@@ -228,7 +230,7 @@ export class TestSession {
       failure: d.failure,
       blacklist: d.blacklist,
       wellBehaved: d.wellBehaved,
-      scores: d.scores,
+      scores: d.scores.map((x): [string, number] => [x.symbol, x.points]),
       headers: d.headers.map((h): [string, string] => [h.name, h.value]),
       reply: reply ? formatReply(reply) : null,
       delayMs: this.delays.reduce((a, b) => a + b, 0),

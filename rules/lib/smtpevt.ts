@@ -66,11 +66,3 @@ export function watchAndBlacklist(ctx: RuleContext<WatchOptions>, what: string, 
   ctx.log(`${ip}: ${n} ${what} events in ${o.watchlistMinutes} min: blacklisted for ${o.blacklistMinutes} min`);
   return true;
 }
-
-/**
- * The option of a rule's score mode (config `scores`): above 0, the rule adds this many
- * points under its symbol instead of refusing or tagging on its own, and the total of
- * all rules decides (SmtpEvt's "combine the information … spam indicators").
- */
-export const scoreOption = (what: string) =>
-  ({ type: 'number', minimum: 0, maximum: 1000, default: 0, description: `Score mode: above 0, ${what} adds this many points (config scores) instead of deciding alone.` }) as const;
