@@ -159,7 +159,7 @@ export class SmtpSession {
     this.submission = d.policy.config.submissionPorts.includes(conn.localPort);
     this.current = this.newTransaction();
     // Exempt clients skip every rule, so nothing is looked up for them either.
-    this.facts = d.dns && ruleSet.dnsAll.length && !this.exempt ? new SessionFacts(d.dns, plainIp(conn.ip), d.now) : null;
+    this.facts = d.dns && ruleSet.dnsAll.length && !this.exempt ? new SessionFacts(d.dns, plainIp(conn.ip), d.now, () => this.heloSeen?.name ?? null) : null;
   }
 
   /** The last accepted HELO/EHLO, or null. */
