@@ -88,6 +88,8 @@ function portcullisVariants(root, prefix) {
     [`${prefix}portcullis, no rules`]: () => start(portcullisConfig('none', null)),
     [`${prefix}portcullis, 8-phase rule`]: () => start(portcullisConfig('trivial', TRIVIAL)),
     [`${prefix}portcullis, all built-in rules`]: () => start(portcullisConfig('builtin', null, {}, true)),
+    // What logging costs: the same without the info lines (the transaction line among them).
+    ...(prefix ? {} : { 'portcullis, all built-in rules, log off': () => start(portcullisConfig('builtin-quiet', null, { log: { level: 'warn' } }, true)) }),
     // Relay mode: each message goes to Postfix's smtp-sink during DATA, the client hears its answer.
     ...(prefix ? {} : { [`portcullis, all built-in rules, relay`]: () => relaying(root) }),
   };
@@ -139,6 +141,8 @@ async function throughput() {
     // The issue's yardstick: what the built-in rule set costs against the same host without rules.
     const cost = 1 - rateOf('portcullis, all built-in rules') / rateOf('portcullis, no rules');
     if (Number.isFinite(cost)) rows.push({ scenario: sc.name, variant: '→ built-in rules cost (1 − built-ins / no rules)', 'ratio to bare': `${Math.round(cost * 100)} %` });
+    const logCost = 1 - rateOf('portcullis, all built-in rules') / rateOf('portcullis, all built-in rules, log off');
+    if (Number.isFinite(logCost)) rows.push({ scenario: sc.name, variant: '→ info logging cost (1 − built-ins / built-ins log off)', 'ratio to bare': `${Math.round(logCost * 100)} %` });
   }
   console.table(rows);
 }

@@ -4,13 +4,15 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { parseListen, type Config, type ConfigOverrides } from './config/config.js';
 import { ControlServer, DataDirInUseError, START_WAIT_MS } from './control.js';
 import { MailAdmin } from './delivery/admin.js';
 import { needName } from './dns/facts.js';
 import { Delivery } from './delivery/delivery.js';
+import { openHostLog } from './log.js';
 import { Counters } from './metrics.js';
+import { TrafficStats } from './stats.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { loadRuleSet, offReason, RuleCache, type RuleSet } from './pipeline/ruleset.js';
 import { Reloader, type ReloadStatus } from './reload.js';
@@ -35,6 +37,8 @@ export interface Host {
   readonly config: Config;
   readonly log: Logger;
   readonly counters: Counters;
+  /** Per-minute and hourly traffic, and per recipient domain per day (the admin API's STAT WINDOW, STAT HOURLY, routes). */
+  readonly stats: TrafficStats;
   /** The watchlist store (blacklist, counters, mailboxes, lists): in memory, written behind to SQLite under the data dir. */
   readonly store: MemoryStore;
   readonly sandbox: Sandbox;
@@ -44,6 +48,8 @@ export interface Host {
   current(): RuleSet;
   /** Live sessions per RuleSet version. */
   pins(): Map<number, number>;
+  /** Reopens the log file, after logrotate moved it (SIGUSR1; SIGHUP does it too). */
+  reopenLog(): void;
   /** Re-reads the config and rules now (what SIGHUP and a file change do). */
   reload(reason: string): Promise<void>;
   /** Version, reload counts, last error: also written to <dataDir>/status.json. */
@@ -80,18 +86,11 @@ class RuleSets {
 }
 
 export async function startHost(config: Config, opts: HostOptions = {}): Promise<Host> {
-  // Our own logger writes asynchronously (pino's sonic-boom, batched writes): a log line
-  // never costs the SMTP event loop a blocking write. close() flushes what is buffered.
-  let dest: ReturnType<typeof pino.destination> | null = null;
-  const log = opts.logger ?? pino({ level: config.log.level }, (dest = pino.destination({ dest: 1, sync: false })));
-  const flushLog = () => {
-    try {
-      dest?.flushSync();
-    } catch {
-      // nothing buffered, or stdout is gone: nothing more to do
-    }
-  };
+  const own = opts.logger ? null : openHostLog(config.log);
+  const log = opts.logger ?? own!.log;
+  const flushLog = () => own?.flush();
   const counters = new Counters();
+  const stats = new TrafficStats();
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
   // The data dir's lock (control.ts), before anything in it is touched; a queue command
@@ -125,7 +124,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       log.error({ err: e, request: req }, `${req.op} failed: ${(e as Error).message}`);
       throw e;
     }));
-    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), delivery: deliv, store, log, counters, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
+    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), delivery: deliv, store, log, counters, stats, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
     for (const l of config.listen) {
       const { host, port } = parseListen(l);
@@ -155,7 +154,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     statusTimer.unref();
     log.info({ listen: addresses.map((a) => `${a.host}:${a.port}`), dataDir }, `Portcullis listening on ${addresses.map((a) => `${a.host}:${a.port}`).join(', ')}`);
     return {
-      config, log, counters, store, sandbox: pool, addresses,
+      config, log, counters, stats, store, sandbox: pool, addresses,
       current: () => sets.current,
       pins: () => sets.counts(),
       reload: async (reason) => {
@@ -164,6 +163,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         await reloader.reload(reason);
       },
       status: () => reloader.status,
+      reopenLog: () => own?.reopen(),
       close: async () => {
         clearInterval(statusTimer);
         control.stop(); // new requests hear "ask again"; one under way finishes below

@@ -24,38 +24,24 @@
  *
  * Each line is checked at the first phase that knows all its keys (SPF-PASS lines at MAIL
  * at the earliest: SPF needs the sender); at one phase an OK beats every deny, and
- * otherwise the first deny in the list wins. The rule asks the host for SPF only when
- * the map has an SPF-PASS line.
+ * otherwise the first deny in the list wins. The rule asks the host for SPF (one lookup
+ * per client and sender domain at MAIL FROM, cached) only when its map may have an
+ * SPF-PASS line: its options have one, or it reads a store list (`storeList: null` and
+ * no SPF-PASS line in the options: no SPF lookups).
+ *
+ * The lines come from the options (`entries`, or a plain file through `optionFiles`) and
+ * then from the store's list `storeList` (`portcullis access add`), in that order; the
+ * line grammar is the SDK's (`parseAccessLine`), which the CLI checks lines with. The
+ * store list is read once per session, at its first phase (a store call crosses threads):
+ * its parsed lines stay in this module under a fingerprint the session notes, so its
+ * later phases find them without asking again.
  *
  * Ships off; with no entries it would do nothing anyway.
  */
-import { accept, defineRule, discard, reject, STATUS, tempfail, type DnsFacts, type Envelope, type Need, type SessionInfo, type Verdict } from 'portcullis/sdk';
-
-type Tag = 'Connect' | 'From' | 'To';
-interface Entry {
-  keys: [Tag, string][];
-  action: 'OK' | 'REJECT' | 'TEMPFAIL' | 'DISCARD' | 'SPF-PASS';
-  text: string;
-  line: string;
-}
-
-const ACTIONS = ['OK', 'REJECT', 'TEMPFAIL', 'DISCARD', 'SPF-PASS'] as const;
-
-/** One line of the map, or an error saying what is wrong with it. */
-function parseEntry(line: string): Entry | string {
-  const words = line.trim().split(/\s+/);
-  const keys: [Tag, string][] = [];
-  while (words.length && /^(Connect|From|To):./i.test(words[0]!)) {
-    const w = words.shift()!;
-    const colon = w.indexOf(':');
-    const tag = (w[0]!.toUpperCase() + w.slice(1, colon).toLowerCase()) as Tag;
-    keys.push([tag, w.slice(colon + 1).toLowerCase()]);
-  }
-  const action = (words.shift() ?? '').toUpperCase();
-  if (!keys.length) return `"${line}": no Connect:, From: or To: key`;
-  if (!(ACTIONS as readonly string[]).includes(action)) return `"${line}": the action must be one of ${ACTIONS.join(', ')}`;
-  return { keys, action: action as Entry['action'], text: words.join(' '), line };
-}
+import {
+  accept, ACCESS_LINE_PATTERN, ACCESS_STORE_LIST, defineRule, discard, parseAccessLine, reject, RULE_LIMITS, STATUS, tempfail,
+  type AccessEntry as Entry, type AccessTag as Tag, type DnsFacts, type Envelope, type Need, type RuleContext, type SessionInfo, type Verdict,
+} from 'portcullis/sdk';
 
 /** An IPv4 address in a CIDR network, or one of Sendmail's partial addresses (`192.0.2`); IPv6 as a whole address. */
 function inNetwork(ip: string, key: string): boolean {
@@ -105,14 +91,83 @@ function decide(entries: Entry[], now: Tag, s: SessionInfo, from: string | null,
   return reject(at === 'connect' ? 554 : 550, deny.text || 'Access denied', { status: STATUS.notAuthorized, reason: 'access-reject' });
 }
 
+/** Lines parsed into entries; a line that is not one is logged (the options' schema and the CLI refuse them, but a rule may `listAdd` anything). */
+function parseLines(lines: readonly string[], from: string, ctx: Pick<RuleContext, 'log'>): Entry[] {
+  const entries: Entry[] = [];
+  const bad: string[] = [];
+  for (const l of lines) {
+    const e = parseAccessLine(l);
+    if (typeof e === 'string') bad.push(`"${l}": ${e}`);
+    else entries.push(e);
+  }
+  if (bad.length) ctx.log(`ignoring ${bad.length} line(s) of ${from} that are not access lines; the first: ${bad[0]}`);
+  return entries;
+}
+
 let parsed: { from: readonly string[]; entries: Entry[] } | null = null;
-/** The map, parsed once per options (they are frozen per rule load). */
-function entriesOf(lines: readonly string[]): Entry[] {
-  if (parsed?.from !== lines) parsed = { from: lines, entries: lines.map(parseEntry).filter((e): e is Entry => typeof e !== 'string') };
+/** The options' lines, parsed once per options (they are frozen per rule load). */
+function optionEntries(lines: readonly string[], ctx: Pick<RuleContext, 'log'>): Entry[] {
+  if (parsed?.from !== lines) parsed = { from: lines, entries: parseLines(lines, 'the options', ctx) };
   return parsed.entries;
 }
 
+/** The session note naming the version of the store list the session read (its fingerprint). */
+const NOTE = 'access.store-list';
+
+/** The store list's lines count and FNV-1a hash: its version in a few characters, for the session note; '' for none. */
+function fingerprint(lines: readonly string[]): string {
+  if (!lines.length) return '';
+  let h = 0x811c9dc5;
+  for (const l of lines) for (let i = 0; i <= l.length; i++) h = Math.imul(h ^ (i < l.length ? l.charCodeAt(i) : 10), 0x01000193);
+  return `${lines.length}:${(h >>> 0).toString(36)}`;
+}
+
+/** The latest version of the store list this module parsed. */
+let stored: { fingerprint: string; entries: Entry[] } = { fingerprint: '', entries: [] };
+
+interface Options {
+  entries: readonly string[];
+  storeList: string | null;
+}
+
+/**
+ * The store list's entries for this session. Its first phase reads the list and notes
+ * the version; its later phases find that version here without a store call. A session's
+ * calls may run in different workers, each with a module of its own: one that has not
+ * parsed that version (or has parsed a newer one since) reads the list again.
+ */
+function storedEntries(session: SessionInfo, ctx: RuleContext<Options>): Entry[] {
+  const list = ctx.options.storeList;
+  if (list === null) return [];
+  const seen = session.notes[NOTE];
+  if (seen === stored.fingerprint) return stored.entries;
+  const lines = ctx.store.listValues(list);
+  const version = fingerprint(lines);
+  if (version !== stored.fingerprint) stored = { fingerprint: version, entries: parseLines(lines, `the store list "${list}"`, ctx) };
+  if (version !== seen) ctx.note.session(NOTE, version);
+  return stored.entries;
+}
+
+/** The whole map: the options' lines first, then the store's. */
+function mapOf(session: SessionInfo, ctx: RuleContext<Options>): Entry[] {
+  const own = optionEntries(ctx.options.entries, ctx);
+  const fromStore = storedEntries(session, ctx);
+  return fromStore.length ? [...own, ...fromStore] : own;
+}
+
 const mailFrom = (env: Envelope) => env.mailFrom?.address ?? null;
+
+/**
+ * Whether the map may hold an SPF-PASS line, so the rule needs SPF (RFC 7208) at MAIL
+ * FROM: one of the options' lines is one, or a store list is read (its lines change while
+ * the rule runs; its needs are taken once, at load).
+ */
+function mayHaveSpfPass(o: Options): boolean {
+  return o.storeList !== null || o.entries.some((l) => {
+    const e = parseAccessLine(l);
+    return typeof e !== 'string' && e.action === 'SPF-PASS';
+  });
+}
 
 export default defineRule({
   name: 'access',
@@ -124,16 +179,19 @@ export default defineRule({
     additionalProperties: false,
     properties: {
       entries: {
-        type: 'array', items: { type: 'string', pattern: '^\\s*((Connect|From|To):\\S+\\s+)+(OK|REJECT|TEMPFAIL|DISCARD|SPF-PASS)\\b' }, default: [],
-        description: 'Access map lines: KEY [KEY] ACTION [TEXT], KEY one of Connect:ip|network|ptr-domain, From:address|domain|<>, To:address|domain.',
+        type: 'array', items: { type: 'string', pattern: ACCESS_LINE_PATTERN }, default: [],
+        description: 'Access map lines, checked before the store list\'s: KEY [KEY] ACTION [TEXT], KEY one of Connect:ip|network|ptr-domain, From:address|domain|<>, To:address|domain.',
+      },
+      storeList: {
+        type: ['string', 'null'], minLength: 1, maxLength: RULE_LIMITS.listName, default: ACCESS_STORE_LIST,
+        description: 'The store list read after `entries` (the lines `portcullis access add` writes); null to read no store list.',
       },
     },
   },
-  // SPF (RFC 7208) is looked up at MAIL FROM only for a map that has an SPF-PASS line.
-  needs: (o) => (entriesOf(o.entries).some((e) => e.action === 'SPF-PASS') ? ['spf'] : []) satisfies Need[],
+  needs: (o) => (mayHaveSpfPass(o) ? ['spf'] : []) satisfies Need[],
   phases: {
-    connect: (ev, ctx) => decide(entriesOf(ctx.options.entries), 'Connect', ev.session, null, null, 'connect'),
-    mail: (ev, ctx) => decide(entriesOf(ctx.options.entries), 'From', ev.session, ev.mail.address, null, 'later', ev.dns),
-    rcpt: (ev, ctx) => decide(entriesOf(ctx.options.entries), 'To', ev.session, mailFrom(ev.envelope), ev.rcpt.address, 'later', ev.dns),
+    connect: (ev, ctx) => decide(mapOf(ev.session, ctx), 'Connect', ev.session, null, null, 'connect'),
+    mail: (ev, ctx) => decide(mapOf(ev.session, ctx), 'From', ev.session, ev.mail.address, null, 'later', ev.dns),
+    rcpt: (ev, ctx) => decide(mapOf(ev.session, ctx), 'To', ev.session, mailFrom(ev.envelope), ev.rcpt.address, 'later', ev.dns),
   },
 });

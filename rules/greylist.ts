@@ -21,6 +21,11 @@
  * a new client's first message is tempfailed and its body's hash kept; after
  * `retrySeconds` only that same message passes, proving a real retry queue.
  *
+ * A client whose triplet passes (or, with `content`, that becomes known) has proved it
+ * is a real MTA: it is marked well-behaved for `passDays` (`ctx.markWellBehaved`; smtpf
+ * 2.0's well-behaved hosts), so its connections skip the greet pause and the tarpit
+ * spares it. A known triplet renews the mark once it has run out, not at every RCPT.
+ *
  * Clients listed in the `dnswl` zone (a DNS whitelist such as list.dnswl.org) are never
  * greylisted: they are known to retry.
  *
@@ -103,6 +108,7 @@ export default defineRule({
       const passedAt = ctx.store.recall(pass);
       if (passedAt !== null) {
         ctx.store.remember(pass, passedAt, o.passDays * 86400); // known: known for passDays more
+        if (!ev.session.client.wellBehaved) ctx.markWellBehaved(o.passDays * 86400);
         return;
       }
       // An attempt within the pending window but older than the retry window: this is a retry.
@@ -111,6 +117,7 @@ export default defineRule({
         const started = ctx.store.recall(`grey-first:${triplet}`) ?? now;
         const age = Math.round((ev.session.time - Date.parse(started)) / 1000);
         ctx.store.remember(pass, now, o.passDays * 86400);
+        ctx.markWellBehaved(o.passDays * 86400);
         ctx.addHeader('X-Grey-Report', `age=${age}s; key=${o.key}; triplet=${triplet}; started=${started}`);
         ctx.log(`${triplet}: retried ${age} s after its first attempt: passes from now on`);
         return;
@@ -125,6 +132,7 @@ export default defineRule({
       const known = ctx.store.recall(`grey-host:${client}`);
       if (known !== null) {
         ctx.store.remember(`grey-host:${client}`, known, o.passDays * 86400);
+        if (!ev.session.client.wellBehaved) ctx.markWellBehaved(o.passDays * 86400);
         return;
       }
       const hash = bodyHash(ev.message.body ?? '');
@@ -138,6 +146,7 @@ export default defineRule({
       const age = Math.round((ev.session.time - Date.parse(started)) / 1000);
       if (age < o.retrySeconds || hash !== firstHash) return greylisted(o.drop); // too early, or not the message it was first sent
       ctx.store.remember(`grey-host:${client}`, now, o.passDays * 86400);
+      ctx.markWellBehaved(o.passDays * 86400);
       ctx.addHeader('X-Grey-Report', `age=${age}s; key=${o.key}; client=${client}; content=${hash}; started=${started}`);
       ctx.log(`${client}: sent its first message again ${age} s later: passes from now on`);
     },

@@ -11,14 +11,20 @@
  * through `ctx.delay`. The host caps each reply's wait at `limits.maxDelayMs` (30 s by
  * default) and never holds other sessions. Nothing is refused. Off by default; the
  * seed's values live in its Makefile: the defaults are ours.
+ *
+ * A client marked well-behaved (`session.client.wellBehaved`: it proved it is a real MTA,
+ * e.g. by retrying after greylisting) is spared, as smtpf 2.0 spares well-behaved hosts
+ * its slow replies: a mailing list's server sending to many of our users is not a
+ * spammer. `spareWellBehaved: false` tarpits everyone.
  */
-import { defineRule, type Envelope, type RuleContext } from 'portcullis/sdk';
+import { defineRule, type Envelope, type RuleContext, type SessionInfo } from 'portcullis/sdk';
 
-type Options = { afterRecipients: number; delayMs: number; multiplier: number };
+type Options = { afterRecipients: number; delayMs: number; multiplier: number; spareWellBehaved: boolean };
 
 /** Delays this reply when the transaction already had afterRecipients RCPTs (`extra`: commands since the last RCPT). */
-function tarpit(envelope: Envelope, ctx: RuleContext<Options>, extra: number): void {
+function tarpit(session: SessionInfo, envelope: Envelope, ctx: RuleContext<Options>, extra: number): void {
   const o = ctx.options;
+  if (o.spareWellBehaved && session.client.wellBehaved) return;
   const k = envelope.rcptTo.length + envelope.failedRcpts + extra - o.afterRecipients;
   if (k < 0) return;
   const ms = Math.min(o.delayMs * o.multiplier ** k, 3_600_000);
@@ -39,11 +45,12 @@ export default defineRule({
       afterRecipients: { type: 'integer', minimum: 0, default: 10, description: 'RCPT commands a transaction may send before its replies are delayed.' },
       delayMs: { type: 'integer', minimum: 1, default: 1000, description: 'The first delay, in milliseconds.' },
       multiplier: { type: 'number', minimum: 1, default: 2, description: 'Each further delay is the previous one times this (1: a constant delay).' },
+      spareWellBehaved: { type: 'boolean', default: true, description: 'Never delay a client marked well-behaved (session.client.wellBehaved, e.g. by greylisting once it retried).' },
     },
   },
   phases: {
-    rcpt: (ev, ctx) => tarpit(ev.envelope, ctx, 0),
-    data: (ev, ctx) => tarpit(ev.envelope, ctx, 0),
-    message: (ev, ctx) => tarpit(ev.envelope, ctx, 1),
+    rcpt: (ev, ctx) => tarpit(ev.session, ev.envelope, ctx, 0),
+    data: (ev, ctx) => tarpit(ev.session, ev.envelope, ctx, 0),
+    message: (ev, ctx) => tarpit(ev.session, ev.envelope, ctx, 1),
   },
 });

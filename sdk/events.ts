@@ -44,6 +44,13 @@ export interface SessionInfo {
     port: number;
     /** Reverse DNS name of the client, or null when it has none or it was not looked up. */
     ptr: string | null;
+    /**
+     * True when a rule marked this client well-behaved (`ctx.markWellBehaved`: it proved
+     * it is a real MTA) and the mark has not run out: it was spared the greet pause, and
+     * rules that slow clients down let it be. Read from the store at connect; true from
+     * the phase after a rule marks it.
+     */
+    wellBehaved: boolean;
   };
   local: {
     ip: string;

@@ -7,3 +7,4 @@ export * from './events.js';
 export * from './replies.js';
 export * from './verdicts.js';
 export * from './rule.js';
+export * from './access.js';

@@ -22,8 +22,9 @@ export interface RuleStore {
   blacklisted(ip: string): BlacklistEntry | null;
   /** True when the named list holds `value`. */
   listHas(list: string, value: string): boolean;
+  /** The named list's values, in the order they were added. */
   listValues(list: string): string[];
-  /** Adds a value to a named list (kept in the store, e.g. learned spam subjects). */
+  /** Adds a value to a named list (kept in the store, e.g. learned spam subjects). Rules only add: removing is the administrator's. */
   listAdd(list: string, value: string): void;
   /**
    * Keeps `value` under `key` for `ttlSeconds` (replacing what was there, and its time):
@@ -50,7 +51,7 @@ export const RULE_LIMITS = {
   storeKey: 512,
   listName: 64,
   listValue: 1000,
-  /** Longest blacklist TTL and `remember` TTL: 30 days. */
+  /** Longest blacklist, `markWellBehaved` and `remember` TTL: 30 days. */
   maxSeconds: 30 * 24 * 3600,
   /** Longest watchlist window (`hit`, `count`): 7 days; the store keeps hits that long. */
   maxWatchSeconds: 7 * 24 * 3600,
@@ -104,6 +105,15 @@ export interface RuleContext<Options = Record<string, never>> {
    * @example ctx.blacklist(3 * 3600, 'auth brute force')
    */
   blacklist(ttlSeconds: number, reason: string): void;
+  /**
+   * This client proved it is a real MTA (it retried after greylisting, say): for
+   * `ttlSeconds` (at most 30 days) its connections skip the greet pause, and rules that
+   * slow clients down (the tarpit) let it be. Rules read it in `session.client.wellBehaved`,
+   * from the next phase of this session on. A mark that already lasts longer is kept
+   * (smtpf 2.0's well-behaved hosts; postscreen's cache of clients that passed its tests).
+   * @example if (!ev.session.client.wellBehaved) ctx.markWellBehaved(30 * 86400)
+   */
+  markWellBehaved(ttlSeconds: number): void;
   /** Hold this phase's reply for `ms` milliseconds (a tarpit); the host caps the total. */
   delay(ms: number): void;
   /** Write a line to the host log, tagged with the rule and session. */

@@ -1,7 +1,8 @@
-/** The access map rule through the public harness: keys, combos, actions, and whitelists honored first. */
+/** The access map: its line grammar (the SDK's), and the rule through the public harness: keys, combos, actions, whitelists honored first, the store list. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { fakeDns, loadRule, loadRuleSet } from '../host/testing/harness.js';
+import { fakeDns, loadRule, loadRuleSet, type Harness } from '../host/testing/harness.js';
+import { ACCESS_LINE_PATTERN, parseAccessLine } from '../sdk/index.js';
 
 const ENTRIES = [
   'Connect:192.0.2.7 OK',
@@ -79,11 +80,22 @@ describe('access', () => {
     assert.equal((await s.mail('news@elsewhere.example')).verdict.action, 'next', 'no SPF record: no pass');
   });
 
-  it('asks the host for SPF only when the map has an SPF-PASS line', async () => {
-    await using without = await load();
-    assert.deepEqual(without.ruleSet.rules[0]!.needs, []);
-    await using withSpf = await loadRule('rules/access.ts', { options: { entries: ['From:partner.example SPF-PASS'] } });
-    assert.deepEqual(withSpf.ruleSet.rules[0]!.needs, ['spf']);
+  it('asks the host for SPF only when the map may have an SPF-PASS line: in its options, or in a store list', async () => {
+    await using none = await loadRule('rules/access.ts', { options: { entries: ENTRIES, storeList: null } });
+    assert.deepEqual(none.ruleSet.rules[0]!.needs, []);
+    await using inOptions = await loadRule('rules/access.ts', { options: { entries: ['From:partner.example SPF-PASS'], storeList: null } });
+    assert.deepEqual(inOptions.ruleSet.rules[0]!.needs, ['spf']);
+    await using storeList = await load();
+    assert.deepEqual(storeList.ruleSet.rules[0]!.needs, ['spf'], '`portcullis access add` may add one while it runs');
+  });
+
+  it('an SPF-PASS line from the store list whitelists too', async () => {
+    await using h = await loadRule('rules/access.ts', { dns: fakeDns.spf('partner.example', 'v=spf1 ip4:192.0.2.7 -all') });
+    h.store.listAdd('access', 'From:partner.example SPF-PASS');
+    const s = await h.connect({ ip: '192.0.2.7', helo: 'mx.partner.example' });
+    const { verdict } = await s.mail('news@partner.example');
+    assert.equal(verdict.action, 'accept');
+    assert.equal(verdict.reason, 'access-spf-pass');
   });
 
   it('a malformed line is refused at load with its config path', async () => {
@@ -116,5 +128,95 @@ describe('delayChecks (Postfix smtpd_delay_reject)', () => {
   it('without delayChecks the refusal comes at once', async () => {
     await using h = await loadRule('rules/access.ts', { options: { entries } });
     assert.equal((await h.connect({ ip: '198.51.100.9' })).connected.reply, '554 5.7.1 Your network sends no mail here');
+  });
+});
+
+describe('parseAccessLine: the one grammar of the rule, its options schema and `portcullis access add`', () => {
+  const table: [string, ReturnType<typeof parseAccessLine>][] = [
+    ['Connect:192.0.2.0/24 REJECT Not from here', { keys: [['Connect', '192.0.2.0/24']], action: 'REJECT', text: 'Not from here', line: 'Connect:192.0.2.0/24 REJECT Not from here' }],
+    ['  Connect:192.0.2.0/24   From:Partner.Example  OK  ', { keys: [['Connect', '192.0.2.0/24'], ['From', 'partner.example']], action: 'OK', text: '', line: 'Connect:192.0.2.0/24 From:partner.example OK' }],
+    ['From:<> TEMPFAIL  Try   later', { keys: [['From', '<>']], action: 'TEMPFAIL', text: 'Try later', line: 'From:<> TEMPFAIL Try later' }],
+    ['Conect:192.0.2.1 OK', '"Conect:192.0.2.1" is not a key: a line starts with Connect:, From:, To: and a value'],
+    ['connect:192.0.2.1 OK', '"connect:192.0.2.1" is not a key: write the tag as Connect:'],
+    ['Connect: 192.0.2.1 OK', '"Connect:" is not a key: Connect: needs a value right after the colon'],
+    ['Connect:192.0.2.1 from:x.example OK', '"from:x.example" is not a key: write the tag as From:'],
+    ['Connect:192.0.2.1', 'no action after the keys: give one of OK, REJECT, TEMPFAIL, DISCARD, SPF-PASS'],
+    ['Connect:192.0.2.1 reject', '"reject" is not an action: write it as REJECT'],
+    ['Connect:192.0.2.1 BLOCK Go away', '"BLOCK" is not an action: give one of OK, REJECT, TEMPFAIL, DISCARD, SPF-PASS'],
+    ['Connect:192.0.2.1 OK-ish', '"OK-ish" is not an action: give one of OK, REJECT, TEMPFAIL, DISCARD, SPF-PASS'],
+    ['   ', 'an empty line'],
+  ];
+
+  it('parses a line into its keys, action, text and one spelling, or says which word is wrong', () => {
+    for (const [line, expected] of table) assert.deepEqual(parseAccessLine(line), expected, line);
+  });
+
+  it('accepts exactly the lines the options schema\'s pattern accepts', () => {
+    const pattern = new RegExp(ACCESS_LINE_PATTERN, 'u');
+    for (const [line] of table) assert.equal(typeof parseAccessLine(line) !== 'string', pattern.test(line), line);
+  });
+});
+
+describe('access: the store list (`portcullis access add`)', () => {
+  /** Counts the rule's reads of the store list (each crosses from the sandbox's thread to the store's). */
+  function countReads(h: Harness): { n: number } {
+    const reads = { n: 0 };
+    const listValues = h.store.listValues.bind(h.store);
+    h.store.listValues = (list) => {
+      reads.n++;
+      return listValues(list);
+    };
+    return reads;
+  }
+
+  it('its lines come after the options\' lines: an OK there beats a store deny, and the first deny wins', async () => {
+    await using h = await loadRule('rules/access.ts', { options: { entries: ['Connect:192.0.2.7 OK', 'Connect:192.0.2.8 REJECT Said by the config'] } });
+    h.store.listAdd('access', 'Connect:192.0.2.0/24 REJECT No thanks');
+    h.store.listAdd('access', 'To:closed@localhost REJECT This mailbox is closed');
+    assert.equal((await h.connect({ ip: '192.0.2.9' })).connected.reply, '554 5.7.1 No thanks');
+    assert.equal((await h.connect({ ip: '192.0.2.8' })).connected.reply, '554 5.7.1 Said by the config');
+    assert.equal((await h.connect({ ip: '192.0.2.7' })).connected.verdict.action, 'accept');
+    const s = await h.connect({ ip: '198.51.100.1', helo: 'mx.example.net' });
+    await s.mail('someone@example.net');
+    assert.equal((await s.rcpt('closed@localhost')).reply, '550 5.7.1 This mailbox is closed');
+    assert.equal((await s.rcpt('open@localhost')).reply, null);
+  });
+
+  it('is read once per session, at its first phase: a line added reaches the sessions that start after it', async () => {
+    await using h = await loadRule('rules/access.ts');
+    const reads = countReads(h);
+    h.store.listAdd('access', 'From:spammer.example REJECT Not from you');
+    const s = await h.connect({ ip: '198.51.100.2', helo: 'mx.example.net' });
+    assert.equal((await s.mail('x@spammer.example')).reply, '550 5.7.1 Not from you');
+    assert.equal((await s.mail('someone@example.net')).reply, null);
+    assert.equal((await s.rcpt('closed@localhost')).reply, null);
+    assert.equal((await s.rcpt('open@localhost')).reply, null);
+    assert.equal(reads.n, 1, 'connect read it; MAIL, MAIL and two RCPTs did not');
+    h.store.listAdd('access', 'To:closed@localhost REJECT This mailbox is closed');
+    const next = await h.connect({ ip: '198.51.100.2', helo: 'mx.example.net' });
+    await next.mail('someone@example.net');
+    assert.equal((await next.rcpt('closed@localhost')).reply, '550 5.7.1 This mailbox is closed');
+    assert.equal(reads.n, 2);
+  });
+
+  it('storeList names the list; null reads none', async () => {
+    await using named = await loadRule('rules/access.ts', { options: { storeList: 'mx1-access' } });
+    named.store.listAdd('access', 'Connect:192.0.2.9 REJECT Not this list');
+    named.store.listAdd('mx1-access', 'Connect:192.0.2.10 REJECT No thanks');
+    assert.equal((await named.connect({ ip: '192.0.2.9' })).connected.reply, null);
+    assert.equal((await named.connect({ ip: '192.0.2.10' })).connected.reply, '554 5.7.1 No thanks');
+    await using none = await loadRule('rules/access.ts', { options: { storeList: null } });
+    const reads = countReads(none);
+    none.store.listAdd('access', 'Connect:192.0.2.9 REJECT No thanks');
+    assert.equal((await none.connect({ ip: '192.0.2.9' })).connected.reply, null);
+    assert.equal(reads.n, 0);
+  });
+
+  it('a store line that is not an access line (a rule may listAdd anything) is skipped and logged', async () => {
+    await using h = await loadRule('rules/access.ts');
+    h.store.listAdd('access', 'Conect:192.0.2.9 REJECT Typo');
+    h.store.listAdd('access', 'Connect:192.0.2.9 REJECT No thanks');
+    assert.equal((await h.connect({ ip: '192.0.2.9' })).connected.reply, '554 5.7.1 No thanks');
+    assert.deepEqual(h.ruleLogs('access'), ['ignoring 1 line(s) of the store list "access" that are not access lines; the first: "Conect:192.0.2.9 REJECT Typo": "Conect:192.0.2.9" is not a key: a line starts with Connect:, From:, To: and a value']);
   });
 });

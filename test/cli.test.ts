@@ -138,6 +138,15 @@ describe('portcullis try', () => {
     assert.match(r.stdout, /\n<<< 250 2\.0\.0 Ok: not queued \(try mode; would deliver\)\n {4}\+ header X-Portcullis-Score: 5 tag=yes \(trap=5\)\n/);
   });
 
+  it('shows a rule marking the client well-behaved', () => {
+    const rules = join(dir(), 'marking');
+    mkdirSync(rules, { recursive: true });
+    writeFileSync(join(rules, 'marker.ts'), rule('marker', '{ mail: (ev, ctx) => { ctx.markWellBehaved(3600); } }'));
+    const r = cli(dir(), ['try', '--rules', rules], 'EHLO mx.example.net\nMAIL FROM:<a@example.net>\nQUIT\n');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\n>>> MAIL FROM:<a@example\.net>\n {4}\+ well-behaved 3600 s by marker\n<<< 250 /);
+  });
+
   it('replays a transcript: each reply, and the rule behind each decision', () => {
     const transcript = 'EHLO bot.example\nMAIL FROM:<a@example.net>\nRCPT TO:<blockme@localhost>\nRCPT TO:<user@localhost>\nDATA\nSubject: hi\n\nhello\n.\nQUIT\n';
     const r = cli(dir(), ['try', '--rules', 'mine', '--ip', '203.0.113.9'], transcript);

@@ -99,6 +99,50 @@ describe('greylist', () => {
     assert.equal(await attempt('192.0.2.30', fresh(), 'user@localhost'), GREY);
   });
 
+  it('the retry that passes marks the client well-behaved for passDays; later sessions see it and write nothing more', async () => {
+    const from = fresh();
+    const ip = '192.0.2.50';
+    await attempt(ip, from, 'user@localhost');
+    h.clock.advance(6 * 60_000);
+    const s = await h.connect({ ip, helo: 'mx.example.net' });
+    assert.equal(s.connected.wellBehaved, null);
+    await s.mail(from);
+    const passed = await s.rcpt('user@localhost');
+    assert.equal(passed.reply, null);
+    assert.deepEqual(passed.wellBehaved, { ttlSeconds: 30 * 86400, rule: 'greylist' });
+    assert.equal((await s.rcpt('user@localhost')).wellBehaved, null, 'marked from the next phase on: no store write per RCPT');
+    assert.equal(h.store.wellBehaved(ip, h.clock.now()), true);
+    // A later session reads the mark at connect (client.wellBehaved), so the known triplet does not write it again.
+    h.clock.advance(29 * 86_400_000);
+    const later = await h.connect({ ip, helo: 'mx.example.net' });
+    await later.mail(from);
+    const r = await later.rcpt('user@localhost');
+    assert.deepEqual([r.reply, r.wellBehaved], [null, null]);
+  });
+
+  it('a known triplet renews a mark that ran out (the triplet outlives it: each message keeps it known)', async () => {
+    const from = fresh();
+    const ip = '192.0.2.51';
+    await attempt(ip, from, 'user@localhost');
+    h.clock.advance(6 * 60_000);
+    assert.equal(await attempt(ip, from, 'user@localhost'), null); // passes and marks, until +30 days
+    h.clock.advance(20 * 86_400_000);
+    assert.equal(await attempt(ip, from, 'user@localhost'), null); // known until +50 days; the mark is not renewed
+    h.clock.advance(11 * 86_400_000);
+    assert.equal(h.store.wellBehaved(ip, h.clock.now()), false);
+    const s = await h.connect({ ip, helo: 'mx.example.net' });
+    await s.mail(from);
+    const r = await s.rcpt('user@localhost');
+    assert.deepEqual([r.reply, r.wellBehaved], [null, { ttlSeconds: 30 * 86400, rule: 'greylist' }]);
+  });
+
+  it('a greylisted attempt marks nothing', async () => {
+    const s = await h.connect({ ip: '192.0.2.52', helo: 'mx.example.net' });
+    await s.mail(fresh());
+    const r = await s.rcpt('user@localhost');
+    assert.deepEqual([r.reply, r.wellBehaved], [GREY, null]);
+  });
+
   it('never greylists an authenticated client', async () => {
     const s = await h.connect({ ip: '192.0.2.40', helo: 'laptop.example.net' });
     await s.auth('alice');
@@ -167,5 +211,18 @@ describe('greylist with content (smtpf grey-content)', () => {
     assert.equal(back.reply, null);
     assert.deepEqual(back.headers.filter(([n]) => n === 'X-Grey-Report').map(([, v]) => v.replace(/content=\w+/, 'content=H')), [`age=360s; key=ip-network; client=203.0.113; content=H; started=${started}`]);
     assert.equal((await send('203.0.113.5', 'anything else\r\n')).reply, null, 'the client is known now');
+  });
+
+  it('the message that passes marks the client well-behaved', async () => {
+    const s = await hc.connect({ ip: '198.51.100.6', helo: 'mx.example.net' });
+    await s.mail('news@example.net');
+    await s.rcpt('user@localhost');
+    assert.equal((await s.message({ headers: { Subject: 'hello' }, body: 'text\r\n' })).reply, GREY);
+    hc.clock.advance(6 * 60_000);
+    const again = await hc.connect({ ip: '198.51.100.6', helo: 'mx.example.net' });
+    await again.mail('news@example.net');
+    await again.rcpt('user@localhost');
+    const m = await again.message({ headers: { Subject: 'hello' }, body: 'text\r\n' });
+    assert.deepEqual([m.reply, m.wellBehaved], [null, { ttlSeconds: 30 * 86400, rule: 'greylist' }]);
   });
 });

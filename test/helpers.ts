@@ -164,9 +164,13 @@ export class RawSmtp {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  /** Connects to 127.0.0.1:port, from `from` (another 127.0.0.x, as a distinct client) if given. */
-  static async open(port: number, from?: string): Promise<{ c: RawSmtp; greeting: string }> {
+  /**
+   * Connects to 127.0.0.1:port, from `from` (another 127.0.0.x, as a distinct client) if
+   * given; `early` is a line sent at once, before the greeting (a pregreet talker).
+   */
+  static async open(port: number, from?: string, early?: string): Promise<{ c: RawSmtp; greeting: string }> {
     const sock = connect({ port, host: '127.0.0.1', ...(from ? { localAddress: from } : {}) });
+    if (early !== undefined) sock.write(early + '\r\n');
     const c = new RawSmtp(sock);
     const greeting = await c.reply();
     return { c, greeting };

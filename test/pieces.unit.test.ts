@@ -52,10 +52,13 @@ describe('verdict validation', () => {
     assert.deepEqual(validateVerdict(tempfail()), { action: 'tempfail', code: 451, text: 'Try again later' });
   });
 
-  it('checks effects: header names, values, blacklist TTL', () => {
+  it('checks effects: header names, values, blacklist and well-behaved TTLs', () => {
     assert.throws(() => validateEffects({ headers: [['Bad Name', 'x']] }), /header name contains/);
     assert.throws(() => validateEffects({ headers: [['X-A', 'a\r\nBcc: victim@example.org']] }), /not allowed/);
     assert.throws(() => validateEffects({ blacklist: { ttlSeconds: 0, reason: 'x' } }), /ttlSeconds must be/);
+    assert.throws(() => validateEffects({ wellBehaved: { ttlSeconds: 31 * 86400 } }), /markWellBehaved ttlSeconds must be 1–2592000$/);
+    assert.throws(() => validateEffects({ wellBehaved: { ttlSeconds: '3600' } }), /markWellBehaved ttlSeconds must be/);
+    assert.deepEqual(validateEffects({ wellBehaved: { ttlSeconds: 86400, extra: 1 } }), { wellBehaved: { ttlSeconds: 86400 } });
     assert.deepEqual(validateEffects({ headers: [['X-A', 'caf\u00e9']], delayMs: 5 }), { headers: [['X-A', 'caf\u00e9']], delayMs: 5 });
   });
 

@@ -3,6 +3,7 @@
  * greeting pause, and what happens when the spool cannot take a message.
  */
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -87,6 +88,33 @@ describe('tarpit and greeting pause', () => {
       await new Promise((ok) => sock.on('close', ok));
       assert.match(Buffer.concat(data).toString(), /^421 localhost You talk too soon\r\n/);
     });
+  });
+
+  it('a client marked well-behaved skips the pause: a command it sends before the greeting is answered after it', async () => {
+    // A resolver that never answers holds the connect phase (its rule waits for a DNSBL
+    // fact) for dns.timeoutMs: the early line surely arrives before the 220.
+    const silent = createSocket('udp4');
+    await new Promise<void>((ok) => silent.bind(0, '127.0.0.1', ok));
+    try {
+      await withHost({
+        rules: { 'c.ts': rule('slow-connect', `{ connect: () => undefined }`, `needs: ['dnsbl:silent.test'],`) },
+        config: { greetPauseMs: 1500, dns: { servers: [`127.0.0.1:${silent.address().port}`], timeoutMs: 400 } },
+      }, async (h) => {
+        h.host.store.markWellBehaved('127.0.0.81', 3600, 'greylist');
+        const t0 = Date.now();
+        const { c, greeting } = await RawSmtp.open(h.port, '127.0.0.81', 'EHLO early.example');
+        assert.match(greeting, /^220 localhost /);
+        assert.match(await c.reply(), /^250-localhost /);
+        assert.ok(Date.now() - t0 < 1500, `greeted after ${Date.now() - t0} ms: the pause applied`);
+        assert.equal(await c.cmd('MAIL FROM:<a@example.org>'), '250 2.1.0 Accepted');
+        c.end();
+        // Another client is still held to the pause, and refused for talking first.
+        const other = await RawSmtp.open(h.port, '127.0.0.82', 'EHLO hasty.example');
+        assert.equal(other.greeting, '421 localhost You talk too soon');
+      });
+    } finally {
+      silent.close();
+    }
   });
 });
 

@@ -201,6 +201,44 @@ describe('tarpit', () => {
     assert.equal((await s.rcpt('x@example.com')).reply, '554 5.7.1 Relaying denied');
     assert.deepEqual([(await s.rcpt('a@localhost')).delayMs, (await s.rcpt('b@localhost')).delayMs, (await s.data()).delayMs], [700, 700, 700]);
   });
+
+  it('spares a client marked well-behaved, unless spareWellBehaved is false', async (t) => {
+    /** The delays of 3 RCPTs and DATA from a client marked well-behaved an hour ago. */
+    async function delays(options: Record<string, unknown>, ip: string): Promise<number[]> {
+      const h = await loadRule(rule('tarpit'), { config: CONFIG, options: { afterRecipients: 1, delayMs: 700, multiplier: 1, ...options } });
+      t.after(() => h.close());
+      h.store.markWellBehaved(ip, 30 * 86400, 'greylist', h.clock.now() - 3600_000);
+      const s = await h.connect({ ip, helo: 'mx.example.org' });
+      await s.mail('a@example.org');
+      return [(await s.rcpt('a@localhost')).delayMs, (await s.rcpt('b@localhost')).delayMs, (await s.rcpt('c@localhost')).delayMs, (await s.data()).delayMs];
+    }
+    assert.deepEqual(await delays({}, '198.51.100.42'), [0, 0, 0, 0]);
+    assert.deepEqual(await delays({ spareWellBehaved: false }, '198.51.100.43'), [0, 700, 700, 700]);
+  });
+
+  it('with greylisting: the client whose retry passed is no longer tarpitted, from the next phase on; a new client is', async (t) => {
+    const h = await loadRuleSet({ config: { ...CONFIG, rules: { settings: {
+      greylist: { enabled: true, options: { drop: false } },
+      tarpit: { enabled: true, priority: 10, options: { afterRecipients: 0, delayMs: 700, multiplier: 1 } }, // before greylist: its refusals wait too
+    } } } });
+    t.after(() => h.close());
+    const first = await h.connect({ ip: '198.51.100.44', helo: 'mx.example.org' });
+    await first.mail('news@example.org');
+    const grey = await first.rcpt('alice@localhost');
+    assert.deepEqual([grey.reply, grey.delayMs], ['450 4.7.1 Greylisted: please try again later', 700]);
+    h.clock.advance(6 * 60_000);
+    const retry = await h.connect({ ip: '198.51.100.44', helo: 'mx.example.org' });
+    await retry.mail('news@example.org');
+    const passed = await retry.rcpt('alice@localhost');
+    assert.deepEqual([passed.reply, passed.delayMs, passed.wellBehaved?.rule], [null, 700, 'greylist']); // marked by a later rule of the phase
+    assert.equal((await retry.data()).delayMs, 0);
+    const next = await h.connect({ ip: '198.51.100.44', helo: 'mx.example.org' });
+    await next.mail('news@example.org');
+    assert.deepEqual([(await next.rcpt('alice@localhost')).delayMs, (await next.rcpt('bob@localhost')).delayMs], [0, 0]);
+    const stranger = await h.connect({ ip: '203.0.113.44', helo: 'mx.example.org' });
+    await stranger.mail('news@example.org');
+    assert.equal((await stranger.rcpt('alice@localhost')).delayMs, 700);
+  });
 });
 
 describe('concurrent-connections', () => {

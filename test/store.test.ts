@@ -87,6 +87,38 @@ describe('blacklist: a rule only ever extends an entry', () => {
   });
 });
 
+describe('well-behaved clients', () => {
+  it('a mark lasts its TTL and is only ever extended, like a rule\'s blacklist entry', () => {
+    const s = new MemoryStore();
+    assert.equal(s.wellBehaved('192.0.2.1', T0), false);
+    s.markWellBehaved('192.0.2.1', 30 * 86400, 'greylist', T0);
+    s.markWellBehaved('192.0.2.1', 3600, 'other', T0 + MIN); // shorter: kept as it was
+    assert.equal(s.wellBehaved('192.0.2.1', T0 + 29 * DAY), true);
+    assert.equal(s.wellBehaved('192.0.2.1', T0 + 30 * DAY), false);
+    assert.equal(s.wellBehaved('192.0.2.2', T0), false, 'per address');
+  });
+
+  it('rules cannot reach a mark through remember/recall (their keys live under rule:)', () => {
+    const s = new MemoryStore();
+    const call = storeAccess(s);
+    call('remember', ['well-behaved:192.0.2.1', 'x', 3600], T0);
+    assert.equal(s.wellBehaved('192.0.2.1', T0), false);
+    s.markWellBehaved('192.0.2.3', 3600, 'greylist', T0);
+    assert.equal(call('recall', ['well-behaved:192.0.2.3'], T0), null);
+  });
+
+  it('is kept in SQLite: a reopened store (or another host on the file) knows the client', async () => {
+    const file = dbFile();
+    const a = await openSqlite(file, T0);
+    a.markWellBehaved('192.0.2.1', 3600, 'greylist', T0);
+    await a.close();
+    const b = await openSqlite(file, T0 + MIN);
+    assert.equal(b.wellBehaved('192.0.2.1', T0 + MIN), true);
+    assert.equal(b.wellBehaved('192.0.2.1', T0 + 2 * HOUR), false);
+    await b.close();
+  });
+});
+
 describe('watchlists in SQLite', () => {
   it('hits from two stores on the same file merge: both counts survive a reopen', async () => {
     const file = dbFile();
@@ -140,6 +172,28 @@ describe('watchlists in SQLite', () => {
     const file = dbFile();
     writeFileSync(file, 'this is not a database '.repeat(100));
     await assert.rejects(SqliteBackend.open(file), (e: Error) => e instanceof StoreError && /: the file is not a valid SQLite database \(corrupt\?\)$/.test(e.message));
+  });
+});
+
+describe('named lists in SQLite', () => {
+  it('keep the order values were added in (the access map\'s precedence), and a removed value stays gone after a reopen', async () => {
+    const file = dbFile();
+    const s = await openSqlite(file);
+    for (const v of ['To:b@localhost OK', 'Connect:192.0.2.9 REJECT', 'From:a.example DISCARD']) s.listAdd('access', v);
+    s.listAdd('spam-subjects', 'WIN');
+    assert.equal(s.listRemove('access', 'Connect:192.0.2.9 REJECT'), true);
+    assert.equal(s.listRemove('access', 'Connect:192.0.2.9 REJECT'), false, 'already gone');
+    assert.equal(s.listRemove('access', 'WIN'), false, 'another list\'s value');
+    s.listAdd('access', 'Connect:192.0.2.9 REJECT');
+    await s.close();
+    const again = await openSqlite(file);
+    assert.deepEqual(again.listValues('access'), ['To:b@localhost OK', 'From:a.example DISCARD', 'Connect:192.0.2.9 REJECT']);
+    assert.deepEqual(again.listValues('spam-subjects'), ['WIN']);
+    again.listRemove('access', 'To:b@localhost OK');
+    await again.close();
+    const last = await openSqlite(file);
+    assert.deepEqual(last.listValues('access'), ['From:a.example DISCARD', 'Connect:192.0.2.9 REJECT']);
+    await last.close();
   });
 });
 

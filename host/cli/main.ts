@@ -12,7 +12,7 @@ import { tryTranscript } from './try.js';
 import { UsageError } from './usage.js';
 
 const USAGE = `usage:
-  portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT] [--relay HOST:PORT]
+  portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT] [--relay HOST:PORT] [--log-format json|pretty]
       run the SMTP front door (embedded defaults: 127.0.0.1:2525, built-in rules, ./data)
   portcullis check [--config FILE] [--rules DIR]
       validate the config and every rule (compile, load, options); exit 1 on any problem
@@ -32,6 +32,8 @@ const USAGE = `usage:
       the internal blacklist (reset also makes the host re-read its config)
   portcullis mailbox [--config FILE] [--data-dir DIR] list | add ADDRESS | remove ADDRESS
       local mailboxes (ADDRESS: user@domain, or *@domain for all of a domain)
+  portcullis access [--config FILE] [--data-dir DIR] list | add LINE... | remove LINE
+      the access map's lines in the store, read after the config's (LINE, quoted: 'Connect:192.0.2.1 REJECT Go away')
   portcullis passwd [USER]
       read a password (terminal, or the first line of stdin) and print the hash auth.users.USER takes
   portcullis queue list | show ID | retry ID|--all | delete ID  [--config FILE] [--data-dir DIR]
@@ -46,6 +48,7 @@ options:
   --rules DIR          also load rules from DIR (beside the built-in rules)
   --dns HOST:PORT      resolver for DNS checks (DNSBL, sender MX); "system" for /etc/resolv.conf
   --relay HOST:PORT    relay mode: pass each message to this next hop during DATA, answer with its verdict
+  --log-format pretty  human-readable log lines for a terminal (default json: one object per line)
 `;
 
 /**
@@ -79,14 +82,20 @@ function wantsHelp(args: string[]): boolean {
 async function start(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' }, dns: { type: 'string' }, relay: { type: 'string' } },
+    options: { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' }, dns: { type: 'string' }, relay: { type: 'string' }, 'log-format': { type: 'string' } },
     strict: true,
   });
-  const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules, dns: values.dns, relay: values.relay };
+  const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules, dns: values.dns, relay: values.relay, logFormat: values['log-format'] };
   const config = loadConfig(values.config, overrides);
   const { startHost } = await import('../host.js');
   const host = await startHost(config, { configFile: values.config, overrides, watch: config.watch });
-  process.on('SIGHUP', () => void host.reload('SIGHUP'));
+  // SIGHUP: re-read config and rules (and reopen the log file, as most daemons do);
+  // SIGUSR1: only reopen the log file (logrotate's postrotate).
+  process.on('SIGHUP', () => {
+    host.reopenLog();
+    void host.reload('SIGHUP');
+  });
+  process.on('SIGUSR1', () => host.reopenLog());
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;
@@ -130,6 +139,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./store.js')).blacklistCommand(rest);
       case 'mailbox':
         return await (await import('./store.js')).mailboxCommand(rest);
+      case 'access':
+        return await (await import('./store.js')).accessCommand(rest);
       case 'passwd':
         return await passwd(rest);
       // queue.ts reaches the spool and the running host's control socket, not sqlite3.

@@ -1,14 +1,16 @@
 /**
- * `portcullis blacklist list|add IP [--ttl SECONDS] [--reason TEXT]|remove IP|reset` and
- * `portcullis mailbox list|add ADDRESS|remove ADDRESS`: change the store on disk, then
- * tell a running host to re-read it (SIGHUP, as `portcullis reload`). `blacklist reset`
- * empties the blacklist and makes the host re-read its config too, like SmtpEvt's reset.
+ * `portcullis blacklist list|add IP [--ttl SECONDS] [--reason TEXT]|remove IP|reset`,
+ * `portcullis mailbox list|add ADDRESS|remove ADDRESS` and `portcullis access list|add
+ * LINE...|remove LINE`: change the store on disk, then tell a running host to re-read it
+ * (SIGHUP, as `portcullis reload`). `blacklist reset` empties the blacklist and makes the
+ * host re-read its config too, like SmtpEvt's reset.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config/config.js';
+import { ACCESS_STORE_LIST, parseAccessLine } from '../../sdk/index.js';
+import { loadConfig, type Config } from '../config/config.js';
 import type { ReloadStatus } from '../reload.js';
 import { SqliteBackend, StoreError } from '../store/sqlite.js';
 import { MemoryStore } from '../store/store.js';
@@ -16,10 +18,12 @@ import { UsageError } from './usage.js';
 
 type Out = { write(s: string): unknown };
 
-const OPTIONS = { config: { type: 'string' }, 'data-dir': { type: 'string' }, ttl: { type: 'string' }, reason: { type: 'string' } } as const;
+/** Where the store is: every store command takes these. */
+const WHERE = { config: { type: 'string' }, 'data-dir': { type: 'string' } } as const;
+const OPTIONS = { ...WHERE, ttl: { type: 'string' }, reason: { type: 'string' } } as const;
 
 interface StoreRun {
-  /** `blacklist` or `mailbox`, for the messages. */
+  /** `blacklist`, `mailbox` or `access`, for the messages. */
   cmd: string;
   out: Out;
   err: Out;
@@ -132,4 +136,76 @@ export async function mailboxCommand(argv: string[], out: Out = process.stdout, 
   }
   if (action === 'add' || action === 'remove') throw new UsageError(address ? `"${address}" is not user@domain or *@domain` : `give the ADDRESS to ${action}`);
   throw new UsageError(action ? `"${action}" is not list, add or remove` : 'say list, add or remove');
+}
+
+/**
+ * The store list the access rule reads: its `storeList` option in the config (default
+ * ACCESS_STORE_LIST), or null when the config says it reads none.
+ */
+function accessList(config: Config): string | null {
+  const named = config.rules.settings.access?.options?.storeList;
+  return typeof named === 'string' || named === null ? named : ACCESS_STORE_LIST;
+}
+
+/** Each LINE as the access rule reads it (its one spelling); a UsageError naming the first that is not an access line. */
+function accessLines(lines: string[], action: string): string[] {
+  if (!lines.length) throw new UsageError(`give the LINE to ${action}, quoted: '${EXAMPLE_LINE}'`);
+  return lines.map((line) => {
+    const e = parseAccessLine(line);
+    if (typeof e !== 'string') return e.line;
+    // `access add Connect:192.0.2.1 REJECT Go away` unquoted is four lines, the first without its action.
+    const unquoted = lines.length > 1 && !/\s/.test(line.trim()) ? ` (each LINE is one argument: quote it, as in '${EXAMPLE_LINE}')` : '';
+    throw new UsageError(`"${line}" is not an access line: ${e}${unquoted}`);
+  });
+}
+const EXAMPLE_LINE = 'Connect:192.0.2.1 REJECT Go away';
+
+export async function accessCommand(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: WHERE, allowPositionals: true, strict: true });
+  const [action, ...lines] = positionals;
+  if (action !== 'list' && action !== 'add' && action !== 'remove') throw new UsageError(action ? `"${action}" is not list, add or remove` : 'say list, add or remove');
+  if (action === 'remove' && lines.length > 1) throw new UsageError(`remove takes one LINE, quoted: '${EXAMPLE_LINE}'`);
+  // Checked before the store is opened: a bad line changes nothing.
+  const wanted = action === 'list' ? [] : accessLines(lines, action);
+  const config = loadConfig(values.config, { dataDir: values['data-dir'] });
+  const list = accessList(config);
+  if (list === null) {
+    err.write('portcullis access: the access rule reads no store list here (rules.settings.access.options.storeList is null in the config)\n');
+    return 1;
+  }
+  if (action === 'list') {
+    const own = (config.rules.settings.access?.options?.entries ?? []) as string[];
+    return withStore(values, (s) => {
+      // In the rule's order: the config's lines (options or their file), then the store's.
+      for (const line of own) out.write(`${line}\t(config)\n`);
+      for (const line of s.listValues(list)) out.write(`${line}\n`);
+      return 0;
+    }, { cmd: 'access', out, err });
+  }
+  return withStore(values, (s) => {
+    if (action === 'add') {
+      for (const line of wanted) {
+        // The same entry spelled otherwise (spaces, case of a value) is the same line.
+        const had = s.listValues(list).some((v) => sameLine(v, line));
+        if (!had) s.listAdd(list, line);
+        out.write(had ? `already listed: ${line}\n` : `added ${line}\n`);
+      }
+      return 0;
+    }
+    const line = wanted[0]!;
+    const stored = s.listValues(list).find((v) => sameLine(v, line));
+    if (stored === undefined) {
+      err.write(`portcullis access remove: "${line}" is not listed\n`);
+      return 1;
+    }
+    s.listRemove(list, stored);
+    out.write(`removed ${stored}\n`);
+    return 0;
+  }, { cmd: 'access', out, err, notify: true });
+}
+
+/** Whether a line the store holds is `line` (in its one spelling). */
+function sameLine(stored: string, line: string): boolean {
+  const e = parseAccessLine(stored);
+  return typeof e !== 'string' && e.line === line;
 }

@@ -56,6 +56,7 @@ function explain(out: Out, h: Harness, logsFrom: number, step: Step): void {
   }
   for (const [n, v] of step.headers) out.write(`    + header ${n}: ${v}\n`);
   if (step.blacklist) out.write(`    + blacklist ${step.blacklist.ttlSeconds} s (${step.blacklist.reason}) by ${step.blacklist.rule}\n`);
+  if (step.wellBehaved) out.write(`    + well-behaved ${step.wellBehaved.ttlSeconds} s by ${step.wellBehaved.rule}\n`);
   if (step.delayMs) out.write(`    + tarpit ${step.delayMs} ms\n`);
   for (const [symbol, points] of step.scores) out.write(`    + score ${symbol} ${points}\n`);
 }

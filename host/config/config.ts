@@ -70,7 +70,7 @@ export interface Config {
   received: boolean;
   sandbox: { workers: number; shareBuiltins: boolean };
   rules: { builtin: boolean; dirs: string[]; defaults: RuleLimits; settings: Record<string, RuleSettings> };
-  log: { level: string };
+  log: { level: string; format: 'json' | 'pretty'; file: string | null };
   watch: boolean;
   delivery: DeliveryConfig;
 }
@@ -104,6 +104,8 @@ export interface ConfigOverrides {
   dns?: string;
   /** `--relay HOST:PORT`: relay mode to that next hop. */
   relay?: string;
+  /** `--log-format json|pretty` (a person at a terminal wants pretty; see log.format). */
+  logFormat?: string;
 }
 
 /** A problem located by line and column (a JSON syntax error) rather than by JSON path. */
@@ -278,6 +280,8 @@ function anchorPaths(raw: unknown, dir: string): unknown {
     rules.settings = settings;
   }
   if (rules) c.rules = rules;
+  const log = obj(c.log);
+  if (log && 'file' in log) c.log = { ...log, file: at(log.file) };
   const tls = obj(c.tls);
   if (tls) {
     for (const k of ['key', 'cert']) if (k in tls) tls[k] = at(tls[k]);
@@ -296,6 +300,7 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(source, ['/: must be an object']);
   if (overrides.listen) raw.listen = [overrides.listen];
   if (overrides.dataDir) raw.dataDir = overrides.dataDir;
+  if (overrides.logFormat) raw.log = { ...(raw.log as object | undefined), format: overrides.logFormat };
   if (overrides.dns) raw.dns = { ...(raw.dns as object | undefined), servers: [overrides.dns] };
   if (overrides.rulesDir) {
     const rules = (raw.rules ??= {}) as Record<string, unknown>;
@@ -326,6 +331,8 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
     });
     checkPasswords(cfg.auth.users, problems);
     if (cfg.delivery.mode === 'relay' && !cfg.delivery.nextHop) problems.push('/delivery/nextHop: relay mode needs a next hop (or start with --relay HOST:PORT)');
+    // A log file is for tools (and logrotate's reopen); pretty is for a person at a terminal.
+    if (cfg.log.format === 'pretty' && cfg.log.file) problems.push('/log/format: "pretty" is for a terminal; a log file is written as JSON lines (read it with: npx pino-pretty < FILE)');
   }
   if (!problems.length) {
     // Domains are matched case-insensitively.

@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { DnsListAnswer, DnsMxAnswer, SpfAnswer } from '../../sdk/index.js';
 import type { Counters } from '../metrics.js';
-import type { TtlCache } from '../store/ports.js';
+import { CACHE_PREFIX, type TtlCache } from '../store/ports.js';
 import { nodeBackend, type DnsBackend } from './backend.js';
 import { checkSpf, spfIdentity } from './spf.js';
 
@@ -68,13 +68,13 @@ export class DnsChecker {
   list(kind: ListKind, zone: string, subject: string, now: number): Promise<DnsListAnswer> | null {
     const label = kind === 'dnsbl' ? reversedIp(subject) : isLookupDomain(subject) ? subject.toLowerCase() : null;
     if (!label) return null;
-    return this.cached(`dns:${kind}:${zone}:${label}`, kind, now, () => this.queryList(`${label}.${zone}`, zone, subject), (a) => a.status !== 'error');
+    return this.cached(`${CACHE_PREFIX.dns}${kind}:${zone}:${label}`, kind, now, () => this.queryList(`${label}.${zone}`, zone, subject), (a) => a.status !== 'error');
   }
 
   /** Whether `domain` can receive mail: MX, else A/AAAA (RFC 5321 §5.1); null MX (RFC 7505) = none. */
   mx(domain: string, now: number): Promise<DnsMxAnswer> | null {
     if (!isLookupDomain(domain)) return null;
-    return this.cached(`dns:mx:${domain.toLowerCase()}`, 'mx', now, () => this.queryMx(domain), (a) => a.status !== 'error');
+    return this.cached(`${CACHE_PREFIX.dns}mx:${domain.toLowerCase()}`, 'mx', now, () => this.queryMx(domain), (a) => a.status !== 'error');
   }
 
   /**

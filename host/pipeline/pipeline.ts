@@ -34,6 +34,8 @@ export interface PhaseDecision {
   failure: Outcome | null;
   headers: AddedHeader[];
   blacklist: { ttlSeconds: number; reason: string; rule: string } | null;
+  /** `ctx.markWellBehaved`: the client is well-behaved for this long, marked by this rule (the last one that asked). */
+  wellBehaved: { ttlSeconds: number; rule: string } | null;
   delayMs: number;
   /** Notes written by the enforced rules that ran, in order. */
   notes: NoteWrite[];
@@ -42,7 +44,7 @@ export interface PhaseDecision {
 }
 
 const NEXT: Verdict = Object.freeze({ action: 'next' });
-export const NO_DECISION: PhaseDecision = Object.freeze({ verdict: NEXT, rule: null, failure: null, headers: [], blacklist: null, delayMs: 0, notes: [], scores: [] });
+export const NO_DECISION: PhaseDecision = Object.freeze({ verdict: NEXT, rule: null, failure: null, headers: [], blacklist: null, wellBehaved: null, delayMs: 0, notes: [], scores: [] });
 
 /**
  * What a rule's result does to the rest of its phase, from its config: an enforced rule's
@@ -140,6 +142,7 @@ export class Pipeline {
       if (shadow) continue;
       for (const [n, value] of r.effects.headers ?? []) d.headers.push({ rule: name, name: n, value });
       if (r.effects.blacklist) d.blacklist = { ...r.effects.blacklist, rule: name };
+      if (r.effects.wellBehaved) d.wellBehaved = { ...r.effects.wellBehaved, rule: name };
       if (r.effects.notes) d.notes.push(...r.effects.notes);
       if (r.effects.scores) d.scores.push(...r.effects.scores);
       d.delayMs += r.effects.delayMs ?? 0;
@@ -161,7 +164,7 @@ export class Pipeline {
 }
 
 function hasEffects(fx: Effects): boolean {
-  return !!(fx.headers?.length || fx.blacklist || fx.delayMs || fx.notes?.length || fx.scores?.length);
+  return !!(fx.headers?.length || fx.blacklist || fx.wellBehaved || fx.delayMs || fx.notes?.length || fx.scores?.length);
 }
 
 function round(ms: number): number {

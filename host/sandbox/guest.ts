@@ -58,6 +58,7 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       options: rule.options,
       addHeader(name, value) { (fx.headers || (fx.headers = [])).push([Str(name), Str(value)]); },
       blacklist(ttlSeconds, reason) { fx.blacklist = { ttlSeconds: +ttlSeconds, reason: Str(reason) }; },
+      markWellBehaved(ttlSeconds) { fx.wellBehaved = { ttlSeconds: +ttlSeconds }; },
       delay(ms) { fx.delayMs = (fx.delayMs || 0) + (+ms); },
       log(message) { (fx.logs || (fx.logs = [])).push(Str(message)); },
       score(symbol, points) { (fx.scores || (fx.scores = [])).push([Str(symbol), +points]); },

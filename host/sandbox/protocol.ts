@@ -11,6 +11,8 @@ export type NoteWrite = ['s' | 't', string, Json] | ['s' | 't', string];
 export interface Effects {
   headers?: [string, string][];
   blacklist?: { ttlSeconds: number; reason: string };
+  /** `ctx.markWellBehaved`: the client proved it is a real MTA, for this long. */
+  wellBehaved?: { ttlSeconds: number };
   delayMs?: number;
   logs?: string[];
   notes?: NoteWrite[];

@@ -68,6 +68,12 @@ export function validateVerdict(raw: unknown): Verdict {
   }
 }
 
+/** A TTL an effect asks the store to keep something for: whole seconds, up to `RULE_LIMITS.maxSeconds`. */
+function ttlSeconds(ttl: unknown, what: string): number {
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0 || ttl > RULE_LIMITS.maxSeconds) fail(`${what} ttlSeconds must be 1–${RULE_LIMITS.maxSeconds}`);
+  return Math.max(1, Math.round(ttl));
+}
+
 function notes(raw: unknown): NoteWrite[] {
   if (!Array.isArray(raw)) fail('notes must be a list');
   return raw.map((n: unknown) => {
@@ -91,9 +97,10 @@ export function validateEffects(raw: unknown): Effects {
   }
   if (o.blacklist !== undefined) {
     const b = o.blacklist as Record<string, unknown>;
-    const ttl = b.ttlSeconds;
-    if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0 || ttl > RULE_LIMITS.maxSeconds) fail(`blacklist ttlSeconds must be 1–${RULE_LIMITS.maxSeconds}`);
-    fx.blacklist = { ttlSeconds: Math.round(ttl), reason: str(b.reason, 'blacklist reason', 200, REPLY_TEXT) };
+    fx.blacklist = { ttlSeconds: ttlSeconds(b.ttlSeconds, 'blacklist'), reason: str(b.reason, 'blacklist reason', 200, REPLY_TEXT) };
+  }
+  if (o.wellBehaved !== undefined) {
+    fx.wellBehaved = { ttlSeconds: ttlSeconds((o.wellBehaved as Record<string, unknown>).ttlSeconds, 'markWellBehaved') };
   }
   if (o.delayMs !== undefined) {
     const d = o.delayMs;

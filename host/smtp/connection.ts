@@ -1,21 +1,39 @@
 /**
  * Our subclass of smtp-server's connection. smtp-server has no hook for HELO/EHLO or for
  * the DATA command before 354, rewrites the codes of hook errors (a 550 goes out as
- * "550 5.1.1"), always waits 100 ms before greeting, and at shutdown leaves idle clients
- * connected for 30 s. This class fixes those five things and nothing else; everything
- * else is smtp-server's.
+ * "550 5.1.1"), always waits 100 ms before greeting and refuses anyone who talks before
+ * it, at shutdown leaves idle clients connected for 30 s, and has no hook for RSET. This
+ * class fixes those things and nothing else; everything else is smtp-server's.
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { SMTPServerSession } from 'smtp-server';
 import { formatReply, OWN_REPLY_TEXT, type Reply } from './reply.js';
 
+/** How one connection is greeted (see `ConnectionHooks.greeting`). */
+export interface Greeting {
+  /** Wait this long before the 220 (pregreet detection: smtpf's greet pause, postscreen's greet_wait); 0 = at once. */
+  pauseMs: number;
+  /**
+   * A command sent before the 220: `refuse` it (421 "You talk too soon", smtp-server's
+   * early-talker check), or `hold` it and answer it after the greeting, as Postfix's smtpd
+   * does for the clients postscreen let through. RFC 5321 §3.1 has the client wait for the
+   * greeting; a client known to be a real MTA is not judged on it.
+   */
+  earlyTalk: 'refuse' | 'hold';
+}
+
 export interface ConnectionHooks {
-  /** Read per connection, so a config reload applies to new connections. */
-  greetPauseMs: () => number;
+  /**
+   * How to greet a client from `ip` (as the socket gives it). Read per connection, so a
+   * config reload, or a client marked well-behaved meanwhile, applies to the next one.
+   */
+  greeting(ip: string): Greeting;
   /** Runs the helo phase; a Reply refuses the command, null lets smtp-server answer. */
   helo(session: SMTPServerSession, verb: 'HELO' | 'EHLO', name: string): Promise<Reply | null>;
   /** Runs the data phase before the 354; a Reply refuses DATA. */
   data(session: SMTPServerSession): Promise<Reply | null>;
+  /** RSET (RFC 5321 §4.1.1.5): the transaction under way is abandoned; smtp-server has no hook for it. */
+  rset(session: SMTPServerSession): void;
   /** The one place an unexpected error becomes a reply (logged and counted there). */
   failed(session: SMTPServerSession, e: unknown): Reply;
 }
@@ -39,6 +57,8 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
   return class PortcullisConnection extends SMTPConnection implements Stoppable {
     /** Set once the server is stopping: the 421 this connection ends with. */
     private stopReply: Reply | null = null;
+    /** Commands held until the greeting is out (`earlyTalk: 'hold'`), each run when it is; null once greeted or when refused instead. */
+    private early: (() => void)[] | null = null;
 
     override init(): void {
       this._setListeners(() => {
@@ -47,9 +67,11 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
           return this.send(421, `${this.name} Too many connected clients, try again in a moment`, false);
         }
         // smtp-server's fixed 100 ms early-talker pause, made an option (0 = off).
-        const pause = hooks.greetPauseMs();
-        if (pause > 0) setTimeout(() => this.connectionReady(), pause).unref();
-        else this.connectionReady();
+        const greeting = hooks.greeting(this.remoteAddress);
+        if (greeting.earlyTalk === 'hold') this.early = [];
+        const ready = () => this.connectionReady(() => this.greeted());
+        if (greeting.pauseMs > 0) setTimeout(ready, greeting.pauseMs).unref();
+        else ready();
       });
     }
 
@@ -84,7 +106,17 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
       if (this.stopReply && !this._closing && this.idle()) super.send(421, formatReply(this.stopReply).slice(4), false); // a 421 closes
     }
 
+    /** The 220 is out: the commands held meanwhile run, in order. */
+    private greeted(): void {
+      const held = this.early;
+      this.early = null;
+      for (const run of held ?? []) run();
+    }
+
     override _onCommand(command: Buffer, callback?: () => void): void {
+      // Sent before our 220 by a client we do not judge on it: run once the greeting is
+      // out. The parser waits for `callback`, so later commands queue up behind this one.
+      if (this.early && !this._ready) return void this.early.push(() => this._onCommand(command, callback));
       // A command that arrives while stopping (pipelined after a message, say) is answered
       // with our 421 rather than run, or smtp-server's own shutdown text.
       if (this.stopReply && !this._upgrading) return void super.send(421, formatReply(this.stopReply).slice(4), false);
@@ -112,6 +144,11 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
 
     override handler_EHLO(command: Buffer, callback: () => void): void {
       this.helo('EHLO', command, callback, () => super.handler_EHLO(command, callback));
+    }
+
+    override handler_RSET(command: Buffer, callback: () => void): void {
+      hooks.rset(this.session);
+      super.handler_RSET(command, callback);
     }
 
     override handler_DATA(command: Buffer, callback: () => void): void {

@@ -56,10 +56,17 @@ export const REPLIES = {
   authFailed: { code: 535, status: '7.8', text: 'Authentication credentials invalid' },
   /** RFC 5321 §3.8: a server that is stopping sends 421 and closes; 4.3.2 = system not accepting network messages (RFC 3463). */
   shuttingDown: (hostname: string): Reply => ({ code: 421, status: '3.2', text: `${hostname} Service shutting down` }),
+  /** The administrator ended the session (admin API KILL); 421 closes (RFC 5321 §3.8), 4.7.0 = security or policy status. */
+  killed: (hostname: string): Reply => ({ code: 421, status: '7.0', text: `${hostname} Connection closed by the administrator` }),
   /** The transaction's score (`ctx.score`) reached the config's reject threshold; 5.7.1 = not authorized. */
   scoreReject: (score: number, limit: number): Reply => ({ code: 550, status: '7.1', text: `Message refused: its spam score ${score} is at or over ${limit}` }),
   /** …or its tempfail threshold: the client may try again (a sender that fixed itself, a list that dropped it). */
   scoreTempfail: (score: number, limit: number): Reply => ({ code: 451, status: '7.1', text: `Message deferred: its spam score ${score} is at or over ${limit}` }),
+  /**
+   * What smtp-server itself answers to a message over `limits.maxMessageBytes` (RFC 5321
+   * §4.5.3.1.7; 5.3.4 = message too big for system): written here for the logs only.
+   */
+  tooBig: (max: number): Reply => ({ code: 552, status: '3.4', text: `Error: message exceeds fixed maximum message size ${max}` }),
   /** The external checker refused the content: 552 ends the transaction (RFC 5321 §4.2.2), 5.7.1 = not authorized. */
   checkerRejected: { code: 552, status: '7.1', text: 'Message rejected by content filter' },
   /** The external checker failed or timed out: the client keeps the message and retries. */

@@ -14,16 +14,40 @@ import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
 import { dnsCheckerFor } from '../dns/checker.js';
 import { headerLines } from '../delivery/header.js';
+import { plainIp } from '../net.js';
 import type { DeliveryOutcome } from '../delivery/outcome.js';
 import type { AcceptedTransaction } from '../delivery/transaction.js';
 import { ExternalChecker } from '../external-checker.js';
 import { verifyPassword } from '../password.js';
 import { authOffered } from './auth.js';
-import { connectionClass, isStoppable } from './connection.js';
+import { connectionClass, isStoppable, type Greeting } from './connection.js';
 import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
-import { SessionPolicy, SmtpSession, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
+import type { TrafficStats } from '../stats.js';
+import { TransactionLog } from './transaction-log.js';
+import { SessionPolicy, SmtpSession, type CommandResult, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
 import { TlsCertificate } from './tls.js';
+
+/** An open session as the admin API lists it (smtpf's CONN). */
+export interface LiveSession {
+  id: string;
+  ip: string;
+  ptr: string | null;
+  helo: string | null;
+  user: string | null;
+  tls: boolean;
+  /** When it connected (ISO 8601). */
+  since: string;
+  /** Transactions it completed; the one under way: its sender and accepted recipients. */
+  transactions: number;
+  mailFrom: string | null;
+  rcpts: number;
+  /** The RuleSet version it is pinned to. */
+  ruleSet: number;
+}
+
+/** How a well-behaved client is greeted: at once, and a command it sends early waits for the 220. */
+const WELL_BEHAVED_GREETING: Greeting = Object.freeze({ pauseMs: 0, earlyTalk: 'hold' });
 
 /** A message the rules accepted: where it goes and the headers to add. */
 type Accepted = { disposition: Disposition; headers: [string, string][] };
@@ -38,6 +62,8 @@ export interface FrontDoorDeps {
   counters: Counters;
   /** The RuleSet a new session pins, and the call that unpins it when the session ends. */
   rules: { pin(): RuleSet; unpin(rs: RuleSet): void };
+  /** Traffic statistics (the admin API's windows and routes): told of each connection and transaction. */
+  stats: Pick<TrafficStats, 'connection' | 'transaction'>;
 }
 
 export class FrontDoor {
@@ -45,6 +71,10 @@ export class FrontDoor {
   /** Listeners beyond the first (config.listen has several entries). */
   readonly extra: import('node:net').Server[] = [];
   private sessions = new Map<string, SmtpSession>();
+  /** When each session connected, for the admin API's list. */
+  private since = new Map<string, number>();
+  /** Each session's transaction log line in the making (see transaction-log.ts). */
+  private txlogs = new Map<string, TransactionLog>();
   /** Open sessions per client IP (as the socket gives it), kept with `sessions`. */
   private perIp = new Map<string, number>();
   /** The live config and what sessions are built from; configure() replaces both. */
@@ -65,8 +95,8 @@ export class FrontDoor {
       logger: false,
       onConnect: (s, cb) => void this.onConnect(s).then((r) => cb(refusal(r)), (e) => cb(this.failedError(s, e))),
       onAuth: (a, s, cb) => void this.onAuth(a, s).then((r) => (typeof r === 'string' ? cb(null, { user: r }) : cb(new ReplyError(r))), (e) => cb(this.failedError(s, e))),
-      onMailFrom: (a, s, cb) => void this.session(s).mail(a.address, argsOf(a.args)).then((r) => cb(refusal(r.reply)), (e) => cb(this.failedError(s, e))),
-      onRcptTo: (a, s, cb) => void this.session(s).rcpt(a.address, argsOf(a.args)).then((r) => cb(refusal(r.reply)), (e) => cb(this.failedError(s, e))),
+      onMailFrom: (a, s, cb) => void this.command(s, 'mail', a.address, (x) => x.mail(a.address, argsOf(a.args))).then((r) => cb(refusal(r))),
+      onRcptTo: (a, s, cb) => void this.command(s, 'rcpt', a.address, (x) => x.rcpt(a.address, argsOf(a.args))).then((r) => cb(refusal(r))),
       onData: (stream, s, cb) => this.onData(stream, s, cb),
       onClose: (s) => {
         const p = this.onClose(s).finally(() => this.closing.delete(p));
@@ -116,9 +146,18 @@ export class FrontDoor {
   /** Our connection subclass (HELO/DATA hooks, exact replies, greeting pause): see connection.ts. */
   private installConnectionClass(): void {
     const Conn = connectionClass({
-      greetPauseMs: () => this.config.greetPauseMs,
-      helo: async (s, verb, name) => (await this.session(s).heloCommand(verb, name)).reply,
-      data: async (s) => (await this.session(s).data()).reply,
+      // A client marked well-behaved (ctx.markWellBehaved) proved it is a real MTA: no
+      // greet pause, and no early-talker refusal (postscreen hands such clients straight to smtpd).
+      greeting: (ip) => (this.d.store.wellBehaved(plainIp(ip)) ? WELL_BEHAVED_GREETING : { pauseMs: this.config.greetPauseMs, earlyTalk: 'refuse' }),
+      helo: async (s, verb, name) => {
+        this.txlogs.get(s.id)?.abandon(verb); // HELO/EHLO reset the transaction (RFC 5321 §4.1.4)
+        return (await this.session(s).heloCommand(verb, name)).reply;
+      },
+      data: (s) => this.command(s, 'data', '', (x) => x.data()),
+      rset: (s) => {
+        this.txlogs.get(s.id)?.abandon('RSET');
+        this.sessions.get(s.id)?.rset();
+      },
       failed: (s, e) => this.failed(s, e),
     });
     type Internals = { _onError(e: Error): void; _onClientConnect(d: unknown): void };
@@ -146,6 +185,30 @@ export class FrontDoor {
     return new ReplyError(this.failed(s, e));
   }
 
+  /**
+   * Runs one MAIL, RCPT or DATA command of the session and writes it into the
+   * transaction's log line: the reply that refuses it (or null), an internal error
+   * turned into its 451.
+   */
+  private async command(s: SMTPServerSession, phase: 'mail' | 'rcpt' | 'data', address: string, run: (x: SmtpSession) => Promise<CommandResult>): Promise<Reply | null> {
+    const t0 = performance.now();
+    let reply: Reply | null;
+    let rule: string | null = null;
+    try {
+      const r = await run(this.session(s));
+      reply = r.reply;
+      rule = r.decision.rule;
+    } catch (e) {
+      reply = this.failed(s, e);
+    }
+    const log = this.txlogs.get(s.id);
+    const ms = performance.now() - t0;
+    if (phase === 'mail') log?.mail(address, reply, rule, ms);
+    else if (phase === 'rcpt') log?.rcpt(address, reply, rule, ms);
+    else log?.data(reply, rule, ms);
+    return reply;
+  }
+
   private session(s: SMTPServerSession): SmtpSession {
     const st = this.sessions.get(s.id);
     if (!st) throw new Error(`no state for session ${s.id}`);
@@ -160,6 +223,10 @@ export class FrontDoor {
     };
     const session = new SmtpSession(this.deps, conn, this.d.rules.pin());
     this.sessions.set(s.id, session);
+    const client = () => ({ session: s.id, ip: session.info().client.ip, ptr: conn.ptr, helo: session.helo?.name ?? null, user: session.user });
+    this.txlogs.set(s.id, new TransactionLog(this.d.log, client, (t) => this.d.stats.transaction(t)));
+    this.d.stats.connection();
+    this.since.set(s.id, Date.now());
     this.perIp.set(conn.ip, (this.perIp.get(conn.ip) ?? 0) + 1);
     return (await session.connect()).reply;
   }
@@ -180,23 +247,33 @@ export class FrontDoor {
       size += c.length;
       if (size <= max) chunks.push(c);
     });
+    const t0 = performance.now();
     stream.on('end', () => {
       // Over the limit: smtp-server itself answers 552 (RFC 5321 §4.5.3.1.7) whatever we say.
-      if (stream.sizeExceeded) return cb(null);
+      if (stream.sizeExceeded) {
+        this.txlogs.get(s.id)?.message(REPLIES.tooBig(max), null, performance.now() - t0, size);
+        return cb(null);
+      }
       this.endOfMessage(s, Buffer.concat(chunks, size)).then(
-        (r) => (r.code === 250 ? cb(null, formatReply(r).slice(4)) : cb(new ReplyError(r))),
-        (e) => cb(this.failedError(s, e)),
-      );
+        (r) => r,
+        (e: unknown) => ({ reply: this.failed(s, e), rule: null }),
+      ).then(({ reply, rule }) => {
+        this.txlogs.get(s.id)?.message(reply, rule, performance.now() - t0, size);
+        if (reply.code === 250) cb(null, formatReply(reply).slice(4));
+        else cb(new ReplyError(reply));
+      });
     });
   }
 
-  private async endOfMessage(s: SMTPServerSession, msg: Buffer): Promise<Reply> {
+  /** The reply to the final dot, and the rule behind a refusal (null: the host's own). */
+  private async endOfMessage(s: SMTPServerSession, msg: Buffer): Promise<{ reply: Reply; rule: string | null }> {
     const session = this.session(s);
     const tx = session.tx; // message() ends the transaction; keep its envelope for delivery
     const outcome = await session.message(msg);
-    if (!outcome.accepted) return outcome.reply ?? REPLIES.internal(s.id);
+    if (!outcome.accepted) return { reply: outcome.reply ?? REPLIES.internal(s.id), rule: outcome.decision.rule };
     const checked = await this.externalCheck(session, tx, outcome.accepted, msg);
-    return 'reply' in checked ? checked.reply : this.deliver(session, s, tx, checked, msg);
+    if ('reply' in checked) return { reply: checked.reply, rule: 'external-checker' };
+    return { reply: await this.deliver(session, s, tx, checked, msg), rule: null };
   }
 
   /** Runs the external checker (if configured) on a message the rules accepted for delivery. */
@@ -230,6 +307,34 @@ export class FrontDoor {
     return outcomeReply(outcome, s.id);
   }
 
+  /** Every open session, oldest first (the admin API's CONN). */
+  liveSessions(): LiveSession[] {
+    return [...this.sessions.values()].map((x): LiveSession => {
+      const info = x.info();
+      return {
+        id: x.conn.id, ip: info.client.ip, ptr: info.client.ptr, helo: info.helo?.name ?? null, user: info.user, tls: info.tls,
+        since: new Date(this.since.get(x.conn.id) ?? Date.now()).toISOString(), transactions: info.transactions,
+        mailFrom: x.tx.mail?.address ?? null, rcpts: x.tx.rcpts.length, ruleSet: x.ruleSet.version,
+      };
+    }).sort((a, b) => a.since.localeCompare(b.since));
+  }
+
+  /**
+   * Ends a session now (the admin API's KILL): the client gets `421 4.7.0 … Connection
+   * closed by the administrator` and the socket closes, whatever it was doing; a message
+   * not yet answered 250 is not kept (the client still has it). False: no such session.
+   */
+  kill(id: string): boolean {
+    for (const conn of this.server.connections) {
+      if ((conn as { id?: string }).id === id && isStoppable(conn)) {
+        conn.stop(REPLIES.killed(this.config.hostname), true);
+        this.d.log.info({ session: id }, `session ${id} ended by the administrator`);
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Close phases still running (they may call rules): close() waits for them. */
   private closing = new Set<Promise<void>>();
 
@@ -261,6 +366,9 @@ export class FrontDoor {
   private async onClose(s: SMTPServerSession): Promise<void> {
     const session = this.sessions.get(s.id);
     if (!session) return;
+    this.txlogs.get(s.id)?.abandon('connection closed');
+    this.txlogs.delete(s.id);
+    this.since.delete(s.id);
     try {
       await session.close();
     } catch (e) {

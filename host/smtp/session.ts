@@ -21,7 +21,7 @@ import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from
 import type { EventParts } from '../sandbox/chain.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import { bodyOffset } from '../delivery/header.js';
-import { ruleView, type BlacklistStore, type MailboxDirectory } from '../store/ports.js';
+import { ruleView, type BlacklistStore, type MailboxDirectory, type WellBehavedStore } from '../store/ports.js';
 import { parseHeaders } from './message.js';
 import { formatReply, REPLIES, replyFor, type Reply } from './reply.js';
 import { describeSymbols, scoreHeader, scoreRefusal, scoreTotal } from './score.js';
@@ -92,8 +92,8 @@ export class SessionPolicy {
   }
 }
 
-/** The store as a session needs it: the blacklist a rule's effect writes, and which mailboxes exist. */
-export type SessionStore = Pick<BlacklistStore, 'blacklistGet' | 'blacklistExtend'> & Pick<MailboxDirectory, 'mailbox'>;
+/** The store as a session needs it: the blacklist and well-behaved marks rules' effects write, and which mailboxes exist. */
+export type SessionStore = Pick<BlacklistStore, 'blacklistGet' | 'blacklistExtend'> & WellBehavedStore & Pick<MailboxDirectory, 'mailbox'>;
 
 export interface SessionDeps {
   policy: SessionPolicy;
@@ -144,6 +144,8 @@ export class SmtpSession {
   private completed = 0;
   private mailCommands = 0;
   private refusedRecipients = 0;
+  /** The client carries a well-behaved mark: read from the store at connect, set when a rule marks it. */
+  private wellBehaved: boolean;
   /** Headers and dispositions decided before any transaction (connect, HELO, AUTH). */
   private headers: AddedHeader[] = [];
   private dispositions: Disposition[] = [];
@@ -158,6 +160,7 @@ export class SmtpSession {
     this.relayClient = d.policy.isRelayClient(conn.ip);
     this.submission = d.policy.config.submissionPorts.includes(conn.localPort);
     this.current = this.newTransaction();
+    this.wellBehaved = d.store.wellBehaved(plainIp(conn.ip), d.now());
     // Exempt clients skip every rule, so nothing is looked up for them either.
     this.facts = d.dns && ruleSet.dnsAll.length && !this.exempt ? new SessionFacts(d.dns, plainIp(conn.ip), d.now, () => this.heloSeen?.name ?? null) : null;
   }
@@ -187,7 +190,7 @@ export class SmtpSession {
     return {
       id: c.id,
       time: this.d.now(),
-      client: { ip: plainIp(c.ip), port: c.port, ptr: c.ptr },
+      client: { ip: plainIp(c.ip), port: c.port, ptr: c.ptr, wellBehaved: this.wellBehaved },
       local: { ip: plainIp(c.localIp), port: c.localPort, submission: this.submission, hostname: this.d.policy.config.hostname, domains: this.d.policy.localDomains },
       helo: this.heloSeen,
       tls: c.tls(),
@@ -224,7 +227,7 @@ export class SmtpSession {
   private partsOf(event: PhaseEvent): EventParts {
     const { session, ...rest } = event;
     const c = this.cached;
-    const key = `${this.heloSeen?.verb}\0${this.heloSeen?.name}\0${this.authUser}\0${this.completed}\0${this.mailCommands}\0${this.refusedRecipients}\0${session.tls}\0${this.notesVersion}\0${session.held?.phase}\0${session.held?.rule}`;
+    const key = `${this.heloSeen?.verb}\0${this.heloSeen?.name}\0${this.authUser}\0${this.completed}\0${this.mailCommands}\0${this.refusedRecipients}\0${session.tls}\0${this.notesVersion}\0${session.held?.phase}\0${session.held?.rule}\0${this.wellBehaved}`;
     if (key !== c.sessionKey) {
       const { time: _time, ...timeless } = session;
       c.session = JSON.stringify(timeless);
@@ -280,6 +283,11 @@ export class SmtpSession {
     if (d.blacklist) {
       this.d.store.blacklistExtend(ip, d.blacklist.ttlSeconds, d.blacklist.reason, d.blacklist.rule, this.d.now());
       this.d.log.info({ session: sid, ip, rule: d.blacklist.rule, ttl: d.blacklist.ttlSeconds }, `blacklisted ${ip}: ${d.blacklist.reason}`);
+    }
+    if (d.wellBehaved) {
+      this.d.store.markWellBehaved(ip, d.wellBehaved.ttlSeconds, d.wellBehaved.rule, this.d.now());
+      if (!this.wellBehaved) this.d.log.info({ session: sid, ip, rule: d.wellBehaved.rule, ttl: d.wellBehaved.ttlSeconds }, `marked ${ip} well-behaved for ${d.wellBehaved.ttlSeconds} s: its connections skip the greet pause`);
+      this.wellBehaved = true;
     }
     // After the data and message phases, the score the rules added up may refuse too.
     const reply = replyFor(phase, d, sid) ?? (phase === 'data' || phase === 'message' ? this.overScore(phase) : null);

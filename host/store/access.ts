@@ -5,10 +5,10 @@
  * extra or misspelled operation, or a wrong result type, does not compile.
  */
 import { RULE_LIMITS, STORE_OPS, type RuleStore, type StoreOp } from '../../sdk/index.js';
-import { ruleView, type BlacklistStore, type ListStore, type TtlCache, type WatchlistStore } from './ports.js';
+import { CACHE_PREFIX, ruleView, type BlacklistStore, type ListStore, type TtlCache, type WatchlistStore } from './ports.js';
 
-/** The part of the store rules reach. */
-export type RuleStoreTarget = WatchlistStore & Pick<BlacklistStore, 'blacklistGet'> & ListStore & Pick<TtlCache, 'cacheGet' | 'cacheSet'>;
+/** The part of the store rules reach (they add to lists, never remove: that is the administrator's). */
+export type RuleStoreTarget = WatchlistStore & Pick<BlacklistStore, 'blacklistGet'> & Pick<ListStore, 'listHas' | 'listValues' | 'listAdd'> & Pick<TtlCache, 'cacheGet' | 'cacheSet'>;
 
 /** A store operation as a rule asks for it; the result is JSON-able. */
 export type StoreCall = (op: string, args: unknown[], now: number) => unknown;
@@ -24,8 +24,8 @@ function seconds(v: unknown, what: string, max: number): number {
 }
 
 const window = (v: unknown) => seconds(v, 'windowSeconds', RULE_LIMITS.maxWatchSeconds);
-/** Rules' remembered values share the TTL cache with the DNS checker, under their own prefix. */
-const REMEMBER_PREFIX = 'rule:';
+/** Rules' remembered values share the TTL cache with the host's, under their own prefix. */
+const REMEMBER_PREFIX = CACHE_PREFIX.rule;
 
 const key = (v: unknown) => str(v, 'key', RULE_LIMITS.storeKey);
 const list = (v: unknown) => str(v, 'list', RULE_LIMITS.listName);

@@ -47,12 +47,39 @@ export interface BlacklistStore {
   blacklistClear(): void;
 }
 
-/** Text values with a TTL: the DNS checker's cached answers, and what rules `remember` (keys `rule:…`). */
+/**
+ * The TTL cache's keys, one prefix per owner, so no owner can read or overwrite another's
+ * entries: a rule's `remember` key always goes under `rule:` (store/access.ts), so rules
+ * can neither see the DNS answers nor mark a client well-behaved through the store.
+ */
+export const CACHE_PREFIX = {
+  /** The DNS checker's answers: `dns:<kind>:<zone>:<label>`, `dns:mx:<domain>`. */
+  dns: 'dns:',
+  /** What rules `remember`: `rule:<their key>`. */
+  rule: 'rule:',
+  /** Well-behaved clients (`ctx.markWellBehaved`): `well-behaved:<ip>` → the rule that marked it. */
+  wellBehaved: 'well-behaved:',
+} as const;
+
+/** Text values with a TTL: the DNS checker's cached answers, what rules `remember`, well-behaved marks (`CACHE_PREFIX`). */
 export interface TtlCache {
   cacheGet(key: string, now?: number): string | undefined;
   cacheSet(key: string, value: string, ttlSeconds: number, now?: number): void;
   /** Entries held (some may have expired since the last sweep), for the `store_cache_entries` gauge. */
   readonly cacheSize: number;
+}
+
+/**
+ * Clients that proved they are real MTAs (`ctx.markWellBehaved`, e.g. a greylisting retry
+ * that passed: smtpf 2.0's well-behaved hosts, postscreen's cache of passed clients): the
+ * connection skips the greet pause and the session tells rules (`client.wellBehaved`).
+ * Kept in the TTL cache, so it persists and is shared like the rest of the store.
+ */
+export interface WellBehavedStore {
+  /** True while `ip` carries a live mark. */
+  wellBehaved(ip: string, now?: number): boolean;
+  /** Marks `ip` for `ttlSeconds`; a live mark that lasts longer is kept (marks are only ever extended). */
+  markWellBehaved(ip: string, ttlSeconds: number, rule: string, now?: number): void;
 }
 
 /** Windowed event counters (`ctx.store.hit` / `count`). */
@@ -63,11 +90,13 @@ export interface WatchlistStore {
   watchCount(key: string, windowSeconds: number, now?: number): number;
 }
 
-/** Named sets of strings (e.g. learned spam subjects). */
+/** Named sets of strings (e.g. learned spam subjects, the access map's lines), in the order they were added. */
 export interface ListStore {
   listHas(list: string, value: string): boolean;
   listValues(list: string): string[];
   listAdd(list: string, value: string): void;
+  /** Removes the value; false when the list did not hold it. The administrator's (`portcullis access remove`): rules only add. */
+  listRemove(list: string, value: string): boolean;
 }
 
 /** Which domains are local and which of their mailboxes exist (config and `portcullis mailbox`). */
@@ -101,6 +130,7 @@ export type StoreChange =
   | { t: 'mailbox-put'; address: string }
   | { t: 'mailbox-del'; address: string }
   | { t: 'list-put'; list: string; value: string }
+  | { t: 'list-del'; list: string; value: string }
   | { t: 'cache-put'; key: string; value: string; expires: number };
 
 /** Everything a backend holds that is still live at the time of `load`. */

@@ -61,6 +61,7 @@ const SQL: { [K in StoreChange['t']]: (c: Extract<StoreChange, { t: K }>) => [st
   'mailbox-put': (c) => ['INSERT OR IGNORE INTO mailboxes VALUES (?)', [c.address]],
   'mailbox-del': (c) => ['DELETE FROM mailboxes WHERE address = ?', [c.address]],
   'list-put': (c) => ['INSERT OR IGNORE INTO lists VALUES (?, ?)', [c.list, c.value]],
+  'list-del': (c) => ['DELETE FROM lists WHERE list = ? AND value = ?', [c.list, c.value]],
   'cache-put': (c) => ['INSERT OR REPLACE INTO cache VALUES (?, ?, ?)', [c.key, c.value, c.expires]],
 };
 
@@ -119,7 +120,8 @@ export class SqliteBackend implements StoreBackend {
       blacklist: await all<BlacklistEntry>(db, 'SELECT ip, reason, rule, created, expires FROM blacklist'),
       watch: [...watch].map(([key, hits]) => ({ key, hits })),
       mailboxes: (await all<{ address: string }>(db, 'SELECT address FROM mailboxes')).map((r) => r.address),
-      lists: await all<{ list: string; value: string }>(db, 'SELECT list, value FROM lists'),
+      // In the order added (rowid), not the primary key's: the access map's order is its precedence.
+      lists: await all<{ list: string; value: string }>(db, 'SELECT list, value FROM lists ORDER BY rowid'),
       cache: await all<{ key: string; value: string; expires: number }>(db, 'SELECT key, value, expires FROM cache'),
     };
   }

@@ -11,6 +11,7 @@
 import type { Logger } from 'pino';
 import type { Counters } from '../metrics.js';
 import {
+  CACHE_PREFIX,
   WATCH_MAX_WINDOW_MS,
   type BlacklistEntry,
   type BlacklistStore,
@@ -22,6 +23,7 @@ import {
   type StoreBackend,
   type StoreChange,
   type WatchlistStore,
+  type WellBehavedStore,
 } from './ports.js';
 
 /**
@@ -63,7 +65,7 @@ function extended(old: BlacklistEntry | undefined, e: BlacklistEntry): Blacklist
   return live ? { ...e, created: live.created } : e;
 }
 
-export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, ListStore, MailboxDirectory {
+export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, ListStore, MailboxDirectory, WellBehavedStore {
   private readonly blacklist = new Map<string, BlacklistEntry>();
   private readonly watch = new Map<string, number[]>();
   /** domain → local parts ('*' = every address of the domain exists). */
@@ -177,6 +179,9 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
         set.add(c.value);
         break;
       }
+      case 'list-del':
+        this.lists.get(c.list)?.delete(c.value);
+        break;
       case 'cache-put':
         this.cache.set(c.key, { value: c.value, expires: c.expires });
         break;
@@ -321,6 +326,12 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
     if (!this.listHas(list, value)) this.change({ t: 'list-put', list, value });
   }
 
+  listRemove(list: string, value: string): boolean {
+    if (!this.listHas(list, value)) return false;
+    this.change({ t: 'list-del', list, value });
+    return true;
+  }
+
   cacheGet(key: string, now = Date.now()): string | undefined {
     const e = this.cache.get(key);
     if (!e) return undefined;
@@ -339,6 +350,19 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
 
   get cacheSize(): number {
     return this.cache.size;
+  }
+
+  // --- well-behaved clients (in the cache) -------------------------------------
+
+  wellBehaved(ip: string, now = Date.now()): boolean {
+    return this.cacheGet(CACHE_PREFIX.wellBehaved + ip, now) !== undefined;
+  }
+
+  markWellBehaved(ip: string, ttlSeconds: number, rule: string, now = Date.now()): void {
+    const key = CACHE_PREFIX.wellBehaved + ip;
+    // Only ever extended, as a blacklist entry: a rule's shorter mark never cuts a longer one.
+    if ((this.cache.get(key)?.expires ?? 0) >= now + ttlSeconds * 1000) return;
+    this.cacheSet(key, rule, ttlSeconds, now);
   }
 }
 

@@ -42,10 +42,11 @@ import { applyMailboxConfig, MemoryStore } from '../store/store.js';
 
 /**
  * What one command did: the phase's decision (winning `verdict`, the `rule` that made
- * it, a rule `failure` under the tempfail policy, `headers` and `blacklist` effects,
- * `delayMs` of tarpit asked for), the reply the client gets, and what rules logged.
+ * it, a rule `failure` under the tempfail policy, `headers`, `blacklist` and
+ * `wellBehaved` effects, `delayMs` of tarpit asked for), the reply the client gets, and
+ * what rules logged.
  */
-export interface Step extends Pick<PhaseDecision, 'verdict' | 'rule' | 'failure' | 'blacklist' | 'scores'> {
+export interface Step extends Pick<PhaseDecision, 'verdict' | 'rule' | 'failure' | 'blacklist' | 'wellBehaved' | 'scores'> {
   /** The reply line that refuses the command (`'550 5.7.1 …'`), or null when it proceeds. */
   reply: string | null;
   /** Headers the phase's rules added: `[name, value]`. */
@@ -230,6 +231,7 @@ export class TestSession {
       rule: d.rule,
       failure: d.failure,
       blacklist: d.blacklist,
+      wellBehaved: d.wellBehaved,
       scores: d.scores,
       headers: d.headers.map((h): [string, string] => [h.name, h.value]),
       reply: reply ? formatReply(reply) : null,

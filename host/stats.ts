@@ -1,0 +1,133 @@
+/**
+ * Traffic statistics, as smtpf's admin commands show them: STAT WINDOW (per minute, the
+ * last 60 minutes), STAT HOURLY (per hour, the last 24), and route statistics (per
+ * recipient domain and day: messages accepted and refused, kilobytes; 31 days).
+ * Fed by the transaction log (one summary per transaction) and the connection count;
+ * kept in memory, so they start over when the host restarts.
+ */
+import type { TransactionSummary } from './smtp/transaction-log.js';
+
+export interface TrafficCounts {
+  connections: number;
+  /** Transactions by how they ended (see TransactionSummary.tx). */
+  accepted: number;
+  refused: number;
+  abandoned: number;
+  /** Recipients accepted and refused at RCPT. */
+  rcptAccepted: number;
+  rcptRefused: number;
+  /** Bytes of the accepted messages. */
+  bytes: number;
+}
+
+export interface Slot extends TrafficCounts {
+  /** Start of the minute or hour (ISO 8601). */
+  start: string;
+}
+
+export interface RouteDay {
+  day: string;
+  domain: string;
+  accepted: number;
+  refused: number;
+  kb: number;
+}
+
+const zero = (): TrafficCounts => ({ connections: 0, accepted: 0, refused: 0, abandoned: 0, rcptAccepted: 0, rcptRefused: 0, bytes: 0 });
+
+/** Counts per fixed-length slot, the last `slots` of them (older ones fall off). */
+class Ring {
+  private counts = new Map<number, TrafficCounts>();
+  constructor(private readonly slotMs: number, private readonly slots: number) {}
+
+  at(now: number): TrafficCounts {
+    const k = Math.floor(now / this.slotMs);
+    let c = this.counts.get(k);
+    if (!c) {
+      this.counts.set(k, (c = zero()));
+      for (const old of this.counts.keys()) if (old <= k - this.slots) this.counts.delete(old);
+    }
+    return c;
+  }
+
+  /** Every slot of the window, oldest first, empty ones included. */
+  list(now: number): Slot[] {
+    const k = Math.floor(now / this.slotMs);
+    const out: Slot[] = [];
+    for (let i = k - this.slots + 1; i <= k; i++) out.push({ start: new Date(i * this.slotMs).toISOString(), ...(this.counts.get(i) ?? zero()) });
+    return out;
+  }
+}
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+const ROUTE_DAYS = 31;
+
+export class TrafficStats {
+  private minutes = new Ring(MINUTE, 60);
+  private hours = new Ring(HOUR, 24);
+  /** "day|domain" → counts. */
+  private routes = new Map<string, RouteDay>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  connection(): void {
+    const t = this.now();
+    for (const r of [this.minutes, this.hours]) r.at(t).connections++;
+  }
+
+  transaction(s: TransactionSummary): void {
+    const t = this.now();
+    const ok = s.rcpts.filter((r) => r.reply === '250');
+    for (const r of [this.minutes, this.hours]) {
+      const c = r.at(t);
+      c[s.tx]++;
+      c.rcptAccepted += ok.length;
+      c.rcptRefused += s.rcpts.length - ok.length;
+      if (s.tx === 'accepted') c.bytes += s.size ?? 0;
+    }
+    // Per recipient domain: a refused recipient counts as refused; an accepted one as its
+    // message went (accepted, refused after DATA, or nothing when the client never sent it).
+    const domain = (to: string) => to.slice(to.lastIndexOf('@') + 1).toLowerCase();
+    const refused = new Set(s.rcpts.filter((r) => r.reply !== '250').map((r) => domain(r.to)));
+    const went = new Set(ok.map((r) => domain(r.to)));
+    if (s.tx === 'refused') for (const d of went) refused.add(d);
+    for (const d of refused) this.route(t, d).refused++;
+    if (s.tx === 'accepted') {
+      for (const d of went) {
+        const e = this.route(t, d);
+        e.accepted++;
+        e.kb += Math.ceil((s.size ?? 0) / 1024);
+      }
+    }
+  }
+
+  /** The counts of `domain` today (older than 31 days fall off). */
+  private route(t: number, domain: string): RouteDay {
+    const day = new Date(t).toISOString().slice(0, 10);
+    const k = `${day}|${domain}`;
+    let e = this.routes.get(k);
+    if (!e) {
+      this.routes.set(k, (e = { day, domain, accepted: 0, refused: 0, kb: 0 }));
+      const oldest = new Date(t - ROUTE_DAYS * DAY).toISOString().slice(0, 10);
+      for (const [key, x] of this.routes) if (x.day <= oldest) this.routes.delete(key);
+    }
+    return e;
+  }
+
+  /** STAT WINDOW: the last 60 minutes. */
+  window(): Slot[] {
+    return this.minutes.list(this.now());
+  }
+
+  /** STAT HOURLY: the last 24 hours. */
+  hourly(): Slot[] {
+    return this.hours.list(this.now());
+  }
+
+  /** Route statistics, newest day first, then by domain. */
+  routeDays(): RouteDay[] {
+    return [...this.routes.values()].sort((a, b) => b.day.localeCompare(a.day) || a.domain.localeCompare(b.domain));
+  }
+}

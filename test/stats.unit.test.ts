@@ -1,0 +1,57 @@
+/**
+ * Traffic statistics (issue 16: smtpf's STAT WINDOW and STAT HOURLY, and route statistics
+ * per recipient domain and day), with a fake clock.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { TrafficStats } from '../host/stats.js';
+import type { TransactionSummary } from '../host/smtp/transaction-log.js';
+
+const T0 = Date.parse('2026-12-01T10:00:30Z');
+
+function tx(over: Partial<TransactionSummary>): TransactionSummary {
+  return { session: 's', ip: '192.0.2.1', ptr: null, helo: 'x', user: null, tx: 'accepted', from: 'a@example.org', rcpts: [{ to: 'u@localhost', reply: '250' }], size: 2048, reply: '250 2.0.0 Ok', rule: null, ms: {}, ...over };
+}
+
+describe('traffic statistics', () => {
+  it('STAT WINDOW: 60 one-minute slots, oldest first; each transaction counted in its minute', () => {
+    let now = T0;
+    const s = new TrafficStats(() => now);
+    s.connection();
+    s.transaction(tx({}));
+    now += 60_000;
+    s.connection();
+    s.transaction(tx({ tx: 'refused', rcpts: [{ to: 'u@localhost', reply: '250' }, { to: 'x@localhost', reply: '550 5.1.1 No' }], size: 10 }));
+    const w = s.window();
+    assert.equal(w.length, 60);
+    assert.deepEqual(w.at(-2), { start: '2026-12-01T10:00:00.000Z', connections: 1, accepted: 1, refused: 0, abandoned: 0, rcptAccepted: 1, rcptRefused: 0, bytes: 2048 });
+    assert.deepEqual(w.at(-1), { start: '2026-12-01T10:01:00.000Z', connections: 1, accepted: 0, refused: 1, abandoned: 0, rcptAccepted: 1, rcptRefused: 1, bytes: 0 });
+  });
+
+  it('STAT HOURLY: 24 slots; a minute older than an hour has left the window but not its hour', () => {
+    let now = T0;
+    const s = new TrafficStats(() => now);
+    s.transaction(tx({}));
+    now += 61 * 60_000;
+    s.transaction(tx({ tx: 'abandoned', size: null }));
+    assert.equal(s.window().reduce((n, x) => n + x.accepted, 0), 0);
+    const h = s.hourly();
+    assert.equal(h.length, 24);
+    assert.deepEqual([h.at(-2)!.accepted, h.at(-1)!.abandoned], [1, 1]);
+  });
+
+  it('routes: per recipient domain and day, accepted with kilobytes and refused; 31 days kept', () => {
+    let now = T0;
+    const s = new TrafficStats(() => now);
+    s.transaction(tx({ rcpts: [{ to: 'u@localhost', reply: '250' }, { to: 'v@LOCALHOST', reply: '250' }, { to: 'w@example.net', reply: '550 5.1.1 No' }], size: 3000 }));
+    s.transaction(tx({ tx: 'refused', rcpts: [{ to: 'u@localhost', reply: '250' }] }));
+    s.transaction(tx({ tx: 'abandoned', rcpts: [{ to: 'u@localhost', reply: '250' }], size: null }));
+    assert.deepEqual(s.routeDays(), [
+      { day: '2026-12-01', domain: 'example.net', accepted: 0, refused: 1, kb: 0 },
+      { day: '2026-12-01', domain: 'localhost', accepted: 1, refused: 1, kb: 3 },
+    ]);
+    now += 31 * 86_400_000;
+    s.transaction(tx({}));
+    assert.deepEqual(s.routeDays().map((r) => r.day), ['2027-01-01']);
+  });
+});
