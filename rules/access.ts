@@ -16,9 +16,18 @@
  * Actions: OK accepts (at connect the whole connection, at MAIL the transaction, at RCPT
  * that recipient: the rules after it are skipped), REJECT [text] (554 at connect, 550
  * 5.7.1 later), TEMPFAIL [text] (451 4.7.1; 421 at connect), DISCARD (accepted and
- * dropped). SPF-PASS (whitelist only if the sender's SPF passes) is read but does
- * nothing until SPF facts exist. Each line is checked at the first phase that knows all its keys; at one phase
- * an OK beats every deny, and otherwise the first deny in the list wins.
+ * dropped), SPF-PASS (accepts as OK does, but only when the sender's domain
+ * authorises the client by SPF, RFC 7208; otherwise the line does nothing):
+ *
+ *   From:partner.example              SPF-PASS    a partner's mail from its own servers, even
+ *                                                 from an address a block list names
+ *
+ * Each line is checked at the first phase that knows all its keys (SPF-PASS lines at MAIL
+ * at the earliest: SPF needs the sender); at one phase an OK beats every deny, and
+ * otherwise the first deny in the list wins. The rule asks the host for SPF (one lookup
+ * per client and sender domain at MAIL FROM, cached) only when its map may have an
+ * SPF-PASS line: its options have one, or it reads a store list (`storeList: null` and
+ * no SPF-PASS line in the options: no SPF lookups).
  *
  * The lines come from the options (`entries`, or a plain file through `optionFiles`) and
  * then from the store's list `storeList` (`portcullis access add`), in that order; the
@@ -31,7 +40,7 @@
  */
 import {
   accept, ACCESS_LINE_PATTERN, ACCESS_STORE_LIST, defineRule, discard, parseAccessLine, reject, RULE_LIMITS, STATUS, tempfail,
-  type AccessEntry as Entry, type AccessTag as Tag, type Envelope, type RuleContext, type SessionInfo, type Verdict,
+  type AccessEntry as Entry, type AccessTag as Tag, type DnsFacts, type Envelope, type Need, type RuleContext, type SessionInfo, type Verdict,
 } from 'portcullis/sdk';
 
 /** An IPv4 address in a CIDR network, or one of Sendmail's partial addresses (`192.0.2`); IPv6 as a whole address. */
@@ -64,14 +73,17 @@ function matches(e: Entry, s: SessionInfo, from: string | null, to: string | nul
   });
 }
 
-/** The phase that first knows every key of the entry: a To: key waits for RCPT, a From: key for MAIL. */
-const dueAt = (e: Entry): Tag => (e.keys.some(([t]) => t === 'To') ? 'To' : e.keys.some(([t]) => t === 'From') ? 'From' : 'Connect');
+/**
+ * The phase that first knows every key of the entry: a To: key waits for RCPT, a From:
+ * key for MAIL, and so does SPF-PASS (the SPF check needs the sender).
+ */
+const dueAt = (e: Entry): Tag => (e.keys.some(([t]) => t === 'To') ? 'To' : e.keys.some(([t]) => t === 'From') || e.action === 'SPF-PASS' ? 'From' : 'Connect');
 
-/** The verdict of the entries due `now` that match, OK first. */
-function decide(entries: Entry[], now: Tag, s: SessionInfo, from: string | null, to: string | null, at: 'connect' | 'later'): Verdict | undefined {
+/** The verdict of the entries due `now` that match, OK (and SPF-PASS with an SPF pass) first. */
+function decide(entries: Entry[], now: Tag, s: SessionInfo, from: string | null, to: string | null, at: 'connect' | 'later', dns?: DnsFacts): Verdict | undefined {
   const hits = entries.filter((e) => dueAt(e) === now && matches(e, s, from, to));
-  const ok = hits.find((e) => e.action === 'OK');
-  if (ok) return accept({ reason: 'access-ok' });
+  if (hits.some((e) => e.action === 'OK')) return accept({ reason: 'access-ok' });
+  if (dns?.spf?.result === 'pass' && hits.some((e) => e.action === 'SPF-PASS')) return accept({ reason: 'access-spf-pass' });
   const deny = hits.find((e) => e.action !== 'SPF-PASS');
   if (!deny) return undefined;
   if (deny.action === 'DISCARD') return discard({ reason: 'access-discard' });
@@ -145,9 +157,21 @@ function mapOf(session: SessionInfo, ctx: RuleContext<Options>): Entry[] {
 
 const mailFrom = (env: Envelope) => env.mailFrom?.address ?? null;
 
+/**
+ * Whether the map may hold an SPF-PASS line, so the rule needs SPF (RFC 7208) at MAIL
+ * FROM: one of the options' lines is one, or a store list is read (its lines change while
+ * the rule runs; its needs are taken once, at load).
+ */
+function mayHaveSpfPass(o: Options): boolean {
+  return o.storeList !== null || o.entries.some((l) => {
+    const e = parseAccessLine(l);
+    return typeof e !== 'string' && e.action === 'SPF-PASS';
+  });
+}
+
 export default defineRule({
   name: 'access',
-  description: 'The access map: Connect:, From:, To: entries (and combos) with OK, REJECT, TEMPFAIL, DISCARD',
+  description: 'The access map: Connect:, From:, To: entries (and combos) with OK, REJECT, TEMPFAIL, DISCARD, SPF-PASS',
   priority: -10,
   enabled: false,
   options: {
@@ -164,9 +188,10 @@ export default defineRule({
       },
     },
   },
+  needs: (o) => (mayHaveSpfPass(o) ? ['spf'] : []) satisfies Need[],
   phases: {
     connect: (ev, ctx) => decide(mapOf(ev.session, ctx), 'Connect', ev.session, null, null, 'connect'),
-    mail: (ev, ctx) => decide(mapOf(ev.session, ctx), 'From', ev.session, ev.mail.address, null, 'later'),
-    rcpt: (ev, ctx) => decide(mapOf(ev.session, ctx), 'To', ev.session, mailFrom(ev.envelope), ev.rcpt.address, 'later'),
+    mail: (ev, ctx) => decide(mapOf(ev.session, ctx), 'From', ev.session, ev.mail.address, null, 'later', ev.dns),
+    rcpt: (ev, ctx) => decide(mapOf(ev.session, ctx), 'To', ev.session, mailFrom(ev.envelope), ev.rcpt.address, 'later', ev.dns),
   },
 });

@@ -5,9 +5,11 @@
  * A real MTA keeps a refused message in its queue and retries (RFC 5321 §4.5.4.1); most
  * spam software fires once and moves on. This is smtpf 2.0's grey-list (and Postfix's
  * postgrey): `key` picks the client part of the triplet, for senders that retry from
- * another address of their pool (smtpf's grey-key: IP, /24, PTR domain); a triplet not
- * retried within `pendingHours` is forgotten; one that passed stays known for
- * `passDays`, refreshed by every message.
+ * another address of their pool (smtpf's grey-key: IP, /24, PTR domain; or the sender's
+ * domain when its SPF, RFC 7208, authorises the client: a large sender's retry may come
+ * from any of its networks, and SPF is how it names them); a triplet not retried within
+ * `pendingHours` is forgotten; one that passed stays known for `passDays`, refreshed by
+ * every message.
  *
  * The first message that passes carries `X-Grey-Report` (smtpf: how long greylisting
  * held the triplet, the key, when it started). With `drop` the tempfail is 421 and the
@@ -34,11 +36,16 @@
 import { defineRule, STATUS, tempfail, type MessageEvent, type Need, type RcptEvent } from 'portcullis/sdk';
 import { zoneOption } from './lib/dnsbl.js';
 
-/** The client part of the key: its address, its network (/24 or /64), or its PTR name without the host label. */
-function clientKey(ev: RcptEvent | MessageEvent, key: 'ip' | 'ip-network' | 'ptr-domain'): string {
+/**
+ * The client part of the key: its address, its network (/24 or /64), its PTR name without
+ * the host label, or the domain whose SPF passed for it (for the null sender, the HELO
+ * name's); the network when there is no such name.
+ */
+function clientKey(ev: RcptEvent | MessageEvent, key: 'ip' | 'ip-network' | 'ptr-domain' | 'spf-domain'): string {
   const { ip, ptr } = ev.session.client;
   if (key === 'ip') return ip;
   if (key === 'ptr-domain' && ptr && ptr.split('.').length > 2) return ptr.slice(ptr.indexOf('.') + 1).toLowerCase();
+  if (key === 'spf-domain' && ev.dns.spf?.result === 'pass') return ev.dns.spf.domain;
   // IPv4 /24; IPv6 /64 (the first four groups of the written form, zeros compressed or not).
   if (!ip.includes(':')) return ip.split('.').slice(0, 3).join('.');
   const [head = '', tail = ''] = ip.toLowerCase().split('::');
@@ -75,8 +82,8 @@ export default defineRule({
     additionalProperties: false,
     properties: {
       key: {
-        enum: ['ip', 'ip-network', 'ptr-domain'], default: 'ip-network',
-        description: "The client part of the triplet: its address; its /24 (IPv4) or /64 (IPv6), so a retry from another address of the sender's pool passes; or its PTR name without the host label (the network when it has no PTR).",
+        enum: ['ip', 'ip-network', 'ptr-domain', 'spf-domain'], default: 'ip-network',
+        description: "The client part of the triplet: its address; its /24 (IPv4) or /64 (IPv6), so a retry from another address of the sender's pool passes; its PTR name without the host label (the network when it has no PTR); or the sender's domain when that domain's SPF passes for the client, so a retry from any of the sender's SPF-listed servers passes (the network otherwise; a domain whose SPF passes everyone, +all, shares one key among all its clients). Needs dns.servers for spf-domain.",
       },
       retrySeconds: { type: 'integer', minimum: 1, maximum: 86400, default: 300, description: 'A retry passes once this long has gone by since the first attempt.' },
       pendingHours: { type: 'integer', minimum: 1, maximum: 168, default: 4, description: 'A triplet not retried within this long is forgotten.' },
@@ -89,7 +96,7 @@ export default defineRule({
       },
     },
   },
-  needs: (o) => [...(o.dnswl ? [`dnsbl:${o.dnswl}` as const] : []), ...(o.content ? ['body' as const] : [])] satisfies Need[],
+  needs: (o) => [...(o.dnswl ? [`dnsbl:${o.dnswl}` as const] : []), ...(o.content ? ['body' as const] : []), ...(o.key === 'spf-domain' ? ['spf' as const] : [])] satisfies Need[],
   phases: {
     rcpt: (ev, ctx) => {
       const o = ctx.options;

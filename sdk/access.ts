@@ -13,7 +13,7 @@ export type AccessTag = (typeof ACCESS_TAGS)[number];
 /**
  * What a line does when its keys match: `OK` accepts (the rules after it are skipped),
  * `REJECT` and `TEMPFAIL` refuse (with the line's text), `DISCARD` accepts and drops,
- * `SPF-PASS` whitelists once the sender's SPF passes (inert until SPF facts exist).
+ * `SPF-PASS` accepts as OK does when the sender's SPF passes (RFC 7208), else does nothing.
  */
 export const ACCESS_ACTIONS = ['OK', 'REJECT', 'TEMPFAIL', 'DISCARD', 'SPF-PASS'] as const;
 export type AccessAction = (typeof ACCESS_ACTIONS)[number];

@@ -164,10 +164,41 @@ export interface DnsMxAnswer {
 }
 
 /**
+ * The results of an SPF check, RFC 7208 §2.6 (the order is the RFC's):
+ * - `none`: no SPF record (or the domain does not exist, or is not a domain name);
+ * - `neutral`: the domain says nothing about the client (`?all`);
+ * - `pass`: the domain authorises the client to send for it;
+ * - `fail`: the domain says the client may not send for it (`-all`);
+ * - `softfail`: probably not authorised, but the domain does not commit (`~all`);
+ * - `temperror`: a transient failure (a DNS timeout or SERVFAIL, or the whole check
+ *   ran past the host's DNS deadline); never cached;
+ * - `permerror`: the domain's record is broken (a syntax error, more than 10 lookups).
+ */
+export const SPF_RESULTS = ['none', 'neutral', 'pass', 'fail', 'softfail', 'temperror', 'permerror'] as const;
+export type SpfResult = (typeof SPF_RESULTS)[number];
+
+/**
+ * The SPF check of the client against the sender's domain (RFC 7208 check_host(), at
+ * MAIL FROM). Only `pass` proves anything: the domain authorised this client, so mail
+ * from it in that domain's name is the domain's own.
+ */
+export interface SpfAnswer {
+  result: SpfResult;
+  /**
+   * The domain whose policy decided, lower case: the MAIL FROM domain, or the HELO name
+   * for the null sender (RFC 7208 §2.4: a bounce is checked against its HELO identity).
+   */
+  domain: string;
+  /** Which identity was checked: `mailfrom`, or `helo` for the null sender. */
+  identity: 'mailfrom' | 'helo';
+}
+
+/**
  * DNS facts the host looked up before the phase, for the needs its rules declared
- * (`needs: ['dnsbl:zen.spamhaus.org', 'rhsbl:dbl.spamhaus.org', 'mx']`). A fact is absent
- * when no rule of the phase asked for it, when it does not apply yet (no sender domain
- * before MAIL FROM, or the null sender) or when DNS is off in the host config.
+ * (`needs: ['dnsbl:zen.spamhaus.org', 'rhsbl:dbl.spamhaus.org', 'mx', 'spf']`). A fact is
+ * absent when no rule of the phase asked for it, when it does not apply yet (no sender
+ * before MAIL FROM; no sender domain for the null sender, except for SPF, which checks
+ * the HELO name then) or when DNS is off in the host config.
  */
 export interface DnsFacts {
   /** Client IP looked up in each DNSBL zone, by zone. */
@@ -176,6 +207,8 @@ export interface DnsFacts {
   rhsbl: Record<string, DnsListAnswer | undefined>;
   /** MX (or A/AAAA) of the MAIL FROM domain. */
   mx?: DnsMxAnswer;
+  /** SPF of the MAIL FROM domain (the HELO name for the null sender) for the client IP. */
+  spf?: SpfAnswer;
 }
 
 interface EventBase {

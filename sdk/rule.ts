@@ -152,12 +152,14 @@ export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: Rul
  * - `'body'`: the (capped) body in the `message` event;
  * - `'dnsbl:<zone>'`: the client IP looked up in a DNS block list → `ev.dns.dnsbl[zone]`;
  * - `'rhsbl:<zone>'`: the MAIL FROM domain looked up in a domain list → `ev.dns.rhsbl[zone]`;
- * - `'mx'`: the MAIL FROM domain's MX (or A/AAAA) → `ev.dns.mx`.
+ * - `'mx'`: the MAIL FROM domain's MX (or A/AAAA) → `ev.dns.mx`;
+ * - `'spf'`: the client checked against the MAIL FROM domain's SPF policy → `ev.dns.spf`.
  *
  * The host looks them up (cached, in parallel, early: DNSBLs at connect, sender facts at
  * MAIL FROM) and waits for them only before a phase whose rules declared them.
+ * @example needs: ['spf'], phases: { rcpt: (ev) => (ev.dns.spf?.result === 'pass' ? accept() : next()) }
  */
-export type Need = 'body' | 'mx' | `dnsbl:${string}` | `rhsbl:${string}`;
+export type Need = 'body' | 'mx' | 'spf' | `dnsbl:${string}` | `rhsbl:${string}`;
 
 /** Clients a rule does not run for. */
 export interface Skip {

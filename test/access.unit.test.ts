@@ -61,6 +61,43 @@ describe('access', () => {
     assert.equal((await other.rcpt('user@localhost')).reply, '554 5.7.1 Service unavailable; client [192.0.2.66] blocked using zen.spamhaus.org (SBL)');
   });
 
+  it('SPF-PASS whitelists a sender only from a client its domain authorises by SPF; otherwise the deny lines decide', async () => {
+    const entries = ['From:partner.example SPF-PASS', 'From:partner.example REJECT Only from their own servers'];
+    await using h = await loadRule('rules/access.ts', { options: { entries }, dns: fakeDns.spf('partner.example', 'v=spf1 ip4:192.0.2.7 -all') });
+    const theirs = await h.connect({ ip: '192.0.2.7', helo: 'mx.partner.example' });
+    const passed = await theirs.mail('news@partner.example');
+    assert.equal(passed.verdict.action, 'accept');
+    assert.equal(passed.verdict.reason, 'access-spf-pass');
+    const forged = await h.connect({ ip: '192.0.2.8', helo: 'mx.example.net' });
+    assert.equal((await forged.mail('news@partner.example')).reply, '550 5.7.1 Only from their own servers');
+  });
+
+  it('an SPF-PASS line with only a Connect: key waits for MAIL: SPF needs the sender', async () => {
+    await using h = await loadRule('rules/access.ts', { options: { entries: ['Connect:192.0.2.0/24 SPF-PASS'] }, dns: fakeDns.spf('partner.example', 'v=spf1 ip4:192.0.2.7 -all') });
+    const s = await h.connect({ ip: '192.0.2.7', helo: 'mx.partner.example' });
+    assert.equal(s.connected.verdict.action, 'next', 'no SPF before the sender is known');
+    assert.equal((await s.mail('news@partner.example')).verdict.action, 'accept');
+    assert.equal((await s.mail('news@elsewhere.example')).verdict.action, 'next', 'no SPF record: no pass');
+  });
+
+  it('asks the host for SPF only when the map may have an SPF-PASS line: in its options, or in a store list', async () => {
+    await using none = await loadRule('rules/access.ts', { options: { entries: ENTRIES, storeList: null } });
+    assert.deepEqual(none.ruleSet.rules[0]!.needs, []);
+    await using inOptions = await loadRule('rules/access.ts', { options: { entries: ['From:partner.example SPF-PASS'], storeList: null } });
+    assert.deepEqual(inOptions.ruleSet.rules[0]!.needs, ['spf']);
+    await using storeList = await load();
+    assert.deepEqual(storeList.ruleSet.rules[0]!.needs, ['spf'], '`portcullis access add` may add one while it runs');
+  });
+
+  it('an SPF-PASS line from the store list whitelists too', async () => {
+    await using h = await loadRule('rules/access.ts', { dns: fakeDns.spf('partner.example', 'v=spf1 ip4:192.0.2.7 -all') });
+    h.store.listAdd('access', 'From:partner.example SPF-PASS');
+    const s = await h.connect({ ip: '192.0.2.7', helo: 'mx.partner.example' });
+    const { verdict } = await s.mail('news@partner.example');
+    assert.equal(verdict.action, 'accept');
+    assert.equal(verdict.reason, 'access-spf-pass');
+  });
+
   it('a malformed line is refused at load with its config path', async () => {
     await assert.rejects(loadRule('rules/access.ts', { options: { entries: ['Conect:192.0.2.1 OK'] } }), /\/rules\/settings\/access\/options\/entries\/0: must match pattern/);
   });

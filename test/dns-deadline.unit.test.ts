@@ -1,8 +1,9 @@
-/** The host's own DNS deadline (withDeadline), with timers the test fires by hand: no clock involved. */
+/** The host's own DNS deadlines (withDeadline per query, checkSpf per SPF check), with timers the test fires by hand: no clock involved. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as turn } from 'node:timers/promises';
 import { tableBackend, withDeadline, type DeadlineTimers, type DnsBackend } from '../host/dns/backend.js';
+import { checkSpf } from '../host/dns/spf.js';
 
 /** Timers that never fire by themselves: `fire()` runs the ones still armed. */
 class FakeTimers implements DeadlineTimers {
@@ -26,7 +27,7 @@ class FakeTimers implements DeadlineTimers {
 function silentBackend() {
   const waiting = new Map<string, { resolve: (v: string[]) => void; reject: (e: Error) => void }>();
   const query = (name: string) => new Promise<string[]>((resolve, reject) => waiting.set(name, { resolve, reject }));
-  const backend: DnsBackend = { a: query, aaaa: query, txt: query, mx: query };
+  const backend: DnsBackend = { a: query, aaaa: query, txt: query, mx: query, ptr: query };
   return { backend, waiting };
 }
 
@@ -42,7 +43,7 @@ describe('DNS deadline (withDeadline)', () => {
     const timers = new FakeTimers();
     const { backend } = silentBackend();
     const bounded = withDeadline(backend, 2000, timers);
-    for (const type of ['a', 'aaaa', 'txt', 'mx'] as const) {
+    for (const type of ['a', 'aaaa', 'txt', 'mx', 'ptr'] as const) {
       const q = bounded[type]('2.0.0.127.zen.example');
       const t = track(q);
       assert.deepEqual([...timers.armed.values()].map((x) => x.ms), [2000], type);
@@ -82,5 +83,31 @@ describe('DNS deadline (withDeadline)', () => {
     waiting.get('fails-late.example')!.reject(Object.assign(new Error('queryA ETIMEOUT'), { code: 'ETIMEOUT' })); // no unhandled rejection
     await turn();
     await assert.rejects(late, { code: 'ETIMEOUT' });
+  });
+});
+
+describe('SPF deadline (checkSpf)', () => {
+  it('a check not done when the deadline fires is a temperror, and no query starts after it', async () => {
+    const timers = new FakeTimers();
+    const { backend, waiting } = silentBackend();
+    const check = checkSpf(backend, { ip: '192.0.2.9', sender: 'news@slow.example', helo: 'mx.slow.example' }, 2000, timers);
+    const t = track(check);
+    for (let i = 0; i < 500 && !waiting.has('slow.example'); i++) await turn(); // mailauth loads, then asks for the TXT record
+    assert.ok(waiting.has('slow.example'), 'the TXT query was sent');
+    assert.deepEqual([...timers.armed.values()].map((x) => x.ms), [2000], 'one deadline for the whole check');
+    assert.equal(t.state(), 'pending');
+    timers.fire();
+    assert.deepEqual(await check, { answer: { result: 'temperror', domain: 'slow.example', identity: 'mailfrom' }, why: 'not done within 2000 ms', code: 'ETIMEOUT', personal: false });
+    // The late answer names another domain to look up: the check has given up, so it is never asked.
+    waiting.get('slow.example')!.resolve(['v=spf1 include:more.slow.example -all']);
+    for (let i = 0; i < 5; i++) await turn();
+    assert.deepEqual([...waiting.keys()], ['slow.example']);
+  });
+
+  it('a check done in time disarms its deadline', async () => {
+    const timers = new FakeTimers();
+    const o = await checkSpf(tableBackend({ 'partner.example': { TXT: ['v=spf1 ip4:192.0.2.7 -all'] } }), { ip: '192.0.2.7', sender: 'a@partner.example', helo: null }, 2000, timers);
+    assert.equal(o.answer.result, 'pass');
+    assert.equal(timers.armed.size, 0);
   });
 });

@@ -34,6 +34,13 @@ export interface DnsZones {
   /** dnsmasq --mx-host / --host-record values. */
   mx: string[];
   hosts: string[];
+  /**
+   * SPF policies, domain → record (`'v=spf1 ip4:127.0.0.61 -all'`, no commas: dnsmasq
+   * splits the option at them): dnsmasq serves each as the domain's TXT record and
+   * answers other questions about the domain as having no such record (so an SPF check
+   * sees "no record", not a failure).
+   */
+  spf?: Record<string, string>;
 }
 
 export interface DnsServers {
@@ -138,6 +145,7 @@ export async function startDnsServers(dir: string, z: DnsZones): Promise<DnsServ
       '--cache-size=0', '--user=root', '--log-queries', `--log-facility=${log}`, `--local=/${z.localDomain}/`,
       ...zones.map((zone) => `--server=/${zone}/127.0.0.1#${rblPort}`),
       ...z.mx.map((m) => `--mx-host=${m}`), ...z.hosts.map((h) => `--host-record=${h}`),
+      ...Object.entries(z.spf ?? {}).flatMap(([domain, record]) => [`--local=/${domain}/`, `--txt-record=${domain},${record}`]),
     ], probe);
     dm = started.proc;
     const server = `127.0.0.1:${started.port}`;

@@ -161,7 +161,7 @@ describe('DNS that does not answer', () => {
   it('a lookup past dns.timeoutMs is an error, counted as ETIMEOUT, never a listing', async (t) => {
     const silent = await startSilentDns();
     const counters = new Counters();
-    const checker = new DnsChecker(nodeBackend([silent.server], 300), new MemoryStore(), counters, pino({ level: 'silent' }), 1800);
+    const checker = new DnsChecker({ backend: nodeBackend([silent.server], 300), cache: new MemoryStore(), counters, log: pino({ level: 'silent' }), ttlSeconds: 1800, timeoutMs: 300 });
     try {
       const t0 = performance.now();
       const answer = await checker.list('dnsbl', 'zen.test', '127.0.0.2', Date.now());

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT } from '../host/paths.js';
-import { loadRule, type Harness } from '../host/testing/harness.js';
+import { fakeDns, loadRule, type Harness } from '../host/testing/harness.js';
 
 const GREY = '421 4.7.1 Greylisted: please try again later';
 let h: Harness;
@@ -148,6 +148,39 @@ describe('greylist', () => {
     await s.auth('alice');
     await s.mail(fresh());
     assert.equal((await s.rcpt('user@localhost')).reply, null);
+  });
+});
+
+describe('greylist keyed on the SPF-validated sender domain', () => {
+  let hs: Harness;
+  before(async () => {
+    const dns = { ...fakeDns.spf('big.example', 'v=spf1 ip4:192.0.2.0/24 ip4:198.51.100.0/24 -all'), ...fakeDns.spf('open.example', 'v=spf1 ?all') };
+    hs = await loadRule(join(ROOT, 'rules', 'greylist.ts'), { options: { key: 'spf-domain' }, dns });
+  });
+  after(() => hs.close());
+
+  async function tryFrom(ip: string, from: string): Promise<{ reply: string | null; headers: [string, string][] }> {
+    const s = await hs.connect({ ip, helo: 'mx.example.net' });
+    await s.mail(from);
+    const r = await s.rcpt('user@localhost');
+    return { reply: r.reply, headers: r.headers };
+  }
+
+  it("a retry from another of the sender's SPF networks passes: the domain is the client part of the triplet", async () => {
+    assert.equal((await tryFrom('192.0.2.50', 'news@big.example')).reply, GREY);
+    hs.clock.advance(6 * 60_000);
+    const retry = await tryFrom('198.51.100.50', 'news@big.example');
+    assert.equal(retry.reply, null);
+    assert.match(retry.headers[0]![1], /^age=360s; key=spf-domain; triplet=big\.example\|news@big\.example\|user@localhost; /);
+  });
+
+  it('without an SPF pass the client network is the key, as with ip-network', async () => {
+    assert.equal((await tryFrom('203.0.113.50', 'news@open.example')).reply, GREY, 'neutral is no pass');
+    hs.clock.advance(6 * 60_000);
+    assert.equal((await tryFrom('198.51.100.60', 'news@open.example')).reply, GREY, 'another network is another triplet');
+    const retry = await tryFrom('203.0.113.51', 'news@open.example');
+    assert.equal(retry.reply, null, 'the same /24 passes');
+    assert.match(retry.headers[0]![1], /; key=spf-domain; triplet=203\.0\.113\|news@open\.example\|/);
   });
 });
 

@@ -12,6 +12,8 @@ export interface DnsBackend {
   txt(name: string): Promise<string[]>;
   /** Exchanges sorted by preference. */
   mx(name: string): Promise<string[]>;
+  /** The names of a reverse name (`4.3.2.1.in-addr.arpa`): SPF's `ptr` mechanism and `%{p}` macro (RFC 7208 §5.5, §7.3). */
+  ptr(name: string): Promise<string[]>;
 }
 
 /** `servers`: ["system"] for /etc/resolv.conf, or "IP", "IP:PORT", "[IPv6]:PORT". */
@@ -24,6 +26,7 @@ export function nodeBackend(servers: string[], timeoutMs: number): DnsBackend {
     aaaa: (n) => r.resolve6(n),
     txt: async (n) => (await r.resolveTxt(n)).map((chunks) => chunks.join('')),
     mx: async (n) => (await r.resolveMx(n)).sort((x, y) => x.priority - y.priority).map((m) => m.exchange),
+    ptr: (n) => r.resolvePtr(n),
   }, timeoutMs);
 }
 
@@ -33,7 +36,7 @@ export interface DeadlineTimers {
   clearTimeout(timer: unknown): void;
 }
 
-const realTimers: DeadlineTimers = {
+export const realTimers: DeadlineTimers = {
   setTimeout: (fire, ms) => setTimeout(fire, ms),
   clearTimeout: (timer) => clearTimeout(timer as NodeJS.Timeout),
 };
@@ -66,15 +69,16 @@ export function withDeadline(backend: DnsBackend, ms: number, timers: DeadlineTi
     aaaa: bounded('AAAA', (n) => backend.aaaa(n)),
     txt: bounded('TXT', (n) => backend.txt(n)),
     mx: bounded('MX', (n) => backend.mx(n)),
+    ptr: bounded('PTR', (n) => backend.ptr(n)),
   };
 }
 
 /** Fake answers for tests: name → records, or an error code (`'ETIMEOUT'`) for the whole name. */
-export type DnsTable = Record<string, { A?: string[]; AAAA?: string[]; TXT?: string[]; MX?: string[] } | string>;
+export type DnsTable = Record<string, { A?: string[]; AAAA?: string[]; TXT?: string[]; MX?: string[]; PTR?: string[] } | string>;
 
 export function tableBackend(table: DnsTable): DnsBackend {
   const entries = new Map(Object.entries(table).map(([k, v]) => [k.toLowerCase().replace(/\.$/, ''), v]));
-  const look = (type: 'A' | 'AAAA' | 'TXT' | 'MX') => async (name: string): Promise<string[]> => {
+  const look = (type: 'A' | 'AAAA' | 'TXT' | 'MX' | 'PTR') => async (name: string): Promise<string[]> => {
     const e = entries.get(name.toLowerCase());
     if (e === undefined) throw Object.assign(new Error(`queryA ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
     if (typeof e === 'string') throw Object.assign(new Error(`query ${e} ${name}`), { code: e });
@@ -82,5 +86,5 @@ export function tableBackend(table: DnsTable): DnsBackend {
     if (!v?.length) throw Object.assign(new Error(`query ENODATA ${name}`), { code: 'ENODATA' });
     return v;
   };
-  return { a: look('A'), aaaa: look('AAAA'), txt: look('TXT'), mx: look('MX') };
+  return { a: look('A'), aaaa: look('AAAA'), txt: look('TXT'), mx: look('MX'), ptr: look('PTR') };
 }

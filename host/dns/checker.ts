@@ -1,5 +1,5 @@
 /**
- * DNS block lists and the sender-domain MX check, with a TTL cache in the store.
+ * DNS block lists, the sender-domain MX check and SPF, with a TTL cache in the store.
  *
  * The rules never see DNS errors as listings: a timeout or SERVFAIL gives `error`, which
  * is never cached and never "listed" (RFC 5782 §2.1 leaves the meaning of failures to
@@ -8,10 +8,11 @@
  */
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import type { DnsListAnswer, DnsMxAnswer } from '../../sdk/index.js';
+import type { DnsListAnswer, DnsMxAnswer, SpfAnswer } from '../../sdk/index.js';
 import type { Counters } from '../metrics.js';
 import { CACHE_PREFIX, type TtlCache } from '../store/ports.js';
 import { nodeBackend, type DnsBackend } from './backend.js';
+import { checkSpf, spfIdentity } from './spf.js';
 
 export type ListKind = 'dnsbl' | 'rhsbl';
 
@@ -35,19 +36,33 @@ export function reversedIp(ip: string): string | null {
 /** A domain we may look up: letters, digits, hyphens, dots; no IP literal. */
 const isLookupDomain = (d: string): boolean => /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/i.test(d) && isIP(d) === 0;
 
+export interface DnsCheckerOptions {
+  backend: DnsBackend;
+  /** Where answers are cached (the store), for `ttlSeconds`. */
+  cache: TtlCache;
+  counters: Counters;
+  log: Logger;
+  ttlSeconds: number;
+  /** The DNS deadline (config `dns.timeoutMs`): the backend applies it per query, SPF to its whole check. */
+  timeoutMs: number;
+}
+
 export class DnsChecker {
   /** Lookups in flight, shared by every session that asks the same thing at once. */
   private inflight = new Map<string, Promise<unknown>>();
   /** Zones that refused us recently (logged at most once every 10 minutes each). */
   private refusedLogged = new Map<string, number>();
 
-  constructor(
-    private readonly backend: DnsBackend,
-    private readonly cache: TtlCache,
-    private readonly counters: Counters,
-    private readonly log: Logger,
-    private readonly ttlSeconds: number,
-  ) {}
+  private readonly backend: DnsBackend;
+  private readonly cache: TtlCache;
+  private readonly counters: Counters;
+  private readonly log: Logger;
+  private readonly ttlSeconds: number;
+  private readonly timeoutMs: number;
+
+  constructor(o: DnsCheckerOptions) {
+    ({ backend: this.backend, cache: this.cache, counters: this.counters, log: this.log, ttlSeconds: this.ttlSeconds, timeoutMs: this.timeoutMs } = o);
+  }
 
   /** Looks `subject` (an IP for dnsbl, a domain for rhsbl) up in `zone`; null when it cannot be looked up. */
   list(kind: ListKind, zone: string, subject: string, now: number): Promise<DnsListAnswer> | null {
@@ -62,13 +77,37 @@ export class DnsChecker {
     return this.cached(`${CACHE_PREFIX.dns}mx:${domain.toLowerCase()}`, 'mx', now, () => this.queryMx(domain), (a) => a.status !== 'error');
   }
 
-  private cached<T>(key: string, kind: string, now: number, query: () => Promise<T>, cacheable: (a: T) => boolean): Promise<T> {
+  /**
+   * The SPF check (RFC 7208) of `ip` for the MAIL FROM `sender` ('' for the null sender:
+   * the HELO name is checked, §2.4). Cached per client IP and domain; a temperror is not
+   * cached, nor a result that depended on the sender's local part or HELO name.
+   */
+  spf(ip: string, sender: string, helo: string | null, now: number): Promise<SpfAnswer> {
+    const { identity, domain } = spfIdentity(sender, helo);
+    // §4.3: a name that is malformed or not multi-label (a bare HELO word, an IP literal) is "none", without DNS.
+    if (!isLookupDomain(domain) || !domain.includes('.')) return Promise.resolve({ result: 'none', domain, identity });
+    let personal = false;
+    const check = async (): Promise<SpfAnswer> => {
+      const o = await checkSpf(this.backend, { ip, sender, helo }, this.timeoutMs);
+      personal = o.personal;
+      if (o.why) this.log.info({ ip, sender, domain, result: o.answer.result }, `SPF check of ${ip} for ${domain}: ${o.answer.result} (${o.why})`);
+      if (o.code) this.counters.inc('dns_errors_total', { zone: 'spf', code: o.code });
+      return o.answer;
+    };
+    // Sessions asking at once share a check only when they ask the same question (a
+    // policy may read the local part or the HELO name, §7.2).
+    const share = `dns:spf:${ip}:${sender.toLowerCase()}:${helo ?? ''}`;
+    return this.cached(`dns:spf:${ip}:${domain}`, 'spf', now, check, (a) => a.result !== 'temperror' && !personal, share);
+  }
+
+  /** The answer under `key`: cached, else the one `query` gives (shared under `share` while it runs), cached when `cacheable`. */
+  private cached<T>(key: string, kind: string, now: number, query: () => Promise<T>, cacheable: (a: T) => boolean, share = key): Promise<T> {
     const hit = this.cache.cacheGet(key, now);
     if (hit !== undefined) {
       this.counters.inc('dns_cache_hits_total', { kind });
       return Promise.resolve(JSON.parse(hit) as T);
     }
-    const running = this.inflight.get(key);
+    const running = this.inflight.get(share);
     if (running) return running as Promise<T>;
     this.counters.inc('dns_lookups_total', { kind });
     const p = query()
@@ -79,8 +118,8 @@ export class DnsChecker {
         }
         return a;
       })
-      .finally(() => this.inflight.delete(key));
-    this.inflight.set(key, p);
+      .finally(() => this.inflight.delete(share));
+    this.inflight.set(share, p);
     return p;
   }
 
@@ -148,5 +187,5 @@ export class DnsChecker {
 /** The checker for a config's `dns` section, or null when DNS is off (no servers). */
 export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, cache: TtlCache, counters: Counters, log: Logger): DnsChecker | null {
   if (!dns.servers.length) return null;
-  return new DnsChecker(nodeBackend(dns.servers, dns.timeoutMs), cache, counters, log, dns.cacheTtlSeconds);
+  return new DnsChecker({ backend: nodeBackend(dns.servers, dns.timeoutMs), cache, counters, log, ttlSeconds: dns.cacheTtlSeconds, timeoutMs: dns.timeoutMs });
 }

@@ -167,7 +167,7 @@ export class SmtpSession {
     this.current = this.newTransaction();
     this.wellBehaved = d.store.wellBehaved(plainIp(conn.ip), d.now());
     // Exempt clients skip every rule, so nothing is looked up for them either.
-    this.facts = d.dns && ruleSet.dnsAll.length && !this.exempt ? new SessionFacts(d.dns, plainIp(conn.ip), d.now) : null;
+    this.facts = d.dns && ruleSet.dnsAll.length && !this.exempt ? new SessionFacts(d.dns, plainIp(conn.ip), d.now, () => this.heloSeen?.name ?? null) : null;
   }
 
   /** The last accepted HELO/EHLO, or null. */

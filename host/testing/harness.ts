@@ -85,7 +85,7 @@ export interface HarnessOptions {
   /**
    * Fake DNS answers, name → records (or an error code such as `'ETIMEOUT'`); names not
    * in the table are NXDOMAIN. Without it DNS is off and rules see no DNS facts. Build
-   * entries with `fakeDns.listed(...)` / `fakeDns.mx(...)`. `'config'` queries the
+   * entries with `fakeDns.listed(...)` / `fakeDns.mx(...)` / `fakeDns.spf(...)`. `'config'` queries the
    * config's real `dns.servers` (what `portcullis try` does).
    * @example dns: { ...fakeDns.listed('zen.spamhaus.org', '192.0.2.1', '127.0.0.4') }
    */
@@ -106,6 +106,10 @@ export const fakeDns = {
   /** `domain` has these MX hosts (none: only an A record). */
   mx(domain: string, ...hosts: string[]): DnsTable {
     return { [domain]: hosts.length ? { MX: hosts } : { A: ['192.0.2.80'] } };
+  },
+  /** `domain` publishes this SPF record (`'v=spf1 ip4:192.0.2.7 -all'`) as its TXT. */
+  spf(domain: string, record: string): DnsTable {
+    return { [domain]: { TXT: [record] } };
   },
 };
 
@@ -157,7 +161,7 @@ export class Harness {
     this.log = pino({ level: 'debug' }, sink);
     this.pipeline = new Pipeline(sandbox, this.log, this.counters);
     this.policy = new SessionPolicy(config);
-    this.dns = dns === 'config' ? dnsCheckerFor(config.dns, store, this.counters, this.log) : dns ? new DnsChecker(tableBackend(dns), store, this.counters, this.log, config.dns.cacheTtlSeconds) : null;
+    this.dns = dns === 'config' ? dnsCheckerFor(config.dns, store, this.counters, this.log) : dns ? new DnsChecker({ backend: tableBackend(dns), cache: store, counters: this.counters, log: this.log, ttlSeconds: config.dns.cacheTtlSeconds, timeoutMs: config.dns.timeoutMs }) : null;
   }
 
   /** The rules loaded, in run order. */
