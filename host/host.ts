@@ -12,7 +12,7 @@ import { needName } from './dns/facts.js';
 import { Delivery } from './delivery/delivery.js';
 import { openHostLog } from './log.js';
 import { Counters } from './metrics.js';
-import { TrafficStats } from './stats.js';
+import { TrafficStats } from './smtp/traffic.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { loadRuleSet, offReason, RuleCache, type RuleSet } from './pipeline/ruleset.js';
 import { Reloader, type ReloadStatus } from './reload.js';

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TrafficStats } from '../host/stats.js';
+import { TrafficStats } from '../host/smtp/traffic.js';
 import type { TransactionSummary } from '../host/smtp/transaction-log.js';
 
 const T0 = Date.parse('2026-12-01T10:00:30Z');

@@ -23,7 +23,7 @@ import { authOffered } from './auth.js';
 import { connectionClass, isStoppable, type Greeting } from './connection.js';
 import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
-import type { TrafficStats } from '../stats.js';
+import type { TrafficStats } from './traffic.js';
 import { TransactionLog } from './transaction-log.js';
 import { SessionPolicy, SmtpSession, type CommandResult, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
 import { TlsCertificate } from './tls.js';

@@ -5,7 +5,7 @@
  * Fed by the transaction log (one summary per transaction) and the connection count;
  * kept in memory, so they start over when the host restarts.
  */
-import type { TransactionSummary } from './smtp/transaction-log.js';
+import type { TransactionSummary } from './transaction-log.js';
 
 export interface TrafficCounts {
   connections: number;
