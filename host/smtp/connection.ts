@@ -2,8 +2,8 @@
  * Our subclass of smtp-server's connection. smtp-server has no hook for HELO/EHLO or for
  * the DATA command before 354, rewrites the codes of hook errors (a 550 goes out as
  * "550 5.1.1"), always waits 100 ms before greeting, and at shutdown leaves idle clients
- * connected for 30 s. This class fixes those five things and nothing else; everything
- * else is smtp-server's.
+ * connected for 30 s. This class fixes those five things, and counts every reply it
+ * writes (replies_total), and nothing else; everything else is smtp-server's.
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { SMTPServerSession } from 'smtp-server';
@@ -12,6 +12,8 @@ import { formatReply, OWN_REPLY_TEXT, type Reply } from './reply.js';
 export interface ConnectionHooks {
   /** Read per connection, so a config reload applies to new connections. */
   greetPauseMs: () => number;
+  /** Every reply line (or multi-line reply) written to the client, by its code: counted. */
+  replied(code: number): void;
   /** Runs the helo phase; a Reply refuses the command, null lets smtp-server answer. */
   helo(session: SMTPServerSession, verb: 'HELO' | 'EHLO', name: string): Promise<Reply | null>;
   /** Runs the data phase before the 354; a Reply refuses DATA. */
@@ -53,7 +55,9 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
       });
     }
 
+    /** Every reply smtp-server writes goes through here; ours through sendOwn. */
     override send(code: number, data?: string | string[] | null, context?: string | false): void {
+      hooks.replied(code);
       // Text we formatted (a ReplyError's message, our 250 after DATA) starts with its
       // enhanced status: smtp-server must not add one of its own (it would say 5.1.1).
       if (typeof data === 'string' && OWN_REPLY_TEXT.test(data)) super.send(code, data, false);
@@ -71,7 +75,7 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
      */
     stop(reply: Reply, now = false): void {
       this.stopReply = reply;
-      if (now && !this._closing) super.send(421, formatReply(reply).slice(4), false);
+      if (now && !this._closing) this.sendOwn(reply);
       else this.stopIfIdle();
     }
 
@@ -81,18 +85,24 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
     }
 
     private stopIfIdle(): void {
-      if (this.stopReply && !this._closing && this.idle()) super.send(421, formatReply(this.stopReply).slice(4), false); // a 421 closes
+      if (this.stopReply && !this._closing && this.idle()) this.sendOwn(this.stopReply); // a 421 closes
     }
 
     override _onCommand(command: Buffer, callback?: () => void): void {
       // A command that arrives while stopping (pipelined after a message, say) is answered
       // with our 421 rather than run, or smtp-server's own shutdown text.
-      if (this.stopReply && !this._upgrading) return void super.send(421, formatReply(this.stopReply).slice(4), false);
+      if (this.stopReply && !this._upgrading) return void this.sendOwn(this.stopReply);
       super._onCommand(command, callback);
     }
 
-    private answer(r: Reply, callback: () => void): void {
+    /** Writes one of our replies as is, past send()'s handling of smtp-server's own (its status, the stop check). */
+    private sendOwn(r: Reply): void {
+      hooks.replied(r.code);
       super.send(r.code, formatReply(r).slice(4), false);
+    }
+
+    private answer(r: Reply, callback: () => void): void {
+      this.sendOwn(r);
       callback();
     }
 

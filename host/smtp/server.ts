@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
-import type { Counters } from '../metrics.js';
+import { replyClass, type Metrics } from '../metrics.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
@@ -35,7 +35,7 @@ export interface FrontDoorDeps {
   delivery: { accept(t: AcceptedTransaction): Promise<DeliveryOutcome> };
   store: MemoryStore;
   log: Logger;
-  counters: Counters;
+  metrics: Metrics;
   /** The RuleSet a new session pins, and the call that unpins it when the session ends. */
   rules: { pin(): RuleSet; unpin(rs: RuleSet): void };
 }
@@ -104,19 +104,25 @@ export class FrontDoor {
     this.config = c;
     this.tls.load(c.tls, 'reload');
     Object.assign(this.server.options, this.liveOptions(c));
-    this.checker = c.checker ? new ExternalChecker(c.checker, resolve(c.dataDir), this.d.log, this.d.counters) : null;
+    this.checker = c.checker ? new ExternalChecker(c.checker, resolve(c.dataDir), this.d.log, this.d.metrics) : null;
     this.deps = {
-      policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, counters: this.d.counters,
+      policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, metrics: this.d.metrics,
       now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
-      dns: dnsCheckerFor(c.dns, this.d.store, this.d.counters, this.d.log),
+      dns: dnsCheckerFor(c.dns, this.d.store, this.d.metrics, this.d.log),
       clientSessions: (ip) => this.perIp.get(ip) ?? 0,
     };
+  }
+
+  /** SMTP sessions open now. */
+  get openSessions(): number {
+    return this.sessions.size;
   }
 
   /** Our connection subclass (HELO/DATA hooks, exact replies, greeting pause): see connection.ts. */
   private installConnectionClass(): void {
     const Conn = connectionClass({
       greetPauseMs: () => this.config.greetPauseMs,
+      replied: (code) => this.d.metrics.inc('replies_total', { class: replyClass(code) }),
       helo: async (s, verb, name) => (await this.session(s).heloCommand(verb, name)).reply,
       data: async (s) => (await this.session(s).data()).reply,
       failed: (s, e) => this.failed(s, e),
@@ -138,7 +144,7 @@ export class FrontDoor {
    */
   private failed(s: SMTPServerSession, e: unknown): Reply {
     this.d.log.error({ session: s.id, err: e }, `internal error while handling the session: ${(e as Error)?.message ?? String(e)}`);
-    this.d.counters.inc('internal_errors_total');
+    this.d.metrics.inc('internal_errors_total');
     return REPLIES.internal(s.id);
   }
 
@@ -181,6 +187,7 @@ export class FrontDoor {
       if (size <= max) chunks.push(c);
     });
     stream.on('end', () => {
+      this.d.metrics.inc('received_bytes_total', {}, size);
       // Over the limit: smtp-server itself answers 552 (RFC 5321 §4.5.3.1.7) whatever we say.
       if (stream.sizeExceeded) return cb(null);
       this.endOfMessage(s, Buffer.concat(chunks, size)).then(

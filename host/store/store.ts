@@ -9,7 +9,7 @@
  * change does to the state, whether it was made here or reported by the backend.
  */
 import type { Logger } from 'pino';
-import type { Counters } from '../metrics.js';
+import type { LabelsOf, Metrics } from '../metrics.js';
 import {
   WATCH_MAX_WINDOW_MS,
   type BlacklistEntry,
@@ -47,7 +47,7 @@ export interface StoreOptions {
   /** Where a failed write is logged. */
   log?: Logger;
   /** Counts failed writes (`store_write_failures_total`). */
-  counters?: Counters;
+  metrics?: Metrics;
 }
 
 /** How often queued changes go to the backend. */
@@ -206,7 +206,7 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
       .write(batch)
       .catch((e: Error) => {
         this.lastWriteError = e;
-        this.opts.counters?.inc('store_write_failures_total');
+        this.opts.metrics?.inc('store_write_failures_total');
         this.opts.log?.error({ err: e, changes: batch.length }, `store write failed (${batch.length} changes lost from disk, kept in memory): ${e.message}`);
       })
       .finally(() => {
@@ -339,6 +339,12 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
 
   get cacheSize(): number {
     return this.cache.size;
+  }
+
+  /** Entries per part of the store (`store_entries`), expired ones not yet dropped included. */
+  get sizes(): Record<LabelsOf<'store_entries'>['kind'], number> {
+    const values = (m: Map<string, Set<string>>) => [...m.values()].reduce((n, set) => n + set.size, 0);
+    return { blacklist: this.blacklist.size, watch: this.watch.size, mailboxes: values(this.mailboxes), lists: values(this.lists) };
   }
 }
 
