@@ -18,7 +18,7 @@ import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Counters } from './metrics.js';
+import type { Metrics } from './metrics.js';
 
 export interface CheckerConfig {
   /** The program and its fixed arguments. */
@@ -50,7 +50,7 @@ export class ExternalChecker {
   private seq = 0;
   private readonly dir: string;
 
-  constructor(private readonly cfg: CheckerConfig, dataDir: string, private readonly log: Logger, private readonly counters: Counters) {
+  constructor(private readonly cfg: CheckerConfig, dataDir: string, private readonly log: Logger, private readonly metrics: Metrics) {
     this.dir = join(dataDir, 'checker');
     mkdirSync(this.dir, { recursive: true });
     const problem = checkerCommandProblem(cfg.command);
@@ -104,7 +104,7 @@ export class ExternalChecker {
 
   private done(input: CheckInput, r: CheckResult, started: number): CheckResult {
     const ms = Date.now() - started;
-    this.counters.inc('checker_results_total', { result: r.verdict });
+    this.metrics.inc('checker_results_total', { result: r.verdict });
     const what = r.verdict === 'accept' ? `accepted${r.headers.length ? ` (+${r.headers.length} headers)` : ''}` : `${r.verdict}: ${r.why}`;
     this.log.info({ session: input.session, ip: input.ip, checker: r.verdict, ms }, `external checker ${what}`);
     return r;

@@ -5,13 +5,15 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { adminRoutes } from './admin/routes.js';
+import { AdminServer } from './admin/server.js';
 import { parseListen, type Config, type ConfigOverrides } from './config/config.js';
 import { ControlServer, DataDirInUseError, START_WAIT_MS } from './control.js';
 import { MailAdmin } from './delivery/admin.js';
 import { needName } from './dns/facts.js';
 import { Delivery } from './delivery/delivery.js';
 import { openHostLog } from './log.js';
-import { Counters } from './metrics.js';
+import { Metrics } from './metrics.js';
 import { TrafficStats } from './smtp/traffic.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { loadRuleSet, offReason, RuleCache, type RuleSet } from './pipeline/ruleset.js';
@@ -36,7 +38,8 @@ export interface HostOptions {
 export interface Host {
   readonly config: Config;
   readonly log: Logger;
-  readonly counters: Counters;
+  /** Every metric (host/metrics.ts); it outlives reloads. */
+  readonly metrics: Metrics;
   /** Per-minute and hourly traffic, and per recipient domain per day (the admin API's STAT WINDOW, STAT HOURLY, routes). */
   readonly stats: TrafficStats;
   /** The watchlist store (blacklist, counters, mailboxes, lists): in memory, written behind to SQLite under the data dir. */
@@ -44,6 +47,8 @@ export interface Host {
   readonly sandbox: Sandbox;
   /** Listening addresses, with the real port when the config asked for port 0. */
   readonly addresses: { host: string; port: number }[];
+  /** Where the admin listener (/metrics) listens, with the real port; null when config admin.listen is null. */
+  readonly adminAddress: { host: string; port: number } | null;
   /** The RuleSet new sessions get. */
   current(): RuleSet;
   /** Live sessions per RuleSet version. */
@@ -89,7 +94,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   const own = opts.logger ? null : openHostLog(config.log);
   const log = opts.logger ?? own!.log;
   const flushLog = () => own?.flush();
-  const counters = new Counters();
+  const metrics = new Metrics();
   const stats = new TrafficStats();
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
@@ -100,7 +105,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     stale: (path) => log.warn({ dataDir }, `took over the data dir: the process that held it is gone (removed its stale ${path})`),
   });
   if (!(control instanceof ControlServer)) throw new DataDirInUseError(dataDir, control);
-  const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, counters }).catch(async (e: unknown) => {
+  const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, metrics }).catch(async (e: unknown) => {
     await control.close();
     throw e;
   });
@@ -108,6 +113,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   const pool = new Sandbox({ workers: config.sandbox.workers, storeCall: storeAccess(store) });
   let front: FrontDoor | undefined;
   let delivery: Delivery | undefined;
+  let admin: AdminServer | undefined;
   try {
     const cache = new RuleCache();
     const ruleSet = await loadRuleSet(config, pool, 1, { cache });
@@ -117,14 +123,14 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     if (ruleSet.off.length) log.info({ version: 1, off: ruleSet.off.map((r) => r.name) }, `not running: ${ruleSet.off.map((r) => `${r.name} (${offReason(r)})`).join('; ')}`);
     const sets = new RuleSets(ruleSet, pool);
     const spool = new Spool(dataDir);
-    const deliv = (delivery = new Delivery({ config, spool, dataDir, log, counters }));
+    const deliv = (delivery = new Delivery({ config, spool, dataDir, log, metrics }));
     await deliv.start(); // what the spool holds from the last run, before new mail arrives
-    const admin = new MailAdmin({ spool, dataDir, queue: deliv.queue, hold: config.delivery.queue.hold, log });
-    control.serve((req) => admin.handle(req).catch((e: unknown) => {
+    const mailAdmin = new MailAdmin({ spool, dataDir, queue: deliv.queue, hold: config.delivery.queue.hold, log });
+    control.serve((req) => mailAdmin.handle(req).catch((e: unknown) => {
       log.error({ err: e, request: req }, `${req.op} failed: ${(e as Error).message}`);
       throw e;
     }));
-    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, counters), delivery: deliv, store, log, counters, stats, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
+    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, metrics), delivery: deliv, store, log, metrics, stats, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
     for (const l of config.listen) {
       const { host, port } = parseListen(l);
@@ -139,7 +145,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       if (addresses.length > 1) door.extra.push(srv);
     }
     const reloader = new Reloader({
-      configFile: opts.configFile, overrides: opts.overrides ?? {}, config, ruleSet, sandbox: pool, cache, log, counters, dataDir,
+      configFile: opts.configFile, overrides: opts.overrides ?? {}, config, ruleSet, sandbox: pool, cache, log, metrics, dataDir,
       apply: (cfg, rs) => {
         applyMailboxConfig(store, cfg);
         door.configure(cfg);
@@ -148,13 +154,27 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         if (!opts.logger) log.level = cfg.log.level;
       },
     });
+    // Gauges read when /metrics is scraped, from what keeps them.
+    metrics.collect('sessions_open', (set) => set({}, door.openSessions));
+    metrics.collect('ruleset_version', (set) => set({}, sets.current.version));
+    metrics.collect('delivery_queue_messages', async (set) => set({}, (await spool.list('spool')).length));
+    metrics.collect('dns_cache_entries', (set) => set({}, store.cacheSize));
+    metrics.collect('store_entries', (set) => {
+      const sizes = store.sizes;
+      for (const kind of Object.keys(sizes) as (keyof typeof sizes)[]) set({ kind }, sizes[kind]);
+    });
+    // After SMTP: a busy SMTP port is the error to report, and an admin port is never an SMTP one (config.ts).
+    if (config.admin.listen !== null) admin = await AdminServer.start({ listen: config.admin.listen, token: config.admin.token, routes: adminRoutes({ metrics }), log });
+    const adminAddress = admin?.address ?? null;
     if (opts.watch) await Promise.all([reloader.watch(), door.tls.watch()]);
     // Counters reach `portcullis stats` through status.json.
-    const statusTimer = setInterval(() => reloader.writeStatus(), 10_000);
+    await reloader.writeStatus();
+    const statusTimer = setInterval(() => void reloader.writeStatus(), 10_000);
     statusTimer.unref();
     log.info({ listen: addresses.map((a) => `${a.host}:${a.port}`), dataDir }, `Portcullis listening on ${addresses.map((a) => `${a.host}:${a.port}`).join(', ')}`);
+    if (adminAddress) log.info({ admin: hostPort(adminAddress) }, `metrics at http://${hostPort(adminAddress)}/metrics`);
     return {
-      config, log, counters, stats, store, sandbox: pool, addresses,
+      config, log, metrics, stats, store, sandbox: pool, addresses, adminAddress,
       current: () => sets.current,
       pins: () => sets.counts(),
       reload: async (reason) => {
@@ -167,8 +187,9 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       close: async () => {
         clearInterval(statusTimer);
         control.stop(); // new requests hear "ask again"; one under way finishes below
+        await admin?.close();
         await reloader.close();
-        reloader.writeStatus();
+        await reloader.writeStatus();
         await door.close();
         // After the door: a relayed message in flight still needs its next hop.
         await deliv.close();
@@ -180,6 +201,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       },
     };
   } catch (e) {
+    await admin?.close().catch(() => undefined);
     await front?.close().catch(() => undefined);
     await delivery?.close().catch(() => undefined);
     await pool.close();
@@ -188,6 +210,11 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     flushLog();
     throw e;
   }
+}
+
+/** HOST:PORT as a URL writes it ([v6]:PORT). */
+function hostPort(a: { host: string; port: number }): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
 
 /** Says at start whether the rules' DNS checks will run, so "why is nothing listed?" has an answer in the log. */

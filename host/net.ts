@@ -20,6 +20,13 @@ export function networkList(cidrs: string[]): (ip: string) => boolean {
   };
 }
 
+const loopbackIp = networkList(['127.0.0.0/8', '::1/128']);
+
+/** Whether a listen host (an IP, or a name) is a loopback address: only this machine can reach it. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || loopbackIp(host);
+}
+
 /** The domain of an address, lower-cased; '' for none. RFC 5321 §4.1.1.3: bare "postmaster" is local. */
 export function domainOf(address: string): string {
   const at = address.lastIndexOf('@');

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, optionFilesOf, type Config, type ConfigOverrides } from './config/config.js';
-import type { Counters } from './metrics.js';
+import type { Metrics } from './metrics.js';
 import { loadRuleSet, ruleDirs, RuleCache, RuleSetError, type RuleSet } from './pipeline/ruleset.js';
 import type { Sandbox } from './sandbox/sandbox.js';
 import { adminRuleFiles, formatTypeProblem, typeCheckRules } from './typecheck.js';
@@ -18,9 +18,10 @@ import { adminRuleFiles, formatTypeProblem, typeCheckRules } from './typecheck.j
 /**
  * Config keys that take a restart to change (everything else applies live; `tls` too:
  * the files are read again at each reload). delivery: its connection pools and queue
- * are built at start; a message in flight must not change next hop half-way.
+ * are built at start; a message in flight must not change next hop half-way. admin: its
+ * listener, and the token it checks, are set up at start.
  */
-const RESTART_KEYS = ['listen', 'dataDir', 'sandbox', 'delivery'] as const;
+const RESTART_KEYS = ['listen', 'admin', 'dataDir', 'sandbox', 'delivery'] as const;
 /** Editors save in bursts (temp file, rename, chmod): wait this long for quiet. */
 const DEBOUNCE_MS = 50;
 
@@ -33,7 +34,7 @@ export interface ReloadDeps {
   sandbox: Sandbox;
   cache: RuleCache;
   log: Logger;
-  counters: Counters;
+  metrics: Metrics;
   /** Swaps in a good new version. */
   apply(config: Config, ruleSet: RuleSet): void;
   /** Where status.json goes. */
@@ -69,6 +70,8 @@ export class Reloader {
   private typeCheck: Promise<void> | null = null;
   private typeCheckAgain = false;
   readonly status: ReloadStatus;
+  /** The last status.json write (see writeStatus). */
+  private statusWritten: Promise<void> = Promise.resolve();
 
   constructor(private readonly d: ReloadDeps) {
     this.config = d.config;
@@ -78,7 +81,6 @@ export class Reloader {
       pid: process.pid, startedAt: new Date().toISOString(), version: this.version, rules: d.ruleSet.rules.map((r) => r.name),
       reloads: { ok: 0, failed: 0 }, lastReload: null, lastError: null, restartNeeded: [], warnings: d.ruleSet.warnings,
     };
-    this.writeStatus();
   }
 
   /** The config now in force. */
@@ -156,7 +158,7 @@ export class Reloader {
     this.watcher?.add(optionFilesOf(config)); // a file a rule's options now come from (chokidar ignores ones it has)
     this.ruleSet = ruleSet;
     const ms = Math.round(performance.now() - t0);
-    this.d.counters.inc('reloads_total', { result: 'ok' });
+    this.d.metrics.inc('reloads_total', { result: 'ok' });
     this.d.log.info({ version, ms, changed, reason }, `reloaded: version ${version} in ${ms} ms (${changed.join('; ') || 'no change'})`);
     if (restartNeeded.length) this.d.log.warn({ keys: restartNeeded }, `config ${restartNeeded.join(', ')} changed: that takes a restart; the running values stay`);
     for (const w of ruleSet.warnings) this.d.log.warn({ version }, w);
@@ -166,7 +168,7 @@ export class Reloader {
       restartNeeded: [...new Set([...this.status.restartNeeded, ...restartNeeded])],
     });
     this.status.reloads.ok++;
-    this.writeStatus();
+    void this.writeStatus();
     if (changed.some((c) => c.startsWith('rule '))) this.checkTypes();
   }
 
@@ -193,18 +195,26 @@ export class Reloader {
   }
 
   private fail(reason: string, problems: string[]): void {
-    this.d.counters.inc('reloads_total', { result: 'failed' });
+    this.d.metrics.inc('reloads_total', { result: 'failed' });
     this.d.log.error({ reason, problems }, `reload failed, version ${this.ruleSet.version} keeps serving:\n  ${problems.join('\n  ')}`);
     this.status.lastError = { at: new Date().toISOString(), reason, problems };
     this.status.reloads.failed++;
-    this.writeStatus();
+    void this.writeStatus();
   }
 
-  /** Writes status.json (with the counters) now; the host also calls it every few seconds. */
-  writeStatus(): void {
-    this.status.counters = this.d.counters.snapshot();
-    this.status.savedAt = new Date().toISOString();
+  /**
+   * Writes status.json (with the counters), after any write under way so two never race
+   * for the file; the host also calls it every few seconds.
+   */
+  writeStatus(): Promise<void> {
+    this.statusWritten = this.statusWritten.then(() => this.writeStatusNow());
+    return this.statusWritten;
+  }
+
+  private async writeStatusNow(): Promise<void> {
     try {
+      this.status.counters = await this.d.metrics.snapshot();
+      this.status.savedAt = new Date().toISOString();
       const file = join(this.d.dataDir, 'status.json');
       writeFileSync(`${file}.tmp`, JSON.stringify(this.status, null, 2) + '\n');
       renameSync(`${file}.tmp`, file);

@@ -41,7 +41,7 @@ describe('external checker', () => {
       const head = m!.eml.toString().split('\r\n\r\n')[0]!;
       assert.match(head, /\r\nX-Checked: clean by ok\.sh\r\nX-Score: 0\.1\r\n/);
       assert.doesNotMatch(head, /not a header line/);
-      assert.equal(h.host.counters.get('checker_results_total', { result: 'accept' }), 1);
+      assert.equal(await h.host.metrics.get('checker_results_total', { result: 'accept' }), 1);
     });
   });
 

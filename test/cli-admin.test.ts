@@ -80,7 +80,7 @@ describe('store commands and the data directory', () => {
     const site = join(work, 'site');
     mkdirSync(site);
     // dataDir relative to the config file: the same directory from any working directory.
-    writeFileSync(join(site, 'config.json'), JSON.stringify({ listen: ['127.0.0.1:0'], dataDir: 'data', reverseDns: false, watch: false, rules: { builtin: false } }));
+    writeFileSync(join(site, 'config.json'), JSON.stringify({ listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' }, dataDir: 'data', reverseDns: false, watch: false, rules: { builtin: false } }));
     const dataDir = join(site, 'data');
     const first = await startCli(work, ['start', '--config', 'site/config.json']);
     try {

@@ -204,7 +204,7 @@ describe('portcullis reload and status', () => {
     mkdirSync(rules);
     writeFileSync(join(rules, 'r.ts'), rule('r', `{ rcpt: () => next() }`));
     const cfg = join(run, 'config.json');
-    writeFileSync(cfg, JSON.stringify({ listen: ['127.0.0.1:0'], dataDir: join(run, 'data'), reverseDns: false, watch: false, rules: { dirs: [rules] } }));
+    writeFileSync(cfg, JSON.stringify({ listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' }, dataDir: join(run, 'data'), reverseDns: false, watch: false, rules: { dirs: [rules] } }));
     const child = spawn(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       await new Promise<void>((ok, fail) => {

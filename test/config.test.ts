@@ -32,7 +32,7 @@ describe('portcullis start refuses to run on bad input', () => {
     mkdirSync(join(dir, 'rules'));
     const file = join(dir, 'rules', 'broken.ts');
     writeFileSync(file, "import { defineRule } from 'portcullis/sdk';\nexport default defineRule({ name: 'broken', phases: { rcpt: () => { return ) } } });\n");
-    const r = cli('start', '--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--rules', join(dir, 'rules'));
+    const r = cli('start', '--listen', '127.0.0.1:0', '--admin', 'off', '--data-dir', join(dir, 'data'), '--rules', join(dir, 'rules'));
     assert.equal(r.status, 78);
     assert.ok(r.stderr.includes(`${file}:2:76: Unexpected ")"`), r.stderr);
   });
@@ -43,7 +43,7 @@ describe('portcullis start refuses to run on bad input', () => {
     await new Promise<void>((ok) => busy.listen(0, '127.0.0.1', () => ok()));
     const port = (busy.address() as { port: number }).port;
     try {
-      const r = cli('start', '--listen', `127.0.0.1:${port}`, '--data-dir', join(scratch(), 'data'));
+      const r = cli('start', '--listen', `127.0.0.1:${port}`, '--admin', 'off', '--data-dir', join(scratch(), 'data'));
       assert.equal(r.status, 71);
       assert.equal(r.stderr, `portcullis: cannot listen on 127.0.0.1:${port}: address already in use\n`);
     } finally {
@@ -51,7 +51,7 @@ describe('portcullis start refuses to run on bad input', () => {
     }
     const file = join(scratch(), 'a-file');
     writeFileSync(file, 'x');
-    const r = cli('start', '--listen', '127.0.0.1:0', '--data-dir', join(file, 'data'));
+    const r = cli('start', '--listen', '127.0.0.1:0', '--admin', 'off', '--data-dir', join(file, 'data'));
     assert.equal(r.status, 71);
     assert.match(r.stderr, /^portcullis: ENOTDIR: not a directory, mkdir '.*a-file\/data'\n$/);
   });

@@ -75,6 +75,25 @@ describe('config validation', () => {
     ]);
   });
 
+  it('the admin listener: loopback 8025 by default, --admin moves it or turns it off, never on an SMTP address, a token beyond loopback', () => {
+    assert.deepEqual(loadConfig(configFile({})).admin, { listen: '127.0.0.1:8025', token: null });
+    assert.deepEqual(loadConfig(configFile({}), { admin: '127.0.0.1:9999' }).admin, { listen: '127.0.0.1:9999', token: null });
+    assert.equal(loadConfig(configFile({}), { admin: 'off' }).admin.listen, null);
+    assert.equal(loadConfig(configFile({ admin: { listen: '[::1]:8025' } })).admin.listen, '[::1]:8025');
+    assert.equal(loadConfig(configFile({ listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' } })).admin.listen, '127.0.0.1:0'); // two fresh ports
+    assert.deepEqual(problems({ listen: ['127.0.0.1:2525', '0.0.0.0:587'], admin: { listen: '192.0.2.1:587', token: 'a-token-of-16-chars' } }), [
+      '/admin/listen: 192.0.2.1:587 is where SMTP listens too (/listen/1: 0.0.0.0:587): the admin listener needs an address of its own',
+    ]);
+    assert.deepEqual(problems({ admin: { listen: '[::]:8025' } }), [
+      '/admin/token: required when admin.listen ([::]:8025) is not a loopback address: set a long random one (openssl rand -hex 32), or listen on 127.0.0.1',
+    ]);
+    assert.deepEqual(problems({ admin: { listen: '127.0.0.1:99999', token: 'short', port: 1 } }).sort(), [
+      '/admin/token: must NOT have fewer than 16 characters',
+      '/admin: unknown property "port"',
+    ]);
+    assert.deepEqual(problems({ admin: { listen: '127.0.0.1:99999' } }), ['/admin/listen: port must be 0–65535']);
+  });
+
   it('reports a JSON syntax error once, as a sentence with its line and column', () => {
     const at = (text: string) => {
       const f = configFile(text);

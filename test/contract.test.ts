@@ -273,7 +273,7 @@ describe('every internal error is logged and counted, whatever the phase', () =>
         assert.ok(m, reply);
         const line = t.logs.find((l) => l.session === m[1] && String(l.msg).startsWith('internal error'));
         assert.match(String(line?.msg), /injected fault/);
-        assert.equal(t.host.counters.get('internal_errors_total'), 1);
+        assert.equal(await t.host.metrics.get('internal_errors_total'), 1);
         c.end();
       } finally {
         await t.close();

@@ -23,7 +23,7 @@ for (const mode of ['spool', 'relay'] as const) it(`${mode} mode: every message 
   const next = await startNextHop();
   const cfg = join(dir, 'config.json');
   writeFileSync(cfg, JSON.stringify({
-    listen: ['127.0.0.1:0'], dataDir: join(dir, 'data'), reverseDns: false, watch: false, rules: { builtin: false },
+    listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' }, dataDir: join(dir, 'data'), reverseDns: false, watch: false, rules: { builtin: false },
     delivery: { mode, nextHop: { host: '127.0.0.1', port: next.port, starttls: 'off' }, queue: { retryBaseMs: 20, retryMaxMs: 200, concurrency: CONCURRENCY } },
   }));
   const acked = new Set<number>();

@@ -12,7 +12,7 @@ import { loadConfig } from '../host/config/config.js';
 import { nodeBackend } from '../host/dns/backend.js';
 import { DnsChecker } from '../host/dns/checker.js';
 import { startHost } from '../host/host.js';
-import { Counters } from '../host/metrics.js';
+import { Metrics } from '../host/metrics.js';
 import { MemoryStore } from '../host/store/store.js';
 import { dnsServersMissing, startDnsServers, startSilentDns, type DnsServers } from './dns-servers.js';
 import { spooled, startTestHost, tempDir, testPasswordHash, type TestHost } from './helpers.js';
@@ -140,7 +140,7 @@ describe('DNS rules against rbldnsd and dnsmasq', { skip: skip ?? false }, () =>
       assert.equal(dns.queries(name), 1);
       assert.match(await send(c.port, '127.0.0.30', 'cache-2'), /^250 /);
       assert.equal(dns.queries(name), 1);
-      assert.ok(c.host.counters.get('dns_cache_hits_total', { kind: 'dnsbl' }) >= 1);
+      assert.ok((await c.host.metrics.get('dns_cache_hits_total', { kind: 'dnsbl' })) >= 1);
       // The cache lives in the store (SQLite): a restarted host still knows the answer.
       await c.host.close();
       const again = await startHost(loadConfig(c.configFile), { logger: pino({ level: 'silent' }) });
@@ -160,8 +160,8 @@ describe('DNS rules against rbldnsd and dnsmasq', { skip: skip ?? false }, () =>
 describe('DNS that does not answer', () => {
   it('a lookup past dns.timeoutMs is an error, counted as ETIMEOUT, never a listing', async (t) => {
     const silent = await startSilentDns();
-    const counters = new Counters();
-    const checker = new DnsChecker({ backend: nodeBackend([silent.server], 300), cache: new MemoryStore(), counters, log: pino({ level: 'silent' }), ttlSeconds: 1800, timeoutMs: 300 });
+    const metrics = new Metrics();
+    const checker = new DnsChecker({ backend: nodeBackend([silent.server], 300), cache: new MemoryStore(), metrics, log: pino({ level: 'silent' }), ttlSeconds: 1800, timeoutMs: 300 });
     try {
       const t0 = performance.now();
       const answer = await checker.list('dnsbl', 'zen.test', '127.0.0.2', Date.now());
@@ -169,7 +169,7 @@ describe('DNS that does not answer', () => {
       t.diagnostic(`dns.timeoutMs 300: the lookup gave up after ${Math.round(performance.now() - t0)} ms`);
       assert.deepEqual(answer, { status: 'error', codes: [], text: null });
       assert.ok(silent.received() >= 1, 'the query was sent');
-      assert.equal(counters.get('dns_errors_total', { zone: 'zen.test', code: 'ETIMEOUT' }), 1);
+      assert.equal(await metrics.get('dns_errors_total', { zone: 'zen.test', code: 'ETIMEOUT' }), 1);
     } finally {
       await silent.close();
     }
@@ -181,7 +181,7 @@ describe('DNS that does not answer', () => {
     try {
       assert.match(await send(h.port, '127.0.0.2', 'no-dns'), /^250 /);
       assert.ok(silent.received() >= 1, 'the query was sent');
-      assert.ok(h.host.counters.get('dns_errors_total', { zone: 'zen.test', code: 'ETIMEOUT' }) >= 1);
+      assert.ok((await h.host.metrics.get('dns_errors_total', { zone: 'zen.test', code: 'ETIMEOUT' })) >= 1);
       assert.ok(h.logs.some((l) => /DNS list zen\.test lookup for 127\.0\.0\.2 failed \(ETIMEOUT\): treated as not listed/.test(String(l.msg))));
     } finally {
       await h.close();

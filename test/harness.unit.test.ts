@@ -62,7 +62,7 @@ describe('rule test harness', () => {
       const s = await h.connect({ helo: 'x.example' });
       await s.mail('a@example.net');
       assert.equal((await s.rcpt('u@localhost')).reply, null);
-      assert.equal(h.counters.get('rule_verdicts_total', { rule: 'strict', phase: 'rcpt', action: 'reject', mode: 'shadow' }), 1);
+      assert.equal(await h.metrics.get('rule_verdicts_total', { rule: 'strict', phase: 'rcpt', action: 'reject', mode: 'shadow' }), 1);
     } finally {
       await h.close();
     }

@@ -83,6 +83,8 @@ export async function startTestHost(opts: { rules?: Record<string, string>; conf
   const userRules = (opts.config?.rules ?? {}) as Record<string, unknown>;
   const cfg = {
     listen: ['127.0.0.1:0'],
+    // The admin listener (/metrics) as a host runs it, on a free port: test files run in parallel.
+    admin: { listen: '127.0.0.1:0' },
     dataDir: join(dir, 'data'),
     reverseDns: false,
     // The spool queue is held unless a test configures delivery: most tests read what was spooled.

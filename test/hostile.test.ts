@@ -110,7 +110,7 @@ describe('hostile rules cost one verdict, never the server', () => {
       assert.match(other, /^250 2\.0\.0 Ok: queued as /);
       const failure = t.logs.find((l) => l.rule === name && l.outcome !== undefined);
       assert.equal(failure?.outcome, outcome, JSON.stringify(failure));
-      assert.equal(t.host.counters.get('rule_failures_total', { rule: name, outcome }), 1);
+      assert.equal(await t.host.metrics.get('rule_failures_total', { rule: name, phase: 'rcpt', outcome }), 1);
     });
   }
 
@@ -174,7 +174,7 @@ describe('fail policy "continue"', () => {
       c.end();
       const failure = h.logs.find((l) => l.rule === 'spin' && l.outcome === 'timeout');
       assert.equal(failure?.policy, 'continue');
-      assert.equal(h.host.counters.get('rule_failures_total', { rule: 'spin', outcome: 'timeout' }), 1);
+      assert.equal(await h.host.metrics.get('rule_failures_total', { rule: 'spin', phase: 'rcpt', outcome: 'timeout' }), 1);
     });
   });
 });

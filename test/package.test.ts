@@ -137,7 +137,7 @@ test('refuses blockme@localhost', async () => {
     const shipped = JSON.parse(readFileSync(join(ROOT, 'deploy', 'config.json'), 'utf8')) as Record<string, unknown> & { delivery: { nextHop: Record<string, unknown> } };
     const { tls: _tls, dns: _dns, ...config } = shipped; // no certificate or resolver here
     writeFileSync(join(admin, 'config.json'), JSON.stringify({
-      ...config, listen: ['127.0.0.1:0'], dataDir: state, reverseDns: false,
+      ...config, listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' }, dataDir: state, reverseDns: false,
       rules: { builtin: true, dirs: [join(admin, 'rules')], settings: { 'no-blockme': { options: { blocked: ['blockme@example.org'] } } } },
       delivery: { ...config.delivery, nextHop: { ...config.delivery.nextHop, port: next.port } },
     }));

@@ -18,7 +18,7 @@ describe('per-rule action overrides', () => {
       const rec = h.logs.find((l) => l.rule === 'strict' && l.shadow === true);
       assert.equal(rec?.msg, 'shadow: rule strict would have answered reject at rcpt');
       assert.equal(rec?.code, 550);
-      assert.equal(h.host.counters.get('rule_verdicts_total', { rule: 'strict', phase: 'rcpt', action: 'reject', mode: 'shadow' }), 1);
+      assert.equal(await h.host.metrics.get('rule_verdicts_total', { rule: 'strict', phase: 'rcpt', action: 'reject', mode: 'shadow' }), 1);
     });
   });
 

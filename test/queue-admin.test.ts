@@ -212,7 +212,7 @@ describe('portcullis queue, with no host running', () => {
     const dataDir = join(dir, 'data');
     const config = (queue: Record<string, unknown>) => {
       const file = join(dir, `config-${Object.keys(queue).length}.json`);
-      writeFileSync(file, JSON.stringify({ listen: ['127.0.0.1:0'], dataDir, reverseDns: false, watch: false, rules: { builtin: false }, delivery: { nextHop: hop(port), queue } }));
+      writeFileSync(file, JSON.stringify({ listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' }, dataDir, reverseDns: false, watch: false, rules: { builtin: false }, delivery: { nextHop: hop(port), queue } }));
       return file;
     };
     const kill9 = async (c: ChildProcess) => {
@@ -265,7 +265,7 @@ describe('the data dir lock', () => {
     const dataDir = join(dir, 'data');
     mkdirSync(dataDir);
     const cfg = join(dir, 'config.json');
-    writeFileSync(cfg, JSON.stringify({ listen: ['127.0.0.1:0'], dataDir, reverseDns: false, watch: false, rules: { builtin: false } }));
+    writeFileSync(cfg, JSON.stringify({ listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' }, dataDir, reverseDns: false, watch: false, rules: { builtin: false } }));
     // This test process plays the command that holds the data dir.
     const lock = await ControlServer.acquire(dataDir, 'command', 0);
     assert.ok(lock instanceof ControlServer);

@@ -164,8 +164,8 @@ describe('relay mode: some recipients refused', () => {
       assert.match(text, /^Content-Type: multipart\/report; report-type=delivery-status;/m);
       assert.match(text, /^Final-Recipient: rfc822; nosuch@localhost\r\nAction: failed\r\nStatus: 5\.1\.1\r\nRemote-MTA: dns; 127\.0\.0\.1\r\nDiagnostic-Code: smtp; 550 5\.1\.1 No such user\r\n/m);
       assert.match(text, /^Message-ID: <p1@example\.org>\r\n/m, 'the original header comes back');
-      assert.equal(h.host.counters.get('deliveries_total', { path: 'relay', result: 'bounced' }), 1);
-      assert.equal(h.host.counters.get('deliveries_total', { path: 'relay', result: 'delivered' }), 1);
+      assert.equal(await h.host.metrics.get('deliveries_total', { path: 'relay', result: 'bounced' }), 1);
+      assert.equal(await h.host.metrics.get('deliveries_total', { path: 'relay', result: 'delivered' }), 1);
       await eventually('the spool is empty', () => spooled(h.dataDir).length === 0);
     });
   });
@@ -295,7 +295,7 @@ describe('downstream replies', () => {
 describe('portcullis start --relay', () => {
   it('relays to that next hop with no config file', async () => {
     const dir = tempDir();
-    const { child, port } = await spawnHost(['--relay', `127.0.0.1:${down.port}`, '--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data')]);
+    const { child, port } = await spawnHost(['--relay', `127.0.0.1:${down.port}`, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--data-dir', join(dir, 'data')]);
     try {
       const n = down.received.length;
       const info = await send(port, ['user@localhost'], 'Subject: from the command line\r\n\r\nx\r\n');

@@ -112,7 +112,7 @@ describe('scores.phases: where the thresholds are checked', () => {
         'score 2.5 at rcpt is at or over 2.5: helo-unqualified=2.5',
         'refused rcpt from 192.0.2.87: 550 5.7.1 Message refused: its spam score 2.5 is at or over 2.5',
       ]);
-      assert.equal(h.counters.get('replies_refused_total', { phase: 'rcpt', rule: 'scores' }), 2);
+      assert.equal(await h.metrics.get('replies_refused_total', { phase: 'rcpt', rule: 'scores' }), 2);
     });
   }
 

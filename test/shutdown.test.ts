@@ -16,7 +16,7 @@ it('SIGTERM: idle clients get 421 at once, a message in the middle of DATA is fi
   const dir = tempDir();
   const cfg = join(dir, 'config.json');
   writeFileSync(cfg, JSON.stringify({
-    listen: ['127.0.0.1:0'], hostname: 'mx.shutdown.test', dataDir: join(dir, 'data'), reverseDns: false, watch: false,
+    listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' }, hostname: 'mx.shutdown.test', dataDir: join(dir, 'data'), reverseDns: false, watch: false,
     rules: { builtin: false }, delivery: { queue: { hold: true } },
     // Far longer than this test may take: only clients with a reply owed may be waited for.
     limits: { shutdownGraceMs: 120_000 },

@@ -185,7 +185,7 @@ describe('the store', () => {
     const dir = tempDir();
     mkdirSync(join(dir, 'data'));
     writeFileSync(join(dir, 'data', 'portcullis.db'), 'this is not a database '.repeat(100));
-    const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data')], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--listen', '127.0.0.1:0', '--admin', 'off', '--data-dir', join(dir, 'data')], { encoding: 'utf8', timeout: 30_000 });
     rmSync(dir, { recursive: true, force: true });
     assert.equal(r.status, 71);
     assert.match(r.stderr, /^portcullis: cannot use the store .*portcullis\.db: the file is not a valid SQLite database \(corrupt\?\)\n$/);
@@ -197,7 +197,7 @@ describe('portcullis blacklist, mailbox and stats against a running host', () =>
     const dir = tempDir();
     const cfg = join(dir, 'config.json');
     // The polling below opens many connections without mail: keep connect-flood out of it.
-    writeFileSync(cfg, JSON.stringify({ ...BASE, listen: ['127.0.0.1:0'], dataDir: join(dir, 'data'), reverseDns: false, watch: false, rules: { settings: { 'connect-flood': { options: { watchlistCount: 100000 } } } } }));
+    writeFileSync(cfg, JSON.stringify({ ...BASE, listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' }, dataDir: join(dir, 'data'), reverseDns: false, watch: false, rules: { settings: { 'connect-flood': { options: { watchlistCount: 100000 } } } } }));
     const cli = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), ...args, '--config', cfg], { encoding: 'utf8', timeout: 30_000 });
     const child = spawn(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { nodeBackend } from '../host/dns/backend.js';
 import { DnsChecker } from '../host/dns/checker.js';
-import { Counters } from '../host/metrics.js';
+import { Metrics } from '../host/metrics.js';
 import { MemoryStore } from '../host/store/store.js';
 import { dnsServersMissing, startDnsServers, startSilentDns, type DnsServers, type DnsZones } from './dns-servers.js';
 import { RawSmtp, spooled, startTestHost, tempDir, type TestHost } from './helpers.js';
@@ -59,7 +59,7 @@ describe('the SPF fact against dnsmasq', { skip: skip ?? false }, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const checker = (counters = new Counters()) => new DnsChecker({ backend: nodeBackend([dns.server], 2000), cache: new MemoryStore(), counters, log: silentLog, ttlSeconds: 1800, timeoutMs: 2000 });
+  const checker = (metrics = new Metrics()) => new DnsChecker({ backend: nodeBackend([dns.server], 2000), cache: new MemoryStore(), metrics, log: silentLog, ttlSeconds: 1800, timeoutMs: 2000 });
 
   it('pass, fail, softfail, neutral and none, as the sender domain publishes them', async () => {
     const c = checker();
@@ -83,13 +83,13 @@ describe('the SPF fact against dnsmasq', { skip: skip ?? false }, () => {
   });
 
   it('is cached per client IP and sender domain: the next sender of the domain from that client asks DNS nothing', async () => {
-    const counters = new Counters();
-    const c = checker(counters);
+    const metrics = new Metrics();
+    const c = checker(metrics);
     const before = dns.queries('quiet.example', 'TXT');
     assert.equal((await c.spf('127.0.0.81', 'a@quiet.example', null, Date.now())).result, 'pass');
     assert.equal((await c.spf('127.0.0.81', 'b@quiet.example', null, Date.now())).result, 'pass');
     assert.equal(dns.queries('quiet.example', 'TXT') - before, 1);
-    assert.equal(counters.get('dns_cache_hits_total', { kind: 'spf' }), 1);
+    assert.equal(await metrics.get('dns_cache_hits_total', { kind: 'spf' }), 1);
     assert.equal((await c.spf('127.0.0.82', 'a@quiet.example', null, Date.now())).result, 'fail', 'another client is another question');
     assert.equal(dns.queries('quiet.example', 'TXT') - before, 2);
   });
@@ -99,11 +99,11 @@ describe('the SPF fact against dnsmasq', { skip: skip ?? false }, () => {
 describe('the SPF fact when DNS does not answer', () => {
   it('is a temperror within dns.timeoutMs, counted as ETIMEOUT, and not cached', async () => {
     const silent = await startSilentDns();
-    const counters = new Counters();
-    const c = new DnsChecker({ backend: nodeBackend([silent.server], 300), cache: new MemoryStore(), counters, log: silentLog, ttlSeconds: 1800, timeoutMs: 300 });
+    const metrics = new Metrics();
+    const c = new DnsChecker({ backend: nodeBackend([silent.server], 300), cache: new MemoryStore(), metrics, log: silentLog, ttlSeconds: 1800, timeoutMs: 300 });
     try {
       assert.deepEqual(await c.spf('127.0.0.61', 'news@partner.example', null, Date.now()), { result: 'temperror', domain: 'partner.example', identity: 'mailfrom' });
-      assert.equal(counters.get('dns_errors_total', { zone: 'spf', code: 'ETIMEOUT' }), 1);
+      assert.equal(await metrics.get('dns_errors_total', { zone: 'spf', code: 'ETIMEOUT' }), 1);
       const sent = silent.received();
       assert.ok(sent >= 1, 'the TXT query was sent');
       assert.equal((await c.spf('127.0.0.61', 'news@partner.example', null, Date.now())).result, 'temperror');

@@ -10,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { tableBackend, type DnsTable } from '../host/dns/backend.js';
 import { DnsChecker } from '../host/dns/checker.js';
-import { Counters } from '../host/metrics.js';
+import { Metrics } from '../host/metrics.js';
 import { MemoryStore } from '../host/store/store.js';
 import { fakeDns, loadRule } from '../host/testing/harness.js';
 import { rule, tempDir } from './helpers.js';
@@ -44,7 +44,7 @@ describe('the spf need', () => {
     const s = await h.connect({ ip: '192.0.2.7', helo: 'mx.partner.example' });
     await s.mail('news@partner.example');
     assert.deepEqual(h.ruleLogs('spf-logger'), ['connect null', 'helo null', 'mail null']);
-    assert.equal(h.counters.get('dns_lookups_total', { kind: 'spf' }), 0);
+    assert.equal(await h.metrics.get('dns_lookups_total', { kind: 'spf' }), 0);
   });
 
   it('the null sender is checked against the HELO name', async () => {
@@ -56,29 +56,29 @@ describe('the spf need', () => {
 });
 
 describe('DnsChecker.spf caching', () => {
-  const checker = (table: DnsTable, counters: Counters) =>
-    new DnsChecker({ backend: tableBackend(table), cache: new MemoryStore(), counters, log: pino({ level: 'silent' }), ttlSeconds: 1800, timeoutMs: 2000 });
+  const checker = (table: DnsTable, metrics: Metrics) =>
+    new DnsChecker({ backend: tableBackend(table), cache: new MemoryStore(), metrics, log: pino({ level: 'silent' }), ttlSeconds: 1800, timeoutMs: 2000 });
 
   it("a policy that reads the local part (%{l}) holds for that sender only: it is not cached for the domain", async () => {
-    const counters = new Counters();
-    const c = checker({ 'per-user.example': { TXT: ['v=spf1 exists:%{l}.users.per-user.example -all'] }, 'alice.users.per-user.example': { A: ['127.0.0.2'] } }, counters);
+    const metrics = new Metrics();
+    const c = checker({ 'per-user.example': { TXT: ['v=spf1 exists:%{l}.users.per-user.example -all'] }, 'alice.users.per-user.example': { A: ['127.0.0.2'] } }, metrics);
     const now = Date.now();
     assert.equal((await c.spf('192.0.2.9', 'alice@per-user.example', null, now)).result, 'pass');
     assert.equal((await c.spf('192.0.2.9', 'bob@per-user.example', null, now)).result, 'fail');
     assert.equal((await c.spf('192.0.2.9', 'alice@per-user.example', null, now)).result, 'pass');
-    assert.equal(counters.get('dns_cache_hits_total', { kind: 'spf' }), 0);
+    assert.equal(await metrics.get('dns_cache_hits_total', { kind: 'spf' }), 0);
   });
 
   it('a permerror is cached like any answer; a temperror (SERVFAIL) is not, and is counted', async () => {
-    const counters = new Counters();
-    const c = checker({ 'broken.example': { TXT: ['v=spf1 redirect=a.example redirect=b.example'] }, 'down.example': 'ESERVFAIL' }, counters);
+    const metrics = new Metrics();
+    const c = checker({ 'broken.example': { TXT: ['v=spf1 redirect=a.example redirect=b.example'] }, 'down.example': 'ESERVFAIL' }, metrics);
     const now = Date.now();
     for (let i = 0; i < 2; i++) {
       assert.equal((await c.spf('192.0.2.9', 'x@broken.example', null, now)).result, 'permerror');
       assert.equal((await c.spf('192.0.2.9', 'x@down.example', null, now)).result, 'temperror');
     }
-    assert.equal(counters.get('dns_cache_hits_total', { kind: 'spf' }), 1);
-    assert.equal(counters.get('dns_lookups_total', { kind: 'spf' }), 3);
-    assert.equal(counters.get('dns_errors_total', { zone: 'spf', code: 'ESERVFAIL' }), 2);
+    assert.equal(await metrics.get('dns_cache_hits_total', { kind: 'spf' }), 1);
+    assert.equal(await metrics.get('dns_lookups_total', { kind: 'spf' }), 3);
+    assert.equal(await metrics.get('dns_errors_total', { zone: 'spf', code: 'ESERVFAIL' }), 2);
   });
 });

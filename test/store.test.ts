@@ -12,7 +12,7 @@ import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
 import sqlite3 from 'sqlite3';
 import { blacklistCommand } from '../host/cli/store.js';
-import { Counters } from '../host/metrics.js';
+import { Metrics } from '../host/metrics.js';
 import { storeAccess } from '../host/store/access.js';
 import type { Snapshot, StoreBackend, StoreChange } from '../host/store/ports.js';
 import { SqliteBackend, StoreError } from '../host/store/sqlite.js';
@@ -225,12 +225,12 @@ describe('the front over a backend', () => {
   it('a failed write is logged and counted, never thrown, and memory keeps the change', async () => {
     const lines: string[] = [];
     const log = pino({ level: 'error' }, new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }));
-    const counters = new Counters();
-    const s = new MemoryStore(new FailingBackend(), { log, counters });
+    const metrics = new Metrics();
+    const s = new MemoryStore(new FailingBackend(), { log, metrics });
     s.blacklistExtend('192.0.2.3', 600, 'spam', 'r', T0);
     assert.equal(s.watchHit('k', 60, T0), 1);
     await s.flush();
-    assert.equal(counters.get('store_write_failures_total'), 1);
+    assert.equal(await metrics.get('store_write_failures_total'), 1);
     assert.match(JSON.parse(lines[0]!).msg, /^store write failed \(2 changes lost from disk, kept in memory\): disk I\/O error$/);
     assert.equal(s.blacklistGet('192.0.2.3', T0)?.reason, 'spam');
     assert.equal(s.watchCount('k', 60, T0), 1);

@@ -180,7 +180,7 @@ describe('portcullis start', () => {
     const dir = tempDir();
     try {
       const start = (config: object) => {
-        writeFileSync(join(dir, 'config.json'), JSON.stringify({ listen: ['127.0.0.1:0'], dataDir: join(dir, 'data'), watch: false, ...config }));
+        writeFileSync(join(dir, 'config.json'), JSON.stringify({ listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' }, dataDir: join(dir, 'data'), watch: false, ...config }));
         return spawnSync(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', '--config', join(dir, 'config.json')], { encoding: 'utf8', timeout: 30_000 });
       };
       const missing = start({ tls: { key: join(dir, 'nope.key'), cert: join(dir, 'nope.crt') } });

@@ -12,8 +12,8 @@ import { tryTranscript } from './try.js';
 import { UsageError } from './usage.js';
 
 const USAGE = `usage:
-  portcullis start [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT] [--relay HOST:PORT] [--log-format json|pretty]
-      run the SMTP front door (embedded defaults: 127.0.0.1:2525, built-in rules, ./data)
+  portcullis start [--config FILE] [--listen HOST:PORT] [--admin HOST:PORT|off] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT] [--relay HOST:PORT] [--log-format json|pretty]
+      run the SMTP front door (embedded defaults: 127.0.0.1:2525, metrics on 127.0.0.1:8025, built-in rules, ./data)
   portcullis check [--config FILE] [--rules DIR]
       validate the config and every rule (compile, load, options); exit 1 on any problem
   portcullis try [--config FILE] [--rules DIR] [--ip IP] [--port 25|587] [--ptr NAME] [--helo NAME] [--auth USER] [--dns HOST:PORT] [TRANSCRIPT]
@@ -44,6 +44,7 @@ const USAGE = `usage:
 options:
   --config FILE        JSON config (see schemas/config.schema.json)
   --listen HOST:PORT   listen here instead of the config's addresses
+  --admin HOST:PORT    serve /metrics here instead of the config's admin.listen ("off": nowhere)
   --data-dir DIR       spool and state under DIR
   --rules DIR          also load rules from DIR (beside the built-in rules)
   --dns HOST:PORT      resolver for DNS checks (DNSBL, sender MX); "system" for /etc/resolv.conf
@@ -82,10 +83,10 @@ function wantsHelp(args: string[]): boolean {
 async function start(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: 'string' }, listen: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' }, dns: { type: 'string' }, relay: { type: 'string' }, 'log-format': { type: 'string' } },
+    options: { config: { type: 'string' }, listen: { type: 'string' }, admin: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' }, dns: { type: 'string' }, relay: { type: 'string' }, 'log-format': { type: 'string' } },
     strict: true,
   });
-  const overrides = { listen: values.listen, dataDir: values['data-dir'], rulesDir: values.rules, dns: values.dns, relay: values.relay, logFormat: values['log-format'] };
+  const overrides = { listen: values.listen, admin: values.admin, dataDir: values['data-dir'], rulesDir: values.rules, dns: values.dns, relay: values.relay, logFormat: values['log-format'] };
   const config = loadConfig(values.config, overrides);
   const { startHost } = await import('../host.js');
   const host = await startHost(config, { configFile: values.config, overrides, watch: config.watch });

@@ -9,6 +9,7 @@ import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
 import type { ErrorObject } from 'ajv';
 import { ParseErrorCode, parseTree, type ParseError } from 'jsonc-parser';
 import type { Phase } from '../../sdk/index.js';
+import { isLoopback } from '../net.js';
 import { PASSWORD_HASH_FORMAT, parsePasswordHash } from '../password.js';
 import { CONFIG_SCHEMA } from '../paths.js';
 
@@ -51,6 +52,8 @@ export interface RuleSettings extends Partial<RuleLimits> {
 /** The validated config, defaults filled in. Mirrors schemas/config.schema.json. */
 export interface Config {
   listen: string[];
+  /** The admin HTTP listener (host/admin): /metrics. `listen` null: none. */
+  admin: { listen: string | null; token: string | null };
   hostname: string;
   banner: string;
   greetPauseMs: number;
@@ -102,6 +105,8 @@ export interface DeliveryConfig {
 /** Settings from the command line; they override the file. */
 export interface ConfigOverrides {
   listen?: string;
+  /** `--admin HOST:PORT|off`: the admin listener's address, or none. */
+  admin?: string;
   dataDir?: string;
   rulesDir?: string;
   /** `--dns HOST:PORT`: the resolver for DNS checks. */
@@ -246,6 +251,31 @@ function checkPasswords(users: Record<string, string>, problems: string[]): void
   }
 }
 
+/**
+ * The admin listener never shares an address with SMTP (a client would reach the one it
+ * did not mean; `listen` 0.0.0.0:25 covers 127.0.0.1:25 too), and beyond loopback it
+ * needs a token: anyone who can reach it could read what the rules see, and the admin API
+ * to come ends sessions and edits the blacklist.
+ */
+function checkAdmin(cfg: Config, problems: string[]): void {
+  const { listen, token } = cfg.admin;
+  if (listen === null) return;
+  const admin = parseListen(listen);
+  if (admin.port > 65535) return void problems.push('/admin/listen: port must be 0–65535');
+  const wildcard = (host: string) => host === '0.0.0.0' || host === '::';
+  cfg.listen.forEach((l, i) => {
+    const smtp = parseListen(l);
+    // Port 0 is a fresh port for each listener: never the same address.
+    if (admin.port === 0 || admin.port !== smtp.port) return;
+    if (admin.host === smtp.host || wildcard(admin.host) || wildcard(smtp.host)) {
+      problems.push(`/admin/listen: ${listen} is where SMTP listens too (/listen/${i}: ${l}): the admin listener needs an address of its own`);
+    }
+  });
+  if (token === null && !isLoopback(admin.host)) {
+    problems.push(`/admin/token: required when admin.listen (${listen}) is not a loopback address: set a long random one (openssl rand -hex 32), or listen on 127.0.0.1`);
+  }
+}
+
 /** Reads, merges overrides, fills defaults and validates. Throws ConfigError. */
 export function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}): Config {
   if (!file) return configFrom({}, '(embedded defaults)', overrides);
@@ -303,6 +333,7 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
   const raw = structuredClone(input) as Record<string, unknown>;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(source, ['/: must be an object']);
   if (overrides.listen) raw.listen = [overrides.listen];
+  if (overrides.admin) raw.admin = { ...(raw.admin as object | undefined), listen: overrides.admin === 'off' ? null : overrides.admin };
   if (overrides.dataDir) raw.dataDir = overrides.dataDir;
   if (overrides.logFormat) raw.log = { ...(raw.log as object | undefined), format: overrides.logFormat };
   if (overrides.dns) raw.dns = { ...(raw.dns as object | undefined), servers: [overrides.dns] };
@@ -333,6 +364,7 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
       const port = Number(l.slice(l.lastIndexOf(':') + 1));
       if (port > 65535) problems.push(`/listen/${i}: port must be 0–65535`);
     });
+    checkAdmin(cfg, problems);
     checkPasswords(cfg.auth.users, problems);
     if (cfg.delivery.mode === 'relay' && !cfg.delivery.nextHop) problems.push('/delivery/nextHop: relay mode needs a next hop (or start with --relay HOST:PORT)');
     // A log file is for tools (and logrotate's reopen); pretty is for a person at a terminal.

@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Counters } from '../metrics.js';
+import type { Metrics } from '../metrics.js';
 import { newMessageId, type Spool, type SpoolEnvelope } from '../spool/spool.js';
 import { bodyOffset } from './header.js';
 
@@ -115,7 +115,7 @@ export function bounceFor(o: { hostname: string; original: SpoolEnvelope; messag
  * keeps the recipients and fails them again later.
  */
 export async function spoolBounce(
-  d: { spool: Spool; hostname: string; log: Logger; counters: Counters },
+  d: { spool: Spool; hostname: string; log: Logger; metrics: Metrics },
   o: { original: SpoolEnvelope; message: Buffer; failures: Failure[]; reason: string; path: 'queue' | 'relay' },
   enqueue: (id: string) => void,
 ): Promise<boolean> {
@@ -126,7 +126,7 @@ export async function spoolBounce(
     if (!why) wanted.push(f);
     else {
       d.log.info({ id, rcpt: f.rcpt, reason: o.reason, err: f.text }, `giving up on ${id} for <${f.rcpt}> (${o.reason}: ${f.text}); no bounce: ${why}`);
-      d.counters.inc('deliveries_total', { path: o.path, result: 'failed' });
+      d.metrics.inc('deliveries_total', { path: o.path, result: 'failed' });
     }
   }
   if (!wanted.length) return true;
@@ -139,8 +139,8 @@ export async function spoolBounce(
     return false;
   }
   d.log.info({ id, bounce: b.envelope.id, to: o.original.mailFrom, rcpts: wanted.map((f) => f.rcpt), reason: o.reason }, `bounced ${id} for ${list} to <${o.original.mailFrom}> (${o.reason}) as ${b.envelope.id}`);
-  d.counters.inc('bounces_total');
-  d.counters.inc('deliveries_total', { path: o.path, result: 'bounced' }, wanted.length);
+  d.metrics.inc('bounces_total');
+  d.metrics.inc('deliveries_total', { path: o.path, result: 'bounced' }, wanted.length);
   enqueue(b.envelope.id);
   return true;
 }

@@ -13,7 +13,7 @@
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
-import type { Counters } from '../metrics.js';
+import type { Metrics } from '../metrics.js';
 import { newMessageId, type Spool } from '../spool/spool.js';
 import type { DeliveryOutcome } from './outcome.js';
 import { Queue } from './queue.js';
@@ -26,7 +26,7 @@ export interface DeliveryDeps {
   spool: Spool;
   dataDir: string;
   log: Logger;
-  counters: Counters;
+  metrics: Metrics;
 }
 
 export class Delivery {
@@ -39,8 +39,8 @@ export class Delivery {
   constructor(private readonly d: DeliveryDeps) {
     const c = (this.config = d.config);
     this.routes = new Routes(c.delivery, c.hostname);
-    this.queue = new Queue({ spool: d.spool, routes: this.routes, config: c.delivery.queue, hostname: c.hostname, dataDir: d.dataDir, log: d.log, counters: d.counters });
-    this.relayDeps = { routes: this.routes, spool: d.spool, hostname: c.hostname, log: d.log, counters: d.counters, enqueue: (id) => this.queue.add(id) };
+    this.queue = new Queue({ spool: d.spool, routes: this.routes, config: c.delivery.queue, hostname: c.hostname, dataDir: d.dataDir, log: d.log, metrics: d.metrics });
+    this.relayDeps = { routes: this.routes, spool: d.spool, hostname: c.hostname, log: d.log, metrics: d.metrics, enqueue: (id) => this.queue.add(id) };
   }
 
   /**
@@ -74,12 +74,12 @@ export class Delivery {
     const { action, rule } = t.disposition;
     if (action === 'discard') {
       this.d.log.info({ ...log, rule, reason: t.disposition.reason }, `discarded message ${id} (rule ${rule})`);
-      this.d.counters.inc('messages_total', { disposition: 'discard' });
+      this.d.metrics.inc('messages_total', { disposition: 'discard' });
       return { kind: 'discarded', id };
     }
     if (action !== 'quarantine' && c.delivery.mode === 'relay') {
       const outcome = await relay(this.relayDeps, env, Buffer.concat(parts), log);
-      if (outcome.kind === 'relayed' || outcome.kind === 'relayed-in-part') this.d.counters.inc('messages_total', { disposition: action });
+      if (outcome.kind === 'relayed' || outcome.kind === 'relayed-in-part') this.d.metrics.inc('messages_total', { disposition: action });
       return outcome;
     }
     const area = action === 'quarantine' ? 'quarantine' : 'spool';
@@ -87,11 +87,11 @@ export class Delivery {
       await this.d.spool.store(area, env, parts);
     } catch (e) {
       this.d.log.error({ ...log, err: e }, `could not spool message ${id}: ${(e as Error).message}`);
-      this.d.counters.inc('spool_failures_total');
+      this.d.metrics.inc('spool_failures_total');
       return { kind: 'spool-full' };
     }
     this.d.log.info({ ...log, disposition: action, rule }, `${area === 'quarantine' ? 'quarantined' : 'queued'} message ${id}`);
-    this.d.counters.inc('messages_total', { disposition: action });
+    this.d.metrics.inc('messages_total', { disposition: action });
     if (area === 'quarantine') return { kind: 'quarantined', id };
     this.queue.add(id);
     return { kind: 'queued', id };

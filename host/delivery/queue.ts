@@ -23,7 +23,7 @@ import { readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DeliveryConfig } from '../config/config.js';
-import type { Counters } from '../metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { Spool, SpoolEnvelope } from '../spool/spool.js';
 import { spoolBounce } from './bounce.js';
 import type { RcptResult } from './nexthop.js';
@@ -37,7 +37,7 @@ export interface QueueDeps {
   hostname: string;
   dataDir: string;
   log: Logger;
-  counters: Counters;
+  metrics: Metrics;
 }
 
 /** What `portcullis queue retry` found (see Queue.retry). */
@@ -151,7 +151,7 @@ export class Queue {
     for (const r of accepted) {
       done.add(r.rcpt);
       this.d.log.info({ ...log, rcpt: r.rcpt, via: r.remote ?? 'mailbox' }, `delivered ${id} to <${r.rcpt}> via ${r.remote ?? 'the mailbox folder'}: ${r.text}`);
-      this.d.counters.inc('deliveries_total', { path: 'queue', result: 'delivered' });
+      this.d.metrics.inc('deliveries_total', { path: 'queue', result: 'delivered' });
     }
     const expired = Date.now() - Date.parse(env.receivedAt) > this.d.config.maxAgeHours * 3_600_000;
     const failed = results.filter((r) => r.status === 'refused' || (expired && r.status === 'deferred'));
@@ -168,7 +168,7 @@ export class Queue {
     const lastError = results.find((r) => r.status !== 'accepted')?.text ?? null;
     await this.writeState(id, { attempts, nextAttemptAt: Date.now() + wait, lastError, done: [...done] });
     this.d.log.info({ ...log, rcpts: left, wait, err: lastError }, `deferred ${id} for ${left.map((r) => `<${r}>`).join(', ')}: ${lastError}; retry in ${Math.round(wait / 1000)} s`);
-    this.d.counters.inc('deliveries_total', { path: 'queue', result: 'deferred' }, left.length);
+    this.d.metrics.inc('deliveries_total', { path: 'queue', result: 'deferred' }, left.length);
     if (!this.closed) {
       this.due.set(id, Date.now() + wait);
     }

@@ -13,7 +13,7 @@
  *   but none loses it.
  */
 import type { Logger } from 'pino';
-import type { Counters } from '../metrics.js';
+import type { LabelsOf, Metrics } from '../metrics.js';
 import type { Spool, SpoolEnvelope } from '../spool/spool.js';
 import { spoolBounce } from './bounce.js';
 import { oneLine, type RcptResult } from './nexthop.js';
@@ -25,7 +25,7 @@ export interface RelayDeps {
   spool: Spool;
   hostname: string;
   log: Logger;
-  counters: Counters;
+  metrics: Metrics;
   /** Hands a spooled message to the queue. */
   enqueue(id: string): void;
 }
@@ -35,7 +35,7 @@ export async function relay(d: RelayDeps, env: SpoolEnvelope, message: Buffer, l
   const accepted = results.filter((r) => r.status === 'accepted');
   const refused = results.filter((r) => r.status === 'refused');
   const deferred = results.filter((r) => r.status === 'deferred');
-  const count = (result: string, n: number) => n && d.counters.inc('deliveries_total', { path: 'relay', result }, n);
+  const count = (result: LabelsOf<'deliveries_total'>['result'], n: number) => n && d.metrics.inc('deliveries_total', { path: 'relay', result }, n);
   const describe = (rs: RcptResult[]) => rs.map((r) => `<${r.rcpt}> ${r.remote ?? 'mailbox'}: ${r.text}`).join('; ');
 
   if (accepted.length === results.length) {
@@ -58,7 +58,7 @@ export async function relay(d: RelayDeps, env: SpoolEnvelope, message: Buffer, l
       await d.spool.store('spool', rest, [message]);
     } catch (e) {
       d.log.error({ ...log, err: e }, `relayed ${env.id} to some recipients but cannot spool the others (${(e as Error).message}): answering 452; the client's retry may duplicate it for ${accepted.map((r) => `<${r.rcpt}>`).join(', ')}`);
-      d.counters.inc('spool_failures_total');
+      d.metrics.inc('spool_failures_total');
       return { kind: 'spool-full' };
     }
     d.enqueue(env.id);

@@ -9,7 +9,7 @@
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { DnsListAnswer, DnsMxAnswer, SpfAnswer } from '../../sdk/index.js';
-import type { Counters } from '../metrics.js';
+import type { Metrics } from '../metrics.js';
 import { CACHE_PREFIX, type TtlCache } from '../store/ports.js';
 import { nodeBackend, type DnsBackend } from './backend.js';
 import { checkSpf, spfIdentity } from './spf.js';
@@ -40,7 +40,7 @@ export interface DnsCheckerOptions {
   backend: DnsBackend;
   /** Where answers are cached (the store), for `ttlSeconds`. */
   cache: TtlCache;
-  counters: Counters;
+  metrics: Metrics;
   log: Logger;
   ttlSeconds: number;
   /** The DNS deadline (config `dns.timeoutMs`): the backend applies it per query, SPF to its whole check. */
@@ -55,13 +55,13 @@ export class DnsChecker {
 
   private readonly backend: DnsBackend;
   private readonly cache: TtlCache;
-  private readonly counters: Counters;
+  private readonly metrics: Metrics;
   private readonly log: Logger;
   private readonly ttlSeconds: number;
   private readonly timeoutMs: number;
 
   constructor(o: DnsCheckerOptions) {
-    ({ backend: this.backend, cache: this.cache, counters: this.counters, log: this.log, ttlSeconds: this.ttlSeconds, timeoutMs: this.timeoutMs } = o);
+    ({ backend: this.backend, cache: this.cache, metrics: this.metrics, log: this.log, ttlSeconds: this.ttlSeconds, timeoutMs: this.timeoutMs } = o);
   }
 
   /** Looks `subject` (an IP for dnsbl, a domain for rhsbl) up in `zone`; null when it cannot be looked up. */
@@ -91,7 +91,7 @@ export class DnsChecker {
       const o = await checkSpf(this.backend, { ip, sender, helo }, this.timeoutMs);
       personal = o.personal;
       if (o.why) this.log.info({ ip, sender, domain, result: o.answer.result }, `SPF check of ${ip} for ${domain}: ${o.answer.result} (${o.why})`);
-      if (o.code) this.counters.inc('dns_errors_total', { zone: 'spf', code: o.code });
+      if (o.code) this.metrics.inc('dns_errors_total', { zone: 'spf', code: o.code });
       return o.answer;
     };
     // Sessions asking at once share a check only when they ask the same question (a
@@ -104,17 +104,16 @@ export class DnsChecker {
   private cached<T>(key: string, kind: string, now: number, query: () => Promise<T>, cacheable: (a: T) => boolean, share = key): Promise<T> {
     const hit = this.cache.cacheGet(key, now);
     if (hit !== undefined) {
-      this.counters.inc('dns_cache_hits_total', { kind });
+      this.metrics.inc('dns_cache_hits_total', { kind });
       return Promise.resolve(JSON.parse(hit) as T);
     }
     const running = this.inflight.get(share);
     if (running) return running as Promise<T>;
-    this.counters.inc('dns_lookups_total', { kind });
+    this.metrics.inc('dns_lookups_total', { kind });
     const p = query()
       .then((a) => {
         if (cacheable(a) && this.ttlSeconds > 0) {
           this.cache.cacheSet(key, JSON.stringify(a), this.ttlSeconds, now);
-          this.counters.set('store_cache_entries', {}, this.cache.cacheSize);
         }
         return a;
       })
@@ -140,7 +139,7 @@ export class DnsChecker {
     }
     if (ours.every((c) => c.startsWith('127.255.255.'))) {
       // Spamhaus: 127.255.255.252–255 = the query was refused (public resolver, over quota, typo'd zone).
-      this.counters.inc('dns_refused_total', { zone });
+      this.metrics.inc('dns_refused_total', { zone });
       const last = this.refusedLogged.get(zone) ?? 0;
       if (Date.now() - last > 600_000) {
         this.refusedLogged.set(zone, Date.now());
@@ -148,13 +147,13 @@ export class DnsChecker {
       }
       return { status: 'refused', codes: ours, text: null };
     }
-    this.counters.inc('dns_listed_total', { zone });
+    this.metrics.inc('dns_listed_total', { zone });
     const text = await this.backend.txt(name).then((t) => t.join(' ') || null, () => null);
     return { status: 'listed', codes: ours.sort(), text };
   }
 
   private failed(zone: string, subject: string, code: string): DnsListAnswer {
-    this.counters.inc('dns_errors_total', { zone, code });
+    this.metrics.inc('dns_errors_total', { zone, code });
     this.log.info({ zone, subject, code }, `DNS list ${zone} lookup for ${subject} failed (${code}): treated as not listed`);
     return { status: 'error', codes: [], text: null };
   }
@@ -178,14 +177,14 @@ export class DnsChecker {
   }
 
   private mxFailed(domain: string, code: string): DnsMxAnswer {
-    this.counters.inc('dns_errors_total', { zone: 'mx', code });
+    this.metrics.inc('dns_errors_total', { zone: 'mx', code });
     this.log.info({ domain, code }, `MX lookup for ${domain} failed (${code}): treated as valid`);
     return { status: 'error', hosts: [] };
   }
 }
 
 /** The checker for a config's `dns` section, or null when DNS is off (no servers). */
-export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, cache: TtlCache, counters: Counters, log: Logger): DnsChecker | null {
+export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, cache: TtlCache, metrics: Metrics, log: Logger): DnsChecker | null {
   if (!dns.servers.length) return null;
-  return new DnsChecker({ backend: nodeBackend(dns.servers, dns.timeoutMs), cache, counters, log, ttlSeconds: dns.cacheTtlSeconds, timeoutMs: dns.timeoutMs });
+  return new DnsChecker({ backend: nodeBackend(dns.servers, dns.timeoutMs), cache, metrics, log, ttlSeconds: dns.cacheTtlSeconds, timeoutMs: dns.timeoutMs });
 }

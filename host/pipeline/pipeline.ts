@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import { SOFT_BOUNCE, type Phase, type PhaseEvent, type Verdict } from '../../sdk/index.js';
 import type { RuleAction, RuleLimits } from '../config/config.js';
-import type { Counters } from '../metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { EventParts } from '../sandbox/chain.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { ChainLink, Effects, NoteWrite, Outcome, RuleResult } from '../sandbox/protocol.js';
@@ -87,7 +87,7 @@ export class Pipeline {
   constructor(
     private readonly sandbox: Sandbox,
     private readonly log: Logger,
-    private readonly counters: Counters,
+    private readonly metrics: Metrics,
     /** What the rules in shadow mode would have refused (the admin API's shadow report). */
     readonly shadow = new ShadowReport(),
   ) {}
@@ -138,11 +138,12 @@ export class Pipeline {
       const rule = rs.byId.get(r.id);
       if (!rule) continue;
       const { name, link } = rule;
+      this.metrics.observe('rule_call_duration_seconds', { rule: name, phase }, r.ms / 1000);
       const shadow = link.effects === 'ignore';
       for (const line of r.effects.logs ?? []) this.log.info({ session: sid, rule: name, phase, ruleLog: true }, line);
       if (r.outcome !== 'ok') {
         const stops = link.afterFailure === 'stop';
-        this.counters.inc('rule_failures_total', { rule: name, outcome: r.outcome });
+        this.metrics.inc('rule_failures_total', { rule: name, phase, outcome: r.outcome });
         this.log.warn({ session: sid, rule: name, phase, outcome: r.outcome, error: r.error, ms: round(r.ms), policy: shadow ? 'shadow' : rule.limits.failPolicy },
           `rule ${name} failed at ${phase}: ${r.outcome}${stops ? ', answering 451' : ', continuing'}`);
         if (stops) return { ...d, rule: name, failure: r.outcome };
@@ -171,7 +172,7 @@ export class Pipeline {
       this.log.debug({ session: sid, rule: name, phase, ms: round(r.ms) }, `rule ${name}: next`);
       return;
     }
-    this.counters.inc('rule_verdicts_total', { rule: name, phase, action: v.action, mode: shadow ? 'shadow' : 'enforce' });
+    this.metrics.inc('rule_verdicts_total', { rule: name, phase, action: v.action, mode: shadow ? 'shadow' : 'enforce' });
     this.log.info({ session: sid, rule: name, phase, action: v.action, reason: 'reason' in v ? (v.reason ?? name) : name, ms: round(r.ms), ...describe(v), ...(shadow ? { shadow: true } : {}) },
       shadow ? `shadow: rule ${name} would have answered ${v.action} at ${phase}` : `rule ${name}: ${v.action} at ${phase}`);
   }

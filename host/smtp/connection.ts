@@ -3,7 +3,8 @@
  * the DATA command before 354, rewrites the codes of hook errors (a 550 goes out as
  * "550 5.1.1"), always waits 100 ms before greeting and refuses anyone who talks before
  * it, at shutdown leaves idle clients connected for 30 s, and has no hook for RSET. This
- * class fixes those things and nothing else; everything else is smtp-server's.
+ * class fixes those things, and counts every reply it writes (replies_total), and nothing
+ * else; everything else is smtp-server's.
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { SMTPServerSession } from 'smtp-server';
@@ -28,6 +29,8 @@ export interface ConnectionHooks {
    * config reload, or a client marked well-behaved meanwhile, applies to the next one.
    */
   greeting(ip: string): Greeting;
+  /** Every reply line (or multi-line reply) written to the client, by its code: counted. */
+  replied(code: number): void;
   /** Runs the helo phase; a Reply refuses the command, null lets smtp-server answer. */
   helo(session: SMTPServerSession, verb: 'HELO' | 'EHLO', name: string): Promise<Reply | null>;
   /** Runs the data phase before the 354; a Reply refuses DATA. */
@@ -75,7 +78,9 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
       });
     }
 
+    /** Every reply smtp-server writes goes through here; ours through sendOwn. */
     override send(code: number, data?: string | string[] | null, context?: string | false): void {
+      hooks.replied(code);
       // Text we formatted (a ReplyError's message, our 250 after DATA) starts with its
       // enhanced status: smtp-server must not add one of its own (it would say 5.1.1).
       if (typeof data === 'string' && OWN_REPLY_TEXT.test(data)) super.send(code, data, false);
@@ -93,7 +98,7 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
      */
     stop(reply: Reply, now = false): void {
       this.stopReply = reply;
-      if (now && !this._closing) super.send(421, formatReply(reply).slice(4), false);
+      if (now && !this._closing) this.sendOwn(reply);
       else this.stopIfIdle();
     }
 
@@ -103,7 +108,7 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
     }
 
     private stopIfIdle(): void {
-      if (this.stopReply && !this._closing && this.idle()) super.send(421, formatReply(this.stopReply).slice(4), false); // a 421 closes
+      if (this.stopReply && !this._closing && this.idle()) this.sendOwn(this.stopReply); // a 421 closes
     }
 
     /** The 220 is out: the commands held meanwhile run, in order. */
@@ -119,12 +124,18 @@ export function connectionClass(hooks: ConnectionHooks): typeof SMTPConnection {
       if (this.early && !this._ready) return void this.early.push(() => this._onCommand(command, callback));
       // A command that arrives while stopping (pipelined after a message, say) is answered
       // with our 421 rather than run, or smtp-server's own shutdown text.
-      if (this.stopReply && !this._upgrading) return void super.send(421, formatReply(this.stopReply).slice(4), false);
+      if (this.stopReply && !this._upgrading) return void this.sendOwn(this.stopReply);
       super._onCommand(command, callback);
     }
 
-    private answer(r: Reply, callback: () => void): void {
+    /** Writes one of our replies as is, past send()'s handling of smtp-server's own (its status, the stop check). */
+    private sendOwn(r: Reply): void {
+      hooks.replied(r.code);
       super.send(r.code, formatReply(r).slice(4), false);
+    }
+
+    private answer(r: Reply, callback: () => void): void {
+      this.sendOwn(r);
       callback();
     }
 

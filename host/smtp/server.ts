@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
-import type { Counters } from '../metrics.js';
+import { replyClass, type Metrics } from '../metrics.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
@@ -59,7 +59,7 @@ export interface FrontDoorDeps {
   delivery: { accept(t: AcceptedTransaction): Promise<DeliveryOutcome> };
   store: MemoryStore;
   log: Logger;
-  counters: Counters;
+  metrics: Metrics;
   /** The RuleSet a new session pins, and the call that unpins it when the session ends. */
   rules: { pin(): RuleSet; unpin(rs: RuleSet): void };
   /** Traffic statistics (the admin API's windows and routes): told of each connection and transaction. */
@@ -134,13 +134,18 @@ export class FrontDoor {
     this.config = c;
     this.tls.load(c.tls, 'reload');
     Object.assign(this.server.options, this.liveOptions(c));
-    this.checker = c.checker ? new ExternalChecker(c.checker, resolve(c.dataDir), this.d.log, this.d.counters) : null;
+    this.checker = c.checker ? new ExternalChecker(c.checker, resolve(c.dataDir), this.d.log, this.d.metrics) : null;
     this.deps = {
-      policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, counters: this.d.counters,
+      policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, metrics: this.d.metrics,
       now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
-      dns: dnsCheckerFor(c.dns, this.d.store, this.d.counters, this.d.log),
+      dns: dnsCheckerFor(c.dns, this.d.store, this.d.metrics, this.d.log),
       clientSessions: (ip) => this.perIp.get(ip) ?? 0,
     };
+  }
+
+  /** SMTP sessions open now. */
+  get openSessions(): number {
+    return this.sessions.size;
   }
 
   /** Our connection subclass (HELO/DATA hooks, exact replies, greeting pause): see connection.ts. */
@@ -149,6 +154,7 @@ export class FrontDoor {
       // A client marked well-behaved (ctx.markWellBehaved) proved it is a real MTA: no
       // greet pause, and no early-talker refusal (postscreen hands such clients straight to smtpd).
       greeting: (ip) => (this.d.store.wellBehaved(plainIp(ip)) ? WELL_BEHAVED_GREETING : { pauseMs: this.config.greetPauseMs, earlyTalk: 'refuse' }),
+      replied: (code) => this.d.metrics.inc('replies_total', { class: replyClass(code) }),
       helo: async (s, verb, name) => {
         this.txlogs.get(s.id)?.abandon(verb); // HELO/EHLO reset the transaction (RFC 5321 §4.1.4)
         return (await this.session(s).heloCommand(verb, name)).reply;
@@ -177,7 +183,7 @@ export class FrontDoor {
    */
   private failed(s: SMTPServerSession, e: unknown): Reply {
     this.d.log.error({ session: s.id, err: e }, `internal error while handling the session: ${(e as Error)?.message ?? String(e)}`);
-    this.d.counters.inc('internal_errors_total');
+    this.d.metrics.inc('internal_errors_total');
     return REPLIES.internal(s.id);
   }
 
@@ -249,6 +255,7 @@ export class FrontDoor {
     });
     const t0 = performance.now();
     stream.on('end', () => {
+      this.d.metrics.inc('received_bytes_total', {}, size);
       // Over the limit: smtp-server itself answers 552 (RFC 5321 §4.5.3.1.7) whatever we say.
       if (stream.sizeExceeded) {
         this.txlogs.get(s.id)?.message(REPLIES.tooBig(max), null, performance.now() - t0, size);

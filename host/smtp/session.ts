@@ -15,7 +15,7 @@ import type { Config } from '../config/config.js';
 import type { DnsChecker } from '../dns/checker.js';
 import { NO_FACTS, SessionFacts } from '../dns/facts.js';
 import type { Disposition } from '../delivery/transaction.js';
-import type { Counters } from '../metrics.js';
+import type { Metrics } from '../metrics.js';
 import { domainOf, networkList, plainIp } from '../net.js';
 import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
 import type { EventParts } from '../sandbox/chain.js';
@@ -103,7 +103,7 @@ export interface SessionDeps {
   pipeline: Pipeline;
   store: SessionStore;
   log: Logger;
-  counters: Counters;
+  metrics: Metrics;
   /** Milliseconds since the epoch (a fake clock in tests). */
   now: () => number;
   /** Waits out a tarpit delay (tests record it instead). */
@@ -311,7 +311,7 @@ export class SmtpSession {
     }
     if (reply) {
       this.d.log.info({ session: sid, ip, phase, rule: d.rule, reply: formatReply(reply) }, `refused ${phase} from ${ip}: ${formatReply(reply)}`);
-      this.d.counters.inc('replies_refused_total', { phase, rule: ruled ? (d.rule ?? 'host') : 'scores' });
+      this.d.metrics.inc('replies_refused_total', { phase, rule: ruled ? (d.rule ?? 'host') : 'scores' });
       return reply;
     }
     const v = d.verdict;
@@ -355,7 +355,7 @@ export class SmtpSession {
       if (JSON.stringify(notes).length <= RULE_LIMITS.notesBytes) continue;
       if (before === undefined) delete notes[key];
       else notes[key] = before;
-      this.d.counters.inc('notes_refused_total');
+      this.d.metrics.inc('notes_refused_total');
       this.d.log.warn({ session: this.conn.id, scope, key }, `note ${key} refused: the ${scope === 's' ? 'session' : 'transaction'} notes would exceed ${RULE_LIMITS.notesBytes} bytes`);
     }
   }
@@ -364,7 +364,7 @@ export class SmtpSession {
   async connect(): Promise<CommandResult> {
     const info = this.info();
     this.d.log.info({ session: info.id, ip: info.client.ip, port: info.client.port, ptr: info.client.ptr, localPort: info.local.port, ruleSet: this.ruleSet.version, ...(this.exempt ? { exempt: true } : {}) }, `connect from ${info.client.ptr ?? 'unknown'}[${info.client.ip}]`);
-    this.d.counters.inc('connections_total');
+    this.d.metrics.inc('sessions_total');
     this.facts?.prefetch(this.ruleSet.dnsAll, null); // client-IP lists, while the client waits for the greeting
     const e = this.d.store.blacklistGet(info.client.ip, info.time);
     const blacklist = e ? ruleView(e) : null;
@@ -438,7 +438,7 @@ export class SmtpSession {
       tx.failedRcpts++;
       this.refusedRecipients++;
       tx.version++;
-      this.d.counters.inc('replies_refused_total', { phase: 'rcpt', rule: 'relay-control' });
+      this.d.metrics.inc('replies_refused_total', { phase: 'rcpt', rule: 'relay-control' });
       this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), rcpt: address }, `relaying denied for ${address} from ${plainIp(this.conn.ip)}`);
       return { reply: REPLIES.relayDenied, decision: NO_DECISION };
     }
@@ -448,7 +448,7 @@ export class SmtpSession {
     if (held && r.decision.verdict.action !== 'accept') {
       const reply = replyFor('rcpt', held.decision, this.conn.id)!;
       this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), phase: 'rcpt', rule: held.decision.rule, heldFrom: held.phase, reply: formatReply(reply) }, `refused rcpt ${address} from ${plainIp(this.conn.ip)} with the refusal held since ${held.phase}: ${formatReply(reply)}`);
-      this.d.counters.inc('replies_refused_total', { phase: 'rcpt', rule: held.decision.rule ?? 'host' });
+      this.d.metrics.inc('replies_refused_total', { phase: 'rcpt', rule: held.decision.rule ?? 'host' });
       r = { reply, decision: held.decision };
     }
     if (r.reply) {

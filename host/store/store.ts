@@ -9,7 +9,7 @@
  * change does to the state, whether it was made here or reported by the backend.
  */
 import type { Logger } from 'pino';
-import type { Counters } from '../metrics.js';
+import type { LabelsOf, Metrics } from '../metrics.js';
 import {
   CACHE_PREFIX,
   WATCH_MAX_WINDOW_MS,
@@ -49,7 +49,7 @@ export interface StoreOptions {
   /** Where a failed write is logged. */
   log?: Logger;
   /** Counts failed writes (`store_write_failures_total`). */
-  counters?: Counters;
+  metrics?: Metrics;
 }
 
 /** How often queued changes go to the backend. */
@@ -211,7 +211,7 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
       .write(batch)
       .catch((e: Error) => {
         this.lastWriteError = e;
-        this.opts.counters?.inc('store_write_failures_total');
+        this.opts.metrics?.inc('store_write_failures_total');
         this.opts.log?.error({ err: e, changes: batch.length }, `store write failed (${batch.length} changes lost from disk, kept in memory): ${e.message}`);
       })
       .finally(() => {
@@ -363,6 +363,12 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
     // Only ever extended, as a blacklist entry: a rule's shorter mark never cuts a longer one.
     if ((this.cache.get(key)?.expires ?? 0) >= now + ttlSeconds * 1000) return;
     this.cacheSet(key, rule, ttlSeconds, now);
+  }
+
+  /** Entries per part of the store (`store_entries`), expired ones not yet dropped included. */
+  get sizes(): Record<LabelsOf<'store_entries'>['kind'], number> {
+    const values = (m: Map<string, Set<string>>) => [...m.values()].reduce((n, set) => n + set.size, 0);
+    return { blacklist: this.blacklist.size, watch: this.watch.size, mailboxes: values(this.mailboxes), lists: values(this.lists) };
   }
 }
 

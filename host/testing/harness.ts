@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import type { Json } from '../../sdk/index.js';
 import { configFrom, loadConfig, type Config, type RuleSettings } from '../config/config.js';
-import { Counters } from '../metrics.js';
+import { Metrics } from '../metrics.js';
 import { Pipeline, type PhaseDecision } from '../pipeline/pipeline.js';
 import { loadRuleSet as buildRuleSet, type RuleSet } from '../pipeline/ruleset.js';
 import { compileRule } from '../sandbox/compile.js';
@@ -128,8 +128,8 @@ export class Harness {
   readonly clock: { now(): number; advance(ms: number): void; set(t: Date | number): void };
   /** Every log record (rule logs, decisions, refusals). */
   readonly logs: LogRecord[] = [];
-  /** Per-rule counters: `counters.get('rule_verdicts_total', { rule, phase, action, mode })`. */
-  readonly counters = new Counters();
+  /** The host's metrics, as /metrics would show them: `await metrics.get('rule_verdicts_total', { rule, phase, action, mode })`. */
+  readonly metrics = new Metrics();
   private readonly pipeline: Pipeline;
   private readonly policy: SessionPolicy;
   private readonly log: Logger;
@@ -159,9 +159,9 @@ export class Harness {
       },
     });
     this.log = pino({ level: 'debug' }, sink);
-    this.pipeline = new Pipeline(sandbox, this.log, this.counters);
+    this.pipeline = new Pipeline(sandbox, this.log, this.metrics);
     this.policy = new SessionPolicy(config);
-    this.dns = dns === 'config' ? dnsCheckerFor(config.dns, store, this.counters, this.log) : dns ? new DnsChecker({ backend: tableBackend(dns), cache: store, counters: this.counters, log: this.log, ttlSeconds: config.dns.cacheTtlSeconds, timeoutMs: config.dns.timeoutMs }) : null;
+    this.dns = dns === 'config' ? dnsCheckerFor(config.dns, store, this.metrics, this.log) : dns ? new DnsChecker({ backend: tableBackend(dns), cache: store, metrics: this.metrics, log: this.log, ttlSeconds: config.dns.cacheTtlSeconds, timeoutMs: config.dns.timeoutMs }) : null;
   }
 
   /** The rules loaded, in run order. */
@@ -176,7 +176,7 @@ export class Harness {
     this.open.set(ip, (this.open.get(ip) ?? 0) + 1);
     const session = new SmtpSession(
       {
-        policy: this.policy, pipeline: this.pipeline, store: this.store, log: this.log, counters: this.counters, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms), dns: this.dns,
+        policy: this.policy, pipeline: this.pipeline, store: this.store, log: this.log, metrics: this.metrics, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms), dns: this.dns,
         clientSessions: (a) => this.open.get(a) ?? 0,
       },
       { id: randomBytes(8).toString('hex'), ip, port: o.port ?? 40000, ptr: o.ptr ?? null, localIp: '192.0.2.25', localPort: o.localPort ?? 25, tls: () => o.tls ?? false },
