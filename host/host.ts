@@ -130,7 +130,8 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       log.error({ err: e, request: req }, `${req.op} failed: ${(e as Error).message}`);
       throw e;
     }));
-    const door = (front = new FrontDoor({ config, pipeline: new Pipeline(pool, log, metrics), delivery: deliv, store, log, metrics, stats, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
+    const pipeline = new Pipeline(pool, log, metrics);
+    const door = (front = new FrontDoor({ config, pipeline, delivery: deliv, store, log, metrics, stats, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
     for (const l of config.listen) {
       const { host, port } = parseListen(l);
@@ -164,10 +165,14 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       for (const kind of Object.keys(sizes) as (keyof typeof sizes)[]) set({ kind }, sizes[kind]);
     });
     // After SMTP: a busy SMTP port is the error to report, and an admin port is never an SMTP one (config.ts).
-    if (config.admin.listen !== null) admin = await AdminServer.start({ listen: config.admin.listen, token: config.admin.token, routes: adminRoutes({ metrics }), log });
+    if (config.admin.listen !== null) admin = await AdminServer.start({ listen: config.admin.listen, token: config.admin.token, routes: adminRoutes({
+      metrics, stats, sessions: door, shadow: pipeline.shadow, blacklist: store, rules: () => sets.current, status: () => reloader.status,
+      queue: async () => ({ spool: (await spool.list('spool')).length, quarantine: (await spool.list('quarantine')).length }),
+    }), log });
     const adminAddress = admin?.address ?? null;
     if (opts.watch) await Promise.all([reloader.watch(), door.tls.watch()]);
     // Counters reach `portcullis stats` through status.json.
+    reloader.status.admin = adminAddress && hostPort(adminAddress);
     await reloader.writeStatus();
     const statusTimer = setInterval(() => void reloader.writeStatus(), 10_000);
     statusTimer.unref();

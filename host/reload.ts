@@ -53,6 +53,8 @@ export interface ReloadStatus {
   restartNeeded: string[];
   /** The current rule set's warnings (a settings entry for a rule that is not there). */
   warnings?: readonly string[];
+  /** Where the admin listener listens (HOST:PORT, the real port when the config said 0), or null: what `portcullis conn` asks. */
+  admin?: string | null;
   /** Counters (hits per rule and verdict, failures, refusals…), as of `savedAt`. */
   counters?: Record<string, number>;
   savedAt?: string;

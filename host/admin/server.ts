@@ -23,8 +23,12 @@ export interface AdminResponse {
 }
 
 export interface Route {
-  /** `scrape`: open without the token on a loopback listener; `token`: needs the token whenever one is set. */
-  access: 'scrape' | 'token';
+  /**
+   * `scrape`: open without the token on a loopback listener; `token`: needs the token
+   * whenever one is set; `page`: always open (a static page that holds no data and asks
+   * the API with the token it is given).
+   */
+  access: 'scrape' | 'token' | 'page';
   handle(req: IncomingMessage): Promise<AdminResponse>;
 }
 
@@ -80,7 +84,7 @@ function accessCheck(token: string | null, loopback: boolean): AccessCheck {
   // Compared as digests: equal lengths for timingSafeEqual, and no early exit on the first wrong byte.
   const want = digest(token);
   return (req, route) => {
-    if (route?.access === 'scrape' && loopback) return true;
+    if (route?.access === 'page' || (route?.access === 'scrape' && loopback)) return true;
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
     return m !== null && timingSafeEqual(digest(m[1]!), want);
   };

@@ -10,6 +10,7 @@ import { passwd } from './passwd.js';
 import { runTests } from './test.js';
 import { tryTranscript } from './try.js';
 import { UsageError } from './usage.js';
+import { conn, kill, traffic } from './admin.js';
 
 const USAGE = `usage:
   portcullis start [--config FILE] [--listen HOST:PORT] [--admin HOST:PORT|off] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT] [--relay HOST:PORT] [--log-format json|pretty]
@@ -26,8 +27,13 @@ const USAGE = `usage:
       make the running host re-read its config and rules (as SIGHUP does); exit 1 if that failed
   portcullis status [--config FILE] [--data-dir DIR]
       the running host's rule set version, reloads and last reload error
-  portcullis stats [--config FILE] [--data-dir DIR]
-      the running host's counters: hits per rule and verdict, failures, refusals
+  portcullis stats [--config FILE] [--data-dir DIR] [--window | --hourly | --routes]
+      the running host's counters: hits per rule and verdict, failures, refusals; --window: per
+      minute, the last hour; --hourly: per hour, the last day; --routes: per recipient domain and day
+  portcullis conn [--config FILE]
+      the running host's live sessions (admin API)
+  portcullis kill [--config FILE] ID
+      end a live session with 421 (admin API)
   portcullis blacklist [--config FILE] [--data-dir DIR] list | add IP [--ttl SECONDS] [--reason TEXT] | remove IP | reset
       the internal blacklist (reset also makes the host re-read its config)
   portcullis mailbox [--config FILE] [--data-dir DIR] list | add ADDRESS | remove ADDRESS
@@ -133,7 +139,11 @@ export async function main(argv: string[]): Promise<number> {
       case 'status':
         return status(rest);
       case 'stats':
-        return stats(rest);
+        return rest.some((a) => ['--window', '--hourly', '--routes'].includes(a)) ? await traffic(rest) : stats(rest);
+      case 'conn':
+        return await conn(rest);
+      case 'kill':
+        return await kill(rest);
       // The server and the store commands load sqlite3's native module, imported only
       // here: check, test, try and new-rule work where it was not built (npm --ignore-scripts).
       case 'blacklist':

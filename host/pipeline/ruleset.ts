@@ -29,6 +29,8 @@ export interface LoadedRule {
   link: ChainLink;
   /** What the rule needs with its options (`body`, `dnsbl:<zone>`, …); known once installed. */
   needs: string[];
+  /** Its options as validated, defaults filled in (what `ctx.options` holds). */
+  options: Record<string, unknown>;
   /** Source hash + settings: equal fingerprints mean the rule did not change. */
   fingerprint: string;
   /** Where it runs (`only`/`except` in its settings), or null: everywhere; and that in words. */
@@ -209,7 +211,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     const id = `${version}:${meta.name}`;
     const action = s.action ?? 'enforce';
     rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action, limits, meta, link: chainLink(id, action, limits), needs: [],
-      fingerprint: `${hash}:${JSON.stringify([options, limits, action, s.priority, s.only, s.except])}`, place: placeTest(s.only, s.except), placeText: describePlace(s.only, s.except) });
+      options, fingerprint: `${hash}:${JSON.stringify([options, limits, action, s.priority, s.only, s.except])}`, place: placeTest(s.only, s.except), placeText: describePlace(s.only, s.except) });
     // The built-in rules are ours: they may share a module (see rule-sandbox.ts); an admin's never do.
     const shared = cfg.sandbox.shareBuiltins && file.startsWith(BUILTIN_RULES + sep);
     codes.push({ id, file, code, map, optionsJson: JSON.stringify(options), limits, ...(shared ? { group: 'builtin' } : {}) });
