@@ -258,3 +258,20 @@ describe('concurrent-connections', () => {
     await b.close();
   });
 });
+
+describe('slow-reply', () => {
+  it("every reply waits delayMs (smtpf's smtp-slow-reply); a client marked well-behaved is answered at once", async (t) => {
+    const h = await loadRule(rule('slow-reply'), { config: CONFIG, options: { delayMs: 500 } });
+    t.after(() => h.close());
+    /** The delays of MAIL, RCPT, DATA and the end of data for a client from `ip`. */
+    async function delays(ip: string): Promise<number[]> {
+      const s = await h.connect({ ip, helo: 'mx.example.org' });
+      const out = [(await s.mail('a@example.org')).delayMs, (await s.rcpt('a@localhost')).delayMs, (await s.data()).delayMs];
+      out.push((await s.message({ headers: { Subject: 'x' } }, { skipData: true })).delayMs);
+      return out;
+    }
+    assert.deepEqual(await delays('198.51.100.50'), [500, 500, 500, 500]);
+    h.store.markWellBehaved('198.51.100.51', 86400, 'greylist', h.clock.now());
+    assert.deepEqual(await delays('198.51.100.51'), [0, 0, 0, 0]);
+  });
+});
