@@ -90,6 +90,8 @@ function portcullisVariants(root, prefix) {
     [`${prefix}portcullis, all built-in rules`]: () => start(portcullisConfig('builtin', null, {}, true)),
     // What logging costs: the same without the info lines (the transaction line among them).
     ...(prefix ? {} : { 'portcullis, all built-in rules, log off': () => start(portcullisConfig('builtin-quiet', null, { log: { level: 'warn' } }, true)) }),
+    // What counting the metrics costs: the same with admin.metrics false.
+    ...(prefix ? {} : { 'portcullis, all built-in rules, metrics off': () => start(portcullisConfig('builtin-uncounted', null, { admin: { listen: null, metrics: false } }, true)) }),
     // Relay mode: each message goes to Postfix's smtp-sink during DATA, the client hears its answer.
     ...(prefix ? {} : { [`portcullis, all built-in rules, relay`]: () => relaying(root) }),
   };
@@ -142,6 +144,8 @@ async function throughput() {
     const cost = 1 - rateOf('portcullis, all built-in rules') / rateOf('portcullis, no rules');
     if (Number.isFinite(cost)) rows.push({ scenario: sc.name, variant: '→ built-in rules cost (1 − built-ins / no rules)', 'ratio to bare': `${Math.round(cost * 100)} %` });
     const logCost = 1 - rateOf('portcullis, all built-in rules') / rateOf('portcullis, all built-in rules, log off');
+    const metricsCost = 1 - rateOf('portcullis, all built-in rules') / rateOf('portcullis, all built-in rules, metrics off');
+    if (Number.isFinite(metricsCost)) rows.push({ scenario: sc.name, variant: '→ metrics cost (1 − built-ins / built-ins metrics off)', 'ratio to bare': `${Math.round(metricsCost * 100)} %` });
     if (Number.isFinite(logCost)) rows.push({ scenario: sc.name, variant: '→ info logging cost (1 − built-ins / built-ins log off)', 'ratio to bare': `${Math.round(logCost * 100)} %` });
   }
   console.table(rows);

@@ -94,7 +94,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   const own = opts.logger ? null : openHostLog(config.log);
   const log = opts.logger ?? own!.log;
   const flushLog = () => own?.flush();
-  const metrics = new Metrics();
+  const metrics = new Metrics(config.admin.metrics);
   const stats = new TrafficStats();
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });

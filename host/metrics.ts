@@ -114,7 +114,8 @@ export class Metrics {
   private readonly labelNames = new Map<MetricName, string[]>();
   private readonly readers = new Map<GaugeName, (set: (labels: Record<string, string>, value: number) => void) => void | Promise<void>>();
 
-  constructor() {
+  /** `counting` false: inc and observe do nothing (to measure what counting costs). */
+  constructor(private readonly counting = true) {
     for (const [name, def] of Object.entries(METRICS) as [MetricName, MetricDef<'counter' | 'gauge' | 'histogram', LabelSpec>][]) {
       const labelNames = Object.keys(def.labels);
       const common = { name: METRIC_PREFIX + name, help: def.help, labelNames, registers: [this.registry] };
@@ -130,12 +131,14 @@ export class Metrics {
 
   /** Adds `by` (default 1) to a counter. */
   inc<N extends CounterName>(name: N, ...args: [...LabelArg<N>, by?: number]): void {
+    if (!this.counting) return;
     const [labels, by = 1] = args as unknown as [object | undefined, number?];
     (this.metrics.get(name) as Counter<string>).inc(this.ordered(name, labels), by);
   }
 
   /** Records one observation (a histogram: a rule call's seconds). */
   observe<N extends HistogramName>(name: N, labels: LabelsOf<N>, value: number): void {
+    if (!this.counting) return;
     (this.metrics.get(name) as Histogram<string>).observe(this.ordered(name, labels), value);
   }
 

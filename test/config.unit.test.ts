@@ -76,8 +76,8 @@ describe('config validation', () => {
   });
 
   it('the admin listener: loopback 8025 by default, --admin moves it or turns it off, never on an SMTP address, a token beyond loopback', () => {
-    assert.deepEqual(loadConfig(configFile({})).admin, { listen: '127.0.0.1:8025', token: null });
-    assert.deepEqual(loadConfig(configFile({}), { admin: '127.0.0.1:9999' }).admin, { listen: '127.0.0.1:9999', token: null });
+    assert.deepEqual(loadConfig(configFile({})).admin, { listen: '127.0.0.1:8025', token: null, metrics: true });
+    assert.deepEqual(loadConfig(configFile({}), { admin: '127.0.0.1:9999' }).admin, { listen: '127.0.0.1:9999', token: null, metrics: true });
     assert.equal(loadConfig(configFile({}), { admin: 'off' }).admin.listen, null);
     assert.equal(loadConfig(configFile({ admin: { listen: '[::1]:8025' } })).admin.listen, '[::1]:8025');
     assert.equal(loadConfig(configFile({ listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' } })).admin.listen, '127.0.0.1:0'); // two fresh ports

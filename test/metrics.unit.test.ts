@@ -44,6 +44,13 @@ async function samples(m: Metrics, name: string): Promise<string[]> {
 }
 
 describe('metrics', () => {
+  it('admin.metrics false: nothing is counted (what the bench compares against)', async () => {
+    const off = new Metrics(false);
+    off.inc('sessions_total');
+    off.observe('rule_call_duration_seconds', { rule: 'r', phase: 'rcpt' }, 0.001);
+    assert.deepEqual([await off.get('sessions_total'), await off.get('rule_call_duration_seconds', { rule: 'r', phase: 'rcpt' })], [0, 0]);
+  });
+
   it('shows every combination of listed label values from the start, at 0, and nothing for open ones', async () => {
     const m = new Metrics();
     assert.deepEqual(await samples(m, 'portcullis_reloads_total'), ['portcullis_reloads_total{result="ok"} 0', 'portcullis_reloads_total{result="failed"} 0']);

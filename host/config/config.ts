@@ -53,7 +53,7 @@ export interface RuleSettings extends Partial<RuleLimits> {
 export interface Config {
   listen: string[];
   /** The admin HTTP listener (host/admin): /metrics. `listen` null: none. */
-  admin: { listen: string | null; token: string | null };
+  admin: { listen: string | null; token: string | null; metrics: boolean };
   hostname: string;
   banner: string;
   greetPauseMs: number;
