@@ -95,7 +95,6 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   const log = opts.logger ?? own!.log;
   const flushLog = () => own?.flush();
   const metrics = new Metrics(config.admin.metrics);
-  const stats = new TrafficStats();
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
   // The data dir's lock (control.ts), before anything in it is touched; a queue command
@@ -110,6 +109,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     throw e;
   });
   applyMailboxConfig(store, config);
+  const stats = new TrafficStats(Date.now, store);
   const pool = new Sandbox({ workers: config.sandbox.workers, storeCall: storeAccess(store) });
   let front: FrontDoor | undefined;
   let delivery: Delivery | undefined;

@@ -5,6 +5,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TrafficStats } from '../host/smtp/traffic.js';
+import { SqliteBackend } from '../host/store/sqlite.js';
+import { MemoryStore } from '../host/store/store.js';
+import { tempDir } from './helpers.js';
+import { join } from 'node:path';
 import type { TransactionSummary } from '../host/smtp/transaction-log.js';
 
 const T0 = Date.parse('2026-12-01T10:00:30Z');
@@ -67,5 +71,18 @@ describe('traffic statistics', () => {
     now += 31 * 86_400_000;
     s.transaction(tx({}));
     assert.deepEqual(s.routeDays().map((r) => r.day), ['2027-01-01']);
+  });
+
+  it('routes are kept in the store: a host started again on the same database still has them', async () => {
+    const file = join(tempDir(), 'portcullis.db');
+    const first = await MemoryStore.open(await SqliteBackend.open(file));
+    new TrafficStats(() => T0, first).transaction(tx({ rcpts: [{ to: 'u@example.org', reply: '250' }], size: 5000 }));
+    await first.close();
+    const again = await MemoryStore.open(await SqliteBackend.open(file));
+    try {
+      assert.deepEqual(new TrafficStats(() => T0 + 3600_000, again).routeDays(), [{ day: '2026-12-01', domain: 'example.org', accepted: 1, refused: 0, kb: 5 }]);
+    } finally {
+      await again.close();
+    }
   });
 });

@@ -2,9 +2,12 @@
  * Traffic statistics, as smtpf's admin commands show them: STAT WINDOW (per minute, the
  * last 60 minutes), STAT HOURLY (per hour, the last 24), and route statistics (per
  * recipient domain and day: messages accepted and refused, kilobytes; 31 days).
- * Fed by the transaction log (one summary per transaction) and the connection count;
- * kept in memory, so they start over when the host restarts.
+ * Fed by the transaction log (one summary per transaction) and the connection count.
+ * The windows live in memory and start over with the host; the route statistics are
+ * also kept in the store (its TTL cache, `routes:` keys, expiring after 31 days), so they
+ * outlive a restart.
  */
+import { CACHE_PREFIX, type TtlCache } from '../store/ports.js';
 import type { TransactionSummary } from './transaction-log.js';
 
 export interface TrafficCounts {
@@ -74,7 +77,14 @@ export class TrafficStats {
   /** "day|domain" → counts. */
   private routes = new Map<string, RouteDay>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  /** `store`: where route statistics are kept (read back at start); none: memory only. */
+  constructor(private readonly now: () => number = Date.now, private readonly store: Pick<TtlCache, 'cacheSet' | 'cacheScan'> | null = null) {
+    for (const [key, value] of store?.cacheScan(CACHE_PREFIX.routes, now()) ?? []) {
+      const [day = '', domain = ''] = key.slice(CACHE_PREFIX.routes.length).split('|');
+      const c = JSON.parse(value) as Pick<RouteDay, 'accepted' | 'refused' | 'kb'>;
+      this.routes.set(`${day}|${domain}`, { day, domain, accepted: c.accepted, refused: c.refused, kb: c.kb });
+    }
+  }
 
   connection(): void {
     const t = this.now();
@@ -102,14 +112,21 @@ export class TrafficStats {
     const refused = new Set(s.rcpts.filter((r) => r.reply !== '250').map((r) => domain(r.to)));
     const went = new Set(ok.map((r) => domain(r.to)));
     if (s.tx === 'refused') for (const d of went) refused.add(d);
-    for (const d of refused) this.route(t, d).refused++;
+    const touched = new Set<RouteDay>();
+    for (const d of refused) {
+      const e = this.route(t, d);
+      e.refused++;
+      touched.add(e);
+    }
     if (s.tx === 'accepted') {
       for (const d of went) {
         const e = this.route(t, d);
         e.accepted++;
         e.kb += Math.ceil((s.size ?? 0) / 1024);
+        touched.add(e);
       }
     }
+    for (const e of touched) this.store?.cacheSet(`${CACHE_PREFIX.routes}${e.day}|${e.domain}`, JSON.stringify({ accepted: e.accepted, refused: e.refused, kb: e.kb }), (ROUTE_DAYS + 1) * 86_400, t);
   }
 
   /** The counts of `domain` today (older than 31 days fall off). */

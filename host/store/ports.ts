@@ -59,12 +59,16 @@ export const CACHE_PREFIX = {
   rule: 'rule:',
   /** Well-behaved clients (`ctx.markWellBehaved`): `well-behaved:<ip>` → the rule that marked it. */
   wellBehaved: 'well-behaved:',
+  /** Route statistics (smtpf's, 31 days): `routes:<day>|<recipient domain>` → its counts as JSON. */
+  routes: 'routes:',
 } as const;
 
 /** Text values with a TTL: the DNS checker's cached answers, what rules `remember`, well-behaved marks (`CACHE_PREFIX`). */
 export interface TtlCache {
   cacheGet(key: string, now?: number): string | undefined;
   cacheSet(key: string, value: string, ttlSeconds: number, now?: number): void;
+  /** The live entries whose key starts with `prefix` (a walk over the whole cache: for rare reads, such as at start). */
+  cacheScan(prefix: string, now?: number): [key: string, value: string][];
   /** Entries held (some may have expired since the last sweep), for the `store_cache_entries` gauge. */
   readonly cacheSize: number;
 }

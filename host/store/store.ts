@@ -342,6 +342,12 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
     return e.value;
   }
 
+  cacheScan(prefix: string, now = Date.now()): [string, string][] {
+    const out: [string, string][] = [];
+    for (const [k, e] of this.cache) if (k.startsWith(prefix) && e.expires > now) out.push([k, e.value]);
+    return out;
+  }
+
   cacheSet(key: string, value: string, ttlSeconds: number, now = Date.now()): void {
     this.change({ t: 'cache-put', key, value, expires: now + ttlSeconds * 1000 });
     // Expired entries go when read; a sweep now and then drops those never read again.
