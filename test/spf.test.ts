@@ -47,7 +47,8 @@ const QUIET_DNS_RULES = {
 
 const silentLog = pino({ level: 'silent' });
 
-describe('the SPF fact against dnsmasq', { skip: skip ?? false }, () => {
+// One dnsmasq serving the zones for every test of the file.
+describe('SPF against dnsmasq', { skip: skip ?? false }, () => {
   let dns: DnsServers;
   let dir: string;
   before(async () => {
@@ -58,6 +59,8 @@ describe('the SPF fact against dnsmasq', { skip: skip ?? false }, () => {
     await dns?.close();
     rmSync(dir, { recursive: true, force: true });
   });
+
+describe('the SPF fact', () => {
 
   const checker = (metrics = new Metrics()) => new DnsChecker({ backend: nodeBackend([dns.server], 2000), cache: new MemoryStore(), metrics, log: silentLog, ttlSeconds: 1800, timeoutMs: 2000 });
 
@@ -132,17 +135,7 @@ async function attempt(port: number, ip: string, from: string, subject = 'spf'):
   }
 }
 
-describe('rules on the SPF fact, over SMTP', { skip: skip ?? false }, () => {
-  let dns: DnsServers;
-  let dir: string;
-  before(async () => {
-    dir = tempDir('portcullis-spf-');
-    dns = await startDnsServers(dir, ZONES);
-  });
-  after(async () => {
-    await dns?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+describe('rules on the SPF fact, over SMTP', () => {
 
   async function host(settings: Record<string, unknown>): Promise<TestHost> {
     return startTestHost({ builtin: true, config: { dns: { servers: [dns.server] }, delivery: { queue: { hold: true } }, mailboxes: ['user@localhost'], rules: { settings: { ...QUIET_DNS_RULES, ...settings } } } });
@@ -192,4 +185,5 @@ describe('rules on the SPF fact, over SMTP', { skip: skip ?? false }, () => {
       await h.close();
     }
   });
+});
 });
