@@ -16,7 +16,7 @@ import { UsageError } from './usage.js';
 type Out = { write(s: string): unknown };
 
 /** Why a request could not be answered, in words for the admin. */
-class NoHost extends Error {}
+export class NoHost extends Error {}
 
 /**
  * Where the running host's admin listener is: as it wrote it in status.json (the real port
@@ -34,7 +34,8 @@ function adminAddress(c: Config): string {
   return `${host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
 }
 
-async function ask<T>(c: Config, method: string, path: string): Promise<T> {
+/** Asks the running host's admin API; NoHost when no host answers (or it refused the request). */
+export async function ask<T>(c: Config, method: string, path: string): Promise<T> {
   const where = adminAddress(c);
   const headers: Record<string, string> = { ...(c.admin.token ? { Authorization: `Bearer ${c.admin.token}` } : {}), ...(method === 'GET' ? {} : { 'X-Portcullis-Admin': '1' }) };
   const res = await fetch(`http://${where}${path}`, { method, headers, signal: AbortSignal.timeout(10_000) }).catch((e: Error) => {

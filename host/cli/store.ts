@@ -2,7 +2,9 @@
  * `portcullis blacklist list|add IP [--ttl SECONDS] [--reason TEXT]|remove IP|reset`,
  * `portcullis mailbox list|add ADDRESS|remove ADDRESS` and `portcullis access list|add
  * LINE...|remove LINE`: change the store on disk, then tell a running host to re-read it
- * (SIGHUP, as `portcullis reload`). `blacklist reset` empties the blacklist and makes the
+ * (SIGHUP, as `portcullis reload`). The blacklist's list, add and remove go through the
+ * running host's admin API when one answers (no reload, and its live view; reset also
+ * makes it re-read its config). `blacklist reset` empties the blacklist and makes the
  * host re-read its config too, like SmtpEvt's reset.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -14,6 +16,7 @@ import { loadConfig, type Config } from '../config/config.js';
 import type { ReloadStatus } from '../reload.js';
 import { SqliteBackend, StoreError } from '../store/sqlite.js';
 import { MemoryStore } from '../store/store.js';
+import { ask, NoHost } from './admin.js';
 import { UsageError } from './usage.js';
 
 type Out = { write(s: string): unknown };
@@ -70,9 +73,58 @@ function signalHost(dataDir: string, out: Out): void {
   }
 }
 
+/**
+ * The blacklist through the running host's admin API: the change applies to the next
+ * connection with no reload, and `list` shows the host's live entries (its database
+ * lags by the write-behind). Null when no host answers: the caller uses the database.
+ */
+async function blacklistViaHost(values: { config?: string; 'data-dir'?: string; ttl?: string; reason?: string }, action: string, ip: string | undefined, out: Out, err: Out): Promise<number | null> {
+  const config = loadConfig(values.config, { dataDir: values['data-dir'] });
+  const q = (o: Record<string, string>) => new URLSearchParams(o).toString();
+  try {
+    if (action === 'list') {
+      const now = Date.now();
+      for (const e of await ask<{ ip: string; rule: string; reason: string; expires: string }[]>(config, 'GET', '/api/blacklist')) {
+        out.write(`${e.ip}\t${e.rule}\t${Math.ceil((Date.parse(e.expires) - now) / 60000)} min left\t${e.reason}\n`);
+      }
+    } else if (action === 'add') {
+      await ask(config, 'POST', `/api/blacklist?${q({ ip: ip!, ttl: values.ttl ?? '3600', ...(values.reason ? { reason: values.reason } : {}) })}`);
+      out.write(`blacklisted ${ip} (the running host applied it)\n`);
+    } else if (action === 'remove') {
+      const gone = await ask(config, 'DELETE', `/api/blacklist?${q({ ip: ip! })}`).then(() => true, (e: unknown) => {
+        if (e instanceof NoHost && / 404: /.test(e.message)) return false;
+        throw e;
+      });
+      if (!gone) {
+        err.write(`portcullis blacklist remove: ${ip} is not blacklisted\n`);
+        return 1;
+      }
+      out.write(`removed ${ip} (the running host applied it)\n`);
+    } else if (action === 'reset') {
+      await ask(config, 'DELETE', '/api/blacklist?all=1');
+      out.write('blacklist emptied (the running host applied it)\n');
+      signalHost(resolve(config.dataDir), out); // SmtpEvt's reset re-reads the config too
+    } else return null;
+    return 0;
+  } catch (e) {
+    if (e instanceof NoHost) return null;
+    throw e;
+  }
+}
+
 export async function blacklistCommand(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   const [action, ip] = positionals;
+  if ((action === 'add' || action === 'remove') && (!ip || !isIP(ip))) {
+    err.write(`portcullis blacklist ${action}: give an IP address\n`);
+    return 64;
+  }
+  if (action === 'add' && !(Number(values.ttl ?? 3600) > 0)) {
+    err.write('portcullis blacklist add: --ttl must be a number of seconds > 0\n');
+    return 64;
+  }
+  const viaHost = action ? await blacklistViaHost(values, action, ip, out, err) : null;
+  if (viaHost !== null) return viaHost;
   if (action === 'list') {
     return withStore(values, (s) => {
       const now = Date.now();
@@ -83,18 +135,9 @@ export async function blacklistCommand(argv: string[], out: Out = process.stdout
     }, { cmd: 'blacklist', out, err });
   }
   if (action === 'add' || action === 'remove') {
-    if (!ip || !isIP(ip)) {
-      err.write(`portcullis blacklist ${action}: give an IP address\n`);
-      return 64;
-    }
-    const ttl = Number(values.ttl ?? 3600);
-    if (!(ttl > 0)) {
-      err.write('portcullis blacklist add: --ttl must be a number of seconds > 0\n');
-      return 64;
-    }
     return withStore(values, (s) => {
-      if (action === 'add') s.blacklistAdd(ip, ttl, values.reason ?? 'added by the administrator', 'admin');
-      else if (!s.blacklistRemove(ip)) {
+      if (action === 'add') s.blacklistAdd(ip!, Number(values.ttl ?? 3600), values.reason ?? 'added by the administrator', 'admin');
+      else if (!s.blacklistRemove(ip!)) {
         err.write(`portcullis blacklist remove: ${ip} is not blacklisted\n`);
         return 1;
       }
