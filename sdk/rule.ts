@@ -148,8 +148,16 @@ export type NoOptions = { readonly type: 'object'; readonly additionalProperties
 export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: RuleContext<Options>) => Verdict | void;
 
 /**
+ * What a rule may ask to read of the message at its end (see `Need`), each an extra
+ * cost paid only while some enabled rule asks for it.
+ */
+export const MESSAGE_NEEDS = ['body', 'mime'] as const;
+
+/**
  * Extra data a rule asks the host to put into its events:
  * - `'body'`: the (capped) body in the `message` event;
+ * - `'mime'`: the body's MIME parts decoded (text, HTML, attachment names, types and
+ *   sizes) in `ev.message.mime` (see `MimeFacts`);
  * - `'dnsbl:<zone>'`: the client IP looked up in a DNS block list → `ev.dns.dnsbl[zone]`;
  * - `'rhsbl:<zone>'`: the MAIL FROM domain looked up in a domain list → `ev.dns.rhsbl[zone]`;
  * - `'mx'`: the MAIL FROM domain's MX (or A/AAAA) → `ev.dns.mx`.
@@ -157,7 +165,7 @@ export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: Rul
  * The host looks them up (cached, in parallel, early: DNSBLs at connect, sender facts at
  * MAIL FROM) and waits for them only before a phase whose rules declared them.
  */
-export type Need = 'body' | 'mx' | `dnsbl:${string}` | `rhsbl:${string}`;
+export type Need = (typeof MESSAGE_NEEDS)[number] | 'mx' | `dnsbl:${string}` | `rhsbl:${string}`;
 
 /** Clients a rule does not run for. */
 export interface Skip {

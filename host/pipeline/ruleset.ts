@@ -53,6 +53,8 @@ export interface RuleSet {
   readonly budgets: Partial<Record<Phase, number>>;
   /** True when a rule declared needs: ['body']. */
   readonly needsBody: boolean;
+  /** True when a rule declared needs: ['mime']: only then is a message's MIME structure parsed. */
+  readonly needsMime: boolean;
   /** Per phase, the DNS facts its rules need (absent = none: the phase never waits for DNS). */
   readonly dns: Partial<Record<Phase, DnsNeed[]>>;
   /** Every DNS fact any rule needs, looked up ahead of time (IP lists at connect, sender facts at MAIL). */
@@ -237,12 +239,14 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     throw new RuleSetError(e.message.split('\n'));
   });
   let needsBody = false;
+  let needsMime = false;
   const dns: Partial<Record<Phase, DnsNeed[]>> = {};
   for (const r of rules) {
     r.needs = needs[r.id] ?? [];
     for (const n of r.needs) {
       const need = parseNeed(n);
       if (need === 'body') needsBody = true;
+      else if (need === 'mime') needsMime = true;
       else if ('error' in need) problems.push(`${r.file}: ${need.error}`);
       else for (const phase of r.meta.phases) (dns[phase] ??= []).push(need);
     }
@@ -260,6 +264,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     skipsAuthenticated: new Set(rules.filter((r) => r.meta.skip.authenticated).map((r) => r.name)),
     budgets,
     needsBody,
+    needsMime,
     dns,
     dnsAll: uniqueNeeds(Object.values(dns).flat()),
     warnings: Object.freeze(warnings),
