@@ -119,6 +119,14 @@ export interface RuleContext<Options = Record<string, never>> {
   /** Write a line to the host log, tagged with the rule and session. */
   log(message: string): void;
   /**
+   * Where an option's value came from, for log lines an admin can act on: the line of the
+   * plain-text file (config `rules.settings.<name>.optionFiles`) that
+   * `ctx.options[option][index]` was read from, or null when that option was not read
+   * from a file (blank lines and # comments count: it is the line the admin's editor shows).
+   * @example ctx.log(`pattern on line ${ctx.optionLine('patterns', i) ?? '?'} matched`)
+   */
+  optionLine(option: keyof Options & string, index: number): number | null;
+  /**
    * Add `points` under `symbol` (a reason id: `REASON_PATTERN`) to the score of the
    * transaction (before MAIL: of the session, which every transaction of it starts with),
    * instead of deciding alone (Rspamd symbols, SpamAssassin tests, postscreen weights).
