@@ -7,13 +7,15 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { measureLoad } from './lib.mjs';
 
-/** Options under which a rule lets smtp-source's mail through. */
+/** Options under which a rule lets smtp-source's mail through (content-filter: patterns to run, none matching). */
 const PASSABLE = {
   'concurrent-connections': { maxSessions: 1000 },
   'connection-rate': { maxConnections: 1_000_000 },
   // Its whole point is to wait: 1 ms per reply measures the timers, not a second's sleep.
   'slow-reply': { delayMs: 1 },
   access: { entries: ['Connect:192.0.2.0/24 REJECT', 'From:spammer.example REJECT', 'To:closed@localhost REJECT'] },
+  'header-conformance': { action: 'tag' },
+  'content-filter': { patterns: ['^From: Friend@public\\.com', 'name\\=".*\\.vbs"', '\\bviagra\\b', 'you (have )?won'] }, // with the MIME parse (decoded)
 };
 /** Rules this load cannot pass at all: greylisting (smtp-source never retries), require-size (it declares no SIZE). */
 const SKIPPED = new Set(['greylist', 'require-size']);

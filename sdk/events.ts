@@ -280,7 +280,47 @@ export interface MessageEvent extends EventBase {
     body: string | null;
     /** True when `body` was cut at the cap. */
     bodyTruncated: boolean;
+    /**
+     * The message's MIME parts, decoded, only for rules that declared `needs: ['mime']`;
+     * null otherwise (see `MimeFacts`).
+     */
+    mime: MimeFacts | null;
   };
+}
+
+/** Most attachments `MimeFacts.attachments` lists; past it, `truncated` is set. */
+export const MIME_MAX_ATTACHMENTS = 100;
+
+/**
+ * What a MIME parser (mailsplit, beside the host's header parser) found in the message,
+ * read from the same capped body as `message.body` (the headers and at most
+ * `limits.bodyLimit` bytes of body): nothing past the cap is seen.
+ */
+export interface MimeFacts {
+  /**
+   * The text/plain parts that are not attachments, transfer-decoded (base64,
+   * quoted-printable) and converted from their charset, joined by a blank line.
+   */
+  text: string;
+  /** The text/html parts that are not attachments, decoded the same way (the HTML source, not rendered). */
+  html: string;
+  /**
+   * Every other leaf part, in order (at most `MIME_MAX_ATTACHMENTS`): a part with
+   * `Content-Disposition: attachment`, a file name, or a type other than text/plain and
+   * text/html. `filename`: decoded (RFC 2231, RFC 2047), or null; `contentType`: lower
+   * case, e.g. `application/pdf`; `size`: decoded bytes seen (cut at the cap when
+   * `truncated`).
+   */
+  attachments: { filename: string | null; contentType: string; size: number }[];
+  /** The body was longer than the cap (or had more attachments than listed): what lies past it is missing. */
+  truncated: boolean;
+  /**
+   * The parser gave up on part of the message (a part's header block over 1 MiB, more
+   * than 1,000 parts, a decoding error): the facts hold what came before that point. A
+   * merely odd message (no closing boundary, bad base64 characters, an unknown charset)
+   * is read as well as it can be, and is not flagged.
+   */
+  malformed: boolean;
 }
 
 export interface CloseEvent extends EventBase {

@@ -74,6 +74,8 @@ export const STATUS = {
   congestion: '4.5',
   /** X.5.3 Too many recipients. */
   tooManyRecipients: '5.3',
+  /** X.6.0 Other or undefined media error: the message's content or format is at fault (a header RFC 5322 requires is missing or malformed). */
+  mediaError: '6.0',
   /** X.7.0 Other or undefined security status (the host's drop). */
   security: '7.0',
   /** X.7.1 Delivery not authorized, message refused: a policy refusal, and the default. */

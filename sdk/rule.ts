@@ -119,6 +119,14 @@ export interface RuleContext<Options = Record<string, never>> {
   /** Write a line to the host log, tagged with the rule and session. */
   log(message: string): void;
   /**
+   * Where an option's value came from, for log lines an admin can act on: the line of the
+   * plain-text file (config `rules.settings.<name>.optionFiles`) that
+   * `ctx.options[option][index]` was read from, or null when that option was not read
+   * from a file (blank lines and # comments count: it is the line the admin's editor shows).
+   * @example ctx.log(`pattern on line ${ctx.optionLine('patterns', i) ?? '?'} matched`)
+   */
+  optionLine(option: keyof Options & string, index: number): number | null;
+  /**
    * Add `points` under `symbol` (a reason id: `REASON_PATTERN`) to the score of the
    * transaction (before MAIL: of the session, which every transaction of it starts with),
    * instead of deciding alone (Rspamd symbols, SpamAssassin tests, postscreen weights).
@@ -148,8 +156,16 @@ export type NoOptions = { readonly type: 'object'; readonly additionalProperties
 export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: RuleContext<Options>) => Verdict | void;
 
 /**
+ * What a rule may ask to read of the message at its end (see `Need`), each an extra
+ * cost paid only while some enabled rule asks for it.
+ */
+export const MESSAGE_NEEDS = ['body', 'mime'] as const;
+
+/**
  * Extra data a rule asks the host to put into its events:
  * - `'body'`: the (capped) body in the `message` event;
+ * - `'mime'`: the body's MIME parts decoded (text, HTML, attachment names, types and
+ *   sizes) in `ev.message.mime` (see `MimeFacts`);
  * - `'dnsbl:<zone>'`: the client IP looked up in a DNS block list → `ev.dns.dnsbl[zone]`;
  * - `'rhsbl:<zone>'`: the MAIL FROM domain looked up in a domain list → `ev.dns.rhsbl[zone]`;
  * - `'mx'`: the MAIL FROM domain's MX (or A/AAAA) → `ev.dns.mx`;
@@ -159,7 +175,7 @@ export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: Rul
  * MAIL FROM) and waits for them only before a phase whose rules declared them.
  * @example needs: ['spf'], phases: { rcpt: (ev) => (ev.dns.spf?.result === 'pass' ? accept() : next()) }
  */
-export type Need = 'body' | 'mx' | 'spf' | `dnsbl:${string}` | `rhsbl:${string}`;
+export type Need = (typeof MESSAGE_NEEDS)[number] | 'mx' | 'spf' | `dnsbl:${string}` | `rhsbl:${string}`;
 
 /** Clients a rule does not run for. */
 export interface Skip {

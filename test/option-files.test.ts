@@ -36,3 +36,15 @@ it('an option file that cannot be read, or an option given twice, stops the star
   const twice = startTestHost({ builtin: true, config: { rules: { settings: { access: { enabled: true, options: { entries: [] }, optionFiles: { entries: '/nonexistent/access' } } } } } });
   await assert.rejects(twice, /\/rules\/settings\/access\/optionFiles\/entries: options\.entries is given in the config too; say it in one place/);
 });
+
+it('a line of an option file that its rule refuses stops the start, naming the file and the line', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'access');
+  writeFileSync(file, '# our access map\nConnect:192.0.2.1 REJECT\n\nConnect:192.0.2.2 MAYBE\n');
+  try {
+    const start = startTestHost({ builtin: true, config: { rules: { settings: { access: { enabled: true, optionFiles: { entries: file } } } } } });
+    await assert.rejects(start, new RegExp(`/rules/settings/access/optionFiles/entries: ${file} line 4: "Connect:192\\.0\\.2\\.2 MAYBE": must match pattern`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -38,6 +38,12 @@ export interface RuleScope {
 export interface RuleSettings extends Partial<RuleLimits> {
   /** Options read from plain-text files (option name → file), one value per line; filled into `options` at load. */
   optionFiles?: Record<string, string>;
+  /**
+   * Derived at load, never written in a config: for each option read from a file, the
+   * file line of each of its values (`ctx.optionLine`, and the line an invalid value is
+   * reported at).
+   */
+  optionLines?: Record<string, number[]>;
   /** Run only for mail in this scope. */
   only?: RuleScope;
   /** Never run for mail in this scope. */
@@ -348,6 +354,11 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
     delivery.mode = 'relay';
     delivery.nextHop = { ...((delivery.nextHop as object | undefined) ?? {}), host, port };
   }
+  // Line numbers are derived from the option files below: a config built from a loaded
+  // one (the test harness does) has them, and must not be refused for it.
+  for (const s of Object.values(((raw.rules as Record<string, unknown> | undefined)?.settings ?? {}) as Record<string, Record<string, unknown>>)) {
+    if (s && typeof s === 'object') delete s.optionLines;
+  }
   const problems = validate(raw).map((e) => describeAjvError(e));
   const cfg = raw as unknown as Config;
   if (!problems.length) {
@@ -382,7 +393,8 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
  * Fills a rule's options from its `optionFiles`: each file holds one value per line, as
  * Sendmail's and Postfix's access files do (blank lines and lines starting with # are
  * skipped), so an admin edits a plain list rather than JSON. The rule's own schema then
- * checks the values like any other options.
+ * checks the values like any other options; each value's line is kept (`optionLines`),
+ * so a bad value is reported at its line and a rule can name it (`ctx.optionLine`).
  */
 function readOptionFiles(name: string, s: RuleSettings, problems: string[]): void {
   for (const [option, file] of Object.entries(s.optionFiles ?? {})) {
@@ -392,8 +404,9 @@ function readOptionFiles(name: string, s: RuleSettings, problems: string[]): voi
       continue;
     }
     try {
-      const lines = readFileSync(file, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
-      s.options = { ...s.options, [option]: lines };
+      const lines = readFileSync(file, 'utf8').split(/\r?\n/).map((l, i) => ({ value: l.trim(), line: i + 1 })).filter((l) => l.value !== '' && !l.value.startsWith('#'));
+      s.options = { ...s.options, [option]: lines.map((l) => l.value) };
+      s.optionLines = { ...s.optionLines, [option]: lines.map((l) => l.line) };
     } catch (e) {
       problems.push(`${path}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }

@@ -4,7 +4,7 @@
  * FROM — and awaited only before a phase whose rules need them, so rules stay
  * synchronous and a phase without DNS rules never waits for DNS.
  */
-import type { DnsFacts, DnsListAnswer, DnsMxAnswer, SpfAnswer } from '../../sdk/index.js';
+import { MESSAGE_NEEDS, type DnsFacts, type DnsListAnswer, type DnsMxAnswer, type SpfAnswer } from '../../sdk/index.js';
 import { domainOf } from '../net.js';
 import type { DnsChecker } from './checker.js';
 
@@ -12,14 +12,19 @@ export type DnsNeed = { kind: 'dnsbl' | 'rhsbl'; zone: string } | { kind: 'mx' }
 
 const ZONE = /^(?=.{1,200}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)+$/i;
 
-/** Parses one declared need; 'body' for the body, or an error message. */
-export function parseNeed(s: string): DnsNeed | 'body' | { error: string } {
-  if (s === 'body') return 'body';
+export type MessageNeed = (typeof MESSAGE_NEEDS)[number];
+
+/** Whether a declared need is one of the message's (`body`, `mime`) rather than a DNS fact. */
+export const isMessageNeed = (s: string): s is MessageNeed => (MESSAGE_NEEDS as readonly string[]).includes(s);
+
+/** Parses one declared need: a message need (`body`, `mime`), a DNS fact, or an error message. */
+export function parseNeed(s: string): DnsNeed | MessageNeed | { error: string } {
+  if (isMessageNeed(s)) return s;
   if (s === 'mx' || s === 'spf') return { kind: s };
   const m = /^(dnsbl|rhsbl):(.*)$/.exec(s);
   if (m && ZONE.test(m[2]!)) return { kind: m[1] as 'dnsbl' | 'rhsbl', zone: m[2]!.toLowerCase() };
   if (m) return { error: `needs: "${s}": ${JSON.stringify(m[2])} is not a DNS zone name` };
-  return { error: `needs: unknown need "${s}" (known: body, mx, spf, dnsbl:<zone>, rhsbl:<zone>)` };
+  return { error: `needs: unknown need "${s}" (known: ${MESSAGE_NEEDS.join(', ')}, mx, spf, dnsbl:<zone>, rhsbl:<zone>)` };
 }
 
 /** A need as rules write it: `mx`, `spf`, `dnsbl:<zone>`… */

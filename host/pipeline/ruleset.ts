@@ -6,9 +6,9 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
-import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
+import { Ajv2020 as Ajv, type ErrorObject } from 'ajv/dist/2020.js';
 import type { Phase } from '../../sdk/index.js';
-import { describeAjvError, type Config, type RuleAction, type RuleLimits } from '../config/config.js';
+import { describeAjvError, type Config, type RuleAction, type RuleLimits, type RuleSettings } from '../config/config.js';
 import { parseNeed, uniqueNeeds, type DnsNeed } from '../dns/facts.js';
 import { BUILTIN_RULES } from '../paths.js';
 import { compileRule } from '../sandbox/compile.js';
@@ -55,6 +55,8 @@ export interface RuleSet {
   readonly budgets: Partial<Record<Phase, number>>;
   /** True when a rule declared needs: ['body']. */
   readonly needsBody: boolean;
+  /** True when a rule declared needs: ['mime']: only then is a message's MIME structure parsed. */
+  readonly needsMime: boolean;
   /** Per phase, the DNS facts its rules need (absent = none: the phase never waits for DNS). */
   readonly dns: Partial<Record<Phase, DnsNeed[]>>;
   /** Every DNS fact any rule needs, looked up ahead of time (IP lists at connect, sender facts at MAIL). */
@@ -100,7 +102,33 @@ export function ruleDirs(cfg: Config): string[] {
   return [...(cfg.rules.builtin ? [BUILTIN_RULES] : []), ...cfg.rules.dirs.map((d) => resolve(d))];
 }
 
-const optionsAjv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+const optionsAjv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true }); // verbose: errors carry the bad value
+// JSON Schema's `regex` format (an ECMA-262 regular expression): a rule whose options are
+// patterns (content-filter) has a bad one refused at load, with its line, not at a message.
+optionsAjv.addFormat('regex', { type: 'string', validate: (s: string) => regexError(s) === null });
+
+/** Why `source` is not a regular expression (as rules compile theirs, case-insensitive), or null. */
+function regexError(source: string): string | null {
+  try {
+    new RegExp(source, 'i');
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/**
+ * An options error in words; one in a value read from a file (`optionFiles`) names the
+ * file and line, which is where the admin fixes it.
+ */
+function describeOptionError(e: ErrorObject, name: string, s: RuleSettings): string {
+  const [, option = '', index] = e.instancePath.split('/');
+  const line = index === undefined ? undefined : s.optionLines?.[option]?.[Number(index)];
+  const what = e.keyword === 'format' && (e.params as { format?: string }).format === 'regex' ? regexError(String(e.data)) ?? 'not a regular expression' : null;
+  if (line === undefined) return what ? `/rules/settings/${name}/options${e.instancePath}: ${what}` : describeAjvError(e, `/rules/settings/${name}/options`);
+  const problem = what ?? describeAjvError(e, '').replace(/^[^:]*: /, '');
+  return `/rules/settings/${name}/optionFiles/${option}: ${s.optionFiles?.[option]} line ${line}: ${JSON.stringify(e.data)}: ${problem}`;
+}
 
 /**
  * Compiled and inspected rules by source content, so a reload compiles and loads only
@@ -190,7 +218,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
       try {
         const check = optionsAjv.compile(meta.options);
         if (!check(options)) {
-          for (const e of check.errors ?? []) problems.push(describeAjvError(e, `/rules/settings/${meta.name}/options`));
+          for (const e of check.errors ?? []) problems.push(describeOptionError(e, meta.name, s));
           continue;
         }
       } catch (e) {
@@ -211,10 +239,10 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     const id = `${version}:${meta.name}`;
     const action = s.action ?? 'enforce';
     rules.push({ id, name: meta.name, file, priority: s.priority ?? meta.priority, action, limits, meta, link: chainLink(id, action, limits), needs: [],
-      options, fingerprint: `${hash}:${JSON.stringify([options, limits, action, s.priority, s.only, s.except])}`, place: placeTest(s.only, s.except), placeText: describePlace(s.only, s.except) });
+      options, fingerprint: `${hash}:${JSON.stringify([options, s.optionLines, limits, action, s.priority, s.only, s.except])}`, place: placeTest(s.only, s.except), placeText: describePlace(s.only, s.except) });
     // The built-in rules are ours: they may share a module (see rule-sandbox.ts); an admin's never do.
     const shared = cfg.sandbox.shareBuiltins && file.startsWith(BUILTIN_RULES + sep);
-    codes.push({ id, file, code, map, optionsJson: JSON.stringify(options), limits, ...(shared ? { group: 'builtin' } : {}) });
+    codes.push({ id, file, code, map, optionsJson: JSON.stringify(options), optionLinesJson: JSON.stringify(s.optionLines ?? {}), limits, ...(shared ? { group: 'builtin' } : {}) });
   }
   // A settings entry without its rule is a warning, not an error: deleting a rule's file
   // must remove the rule (on reload, and at the next start), not fail the reload and keep
@@ -239,12 +267,14 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     throw new RuleSetError(e.message.split('\n'));
   });
   let needsBody = false;
+  let needsMime = false;
   const dns: Partial<Record<Phase, DnsNeed[]>> = {};
   for (const r of rules) {
     r.needs = needs[r.id] ?? [];
     for (const n of r.needs) {
       const need = parseNeed(n);
       if (need === 'body') needsBody = true;
+      else if (need === 'mime') needsMime = true;
       else if ('error' in need) problems.push(`${r.file}: ${need.error}`);
       else for (const phase of r.meta.phases) (dns[phase] ??= []).push(need);
     }
@@ -262,6 +292,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     skipsAuthenticated: new Set(rules.filter((r) => r.meta.skip.authenticated).map((r) => r.name)),
     budgets,
     needsBody,
+    needsMime,
     dns,
     dnsAll: uniqueNeeds(Object.values(dns).flat()),
     warnings: Object.freeze(warnings),

@@ -33,7 +33,7 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
   const PHASES = ${JSON.stringify(PHASES)};
   const TX_PHASES = ${JSON.stringify(TRANSACTION_PHASES)};
   const NAME = new RegExp(${JSON.stringify(RULE_NAME_PATTERN)});
-  // The module's rules, in install order: { def, options }.
+  // The module's rules, in install order: { def, options, lines } (lines: each file-read option's value lines).
   const rules = [];
   // The event of the last callDelta: the next rules of this module in the phase reuse it.
   let last = null;
@@ -61,6 +61,7 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       markWellBehaved(ttlSeconds) { fx.wellBehaved = { ttlSeconds: +ttlSeconds }; },
       delay(ms) { fx.delayMs = (fx.delayMs || 0) + (+ms); },
       log(message) { (fx.logs || (fx.logs = [])).push(Str(message)); },
+      optionLine(option, index) { const l = rule.lines[Str(option)]; return (isArray(l) && l[index]) || null; },
       score(symbol, points) { (fx.scores || (fx.scores = [])).push([Str(symbol), +points]); },
       note: freeze({ session: noteWriter('s'), tx: noteWriter('t') }),
       store,
@@ -89,13 +90,14 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
       const skip = d.skip === undefined ? {} : d.skip;
       if (!skip || typeof skip !== 'object' || keys(skip).some((k) => k !== 'authenticated' || typeof skip[k] !== 'boolean')) throw new TypeError('skip must be an object like { authenticated: true }');
       if (d.enabled !== undefined && typeof d.enabled !== 'boolean') throw new TypeError('enabled must be true or false');
-      rules.push({ def: d, options: {} });
+      rules.push({ def: d, options: {}, lines: {} });
       return stringify({ name: d.name, description: typeof d.description === 'string' ? d.description : null,
         priority: d.priority === undefined ? 100 : d.priority, options: d.options || null, skip: { authenticated: skip.authenticated === true }, enabled: d.enabled !== false, phases });
     },
     // Returns the needs (JSON), which may depend on the options.
-    setOptions(i, json) {
+    setOptions(i, json, linesJson) {
       const rule = rules[i];
+      rule.lines = deepFreeze(parse(linesJson));
       const options = (rule.options = deepFreeze(parse(json)));
       const n = typeof rule.def.needs === 'function' ? rule.def.needs(options) : rule.def.needs || [];
       if (!isArray(n)) throw new TypeError('needs(options) must return an array');

@@ -63,6 +63,8 @@ export interface RuleCode {
   /** Source map of `code` (JSON), to report runtime errors at the rule's own file:line:col. */
   map?: string;
   optionsJson: string;
+  /** For options read from files: each value's file line (`ctx.optionLine`), JSON `{ option: [line, …] }`. */
+  optionLinesJson?: string;
   limits: SandboxLimits;
   /** Rules with the same group share one module (the built-in rules); none: a module of its own. */
   group?: string;

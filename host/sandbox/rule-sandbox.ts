@@ -54,6 +54,8 @@ export interface RuleSource {
   map?: string;
   /** The validated options; null to only read what the rule declares (inspect). */
   optionsJson: string | null;
+  /** Where option values read from files came from (see `RuleCode`). */
+  optionLinesJson?: string;
   limits: SandboxLimits;
 }
 
@@ -152,9 +154,11 @@ export class RuleSandbox {
           if (m.optionsJson === null) continue;
           const index = this.ctx.newNumber(i);
           const opts = this.ctx.newString(m.optionsJson);
-          const r = this.ctx.callFunction(setOptions, this.ctx.undefined, index, opts);
+          const lines = this.ctx.newString(m.optionLinesJson ?? '{}');
+          const r = this.ctx.callFunction(setOptions, this.ctx.undefined, index, opts, lines);
           index.dispose();
           opts.dispose();
+          lines.dispose();
           if (r.error) throw new RuleLoadError(`${m.file}: options: ${this.describe(r.error)}`);
           this.needs.push(JSON.parse(this.ctx.getString(r.value)) as string[]);
           r.value.dispose();

@@ -23,6 +23,7 @@ import type { RuleSet } from '../pipeline/ruleset.js';
 import { bodyOffset } from '../delivery/header.js';
 import { ruleView, type BlacklistStore, type MailboxDirectory, type WellBehavedStore } from '../store/ports.js';
 import { parseHeaders } from './message.js';
+import { mimeFacts } from './mime.js';
 import { formatReply, REPLIES, replyFor, type Reply } from './reply.js';
 import { describeSymbols, scoreHeader, scoreRefusal, scoreTotal } from './score.js';
 
@@ -491,6 +492,7 @@ export class SmtpSession {
           size: msg.length,
           body: rs.needsBody ? body.subarray(0, limit).toString('utf8') : null,
           bodyTruncated: rs.needsBody && body.length > limit,
+          mime: rs.needsMime ? await mimeFacts(msg, offset, limit) : null,
         };
         r = await this.phase({ phase: 'message', session: this.info(), envelope: this.envelope(), message });
       } else {
