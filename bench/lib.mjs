@@ -76,7 +76,7 @@ process.on('exit', () => { for (const c of running) c.kill('SIGKILL'); });
  * or if the process exits first. stop() sends SIGTERM, SIGKILL after 5 s, and
  * resolves with { code, signal } once the process has exited.
  */
-export function startProcess(cmd, args, { readyPattern, env, timeoutMs = 20_000 } = {}) {
+export function startProcess(cmd, args, { readyPattern, readyPort, env, timeoutMs = 20_000 } = {}) {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   running.add(child);
   const exited = new Promise((resolve) => {
@@ -101,7 +101,7 @@ export function startProcess(cmd, args, { readyPattern, env, timeoutMs = 20_000 
     // Both pipes are drained for the child's whole life: a full pipe would block it.
     child.stderr.on('data', (d) => { err = (err + d).slice(-4000); });
     child.stdout.on('data', (d) => {
-      if (ready) return;
+      if (ready || !readyPattern) return;
       out += d;
       const m = readyPattern.exec(out);
       if (!m) return;
@@ -116,6 +116,22 @@ export function startProcess(cmd, args, { readyPattern, env, timeoutMs = 20_000 
       stop().finally(() => reject(new Error(`${cmd} ${args.join(' ')}: ${msg}\nstdout: ${out.slice(-2000)}\nstderr: ${err}`)));
     };
     const timer = setTimeout(() => fail(`not ready after ${timeoutMs} ms`), timeoutMs);
+    // A server that says nothing when it is ready (its log turned down): ready once it takes a connection.
+    if (readyPort) {
+      const probe = () => {
+        if (ready) return;
+        const sock = netConnect(readyPort, '127.0.0.1');
+        sock.once('connect', () => {
+          sock.destroy();
+          if (ready) return;
+          ready = true;
+          clearTimeout(timer);
+          resolve({ child, port: readyPort, stop });
+        });
+        sock.once('error', () => setTimeout(probe, 50));
+      };
+      probe();
+    }
     child.on('error', (e) => fail(e.message));
     exited.then(({ code, signal }) => fail(`exited (${code ?? signal}) before ready`));
   });
