@@ -153,6 +153,17 @@ describe('rules on the SPF fact, over SMTP', () => {
     }
   });
 
+  it('access OK: a whitelisted sender delivers although rbldnsd lists its client (whitelists are honored first); another sender from it is refused', async () => {
+    const h = await host({ access: { enabled: true, options: { entries: ['From:quiet.example OK'], storeList: null } } });
+    try {
+      assert.equal(await attempt(h.port, '127.0.0.62', 'news@quiet.example', 'whitelisted'), '250 2.1.5 Accepted');
+      assert.equal(spooled(h.dataDir).length, 1);
+      assert.equal(await attempt(h.port, '127.0.0.62', 'news@chain.example'), '554 5.7.1 Service unavailable; client [127.0.0.62] blocked using zen.test (SBL)');
+    } finally {
+      await h.close();
+    }
+  });
+
   it("access SPF-PASS: a partner's own server is whitelisted although a block list names it; another listed client is refused", async () => {
     const h = await host({ access: { enabled: true, options: { entries: ['From:partner.example SPF-PASS'] } } });
     try {
