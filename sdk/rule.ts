@@ -153,13 +153,16 @@ export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: Rul
  * - `'dnsbl:<zone>'`: the client IP looked up in a DNS block list → `ev.dns.dnsbl[zone]`;
  * - `'rhsbl:<zone>'`: the MAIL FROM domain looked up in a domain list → `ev.dns.rhsbl[zone]`;
  * - `'mx'`: the MAIL FROM domain's MX (or A/AAAA) → `ev.dns.mx`;
- * - `'spf'`: the client checked against the MAIL FROM domain's SPF policy → `ev.dns.spf`.
+ * - `'spf'`: the client checked against the MAIL FROM domain's SPF policy → `ev.dns.spf`;
+ * - `'dkim'`: the message's DKIM signatures checked (RFC 6376) → `ev.dns.dkim`, at `message` only;
+ * - `'dmarc'`: the From domain's DMARC (RFC 7489) from SPF and DKIM → `ev.dns.dmarc`, at `message` only;
+ * - `'arc'`: the message's ARC chain (RFC 8617) → `ev.dns.arc`, at `message` only.
  *
  * The host looks them up (cached, in parallel, early: DNSBLs at connect, sender facts at
  * MAIL FROM) and waits for them only before a phase whose rules declared them.
  * @example needs: ['spf'], phases: { rcpt: (ev) => (ev.dns.spf?.result === 'pass' ? accept() : next()) }
  */
-export type Need = 'body' | 'mx' | 'spf' | `dnsbl:${string}` | `rhsbl:${string}`;
+export type Need = 'body' | 'mx' | 'spf' | 'dkim' | 'dmarc' | 'arc' | `dnsbl:${string}` | `rhsbl:${string}`;
 
 /** Clients a rule does not run for. */
 export interface Skip {
