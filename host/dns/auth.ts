@@ -76,7 +76,8 @@ export async function checkMessageAuth(backend: DnsBackend, msg: Buffer, spf: Sp
   };
   const failed = (): MessageAuth => ({ dkim: [], ...(want.dmarc ? { dmarc: { result: 'temperror', domain: '', policy: 'none', pct: 100, alignment: { spf: null, dkim: null } } } : {}) });
   // A backstop past the deadline: mailauth's own work (hashing a large body) is bounded by it too.
-  const late = new Promise<'late'>((resolve) => deadline.then(() => timers.setTimeout(() => resolve('late'), 100)));
+  let lateTimer: unknown;
+  const late = new Promise<'late'>((resolve) => deadline.then(() => (lateTimer = timers.setTimeout(() => resolve('late'), 100))));
   try {
     const r = await Promise.race([check(), late]);
     return r === 'late' ? failed() : r;
@@ -84,6 +85,7 @@ export async function checkMessageAuth(backend: DnsBackend, msg: Buffer, spf: Sp
     return failed();
   } finally {
     timers.clearTimeout(timer);
+    if (lateTimer !== undefined) timers.clearTimeout(lateTimer);
   }
 }
 
