@@ -194,8 +194,78 @@ export interface SpfAnswer {
 }
 
 /**
+ * The results of one DKIM signature's check (RFC 8601 §2.7.1, the words
+ * Authentication-Results uses):
+ * - `pass`: the signature verified with the key the signing domain publishes;
+ * - `fail`: it did not (the body or a signed header changed, or the key does not match);
+ * - `neutral`: the signature could not be checked as written (a syntax error, an
+ *   expired signature, a key too short: mailauth's words are in `comment`);
+ * - `policy`: the signature verified, but a local policy refused it;
+ * - `temperror`: the key could not be fetched now (a DNS timeout, SERVFAIL, the deadline);
+ * - `permerror`: the key record is missing or broken.
+ */
+export const DKIM_RESULTS = ['none', 'pass', 'fail', 'policy', 'neutral', 'temperror', 'permerror'] as const;
+export type DkimResult = (typeof DKIM_RESULTS)[number];
+
+/** One DKIM-Signature of the message and what its check gave (RFC 6376 §6). */
+export interface DkimSignature {
+  result: DkimResult;
+  /** The signing domain (`d=`), lower case. */
+  domain: string;
+  /** The key selector (`s=`): the key is the TXT record at `<selector>._domainkey.<domain>`. */
+  selector: string;
+  /** True when `domain` is the From domain's organisational domain or a subdomain of it (RFC 7489 §3.1.1, relaxed). */
+  aligned: boolean;
+  /** Why it did not pass, in mailauth's words ("body hash did not verify"), else null. */
+  comment: string | null;
+}
+
+/**
+ * The results of a DMARC check (RFC 7489 §11.2, RFC 8601 §2.7.x): `pass` when SPF or
+ * DKIM passed for a domain aligned with the From domain; `fail` when neither did; `none`
+ * when the From domain publishes no policy; `temperror` when the policy could not be
+ * fetched; `permerror` when there is no single From domain to check.
+ */
+export const DMARC_RESULTS = ['none', 'pass', 'fail', 'temperror', 'permerror'] as const;
+export type DmarcResult = (typeof DMARC_RESULTS)[number];
+
+/** What a domain asks receivers to do with mail that fails DMARC (RFC 7489 §6.3 `p=`). */
+export const DMARC_POLICIES = ['none', 'quarantine', 'reject'] as const;
+export type DmarcPolicy = (typeof DMARC_POLICIES)[number];
+
+/** The DMARC check of the message's From domain (RFC 7489), with the data a report carries. */
+export interface DmarcAnswer {
+  result: DmarcResult;
+  /** The RFC5322.From domain, lower case ('' when the message has no single From address). */
+  domain: string;
+  /**
+   * The policy that applies to this message: `sp=` for a subdomain of the domain that
+   * published it, else `p=`; `none` when there is no policy. Applies on `fail` only.
+   */
+  policy: DmarcPolicy;
+  /** `pct=` (RFC 7489 §6.3): the share of failing mail the policy is meant for, 100 by default. */
+  pct: number;
+  /** Which identifiers passed aligned with the From domain: the SPF domain, the DKIM `d=`, or null. */
+  alignment: { spf: string | null; dkim: string | null };
+}
+
+/**
+ * The results of an ARC chain check (RFC 8617 §4.4): `none` (no ARC sets), `pass` (every
+ * seal and the latest message signature verified), `fail` (any did not).
+ */
+export const ARC_RESULTS = ['none', 'pass', 'fail'] as const;
+export type ArcResult = (typeof ARC_RESULTS)[number];
+
+/** The ARC chain of the message (RFC 8617): its result and how many hops sealed it. */
+export interface ArcAnswer {
+  result: ArcResult;
+  /** The highest instance (`i=`) in the chain: how many forwarders sealed it; 0 with none. */
+  instances: number;
+}
+
+/**
  * DNS facts the host looked up before the phase, for the needs its rules declared
- * (`needs: ['dnsbl:zen.spamhaus.org', 'rhsbl:dbl.spamhaus.org', 'mx', 'spf']`). A fact is
+ * (`needs: ['dnsbl:zen.spamhaus.org', 'rhsbl:dbl.spamhaus.org', 'mx', 'spf', 'dkim', 'dmarc', 'arc']`). A fact is
  * absent when no rule of the phase asked for it, when it does not apply yet (no sender
  * before MAIL FROM; no sender domain for the null sender, except for SPF, which checks
  * the HELO name then) or when DNS is off in the host config.
@@ -209,6 +279,12 @@ export interface DnsFacts {
   mx?: DnsMxAnswer;
   /** SPF of the MAIL FROM domain (the HELO name for the null sender) for the client IP. */
   spf?: SpfAnswer;
+  /** Every DKIM-Signature of the message, in order (empty: unsigned). End of data only (`needs: ['dkim']`). */
+  dkim?: DkimSignature[];
+  /** DMARC of the From domain, from the SPF and DKIM results. End of data only (`needs: ['dmarc']`). */
+  dmarc?: DmarcAnswer;
+  /** The message's ARC chain. End of data only (`needs: ['arc']`). */
+  arc?: ArcAnswer;
 }
 
 interface EventBase {

@@ -80,6 +80,8 @@ export const STATUS = {
   security: '7.0',
   /** X.7.1 Delivery not authorized, message refused: a policy refusal, and the default. */
   notAuthorized: '7.1',
+  /** X.7.23 SPF validation failed (RFC 7372 §3.2): the sender's domain does not authorise the client. */
+  spfFailed: '7.23',
   /** X.7.26 Multiple authentication checks failed (RFC 7372): SPF/DKIM/DMARC. */
   authChecksFailed: '7.26',
 } as const satisfies Record<string, EnhancedStatus>;

@@ -162,6 +162,12 @@ export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: Rul
 export const MESSAGE_NEEDS = ['body', 'mime'] as const;
 
 /**
+ * The message's authentication a rule may ask for, known at the end of data only: DKIM
+ * (RFC 6376), DMARC (RFC 7489, which needs SPF and DKIM) and ARC (RFC 8617), in `ev.dns`.
+ */
+export const AUTH_NEEDS = ['dkim', 'dmarc', 'arc'] as const;
+
+/**
  * Extra data a rule asks the host to put into its events:
  * - `'body'`: the (capped) body in the `message` event;
  * - `'mime'`: the body's MIME parts decoded (text, HTML, attachment names, types and
@@ -169,13 +175,16 @@ export const MESSAGE_NEEDS = ['body', 'mime'] as const;
  * - `'dnsbl:<zone>'`: the client IP looked up in a DNS block list → `ev.dns.dnsbl[zone]`;
  * - `'rhsbl:<zone>'`: the MAIL FROM domain looked up in a domain list → `ev.dns.rhsbl[zone]`;
  * - `'mx'`: the MAIL FROM domain's MX (or A/AAAA) → `ev.dns.mx`;
- * - `'spf'`: the client checked against the MAIL FROM domain's SPF policy → `ev.dns.spf`.
+ * - `'spf'`: the client checked against the MAIL FROM domain's SPF policy → `ev.dns.spf`;
+ * - `'dkim'`: the message's DKIM signatures checked (RFC 6376) → `ev.dns.dkim`, at `message` only;
+ * - `'dmarc'`: the From domain's DMARC (RFC 7489) from SPF and DKIM → `ev.dns.dmarc`, at `message` only;
+ * - `'arc'`: the message's ARC chain (RFC 8617) → `ev.dns.arc`, at `message` only.
  *
  * The host looks them up (cached, in parallel, early: DNSBLs at connect, sender facts at
  * MAIL FROM) and waits for them only before a phase whose rules declared them.
  * @example needs: ['spf'], phases: { rcpt: (ev) => (ev.dns.spf?.result === 'pass' ? accept() : next()) }
  */
-export type Need = (typeof MESSAGE_NEEDS)[number] | 'mx' | 'spf' | `dnsbl:${string}` | `rhsbl:${string}`;
+export type Need = (typeof MESSAGE_NEEDS)[number] | (typeof AUTH_NEEDS)[number] | 'mx' | 'spf' | `dnsbl:${string}` | `rhsbl:${string}`;
 
 /** Clients a rule does not run for. */
 export interface Skip {

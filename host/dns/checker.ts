@@ -12,6 +12,7 @@ import type { DnsListAnswer, DnsMxAnswer, SpfAnswer } from '../../sdk/index.js';
 import type { Metrics } from '../metrics.js';
 import { CACHE_PREFIX, type TtlCache } from '../store/ports.js';
 import { nodeBackend, type DnsBackend } from './backend.js';
+import { checkMessageAuth, type MessageAuth } from './auth.js';
 import { checkSpf, spfIdentity } from './spf.js';
 
 export type ListKind = 'dnsbl' | 'rhsbl';
@@ -98,6 +99,21 @@ export class DnsChecker {
     // policy may read the local part or the HELO name, §7.2).
     const share = `dns:spf:${ip}:${sender.toLowerCase()}:${helo ?? ''}`;
     return this.cached(`dns:spf:${ip}:${domain}`, 'spf', now, check, (a) => a.result !== 'temperror' && !personal, share);
+  }
+
+  /**
+   * DKIM, and as asked DMARC (from `spf` too) and ARC, of a received message (RFC 6376,
+   * 7489, 8617). Never cached: each message is its own question.
+   */
+  async messageAuth(msg: Buffer, spf: SpfAnswer | null, want: { dmarc: boolean; arc: boolean }): Promise<MessageAuth> {
+    this.metrics.inc('dns_lookups_total', { kind: 'message-auth' });
+    const a = await checkMessageAuth(this.backend, msg, spf, want, this.timeoutMs);
+    const temp = a.dkim.some((s) => s.result === 'temperror') || a.dmarc?.result === 'temperror';
+    if (temp) {
+      this.metrics.inc('dns_errors_total', { zone: 'message-auth', code: 'ETEMPERROR' });
+      this.log.info({ dkim: a.dkim.map((s) => `${s.domain}:${s.result}`), dmarc: a.dmarc?.result }, 'DKIM/DMARC check of a message gave temperror (DNS failed or the deadline ran out)');
+    }
+    return a;
   }
 
   /** The answer under `key`: cached, else the one `query` gives (shared under `share` while it runs), cached when `cacheable`. */

@@ -50,7 +50,7 @@ export interface LiveSession {
 const WELL_BEHAVED_GREETING: Greeting = Object.freeze({ pauseMs: 0, earlyTalk: 'hold' });
 
 /** A message the rules accepted: where it goes and the headers to add. */
-type Accepted = { disposition: Disposition; headers: [string, string][] };
+type Accepted = { disposition: Disposition; headers: [string, string][]; message: Buffer };
 
 export interface FrontDoorDeps {
   config: Config;
@@ -278,9 +278,9 @@ export class FrontDoor {
     const tx = session.tx; // message() ends the transaction; keep its envelope for delivery
     const outcome = await session.message(msg);
     if (!outcome.accepted) return { reply: outcome.reply ?? REPLIES.internal(s.id), rule: outcome.decision.rule };
-    const checked = await this.externalCheck(session, tx, outcome.accepted, msg);
+    const checked = await this.externalCheck(session, tx, outcome.accepted, outcome.accepted.message);
     if ('reply' in checked) return { reply: checked.reply, rule: 'external-checker' };
-    return { reply: await this.deliver(session, s, tx, checked, msg), rule: null };
+    return { reply: await this.deliver(session, s, tx, checked, checked.message), rule: null };
   }
 
   /** Runs the external checker (if configured) on a message the rules accepted for delivery. */

@@ -20,6 +20,7 @@ import { domainOf, networkList, plainIp } from '../net.js';
 import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
 import type { EventParts } from '../sandbox/chain.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
+import { authResultsValue, withoutForgedAuthResults, type AuthFacts } from '../delivery/auth-results.js';
 import { bodyOffset } from '../delivery/header.js';
 import { ruleView, type BlacklistStore, type MailboxDirectory, type WellBehavedStore } from '../store/ports.js';
 import { parseHeaders } from './message.js';
@@ -128,7 +129,8 @@ export interface CommandResult {
 
 /** What became of a message at end of data: refused (`reply`), or accepted (where it goes, the headers to add). */
 export interface MessageResult extends CommandResult {
-  accepted: { disposition: Disposition; headers: [string, string][] } | null;
+  /** `message`: the message to deliver (as received, less forged Authentication-Results fields). */
+  accepted: { disposition: Disposition; headers: [string, string][]; message: Buffer } | null;
 }
 
 export class SmtpSession {
@@ -159,6 +161,8 @@ export class SmtpSession {
   private current: Transaction;
   /** DNS facts of this session; null when DNS is off or no rule needs any. */
   private readonly facts: SessionFacts | null;
+  /** The message at end of data (its DKIM and DMARC are facts of the message phase). */
+  private received: Buffer | null = null;
 
   /** `ruleSet` is pinned by the caller for the whole session. */
   constructor(private readonly d: SessionDeps, readonly conn: ConnectionFacts, readonly ruleSet: RuleSet) {
@@ -267,7 +271,7 @@ export class SmtpSession {
     let decision = NO_DECISION;
     if (!skip) {
       const sender = bare.phase === 'mail' ? bare.mail.address : (this.current.mail?.address ?? null);
-      const dns = this.facts ? await this.facts.get(this.ruleSet.dns[p] ?? [], sender) : NO_FACTS;
+      const dns = this.facts ? await this.facts.get(this.ruleSet.dns[p] ?? [], sender, p === 'message' ? (this.received ?? undefined) : undefined) : NO_FACTS;
       const event = { ...bare, dns } as PhaseEvent;
       decision = await this.d.pipeline.runPhase(this.ruleSet, event, () => this.partsOf(event));
     }
@@ -480,6 +484,7 @@ export class SmtpSession {
    * `tx` before calling this for the envelope.
    */
   async message(msg: Buffer): Promise<MessageResult> {
+    this.received = msg;
     try {
       const rs = this.ruleSet;
       let r: CommandResult;
@@ -503,11 +508,37 @@ export class SmtpSession {
       const headers = [...this.headers, ...this.current.headers].map((h): [string, string] => [h.name, h.value]);
       const score = scoreHeader(this.current.symbols, this.d.policy.config.scores);
       if (score) headers.push(score);
-      return { ...r, accepted: { disposition: this.current.disposition, headers } };
+      const hostname = this.d.policy.config.hostname;
+      const ar = authResultsValue(hostname, await this.authFacts(msg));
+      if (ar) headers.push(['Authentication-Results', ar]);
+      return { ...r, accepted: { disposition: this.current.disposition, headers, message: withoutForgedAuthResults(msg, hostname) } };
     } finally {
+      this.received = null;
       this.completed++; // the transaction is over, whatever its outcome
       this.current = this.newTransaction();
     }
+  }
+
+  /**
+   * What SPF, DKIM, DMARC and ARC gave for the message, for its Authentication-Results
+   * field: the facts some rule needed (shared with the rules: nothing is checked twice),
+   * checked even when the rules were skipped (a whitelisted transaction).
+   */
+  private async authFacts(msg: Buffer): Promise<AuthFacts> {
+    const needs = this.ruleSet.dnsAll;
+    const sender = this.current.mail?.address ?? null;
+    if (!this.facts) return {};
+    const f: AuthFacts = {};
+    const kinds = new Set(needs.map((n) => n.kind));
+    if (kinds.has('spf') || kinds.has('dmarc')) f.spf = await this.facts.spfKnown(sender);
+    if (SessionFacts.wantsMessage(needs)) {
+      const a = await this.facts.messageAuth(msg, sender, kinds.has('dmarc'), kinds.has('arc'));
+      f.dkim = a.dkim;
+      if (a.dmarc) f.dmarc = a.dmarc;
+      if (a.arc) f.arc = a.arc;
+      f.spf ??= await this.facts.spfKnown(sender);
+    }
+    return f;
   }
 
   /**

@@ -85,7 +85,7 @@ export interface HarnessOptions {
   /**
    * Fake DNS answers, name → records (or an error code such as `'ETIMEOUT'`); names not
    * in the table are NXDOMAIN. Without it DNS is off and rules see no DNS facts. Build
-   * entries with `fakeDns.listed(...)` / `fakeDns.mx(...)` / `fakeDns.spf(...)`. `'config'` queries the
+   * entries with `fakeDns.listed(...)` / `fakeDns.mx(...)` / `fakeDns.spf(...)` / `fakeDns.dkimKey(...)` / `fakeDns.dmarc(...)`. `'config'` queries the
    * config's real `dns.servers` (what `portcullis try` does).
    * @example dns: { ...fakeDns.listed('zen.spamhaus.org', '192.0.2.1', '127.0.0.4') }
    */
@@ -110,6 +110,14 @@ export const fakeDns = {
   /** `domain` publishes this SPF record (`'v=spf1 ip4:192.0.2.7 -all'`) as its TXT. */
   spf(domain: string, record: string): DnsTable {
     return { [domain]: { TXT: [record] } };
+  },
+  /** `domain` publishes the DKIM public key `p` (base64 SPKI) under `selector` (RFC 6376 §3.6.2). */
+  dkimKey(domain: string, selector: string, p: string): DnsTable {
+    return { [`${selector}._domainkey.${domain}`]: { TXT: [`v=DKIM1; k=rsa; p=${p}`] } };
+  },
+  /** `domain` publishes this DMARC record (`'v=DMARC1; p=reject'`, RFC 7489 §6.1). */
+  dmarc(domain: string, record: string): DnsTable {
+    return { [`_dmarc.${domain}`]: { TXT: [record] } };
   },
 };
 
