@@ -100,6 +100,13 @@ export interface RuleContext<Options = Record<string, never>> {
    */
   addHeader(name: string, value: string): void;
   /**
+   * Remove every field called `name` (any case) that came with the message, if it is
+   * accepted (at the message phase; fields rules add are kept). With `addHeader` it
+   * rewrites a field: remove `Subject`, add the tagged one.
+   * @example for (const [n] of ev.message.headers) if (/^x-spam-/i.test(n)) ctx.removeHeader(n)
+   */
+  removeHeader(name: string): void;
+  /**
    * Refuse every connection from this client for `ttlSeconds` (at most 30 days). An
    * entry that already lasts longer is kept: a rule only ever extends a block.
    * @example ctx.blacklist(3 * 3600, 'auth brute force')
@@ -153,13 +160,15 @@ export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: Rul
  * - `'dnsbl:<zone>'`: the client IP looked up in a DNS block list → `ev.dns.dnsbl[zone]`;
  * - `'rhsbl:<zone>'`: the MAIL FROM domain looked up in a domain list → `ev.dns.rhsbl[zone]`;
  * - `'mx'`: the MAIL FROM domain's MX (or A/AAAA) → `ev.dns.mx`;
- * - `'spf'`: the client checked against the MAIL FROM domain's SPF policy → `ev.dns.spf`.
+ * - `'spf'`: the client checked against the MAIL FROM domain's SPF policy → `ev.dns.spf`;
+ * - `'spamd'`: the message scored by SpamAssassin's spamd (config `spamd`) → `ev.message.spamd`;
+ * - `'callahead'`: the recipient asked of the next hop (MAIL FROM:<>, RCPT TO) → `ev.rcpt.callahead`.
  *
  * The host looks them up (cached, in parallel, early: DNSBLs at connect, sender facts at
  * MAIL FROM) and waits for them only before a phase whose rules declared them.
  * @example needs: ['spf'], phases: { rcpt: (ev) => (ev.dns.spf?.result === 'pass' ? accept() : next()) }
  */
-export type Need = 'body' | 'mx' | 'spf' | `dnsbl:${string}` | `rhsbl:${string}`;
+export type Need = 'body' | 'mx' | 'spf' | 'spamd' | 'callahead' | `dnsbl:${string}` | `rhsbl:${string}`;
 
 /** Clients a rule does not run for. */
 export interface Skip {

@@ -12,14 +12,18 @@ export type DnsNeed = { kind: 'dnsbl' | 'rhsbl'; zone: string } | { kind: 'mx' }
 
 const ZONE = /^(?=.{1,200}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)+$/i;
 
-/** Parses one declared need; 'body' for the body, or an error message. */
-export function parseNeed(s: string): DnsNeed | 'body' | { error: string } {
-  if (s === 'body') return 'body';
+/** Needs the host meets beside DNS: the body, spamd's verdict, the next hop's word on a recipient. */
+export const CONTENT_NEEDS = ['body', 'spamd', 'callahead'] as const;
+export type ContentNeed = (typeof CONTENT_NEEDS)[number];
+
+/** Parses one declared need: a content need, a DNS need, or an error message. */
+export function parseNeed(s: string): DnsNeed | ContentNeed | { error: string } {
+  if ((CONTENT_NEEDS as readonly string[]).includes(s)) return s as ContentNeed;
   if (s === 'mx' || s === 'spf') return { kind: s };
   const m = /^(dnsbl|rhsbl):(.*)$/.exec(s);
   if (m && ZONE.test(m[2]!)) return { kind: m[1] as 'dnsbl' | 'rhsbl', zone: m[2]!.toLowerCase() };
   if (m) return { error: `needs: "${s}": ${JSON.stringify(m[2])} is not a DNS zone name` };
-  return { error: `needs: unknown need "${s}" (known: body, mx, spf, dnsbl:<zone>, rhsbl:<zone>)` };
+  return { error: `needs: unknown need "${s}" (known: body, spamd, callahead, mx, spf, dnsbl:<zone>, rhsbl:<zone>)` };
 }
 
 /** A need as rules write it: `mx`, `spf`, `dnsbl:<zone>`… */

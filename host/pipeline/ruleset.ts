@@ -55,6 +55,10 @@ export interface RuleSet {
   readonly budgets: Partial<Record<Phase, number>>;
   /** True when a rule declared needs: ['body']. */
   readonly needsBody: boolean;
+  /** True when a rule declared needs: ['spamd'] (the message goes to spamd at end of data). */
+  readonly needsSpamd: boolean;
+  /** True when a rule declared needs: ['callahead'] (each recipient is asked of its next hop). */
+  readonly needsCallahead: boolean;
   /** Per phase, the DNS facts its rules need (absent = none: the phase never waits for DNS). */
   readonly dns: Partial<Record<Phase, DnsNeed[]>>;
   /** Every DNS fact any rule needs, looked up ahead of time (IP lists at connect, sender facts at MAIL). */
@@ -239,12 +243,16 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     throw new RuleSetError(e.message.split('\n'));
   });
   let needsBody = false;
+  let needsSpamd = false;
+  let needsCallahead = false;
   const dns: Partial<Record<Phase, DnsNeed[]>> = {};
   for (const r of rules) {
     r.needs = needs[r.id] ?? [];
     for (const n of r.needs) {
       const need = parseNeed(n);
       if (need === 'body') needsBody = true;
+      else if (need === 'spamd') needsSpamd = true;
+      else if (need === 'callahead') needsCallahead = true;
       else if ('error' in need) problems.push(`${r.file}: ${need.error}`);
       else for (const phase of r.meta.phases) (dns[phase] ??= []).push(need);
     }
@@ -262,6 +270,8 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     skipsAuthenticated: new Set(rules.filter((r) => r.meta.skip.authenticated).map((r) => r.name)),
     budgets,
     needsBody,
+    needsSpamd,
+    needsCallahead,
     dns,
     dnsAll: uniqueNeeds(Object.values(dns).flat()),
     warnings: Object.freeze(warnings),

@@ -13,7 +13,9 @@ import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
 import { dnsCheckerFor } from '../dns/checker.js';
-import { headerLines } from '../delivery/header.js';
+import { headerLines, withoutFields } from '../delivery/header.js';
+import { CallAhead } from '../delivery/callahead.js';
+import { SpamdClient } from '../content/spamd.js';
 import { plainIp } from '../net.js';
 import type { DeliveryOutcome } from '../delivery/outcome.js';
 import type { AcceptedTransaction } from '../delivery/transaction.js';
@@ -139,6 +141,8 @@ export class FrontDoor {
       policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, metrics: this.d.metrics,
       now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
       dns: dnsCheckerFor(c.dns, this.d.store, this.d.metrics, this.d.log),
+      spamd: c.spamd ? new SpamdClient(c.spamd) : null,
+      callahead: new CallAhead({ delivery: c.delivery, heloName: c.hostname, cache: this.d.store, log: (m) => this.d.log.info(m) }),
       clientSessions: (ip) => this.perIp.get(ip) ?? 0,
     };
   }
@@ -278,6 +282,7 @@ export class FrontDoor {
     const tx = session.tx; // message() ends the transaction; keep its envelope for delivery
     const outcome = await session.message(msg);
     if (!outcome.accepted) return { reply: outcome.reply ?? REPLIES.internal(s.id), rule: outcome.decision.rule };
+    msg = withoutFields(msg, outcome.accepted.removeHeaders);
     const checked = await this.externalCheck(session, tx, outcome.accepted, msg);
     if ('reply' in checked) return { reply: checked.reply, rule: 'external-checker' };
     return { reply: await this.deliver(session, s, tx, checked, msg), rule: null };

@@ -21,6 +21,8 @@ import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from
 import type { EventParts } from '../sandbox/chain.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import { bodyOffset } from '../delivery/header.js';
+import type { CallAhead } from '../delivery/callahead.js';
+import type { SpamdClient } from '../content/spamd.js';
 import { ruleView, type BlacklistStore, type MailboxDirectory, type WellBehavedStore } from '../store/ports.js';
 import { parseHeaders } from './message.js';
 import { formatReply, REPLIES, replyFor, type Reply } from './reply.js';
@@ -41,6 +43,8 @@ export interface Transaction {
   rcpts: EnvelopeAddress[];
   failedRcpts: number;
   headers: AddedHeader[];
+  /** Fields of the message as received that rules asked to remove (`ctx.removeHeader`), lower case. */
+  removeHeaders: string[];
   disposition: Disposition;
   /** A rule accepted at mail or data: the rest of the transaction skips the rules. */
   whitelisted: boolean;
@@ -110,6 +114,10 @@ export interface SessionDeps {
   delay: (ms: number) => Promise<void>;
   /** DNS lists and MX checks; null when DNS is off (config dns.servers empty). */
   dns: DnsChecker | null;
+  /** spamd, for rules that need `spamd`; null when config `spamd` is not set. */
+  spamd: SpamdClient | null;
+  /** The next hops' word on recipients, for rules that need `callahead`. */
+  callahead: CallAhead | null;
   /** Sessions from `ip` open now, the connecting one included (the connect event's `clientSessions`). */
   clientSessions: (ip: string) => number;
 }
@@ -127,7 +135,7 @@ export interface CommandResult {
 
 /** What became of a message at end of data: refused (`reply`), or accepted (where it goes, the headers to add). */
 export interface MessageResult extends CommandResult {
-  accepted: { disposition: Disposition; headers: [string, string][] } | null;
+  accepted: { disposition: Disposition; headers: [string, string][]; removeHeaders: string[] } | null;
 }
 
 export class SmtpSession {
@@ -187,7 +195,7 @@ export class SmtpSession {
 
   private newTransaction(): Transaction {
     const disposition = this.dispositions.reduce(stronger, DELIVER);
-    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], disposition, whitelisted: false, notes: {}, version: 0, held: null, symbols: { ...this.symbols } };
+    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], removeHeaders: [], disposition, whitelisted: false, notes: {}, version: 0, held: null, symbols: { ...this.symbols } };
   }
 
   info(): SessionInfo {
@@ -279,6 +287,7 @@ export class SmtpSession {
     const ip = plainIp(this.conn.ip);
     const sid = this.conn.id;
     if (d.headers.length) (inTx ? this.current.headers : this.headers).push(...d.headers);
+    for (const h of d.removeHeaders) if (inTx) this.current.removeHeaders.push(h.name.toLowerCase());
     if (d.notes.length) this.note(d, inTx);
     for (const { rule, symbol, points } of d.scores) {
       if (!inTx) {
@@ -442,7 +451,8 @@ export class SmtpSession {
       this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), rcpt: address }, `relaying denied for ${address} from ${plainIp(this.conn.ip)}`);
       return { reply: REPLIES.relayDenied, decision: NO_DECISION };
     }
-    let r = await this.phase({ phase: 'rcpt', session: this.info(), envelope: this.envelope(), rcpt });
+    const callahead = this.callsAhead(rcpt) ? await this.d.callahead!.check(address, this.d.now()) : undefined;
+    let r = await this.phase({ phase: 'rcpt', session: this.info(), envelope: this.envelope(), rcpt: callahead ? { ...rcpt, callahead } : rcpt });
     tx.version++;
     const held = this.held;
     if (held && r.decision.verdict.action !== 'accept') {
@@ -462,6 +472,17 @@ export class SmtpSession {
     if (i >= 0) tx.rcpts[i] = rcpt;
     else tx.rcpts.push(rcpt);
     return r;
+  }
+
+  /**
+   * Whether to ask the next hop about `rcpt` (the `callahead` fact): a rule needs it, the
+   * rules will run, the recipient is in a domain we take mail for (call-ahead verifies
+   * inbound mail, not a user's outbound), and no refusal is held for RCPT (smtpf: with
+   * delay-checks, a held refusal answers first and the call-ahead is skipped).
+   */
+  private callsAhead(rcpt: EnvelopeAddress): boolean {
+    if (!this.ruleSet.needsCallahead || !this.d.callahead || this.exempt || this.whitelisted || this.current.whitelisted || this.held) return false;
+    return this.d.policy.acceptedDomains.has(rcpt.domain);
   }
 
   /** RSET: the transaction is abandoned (RFC 5321 §4.1.1.5). */
@@ -491,6 +512,7 @@ export class SmtpSession {
           size: msg.length,
           body: rs.needsBody ? body.subarray(0, limit).toString('utf8') : null,
           bodyTruncated: rs.needsBody && body.length > limit,
+          ...(rs.needsSpamd && !this.exempt ? { spamd: this.d.spamd ? await this.d.spamd.check(msg) : { error: 'spamd is not configured (config spamd)' } } : {}),
         };
         r = await this.phase({ phase: 'message', session: this.info(), envelope: this.envelope(), message });
       } else {
@@ -501,7 +523,7 @@ export class SmtpSession {
       const headers = [...this.headers, ...this.current.headers].map((h): [string, string] => [h.name, h.value]);
       const score = scoreHeader(this.current.symbols, this.d.policy.config.scores);
       if (score) headers.push(score);
-      return { ...r, accepted: { disposition: this.current.disposition, headers } };
+      return { ...r, accepted: { disposition: this.current.disposition, headers, removeHeaders: [...new Set(this.current.removeHeaders)] } };
     } finally {
       this.completed++; // the transaction is over, whatever its outcome
       this.current = this.newTransaction();
