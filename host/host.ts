@@ -10,7 +10,7 @@ import { AdminServer } from './admin/server.js';
 import { parseListen, type Config, type ConfigOverrides } from './config/config.js';
 import { ControlServer, DataDirInUseError, START_WAIT_MS } from './control.js';
 import { MailAdmin } from './delivery/admin.js';
-import { isMessageNeed, needName } from './dns/facts.js';
+import { isHostNeed, needName } from './dns/facts.js';
 import { Delivery } from './delivery/delivery.js';
 import { openHostLog } from './log.js';
 import { Metrics } from './metrics.js';
@@ -222,10 +222,14 @@ function hostPort(a: { host: string; port: number }): string {
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
 
-/** Says at start whether the rules' DNS checks will run, so "why is nothing listed?" has an answer in the log. */
+/** Says at start whether the rules' DNS checks will run (and warns when a rule needs spamd and none is configured), so "why is nothing listed?" has an answer in the log. */
 function logDnsState(log: Logger, config: Config, rs: RuleSet): void {
+  if (rs.needsSpamd && !config.spamd) {
+    const rules = rs.rules.filter((r) => r.needs.includes('spamd')).map((r) => r.name);
+    log.warn({ rules }, `no spamd configured (config spamd): ${rules.join(', ')} will fail on every message (451 under the default fail policy)`);
+  }
   if (!rs.dnsAll.length) return;
-  const rules = rs.rules.filter((r) => r.needs.some((n) => !isMessageNeed(n))).map((r) => r.name);
+  const rules = rs.rules.filter((r) => r.needs.some((n) => !isHostNeed(n))).map((r) => r.name);
   const zones = rs.dnsAll.map(needName);
   if (config.dns.servers.length) log.info({ servers: config.dns.servers, needs: zones }, `DNS checks via ${config.dns.servers.join(', ')}: ${zones.join(', ')}`);
   else log.warn({ needs: zones, rules }, 'DNS checks are off (no dns.servers; set one or start with --dns HOST:PORT): DNS rules see no DNS facts');

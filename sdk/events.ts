@@ -330,10 +330,29 @@ export interface MailEvent extends EventBase {
   mail: EnvelopeAddress & { size: number | null };
 }
 
+/**
+ * What the next hop said of a recipient when asked by call-ahead (SmtpEvt's "mailcheck
+ * for secondaries", smtpf's call-ahead): `MAIL FROM:<>`, `RCPT TO`, `RSET`, `QUIT`.
+ * - `accepted`: it answered 2xx to RCPT;
+ * - `refused`: it answered 5xx (the mailbox does not exist there);
+ * - `unknown`: no answer, a 4xx, a network error, no next hop, or a next hop that accepts
+ *   every local part (it also accepted smtpf's "false RCPT", a random impossible one).
+ *   Only `refused` means anything: the recipient is allowed otherwise.
+ */
+export const CALLAHEAD_RESULTS = ['accepted', 'refused', 'unknown'] as const;
+export type CallaheadResult = (typeof CALLAHEAD_RESULTS)[number];
+
+export interface CallaheadAnswer {
+  result: CallaheadResult;
+  /** The next hop's reply line to RCPT (`550 5.1.1 No such user`), or null when there was none. */
+  reply: string | null;
+}
+
 export interface RcptEvent extends EventBase {
   phase: 'rcpt';
   envelope: Envelope;
-  rcpt: EnvelopeAddress;
+  /** With `needs: ['callahead']`, `callahead`: what the next hop said of this recipient. */
+  rcpt: EnvelopeAddress & { callahead?: CallaheadAnswer };
 }
 
 export interface DataEvent extends EventBase {
@@ -361,6 +380,8 @@ export interface MessageEvent extends EventBase {
      * null otherwise (see `MimeFacts`).
      */
     mime: MimeFacts | null;
+    /** With `needs: ['spamd']`: SpamAssassin's verdict on the message, from spamd (or why there is none). */
+    spamd?: SpamdFact;
   };
 }
 
@@ -398,6 +419,25 @@ export interface MimeFacts {
    */
   malformed: boolean;
 }
+
+
+/** SpamAssassin's verdict on a message, as spamd answers `SYMBOLS` (its `Spam:` header and body). */
+export interface SpamdAnswer {
+  /** The message's score (`Spam: True ; 7.2 / 5.0` → 7.2). */
+  score: number;
+  /** spamd's own threshold (`required_score`, 5.0 by default). */
+  threshold: number;
+  /** score >= threshold, as spamd says. */
+  isSpam: boolean;
+  /** The SpamAssassin tests that hit (`GTUBE`, `MISSING_DATE`…). */
+  symbols: string[];
+}
+
+/**
+ * The `spamd` fact: an answer, or why there is none (spamd down, slow past
+ * `spamd.timeoutMs`, not configured). A rule must not read an error as "ham".
+ */
+export type SpamdFact = SpamdAnswer | { error: string };
 
 export interface CloseEvent extends EventBase {
   phase: 'close';

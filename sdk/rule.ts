@@ -100,6 +100,13 @@ export interface RuleContext<Options = Record<string, never>> {
    */
   addHeader(name: string, value: string): void;
   /**
+   * Remove every field called `name` (any case) that came with the message, if it is
+   * accepted (at the message phase; fields rules add are kept). With `addHeader` it
+   * rewrites a field: remove `Subject`, add the tagged one.
+   * @example for (const [n] of ev.message.headers) if (/^x-spam-/i.test(n)) ctx.removeHeader(n)
+   */
+  removeHeader(name: string): void;
+  /**
    * Refuse every connection from this client for `ttlSeconds` (at most 30 days). An
    * entry that already lasts longer is kept: a rule only ever extends a block.
    * @example ctx.blacklist(3 * 3600, 'auth brute force')
@@ -167,6 +174,9 @@ export const MESSAGE_NEEDS = ['body', 'mime'] as const;
  */
 export const AUTH_NEEDS = ['dkim', 'dmarc', 'arc'] as const;
 
+/** What a rule may ask another server about, through the host: spamd's verdict on the message, the next hop's word on a recipient. */
+export const CHECK_NEEDS = ['spamd', 'callahead'] as const;
+
 /**
  * Extra data a rule asks the host to put into its events:
  * - `'body'`: the (capped) body in the `message` event;
@@ -178,13 +188,15 @@ export const AUTH_NEEDS = ['dkim', 'dmarc', 'arc'] as const;
  * - `'spf'`: the client checked against the MAIL FROM domain's SPF policy → `ev.dns.spf`;
  * - `'dkim'`: the message's DKIM signatures checked (RFC 6376) → `ev.dns.dkim`, at `message` only;
  * - `'dmarc'`: the From domain's DMARC (RFC 7489) from SPF and DKIM → `ev.dns.dmarc`, at `message` only;
- * - `'arc'`: the message's ARC chain (RFC 8617) → `ev.dns.arc`, at `message` only.
+ * - `'arc'`: the message's ARC chain (RFC 8617) → `ev.dns.arc`, at `message` only;
+ * - `'spamd'`: the message scored by SpamAssassin's spamd (config `spamd`) → `ev.message.spamd`;
+ * - `'callahead'`: the recipient asked of the next hop (MAIL FROM:<>, RCPT TO) → `ev.rcpt.callahead`.
  *
  * The host looks them up (cached, in parallel, early: DNSBLs at connect, sender facts at
  * MAIL FROM) and waits for them only before a phase whose rules declared them.
  * @example needs: ['spf'], phases: { rcpt: (ev) => (ev.dns.spf?.result === 'pass' ? accept() : next()) }
  */
-export type Need = (typeof MESSAGE_NEEDS)[number] | (typeof AUTH_NEEDS)[number] | 'mx' | 'spf' | `dnsbl:${string}` | `rhsbl:${string}`;
+export type Need = (typeof MESSAGE_NEEDS)[number] | (typeof CHECK_NEEDS)[number] | (typeof AUTH_NEEDS)[number] | 'mx' | 'spf' | `dnsbl:${string}` | `rhsbl:${string}`;
 
 /** Clients a rule does not run for. */
 export interface Skip {

@@ -41,6 +41,21 @@ describe('rule test harness', () => {
     }
   });
 
+  it('reports the fields a rule removes (ctx.removeHeader), lower case and once each', async () => {
+    const h = await loadRule(ruleFile('r.ts', rule('unspam', `{
+      message: (ev, ctx) => { for (const [n] of ev.message.headers) if (/^x-spam-/i.test(n)) ctx.removeHeader(n); ctx.removeHeader('Subject'); ctx.addHeader('Subject', '[tag] hi'); },
+    }`)));
+    try {
+      const s = await h.connect({ ip: '203.0.113.9', helo: 'mx.example.net' });
+      await s.mail('a@example.net');
+      await s.rcpt('user@localhost');
+      const m = await s.message('Subject: hi\nX-Spam-Flag: NO\nx-spam-flag: NO\n\nbody\n');
+      assert.deepEqual([m.accepted?.removedHeaders, m.accepted?.headers], [['x-spam-flag', 'subject'], [['Subject', '[tag] hi']]]);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('shows a failing rule\'s outcome and its fail-policy reply', async () => {
     const h = await loadRule(ruleFile('f.ts', rule('fragile', `{ mail: () => { throw new Error('bug'); } }`)));
     try {

@@ -3,7 +3,7 @@
  * every message it accepted, byte for byte, and answers recipients and messages as the
  * test says.
  */
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 
 export interface Received {
@@ -99,4 +99,20 @@ export async function deadPort(): Promise<number> {
   const a = srv.address();
   await new Promise<void>((ok) => srv.close(() => ok()));
   return a && typeof a === 'object' ? a.port : 0;
+}
+
+/** A server that takes connections and never answers (a next hop or a spamd stuck or overloaded); it keeps its half of a half-closed connection open. */
+export async function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const srv = createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.resume();
+  });
+  await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', () => ok()));
+  const a = srv.address();
+  return {
+    port: a && typeof a === 'object' ? a.port : 0,
+    close: () => new Promise<void>((ok) => (sockets.forEach((s) => s.destroy()), srv.close(() => ok()))),
+  };
 }

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv2020 as Ajv } from 'ajv/dist/2020.js';
+import type { SpamdConfig } from '../content/spamd.js';
 import type { ErrorObject } from 'ajv';
 import { ParseErrorCode, parseTree, type ParseError } from 'jsonc-parser';
 import type { Phase } from '../../sdk/index.js';
@@ -78,6 +79,8 @@ export interface Config {
   reverseDns: boolean;
   dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number };
   checker?: { command: string[]; timeoutMs: number; concurrency: number };
+  /** SpamAssassin's spamd, for rules that need `spamd`; absent: none (those rules fail, 451). */
+  spamd?: SpamdConfig;
   auth: { users: Record<string, string>; allowInsecure: boolean };
   tls?: { key: string; cert: string };
   received: boolean;

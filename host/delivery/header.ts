@@ -23,3 +23,22 @@ export function receivedHeader(o: { heloName: string | null; ip: string; ptr: st
 export function headerLines(fields: [string, string][]): string {
   return fields.map(([name, value]) => `${name}: ${value}\r\n`).join('');
 }
+
+/**
+ * `msg` without the header fields named in `names` (lower case), each with its folded
+ * continuation lines (RFC 5322 §2.2.3): what rules asked with `ctx.removeHeader`. The
+ * body is untouched.
+ */
+export function withoutFields(msg: Buffer, names: readonly string[]): Buffer {
+  if (!names.length) return msg;
+  const offset = bodyOffset(msg);
+  const head = msg.subarray(0, offset).toString('latin1');
+  const drop = new Set(names);
+  let dropping = false;
+  const kept = head.split(/(?<=\n)/).filter((line) => {
+    if (line === '\r\n' || line === '\n') return true; // the blank line ending the header
+    if (!/^[ \t]/.test(line)) dropping = drop.has(line.slice(0, Math.max(0, line.indexOf(':'))).trim().toLowerCase());
+    return !dropping;
+  });
+  return Buffer.concat([Buffer.from(kept.join(''), 'latin1'), msg.subarray(offset)]);
+}

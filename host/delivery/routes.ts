@@ -9,6 +9,11 @@ import type { Spool, SpoolEnvelope } from '../spool/spool.js';
 import { deliverLocally } from './local.js';
 import { NextHop, type RcptResult } from './nexthop.js';
 
+/** The next hop's settings for a recipient (its domain's route, else `nextHop`); null: local delivery. */
+export function hopConfigFor(config: DeliveryConfig, rcpt: string): NextHopConfig | null {
+  return config.routes[domainOf(rcpt)] ?? config.nextHop ?? null;
+}
+
 export class Routes {
   private readonly byDomain = new Map<string, NextHop>();
   private readonly fallback: NextHop | null;
@@ -30,6 +35,7 @@ export class Routes {
 
   /** The next hop for a recipient; null: deliver locally. */
   hopFor(rcpt: string): NextHop | null {
+    // The same choice as hopConfigFor, by pool.
     return this.byDomain.get(domainOf(rcpt)) ?? this.fallback;
   }
 

@@ -4,7 +4,7 @@
  * FROM — and awaited only before a phase whose rules need them, so rules stay
  * synchronous and a phase without DNS rules never waits for DNS.
  */
-import { AUTH_NEEDS, MESSAGE_NEEDS, type DnsFacts, type DnsListAnswer, type DnsMxAnswer, type SpfAnswer } from '../../sdk/index.js';
+import { AUTH_NEEDS, CHECK_NEEDS, MESSAGE_NEEDS, type DnsFacts, type DnsListAnswer, type DnsMxAnswer, type SpfAnswer } from '../../sdk/index.js';
 import { domainOf } from '../net.js';
 import type { MessageAuth } from './auth.js';
 import type { DnsChecker } from './checker.js';
@@ -18,20 +18,21 @@ const isAuthNeed = (s: string): s is AuthNeed => (AUTH_NEEDS as readonly string[
 
 const ZONE = /^(?=.{1,200}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)+$/i;
 
-export type MessageNeed = (typeof MESSAGE_NEEDS)[number];
+/** Needs the host meets without DNS: reads of the message (`body`, `mime`) and checks by another server (`spamd`, `callahead`). */
+export type HostNeed = (typeof MESSAGE_NEEDS)[number] | (typeof CHECK_NEEDS)[number];
 
-/** Whether a declared need is one of the message's (`body`, `mime`) rather than a DNS fact. */
-export const isMessageNeed = (s: string): s is MessageNeed => (MESSAGE_NEEDS as readonly string[]).includes(s);
+/** Whether a declared need is one the host meets without DNS (see `HostNeed`). */
+export const isHostNeed = (s: string): s is HostNeed => (MESSAGE_NEEDS as readonly string[]).includes(s) || (CHECK_NEEDS as readonly string[]).includes(s);
 
-/** Parses one declared need: a message need (`body`, `mime`), a DNS fact, or an error message. */
-export function parseNeed(s: string): DnsNeed | MessageNeed | { error: string } {
-  if (isMessageNeed(s)) return s;
+/** Parses one declared need: a host need, a DNS need, or an error message. */
+export function parseNeed(s: string): DnsNeed | HostNeed | { error: string } {
+  if (isHostNeed(s)) return s;
   if (s === 'mx' || s === 'spf') return { kind: s };
   if (isAuthNeed(s)) return { kind: s };
   const m = /^(dnsbl|rhsbl):(.*)$/.exec(s);
   if (m && ZONE.test(m[2]!)) return { kind: m[1] as 'dnsbl' | 'rhsbl', zone: m[2]!.toLowerCase() };
   if (m) return { error: `needs: "${s}": ${JSON.stringify(m[2])} is not a DNS zone name` };
-  return { error: `needs: unknown need "${s}" (known: ${MESSAGE_NEEDS.join(', ')}, mx, spf, ${AUTH_NEEDS.join(', ')}, dnsbl:<zone>, rhsbl:<zone>)` };
+  return { error: `needs: unknown need "${s}" (known: ${[...MESSAGE_NEEDS, ...CHECK_NEEDS].join(', ')}, mx, spf, ${AUTH_NEEDS.join(', ')}, dnsbl:<zone>, rhsbl:<zone>)` };
 }
 
 /** A need as rules write it: `mx`, `spf`, `dnsbl:<zone>`… */

@@ -41,6 +41,8 @@ export interface PhaseDecision {
   /** Set when the winning outcome is a rule failure under the tempfail policy. */
   failure: Outcome | null;
   headers: AddedHeader[];
+  /** `ctx.removeHeader`: fields of the message as received to remove, and who asked. */
+  removeHeaders: { rule: string; name: string }[];
   blacklist: { ttlSeconds: number; reason: string; rule: string } | null;
   /** `ctx.markWellBehaved`: the client is well-behaved for this long, marked by this rule (the last one that asked). */
   wellBehaved: { ttlSeconds: number; rule: string } | null;
@@ -52,7 +54,7 @@ export interface PhaseDecision {
 }
 
 const NEXT: Verdict = Object.freeze({ action: 'next' });
-export const NO_DECISION: PhaseDecision = Object.freeze({ verdict: NEXT, rule: null, failure: null, headers: [], blacklist: null, wellBehaved: null, delayMs: 0, notes: [], scores: [] });
+export const NO_DECISION: PhaseDecision = Object.freeze({ verdict: NEXT, rule: null, failure: null, headers: [], removeHeaders: [], blacklist: null, wellBehaved: null, delayMs: 0, notes: [], scores: [] });
 
 /**
  * What a rule's result does to the rest of its phase, from its config: an enforced rule's
@@ -133,7 +135,7 @@ export class Pipeline {
   private decide(rs: RuleSet, event: PhaseEvent, results: RuleResult[]): PhaseDecision {
     const phase = event.phase;
     const sid = event.session.id;
-    const d: PhaseDecision = { ...NO_DECISION, headers: [], notes: [], scores: [] };
+    const d: PhaseDecision = { ...NO_DECISION, headers: [], removeHeaders: [], notes: [], scores: [] };
     for (const r of results) {
       const rule = rs.byId.get(r.id);
       if (!rule) continue;
@@ -156,6 +158,7 @@ export class Pipeline {
         continue;
       }
       for (const [n, value] of r.effects.headers ?? []) d.headers.push({ rule: name, name: n, value });
+      for (const n of r.effects.removeHeaders ?? []) d.removeHeaders.push({ rule: name, name: n });
       if (r.effects.blacklist) d.blacklist = { ...r.effects.blacklist, rule: name };
       if (r.effects.wellBehaved) d.wellBehaved = { ...r.effects.wellBehaved, rule: name };
       if (r.effects.notes) d.notes.push(...r.effects.notes);
@@ -179,7 +182,7 @@ export class Pipeline {
 }
 
 function hasEffects(fx: Effects): boolean {
-  return !!(fx.headers?.length || fx.blacklist || fx.wellBehaved || fx.delayMs || fx.notes?.length || fx.scores?.length);
+  return !!(fx.headers?.length || fx.removeHeaders?.length || fx.blacklist || fx.wellBehaved || fx.delayMs || fx.notes?.length || fx.scores?.length);
 }
 
 function round(ms: number): number {

@@ -57,6 +57,10 @@ export interface RuleSet {
   readonly needsBody: boolean;
   /** True when a rule declared needs: ['mime']: only then is a message's MIME structure parsed. */
   readonly needsMime: boolean;
+  /** True when a rule declared needs: ['spamd'] (the message goes to spamd at end of data). */
+  readonly needsSpamd: boolean;
+  /** True when a rule declared needs: ['callahead'] (each recipient is asked of its next hop). */
+  readonly needsCallahead: boolean;
   /** Per phase, the DNS facts its rules need (absent = none: the phase never waits for DNS). */
   readonly dns: Partial<Record<Phase, DnsNeed[]>>;
   /** Every DNS fact any rule needs, looked up ahead of time (IP lists at connect, sender facts at MAIL). */
@@ -268,6 +272,8 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
   });
   let needsBody = false;
   let needsMime = false;
+  let needsSpamd = false;
+  let needsCallahead = false;
   const dns: Partial<Record<Phase, DnsNeed[]>> = {};
   for (const r of rules) {
     r.needs = needs[r.id] ?? [];
@@ -275,6 +281,8 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
       const need = parseNeed(n);
       if (need === 'body') needsBody = true;
       else if (need === 'mime') needsMime = true;
+      else if (need === 'spamd') needsSpamd = true;
+      else if (need === 'callahead') needsCallahead = true;
       else if ('error' in need) problems.push(`${r.file}: ${need.error}`);
       else for (const phase of r.meta.phases) (dns[phase] ??= []).push(need);
     }
@@ -293,6 +301,8 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     budgets,
     needsBody,
     needsMime,
+    needsSpamd,
+    needsCallahead,
     dns,
     dnsAll: uniqueNeeds(Object.values(dns).flat()),
     warnings: Object.freeze(warnings),

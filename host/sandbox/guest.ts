@@ -57,6 +57,7 @@ export const GUEST_PRELUDE = `globalThis.__pc = (function () {
     const ctx = {
       options: rule.options,
       addHeader(name, value) { (fx.headers || (fx.headers = [])).push([Str(name), Str(value)]); },
+      removeHeader(name) { (fx.removeHeaders || (fx.removeHeaders = [])).push(Str(name)); },
       blacklist(ttlSeconds, reason) { fx.blacklist = { ttlSeconds: +ttlSeconds, reason: Str(reason) }; },
       markWellBehaved(ttlSeconds) { fx.wellBehaved = { ttlSeconds: +ttlSeconds }; },
       delay(ms) { fx.delayMs = (fx.delayMs || 0) + (+ms); },

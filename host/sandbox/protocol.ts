@@ -10,6 +10,8 @@ export type NoteWrite = ['s' | 't', string, Json] | ['s' | 't', string];
 /** The effects of one rule call (`ctx.*` besides the verdict), as they cross the sandbox boundary. */
 export interface Effects {
   headers?: [string, string][];
+  /** `ctx.removeHeader`: field names to take out of the message as received. */
+  removeHeaders?: string[];
   blacklist?: { ttlSeconds: number; reason: string };
   /** `ctx.markWellBehaved`: the client proved it is a real MTA, for this long. */
   wellBehaved?: { ttlSeconds: number };

@@ -95,6 +95,11 @@ export function validateEffects(raw: unknown): Effects {
       return [str(name, 'header name', 76, FIELD_NAME), str(value, `header ${String(name)} value`, RULE_LIMITS.headerValue, HEADER_VALUE)];
     });
   }
+  if (o.removeHeaders !== undefined) {
+    const list = o.removeHeaders as unknown[];
+    if (!Array.isArray(list) || list.length > RULE_LIMITS.headers) fail(`at most ${RULE_LIMITS.headers} header removals per call`);
+    fx.removeHeaders = list.map((n) => str(n, 'removed header name', 76, FIELD_NAME));
+  }
   if (o.blacklist !== undefined) {
     const b = o.blacklist as Record<string, unknown>;
     fx.blacklist = { ttlSeconds: ttlSeconds(b.ttlSeconds, 'blacklist'), reason: str(b.reason, 'blacklist reason', 200, REPLY_TEXT) };

@@ -13,7 +13,9 @@ import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
 import { dnsCheckerFor } from '../dns/checker.js';
-import { headerLines } from '../delivery/header.js';
+import { headerLines, withoutFields } from '../delivery/header.js';
+import { CallAhead } from '../delivery/callahead.js';
+import { SpamdClient } from '../content/spamd.js';
 import { plainIp } from '../net.js';
 import type { DeliveryOutcome } from '../delivery/outcome.js';
 import type { AcceptedTransaction } from '../delivery/transaction.js';
@@ -139,6 +141,8 @@ export class FrontDoor {
       policy: new SessionPolicy(c), pipeline: this.d.pipeline, store: this.d.store, log: this.d.log, metrics: this.d.metrics,
       now: Date.now, delay: (ms) => new Promise((r) => setTimeout(r, ms)),
       dns: dnsCheckerFor(c.dns, this.d.store, this.d.metrics, this.d.log),
+      spamd: c.spamd ? new SpamdClient(c.spamd) : null,
+      callahead: new CallAhead({ delivery: c.delivery, heloName: c.hostname, cache: this.d.store, log: (m) => this.d.log.info(m) }),
       clientSessions: (ip) => this.perIp.get(ip) ?? 0,
     };
   }

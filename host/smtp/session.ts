@@ -21,7 +21,9 @@ import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from
 import type { EventParts } from '../sandbox/chain.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import { authResultsValue, withoutForgedAuthResults, type AuthFacts } from '../delivery/auth-results.js';
-import { bodyOffset } from '../delivery/header.js';
+import { bodyOffset, withoutFields } from '../delivery/header.js';
+import type { CallAhead } from '../delivery/callahead.js';
+import type { SpamdClient } from '../content/spamd.js';
 import { ruleView, type BlacklistStore, type MailboxDirectory, type WellBehavedStore } from '../store/ports.js';
 import { parseHeaders } from './message.js';
 import { mimeFacts } from './mime.js';
@@ -43,6 +45,8 @@ export interface Transaction {
   rcpts: EnvelopeAddress[];
   failedRcpts: number;
   headers: AddedHeader[];
+  /** Fields of the message as received that rules asked to remove (`ctx.removeHeader`), lower case. */
+  removeHeaders: string[];
   disposition: Disposition;
   /** A rule accepted at mail or data: the rest of the transaction skips the rules. */
   whitelisted: boolean;
@@ -112,6 +116,10 @@ export interface SessionDeps {
   delay: (ms: number) => Promise<void>;
   /** DNS lists and MX checks; null when DNS is off (config dns.servers empty). */
   dns: DnsChecker | null;
+  /** spamd, for rules that need `spamd`; null when config `spamd` is not set. */
+  spamd: SpamdClient | null;
+  /** The next hops' word on recipients, for rules that need `callahead`. */
+  callahead: CallAhead | null;
   /** Sessions from `ip` open now, the connecting one included (the connect event's `clientSessions`). */
   clientSessions: (ip: string) => number;
 }
@@ -129,8 +137,11 @@ export interface CommandResult {
 
 /** What became of a message at end of data: refused (`reply`), or accepted (where it goes, the headers to add). */
 export interface MessageResult extends CommandResult {
-  /** `message`: the message to deliver (as received, less forged Authentication-Results fields). */
-  accepted: { disposition: Disposition; headers: [string, string][]; message: Buffer } | null;
+  /**
+   * `message`: the message to deliver: as received, less forged Authentication-Results
+   * fields and the fields rules removed (`removeHeaders`, lower case).
+   */
+  accepted: { disposition: Disposition; headers: [string, string][]; message: Buffer; removeHeaders: string[] } | null;
 }
 
 export class SmtpSession {
@@ -192,7 +203,7 @@ export class SmtpSession {
 
   private newTransaction(): Transaction {
     const disposition = this.dispositions.reduce(stronger, DELIVER);
-    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], disposition, whitelisted: false, notes: {}, version: 0, held: null, symbols: { ...this.symbols } };
+    return { mail: null, rcpts: [], failedRcpts: 0, headers: [], removeHeaders: [], disposition, whitelisted: false, notes: {}, version: 0, held: null, symbols: { ...this.symbols } };
   }
 
   info(): SessionInfo {
@@ -284,6 +295,7 @@ export class SmtpSession {
     const ip = plainIp(this.conn.ip);
     const sid = this.conn.id;
     if (d.headers.length) (inTx ? this.current.headers : this.headers).push(...d.headers);
+    for (const h of d.removeHeaders) if (inTx) this.current.removeHeaders.push(h.name.toLowerCase());
     if (d.notes.length) this.note(d, inTx);
     for (const { rule, symbol, points } of d.scores) {
       if (!inTx) {
@@ -447,7 +459,8 @@ export class SmtpSession {
       this.d.log.info({ session: this.conn.id, ip: plainIp(this.conn.ip), rcpt: address }, `relaying denied for ${address} from ${plainIp(this.conn.ip)}`);
       return { reply: REPLIES.relayDenied, decision: NO_DECISION };
     }
-    let r = await this.phase({ phase: 'rcpt', session: this.info(), envelope: this.envelope(), rcpt });
+    const callahead = this.callsAhead(rcpt) ? await this.d.callahead!.check(address, this.d.now()) : undefined;
+    let r = await this.phase({ phase: 'rcpt', session: this.info(), envelope: this.envelope(), rcpt: callahead ? { ...rcpt, callahead } : rcpt });
     tx.version++;
     const held = this.held;
     if (held && r.decision.verdict.action !== 'accept') {
@@ -467,6 +480,17 @@ export class SmtpSession {
     if (i >= 0) tx.rcpts[i] = rcpt;
     else tx.rcpts.push(rcpt);
     return r;
+  }
+
+  /**
+   * Whether to ask the next hop about `rcpt` (the `callahead` fact): a rule needs it, the
+   * rules will run, the recipient is in a domain we take mail for (call-ahead verifies
+   * inbound mail, not a user's outbound), and no refusal is held for RCPT (smtpf: with
+   * delay-checks, a held refusal answers first and the call-ahead is skipped).
+   */
+  private callsAhead(rcpt: EnvelopeAddress): boolean {
+    if (!this.ruleSet.needsCallahead || !this.d.callahead || this.exempt || this.whitelisted || this.current.whitelisted || this.held) return false;
+    return this.d.policy.acceptedDomains.has(rcpt.domain);
   }
 
   /** RSET: the transaction is abandoned (RFC 5321 §4.1.1.5). */
@@ -498,6 +522,7 @@ export class SmtpSession {
           body: rs.needsBody ? body.subarray(0, limit).toString('utf8') : null,
           bodyTruncated: rs.needsBody && body.length > limit,
           mime: rs.needsMime ? await mimeFacts(msg, offset, limit) : null,
+          ...(rs.needsSpamd && !this.exempt ? { spamd: this.d.spamd ? await this.d.spamd.check(msg) : { error: 'spamd is not configured (config spamd)' } } : {}),
         };
         r = await this.phase({ phase: 'message', session: this.info(), envelope: this.envelope(), message });
       } else {
@@ -511,7 +536,9 @@ export class SmtpSession {
       const hostname = this.d.policy.config.hostname;
       const ar = authResultsValue(hostname, await this.authFacts(msg));
       if (ar) headers.push(['Authentication-Results', ar]);
-      return { ...r, accepted: { disposition: this.current.disposition, headers, message: withoutForgedAuthResults(msg, hostname) } };
+      const removeHeaders = [...new Set(this.current.removeHeaders)];
+      const message = withoutFields(withoutForgedAuthResults(msg, hostname), removeHeaders);
+      return { ...r, accepted: { disposition: this.current.disposition, headers, message, removeHeaders } };
     } finally {
       this.received = null;
       this.completed++; // the transaction is over, whatever its outcome

@@ -55,6 +55,8 @@ export interface BlacklistStore {
 export const CACHE_PREFIX = {
   /** The DNS checker's answers: `dns:<kind>:<zone>:<label>`, `dns:mx:<domain>`. */
   dns: 'dns:',
+  /** Call-ahead answers: `callahead:rcpt:<address>`, `callahead:all:<host:port>:<domain>` (accepts all). */
+  callahead: 'callahead:',
   /** What rules `remember`: `rule:<their key>`. */
   rule: 'rule:',
   /** Well-behaved clients (`ctx.markWellBehaved`): `well-behaved:<ip>` → the rule that marked it. */

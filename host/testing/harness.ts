@@ -35,6 +35,8 @@ import { compileRule } from '../sandbox/compile.js';
 import { Sandbox } from '../sandbox/sandbox.js';
 import { formatReply } from '../smtp/reply.js';
 import { SessionPolicy, SmtpSession, type CommandResult, type Disposition } from '../smtp/session.js';
+import { SpamdClient } from '../content/spamd.js';
+import { CallAhead } from '../delivery/callahead.js';
 import { DnsChecker, dnsCheckerFor, reversedIp } from '../dns/checker.js';
 import { tableBackend, type DnsTable } from '../dns/backend.js';
 import { storeAccess } from '../store/access.js';
@@ -61,7 +63,7 @@ export interface Step extends Pick<PhaseDecision, 'verdict' | 'rule' | 'failure'
 
 /** What end of data did: refused (reply), or accepted with where it goes and the headers added. */
 export interface MessageStep extends Step {
-  accepted: { disposition: Disposition['action']; rule: string | null; reason: string | null; redirectTo: string | null; headers: [string, string][] } | null;
+  accepted: { disposition: Disposition['action']; rule: string | null; reason: string | null; redirectTo: string | null; headers: [string, string][]; removedHeaders: string[] } | null;
 }
 
 export interface ConnectOptions {
@@ -185,6 +187,8 @@ export class Harness {
     const session = new SmtpSession(
       {
         policy: this.policy, pipeline: this.pipeline, store: this.store, log: this.log, metrics: this.metrics, now: () => this.clock.now(), delay: async (ms) => void delays.push(ms), dns: this.dns,
+        spamd: this.config.spamd ? new SpamdClient(this.config.spamd) : null,
+        callahead: new CallAhead({ delivery: this.config.delivery, heloName: this.config.hostname, cache: this.store, log: (m) => this.log.info(m) }),
         clientSessions: (a) => this.open.get(a) ?? 0,
       },
       { id: randomBytes(8).toString('hex'), ip, port: o.port ?? 40000, ptr: o.ptr ?? null, localIp: '192.0.2.25', localPort: o.localPort ?? 25, tls: () => o.tls ?? false },
@@ -298,7 +302,7 @@ export class TestSession {
       const out = await this.s.message(raw);
       if (out.accepted) {
         const disp = out.accepted.disposition;
-        accepted = { disposition: disp.action, rule: disp.rule, reason: disp.reason, redirectTo: disp.address ?? null, headers: out.accepted.headers };
+        accepted = { disposition: disp.action, rule: disp.rule, reason: disp.reason, redirectTo: disp.address ?? null, headers: out.accepted.headers, removedHeaders: out.accepted.removeHeaders };
       }
       return out;
     });
