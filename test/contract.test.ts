@@ -5,12 +5,12 @@
  * the wire), and failed on the code before the redesign.
  */
 import assert from 'node:assert/strict';
-import { CACHE_PREFIX } from '../host/store/ports.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sqlite3 from 'sqlite3';
 import { BUILTIN_RULES } from '../host/paths.js';
+import { CACHE_PREFIX } from '../host/store/ports.js';
 import { fakeDns, loadRule, loadRuleSet, type Harness } from '../host/testing/harness.js';
 import { RawSmtp, rule, startTestHost, tempDir, type TestHost } from './helpers.js';
 
