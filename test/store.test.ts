@@ -292,8 +292,22 @@ describe('the front over a backend', () => {
 });
 
 describe('the admin CLI and a running host', () => {
-  it('portcullis blacklist add and remove reach the running host when it reloads (SIGHUP)', async () => {
+  it('portcullis blacklist add and remove reach the running host at once, through its admin API (no reload)', async () => {
     const h = await startTestHost();
+    const out = { write: () => true };
+    try {
+      assert.equal(await blacklistCommand(['add', '198.51.100.8', '--ttl', '600', '--reason', 'by hand', '--config', h.configFile], out, out), 0);
+      assert.equal(h.host.store.blacklistGet('198.51.100.8')?.reason, 'by hand');
+      assert.equal(await blacklistCommand(['remove', '198.51.100.8', '--config', h.configFile], out, out), 0);
+      assert.equal(h.host.store.blacklistGet('198.51.100.8'), undefined);
+      assert.equal(h.host.status().reloads.ok, 0, 'no reload was needed');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('with no admin listener, portcullis blacklist add and remove reach the running host when it reloads (SIGHUP)', async () => {
+    const h = await startTestHost({ config: { admin: { listen: null } } });
     // As `portcullis start` does: the CLI finds this process through status.json.
     let reloadOnHup = true;
     const onHup = () => void (reloadOnHup && h.host.reload('SIGHUP'));
