@@ -39,6 +39,7 @@ const AREAS = [
   ['native (syscalls, libuv, V8 C++)', (url, fn) => fn === '(program)'],
   ['smtp-server', (url) => url.includes('/smtp-server/')],
   ['nodemailer (relay)', (url) => url.includes('/nodemailer/')],
+  ['prom-client (metrics)', (url) => url.includes('/prom-client/') || url.includes('/dist/host/metrics.js')],
   ['pino / sonic-boom', (url) => /\/(pino|sonic-boom|thread-stream|pino-std-serializers|fast-redact)\//.test(url)],
   ['mailsplit', (url) => url.includes('/mailsplit/')],
   ['quickjs (wasm + bridge)', (url) => url.includes('quickjs') || url.startsWith('wasm://')],

@@ -9,7 +9,8 @@
  * (and the rule harness) run several hosts in one process. The host owns its Metrics, not
  * the RuleSet, so counts go on across hot reloads.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { FastHistogram } from './metrics-histogram.js';
 import { PHASES, type Action } from '../sdk/index.js';
 
 /** What every metric's name starts with on /metrics (the catalogue's names go without it). */
@@ -105,7 +106,7 @@ export type LabelsOf<N extends MetricName> = { -readonly [K in keyof (typeof MET
 /** Labels are left out for a metric that has none. */
 type LabelArg<N extends MetricName> = keyof LabelsOf<N> extends never ? [labels?: LabelsOf<N>] : [labels: LabelsOf<N>];
 
-type AnyMetric = Counter<string> | Gauge<string> | Histogram<string>;
+type AnyMetric = Counter<string> | Gauge<string> | FastHistogram;
 
 export class Metrics {
   private readonly registry = new Registry();
@@ -121,7 +122,7 @@ export class Metrics {
       const common = { name: METRIC_PREFIX + name, help: def.help, labelNames, registers: [this.registry] };
       const metric =
         def.type === 'counter' ? new Counter(common)
-        : def.type === 'histogram' ? new Histogram({ ...common, buckets: [...(def.buckets ?? [])] })
+        : def.type === 'histogram' ? new FastHistogram(common.name, common.help, labelNames, def.buckets ?? [], this.registry)
         : new Gauge({ ...common, collect: () => this.read(name as GaugeName) });
       this.metrics.set(name, metric);
       this.labelNames.set(name, labelNames);
@@ -139,7 +140,7 @@ export class Metrics {
   /** Records one observation (a histogram: a rule call's seconds). */
   observe<N extends HistogramName>(name: N, labels: LabelsOf<N>, value: number): void {
     if (!this.counting) return;
-    (this.metrics.get(name) as Histogram<string>).observe(this.ordered(name, labels), value);
+    (this.metrics.get(name) as FastHistogram).observe(this.ordered(name, labels), value);
   }
 
   /**
