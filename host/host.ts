@@ -175,6 +175,8 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     reloader.status.admin = adminAddress && hostPort(adminAddress);
     await reloader.writeStatus();
     const statusTimer = setInterval(() => void reloader.writeStatus(), 10_000);
+    const routesTimer = setInterval(() => stats.flush(), 5_000);
+    routesTimer.unref();
     statusTimer.unref();
     log.info({ listen: addresses.map((a) => `${a.host}:${a.port}`), dataDir }, `Portcullis listening on ${addresses.map((a) => `${a.host}:${a.port}`).join(', ')}`);
     if (adminAddress) log.info({ admin: hostPort(adminAddress) }, `metrics at http://${hostPort(adminAddress)}/metrics`);
@@ -191,6 +193,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       reopenLog: () => own?.reopen(),
       close: async () => {
         clearInterval(statusTimer);
+        clearInterval(routesTimer);
         control.stop(); // new requests hear "ask again"; one under way finishes below
         await admin?.close();
         await reloader.close();
@@ -200,6 +203,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         await deliv.close();
         await control.drain(); // e.g. a delete that waited for an attempt deliv.close() cut short
         await Promise.all([pool.close(), spool.close()]);
+        stats.flush(); // the route counts since the last interval
         await store.close();
         await control.close(); // the data dir is free for a command or the next host
         flushLog();

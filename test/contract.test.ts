@@ -243,6 +243,7 @@ describe('no per-session state reaches the store', () => {
       await c.cmd('QUIT');
     };
     for (let i = 0; i < 1000; i += 20) await Promise.all(Array.from({ length: 20 }, (_, k) => session(i + k)));
+    t.host.stats.flush(); // the route statistics, written every few seconds
     await t.host.store.flush();
     const db = new sqlite3.Database(join(t.dataDir, 'portcullis.db'));
     const count = (table: string, where = '') => new Promise<number>((ok, fail) => db.get(`SELECT COUNT(*) AS n FROM ${table} ${where}`, (e, row: { n: number }) => (e ? fail(e) : ok(row.n))));

@@ -76,7 +76,9 @@ describe('traffic statistics', () => {
   it('routes are kept in the store: a host started again on the same database still has them', async () => {
     const file = join(tempDir(), 'portcullis.db');
     const first = await MemoryStore.open(await SqliteBackend.open(file));
-    new TrafficStats(() => T0, first).transaction(tx({ rcpts: [{ to: 'u@example.org', reply: '250' }], size: 5000 }));
+    const stats = new TrafficStats(() => T0, first);
+    stats.transaction(tx({ rcpts: [{ to: 'u@example.org', reply: '250' }], size: 5000 }));
+    stats.flush(); // the host does every few seconds and at close
     await first.close();
     const again = await MemoryStore.open(await SqliteBackend.open(file));
     try {
