@@ -14,6 +14,7 @@ import { isHostNeed, needName } from './dns/facts.js';
 import { Delivery } from './delivery/delivery.js';
 import { openHostLog } from './log.js';
 import { Metrics } from './metrics.js';
+import { hostPort } from './net.js';
 import { TrafficStats } from './smtp/traffic.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { loadRuleSet, offReason, RuleCache, type RuleSet } from './pipeline/ruleset.js';
@@ -222,9 +223,6 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
 }
 
 /** HOST:PORT as a URL writes it ([v6]:PORT). */
-function hostPort(a: { host: string; port: number }): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
 
 /** Says at start whether the rules' DNS checks will run (and warns when a rule needs spamd and none is configured), so "why is nothing listed?" has an answer in the log. */
 function logDnsState(log: Logger, config: Config, rs: RuleSet): void {

@@ -23,6 +23,11 @@ export function networkList(cidrs: string[]): (ip: string) => boolean {
 const loopbackIp = networkList(['127.0.0.0/8', '::1/128']);
 
 /** Whether a listen host (an IP, or a name) is a loopback address: only this machine can reach it. */
+/** `host:port` as a URL or a log writes it: an IPv6 address in brackets (RFC 3986 §3.2.2). */
+export function hostPort(a: { host: string; port: number }): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || loopbackIp(host);
 }

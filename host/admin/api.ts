@@ -32,7 +32,7 @@ export interface AdminApiDeps {
   stats: TrafficStats;
   shadow: ShadowReport;
   blacklist: Pick<BlacklistStore, 'blacklistList' | 'blacklistAdd' | 'blacklistRemove' | 'blacklistClear'>;
-  /** Tell the host the blacklist changed (the same as after `portcullis blacklist`). */
+  /** The rule set new sessions get. */
   rules: () => RuleSet;
   status: () => ReloadStatus;
   queue: () => Promise<{ spool: number; quarantine: number }>;

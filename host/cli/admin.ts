@@ -4,13 +4,13 @@
  * config's `admin.listen`, with `admin.token` when set). Live sessions and traffic
  * windows exist only in the running host: with no host, these say so and exit 1.
  */
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, parseListen, type Config } from '../config/config.js';
-import type { ReloadStatus } from '../reload.js';
+import { hostPort } from '../net.js';
 import type { LiveSession } from '../smtp/server.js';
 import type { RouteDay, Slot } from '../smtp/traffic.js';
+import { readStatus } from './status.js';
 import { UsageError } from './usage.js';
 
 type Out = { write(s: string): unknown };
@@ -23,15 +23,11 @@ export class NoHost extends Error {}
  * when the config said 0), else as the config says.
  */
 function adminAddress(c: Config): string {
-  try {
-    const st = JSON.parse(readFileSync(join(resolve(c.dataDir), 'status.json'), 'utf8')) as ReloadStatus;
-    if (st.admin) return st.admin;
-  } catch {
-    // no status file: the host never ran with this data dir; try the config's address
-  }
+  const recorded = readStatus(resolve(c.dataDir))?.admin;
+  if (recorded) return recorded;
   if (c.admin.listen === null) throw new NoHost('the config has no admin listener (admin.listen is null)');
   const { host, port } = parseListen(c.admin.listen);
-  return `${host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+  return hostPort({ host: host === '0.0.0.0' ? '127.0.0.1' : host, port });
 }
 
 /** Asks the running host's admin API; NoHost when no host answers (or it refused the request). */

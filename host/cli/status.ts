@@ -10,9 +10,16 @@ import type { ReloadStatus } from '../reload.js';
 
 type Out = { write(s: string): unknown };
 
+const STATUS_FILE = 'status.json';
+
 function statusFile(argv: string[]): string {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, 'data-dir': { type: 'string' } }, strict: true });
-  return join(resolve(loadConfig(values.config, { dataDir: values['data-dir'] }).dataDir), 'status.json');
+  return join(resolve(loadConfig(values.config, { dataDir: values['data-dir'] }).dataDir), STATUS_FILE);
+}
+
+/** The status a host keeps in `<dataDir>/status.json`, or null when there is none (no host ever ran there). */
+export function readStatus(dataDir: string): ReloadStatus | null {
+  return read(join(dataDir, STATUS_FILE));
 }
 
 function read(file: string): ReloadStatus | null {

@@ -7,16 +7,16 @@
  * makes it re-read its config). `blacklist reset` empties the blacklist and makes the
  * host re-read its config too, like SmtpEvt's reset.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { ACCESS_STORE_LIST, parseAccessLine } from '../../sdk/index.js';
 import { loadConfig, type Config } from '../config/config.js';
-import type { ReloadStatus } from '../reload.js';
 import { SqliteBackend, StoreError } from '../store/sqlite.js';
 import { MemoryStore } from '../store/store.js';
 import { ask, NoHost } from './admin.js';
+import { readStatus } from './status.js';
 import { UsageError } from './usage.js';
 
 type Out = { write(s: string): unknown };
@@ -64,12 +64,13 @@ async function withStore(values: { config?: string; 'data-dir'?: string }, fn: (
 
 /** Tells a running host (found through status.json) to re-read the store and config. */
 function signalHost(dataDir: string, out: Out): void {
+  const st = readStatus(dataDir);
+  if (!st) return; // no host ever ran with this data dir: it reads the store when it starts
   try {
-    const st = JSON.parse(readFileSync(join(dataDir, 'status.json'), 'utf8')) as ReloadStatus;
     process.kill(st.pid, 'SIGHUP');
     out.write(`told the running host (pid ${st.pid}) to re-read it\n`);
   } catch {
-    // no host running with this data dir: it reads the store when it starts
+    // that host is gone: the next one reads the store when it starts
   }
 }
 

@@ -265,10 +265,7 @@ export class FrontDoor {
         this.txlogs.get(s.id)?.message(REPLIES.tooBig(max), null, performance.now() - t0, size);
         return cb(null);
       }
-      this.endOfMessage(s, Buffer.concat(chunks, size)).then(
-        (r) => r,
-        (e: unknown) => ({ reply: this.failed(s, e), rule: null }),
-      ).then(({ reply, rule }) => {
+      this.endOfMessage(s, Buffer.concat(chunks, size)).catch((e: unknown) => ({ reply: this.failed(s, e), rule: null })).then(({ reply, rule }) => {
         this.txlogs.get(s.id)?.message(reply, rule, performance.now() - t0, size);
         if (reply.code === 250) cb(null, formatReply(reply).slice(4));
         else cb(new ReplyError(reply));
