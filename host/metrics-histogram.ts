@@ -34,12 +34,16 @@ export class FastHistogram {
     registry.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
   }
 
-  /** Counts `value` (seconds) for these labels; they must be the catalogue's names, in its order. */
+  /** Counts `value` (seconds) for these labels (the catalogue's names, in any order). */
   observe(labels: Record<string, string>, value: number): void {
     let key = '';
     for (const k of this.labelNames) key += `${labels[k]}\0`;
     let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = { labels: { ...labels }, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 }));
+    if (!s) {
+      // Kept in the catalogue's order: samples show the labels in that order whatever order a call site uses.
+      const ordered = Object.fromEntries(this.labelNames.map((k) => [k, labels[k]!]));
+      this.series.set(key, (s = { labels: ordered, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 }));
+    }
     let i = 0;
     while (i < this.bounds.length && value > this.bounds[i]!) i++; // a bucket counts values ≤ its bound ("le")
     s.counts[i]!++;
