@@ -12,7 +12,7 @@ import {
   ARC_RESULTS, DKIM_RESULTS, DMARC_POLICIES, DMARC_RESULTS,
   type ArcAnswer, type DkimResult, type DkimSignature, type DmarcAnswer, type DmarcPolicy, type SpfAnswer,
 } from '../../sdk/index.js';
-import { realTimers, type DeadlineTimers, type DnsBackend } from './backend.js';
+import { checkDeadline, realTimers, type DeadlineTimers, type DnsBackend } from './backend.js';
 
 /** What the message's authentication gave: DKIM always, DMARC and ARC when asked. */
 export interface MessageAuth {
@@ -39,22 +39,15 @@ function dkimResult(result: unknown, comment: string | null): DkimResult {
  * throws: a failure or the deadline gives temperror.
  */
 export async function checkMessageAuth(backend: DnsBackend, msg: Buffer, spf: SpfAnswer | null, want: { dmarc: boolean; arc: boolean }, timeoutMs: number, timers: DeadlineTimers = realTimers): Promise<MessageAuth> {
-  let expired = false;
-  let timer: unknown;
-  const deadline = new Promise<'expired'>((resolve) => {
-    timer = timers.setTimeout(() => {
-      expired = true;
-      resolve('expired');
-    }, timeoutMs);
-  });
+  const deadline = checkDeadline(timeoutMs, timers);
   const timeout = (name: string) => Object.assign(new Error(`ETIMEOUT ${name} (not done within ${timeoutMs} ms)`), { code: 'ETIMEOUT' });
   // Node's dns.promises.resolve(name, 'TXT') answers, as mailauth reads them: each record's
   // strings, joined already (RFC 6376 §3.6.2.2). A query still out at the deadline fails
   // then, so mailauth reports it as its own temperror (with the From domain) at once.
   const resolver = async (name: string, type: string): Promise<string[][]> => {
-    if (expired) throw timeout(name);
+    if (deadline.expired) throw timeout(name);
     if (type !== 'TXT') throw Object.assign(new Error(`asked for a ${type} record of ${name}`), { code: 'ENOTIMP' });
-    const r = await Promise.race([backend.txt(name), deadline]);
+    const r = await Promise.race([backend.txt(name), deadline.reached]);
     if (r === 'expired') throw timeout(name);
     return r.map((t) => [t]);
   };
@@ -77,14 +70,14 @@ export async function checkMessageAuth(backend: DnsBackend, msg: Buffer, spf: Sp
   const failed = (): MessageAuth => ({ dkim: [], ...(want.dmarc ? { dmarc: { result: 'temperror', domain: '', policy: 'none', pct: 100, alignment: { spf: null, dkim: null } } } : {}) });
   // A backstop past the deadline: mailauth's own work (hashing a large body) is bounded by it too.
   let lateTimer: unknown;
-  const late = new Promise<'late'>((resolve) => deadline.then(() => (lateTimer = timers.setTimeout(() => resolve('late'), 100))));
+  const late = new Promise<'late'>((resolve) => deadline.reached.then(() => (lateTimer = timers.setTimeout(() => resolve('late'), 100))));
   try {
     const r = await Promise.race([check(), late]);
     return r === 'late' ? failed() : r;
   } catch {
     return failed();
   } finally {
-    timers.clearTimeout(timer);
+    deadline.clear();
     if (lateTimer !== undefined) timers.clearTimeout(lateTimer);
   }
 }

@@ -41,6 +41,28 @@ export const realTimers: DeadlineTimers = {
   clearTimeout: (timer) => clearTimeout(timer as NodeJS.Timeout),
 };
 
+/** One deadline for a whole check of several queries (SPF's check_host, a message's DKIM and DMARC). */
+export interface CheckDeadline {
+  /** True once `ms` has passed: no query should start after it. */
+  readonly expired: boolean;
+  /** Resolves 'expired' when it passes: race the check (or a query) against it. */
+  readonly reached: Promise<'expired'>;
+  /** The check is over: stops the timer. */
+  clear(): void;
+}
+
+export function checkDeadline(ms: number, timers: DeadlineTimers = realTimers): CheckDeadline {
+  let expired = false;
+  let timer: unknown;
+  const reached = new Promise<'expired'>((resolve) => {
+    timer = timers.setTimeout(() => {
+      expired = true;
+      resolve('expired');
+    }, ms);
+  });
+  return { get expired() { return expired; }, reached, clear: () => timers.clearTimeout(timer) };
+}
+
 /**
  * `backend` with each query bounded by our own deadline: a query still unanswered after
  * `ms` rejects with code ETIMEOUT, like a resolver timeout. Node's resolver checks its

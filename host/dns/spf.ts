@@ -12,7 +12,7 @@
 import { hostname } from 'node:os';
 import { SPF_RESULTS, type SpfAnswer, type SpfResult } from '../../sdk/index.js';
 import { domainOf } from '../net.js';
-import { realTimers, type DeadlineTimers, type DnsBackend } from './backend.js';
+import { checkDeadline, realTimers, type DeadlineTimers, type DnsBackend } from './backend.js';
 
 /** What was checked: the client, its MAIL FROM ('' for the null sender) and its HELO name. */
 export interface SpfQuery {
@@ -54,12 +54,12 @@ const timeoutError = (name: string, ms: number) => Object.assign(new Error(`SPF 
 /** check_host() for `q`, within `timeoutMs`. Never throws: a failure is a temperror. */
 export async function checkSpf(backend: DnsBackend, q: SpfQuery, timeoutMs: number, timers: DeadlineTimers = realTimers): Promise<SpfOutcome> {
   const { identity, domain } = spfIdentity(q.sender, q.helo);
-  let expired = false;
+  const deadline = checkDeadline(timeoutMs, timers);
   let personal = false;
   let code: string | null = null;
   // Node's dns.promises.resolve(name, type) answers, in the shapes mailauth reads.
   const resolver = async (name: string, type: string): Promise<string[][] | string[]> => {
-    if (expired) throw timeoutError(name, timeoutMs); // mailauth stops at the first error: no queries after the deadline
+    if (deadline.expired) throw timeoutError(name, timeoutMs); // mailauth stops at the first error: no queries after the deadline
     try {
       switch (type) {
         case 'TXT': {
@@ -80,18 +80,11 @@ export async function checkSpf(backend: DnsBackend, q: SpfQuery, timeoutMs: numb
       throw e;
     }
   };
-  let timer: unknown;
-  const deadline = new Promise<'expired'>((resolve) => {
-    timer = timers.setTimeout(() => {
-      expired = true;
-      resolve('expired');
-    }, timeoutMs);
-  });
   // `mta` is only the name mailauth starts its comments with (and `%{r}` in explanations).
   const mta = hostname();
   const check = (mailauth ??= import('mailauth/lib/spf/index.js')).then(({ spf }) => spf({ sender: q.sender, ip: q.ip, helo: q.helo ?? undefined, mta, resolver }));
   try {
-    const r = await Promise.race([check, deadline]);
+    const r = await Promise.race([check, deadline.reached]);
     if (r === 'expired') return { answer: { result: 'temperror', domain, identity }, why: `not done within ${timeoutMs} ms`, code: 'ETIMEOUT', personal };
     const result = (SPF_RESULTS as readonly string[]).includes(r.status.result) ? (r.status.result as SpfResult) : 'temperror';
     const why = result === 'temperror' || result === 'permerror' ? (r.status.comment?.replace(`${mta}: `, '') ?? null) : null;
@@ -100,6 +93,6 @@ export async function checkSpf(backend: DnsBackend, q: SpfQuery, timeoutMs: numb
     // mailauth turns DNS failures into results itself; anything else is ours to report.
     return { answer: { result: 'temperror', domain, identity }, why: (e as Error).message, code: 'EUNKNOWN', personal };
   } finally {
-    timers.clearTimeout(timer);
+    deadline.clear();
   }
 }
