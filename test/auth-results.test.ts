@@ -6,14 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { nodeBackend } from '../host/dns/backend.js';
 import { checkMessageAuth } from '../host/dns/auth.js';
 import { authResultsValue, withoutForgedAuthResults } from '../host/delivery/auth-results.js';
-import { dnsServersMissing, startDnsServers, startSilentDns, type DnsServers } from './dns-servers.js';
-import { RawSmtp, spooled, startTestHost, tempDir, type TestHost } from './helpers.js';
+import { dnsServersFor, dnsServersMissing, startSilentDns } from './dns-servers.js';
+import { RawSmtp, spooled, startTestHost, type TestHost } from './helpers.js';
 
 const skip = dnsServersMissing();
 if (skip) console.log(`# skipping the real-DNS DKIM/DMARC tests: ${skip}`);
@@ -79,16 +78,7 @@ const QUEUED = /^250 2\.0\.0 Ok: queued as \S+$/;
 const arOf = (eml: string) => eml.split('\r\n').find((l) => l.startsWith('Authentication-Results:'));
 
 describe('DKIM and DMARC facts and Authentication-Results, against dnsmasq', { skip: skip ?? false }, () => {
-  let dns: DnsServers;
-  let dir: string;
-  before(async () => {
-    dir = tempDir('portcullis-dkim-');
-    dns = await startDnsServers(dir, ZONES);
-  });
-  after(async () => {
-    await dns?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dns = dnsServersFor(ZONES, 'portcullis-dkim-');
 
   async function host(settings: Record<string, unknown>): Promise<TestHost> {
     return startTestHost({ builtin: true, config: { hostname: HOST, dns: { servers: [dns.server] }, delivery: { queue: { hold: true } }, mailboxes: ['user@localhost'], rules: { settings: { ...QUIET_DNS_RULES, ...settings } } } });

@@ -8,7 +8,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { after, before } from 'node:test';
 import { Resolver } from 'node:dns/promises';
 import { join } from 'node:path';
 
@@ -49,6 +51,34 @@ export interface DnsServers {
   /** How many queries of `type` for `name` reached the resolver so far. */
   queries(name: string, type?: string): number;
   close(): Promise<void>;
+}
+
+/**
+ * For a `describe`: real DNS servers serving `zones` to its tests, started in its `before`
+ * hook and stopped (their directory removed) in its `after`. Read the fields inside tests.
+ */
+export function dnsServersFor(zones: DnsZones, prefix = 'portcullis-dns-'): DnsServers {
+  let live: DnsServers | undefined;
+  let dir = '';
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), prefix));
+    live = await startDnsServers(dir, zones);
+  });
+  after(async () => {
+    await live?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  const started = (): DnsServers => {
+    if (!live) throw new Error('the DNS servers start in the before hook: read them inside a test');
+    return live;
+  };
+  return {
+    get server() {
+      return started().server;
+    },
+    queries: (name, type) => started().queries(name, type),
+    close: async () => started().close(),
+  };
 }
 
 /** A port that was free a moment ago for both UDP and TCP (DNS servers bind both). */
