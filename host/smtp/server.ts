@@ -72,11 +72,8 @@ export class FrontDoor {
   readonly server: SMTPServer;
   /** Listeners beyond the first (config.listen has several entries). */
   readonly extra: import('node:net').Server[] = [];
-  private sessions = new Map<string, SmtpSession>();
-  /** When each session connected, for the admin API's list. */
-  private since = new Map<string, number>();
-  /** Each session's transaction log line in the making (see transaction-log.ts). */
-  private txlogs = new Map<string, TransactionLog>();
+  /** Each open session: its state, its transaction log line in the making (transaction-log.ts), and when it connected. */
+  private sessions = new Map<string, { session: SmtpSession; txlog: TransactionLog; since: number }>();
   /** Open sessions per client IP (as the socket gives it), kept with `sessions`. */
   private perIp = new Map<string, number>();
   /** The live config and what sessions are built from; configure() replaces both. */
@@ -160,13 +157,14 @@ export class FrontDoor {
       greeting: (ip) => (this.d.store.wellBehaved(plainIp(ip)) ? WELL_BEHAVED_GREETING : { pauseMs: this.config.greetPauseMs, earlyTalk: 'refuse' }),
       replied: (code) => this.d.metrics.inc('replies_total', { class: replyClass(code) }),
       helo: async (s, verb, name) => {
-        this.txlogs.get(s.id)?.abandon(verb); // HELO/EHLO reset the transaction (RFC 5321 §4.1.4)
+        this.sessions.get(s.id)?.txlog.abandon(verb); // HELO/EHLO reset the transaction (RFC 5321 §4.1.4)
         return (await this.session(s).heloCommand(verb, name)).reply;
       },
       data: (s) => this.command(s, 'data', '', (x) => x.data()),
       rset: (s) => {
-        this.txlogs.get(s.id)?.abandon('RSET');
-        this.sessions.get(s.id)?.rset();
+        const open = this.sessions.get(s.id);
+        open?.txlog.abandon('RSET');
+        open?.session.rset();
       },
       failed: (s, e) => this.failed(s, e),
     });
@@ -211,7 +209,7 @@ export class FrontDoor {
     } catch (e) {
       reply = this.failed(s, e);
     }
-    const log = this.txlogs.get(s.id);
+    const log = this.sessions.get(s.id)?.txlog;
     const ms = performance.now() - t0;
     if (phase === 'mail') log?.mail(address, reply, rule, ms);
     else if (phase === 'rcpt') log?.rcpt(address, reply, rule, ms);
@@ -220,9 +218,9 @@ export class FrontDoor {
   }
 
   private session(s: SMTPServerSession): SmtpSession {
-    const st = this.sessions.get(s.id);
-    if (!st) throw new Error(`no state for session ${s.id}`);
-    return st;
+    const open = this.sessions.get(s.id);
+    if (!open) throw new Error(`no state for session ${s.id}`);
+    return open.session;
   }
 
   private async onConnect(s: SMTPServerSession): Promise<Reply | null> {
@@ -232,11 +230,10 @@ export class FrontDoor {
       localIp: s.localAddress, localPort: s.localPort, tls: () => s.secure,
     };
     const session = new SmtpSession(this.deps, conn, this.d.rules.pin());
-    this.sessions.set(s.id, session);
-    const client = () => ({ session: s.id, ip: session.info().client.ip, ptr: conn.ptr, helo: session.helo?.name ?? null, user: session.user });
-    this.txlogs.set(s.id, new TransactionLog(this.d.log, client, (t) => this.d.stats.transaction(t)));
+    const ip = plainIp(conn.ip);
+    const client = () => ({ session: s.id, ip, ptr: conn.ptr, helo: session.helo?.name ?? null, user: session.user });
+    this.sessions.set(s.id, { session, txlog: new TransactionLog(this.d.log, client, (t) => this.d.stats.transaction(t)), since: Date.now() });
     this.d.stats.connection();
-    this.since.set(s.id, Date.now());
     this.perIp.set(conn.ip, (this.perIp.get(conn.ip) ?? 0) + 1);
     return (await session.connect()).reply;
   }
@@ -262,11 +259,11 @@ export class FrontDoor {
       this.d.metrics.inc('received_bytes_total', {}, size);
       // Over the limit: smtp-server itself answers 552 (RFC 5321 §4.5.3.1.7) whatever we say.
       if (stream.sizeExceeded) {
-        this.txlogs.get(s.id)?.message(REPLIES.tooBig(max), null, performance.now() - t0, size);
+        this.sessions.get(s.id)?.txlog.message(REPLIES.tooBig(max), null, performance.now() - t0, size);
         return cb(null);
       }
       this.endOfMessage(s, Buffer.concat(chunks, size)).catch((e: unknown) => ({ reply: this.failed(s, e), rule: null })).then(({ reply, rule }) => {
-        this.txlogs.get(s.id)?.message(reply, rule, performance.now() - t0, size);
+        this.sessions.get(s.id)?.txlog.message(reply, rule, performance.now() - t0, size);
         if (reply.code === 250) cb(null, formatReply(reply).slice(4));
         else cb(new ReplyError(reply));
       });
@@ -317,11 +314,11 @@ export class FrontDoor {
 
   /** Every open session, oldest first (the admin API's CONN). */
   liveSessions(): LiveSession[] {
-    return [...this.sessions.values()].map((x): LiveSession => {
+    return [...this.sessions.values()].map(({ session: x, since }): LiveSession => {
       const info = x.info();
       return {
         id: x.conn.id, ip: info.client.ip, ptr: info.client.ptr, helo: info.helo?.name ?? null, user: info.user, tls: info.tls,
-        since: new Date(this.since.get(x.conn.id) ?? Date.now()).toISOString(), transactions: info.transactions,
+        since: new Date(since).toISOString(), transactions: info.transactions,
         mailFrom: x.tx.mail?.address ?? null, rcpts: x.tx.rcpts.length, ruleSet: x.ruleSet.version,
       };
     }).sort((a, b) => a.since.localeCompare(b.since));
@@ -372,11 +369,10 @@ export class FrontDoor {
   }
 
   private async onClose(s: SMTPServerSession): Promise<void> {
-    const session = this.sessions.get(s.id);
-    if (!session) return;
-    this.txlogs.get(s.id)?.abandon('connection closed');
-    this.txlogs.delete(s.id);
-    this.since.delete(s.id);
+    const open = this.sessions.get(s.id);
+    if (!open) return;
+    const { session } = open;
+    open.txlog.abandon('connection closed');
     try {
       await session.close();
     } catch (e) {
