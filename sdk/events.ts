@@ -233,6 +233,21 @@ export type DmarcResult = (typeof DMARC_RESULTS)[number];
 export const DMARC_POLICIES = ['none', 'quarantine', 'reject'] as const;
 export type DmarcPolicy = (typeof DMARC_POLICIES)[number];
 
+/** An identifier alignment mode (RFC 7489 §3.1, `adkim=`, `aspf=`): `r` relaxed (the default), `s` strict. */
+export type DmarcAlignmentMode = 'r' | 's';
+
+/**
+ * The DMARC record as the domain published it (RFC 7489 §6.3): what an aggregate
+ * report's `policy_published` carries (§7.2, Appendix C). `sp` is `p` when not given;
+ * a `p` or `sp` that is not a policy reads as `none` (§6.6.3, step 6).
+ */
+export interface DmarcPublished {
+  p: DmarcPolicy;
+  sp: DmarcPolicy;
+  adkim: DmarcAlignmentMode;
+  aspf: DmarcAlignmentMode;
+}
+
 /** The DMARC check of the message's From domain (RFC 7489), with the data a report carries. */
 export interface DmarcAnswer {
   result: DmarcResult;
@@ -240,13 +255,32 @@ export interface DmarcAnswer {
   domain: string;
   /**
    * The policy that applies to this message: `sp=` for a subdomain of the domain that
-   * published it, else `p=`; `none` when there is no policy. Applies on `fail` only.
+   * published it, else `p=`; `none` when there is no policy. Applies on `fail` only, to
+   * the share `pct` of messages (see `dmarcPolicyApplied`).
    */
   policy: DmarcPolicy;
-  /** `pct=` (RFC 7489 §6.3): the share of failing mail the policy is meant for, 100 by default. */
+  /** `pct=` (RFC 7489 §6.3): the percentage of failing mail the policy is meant for, 0–100, 100 by default. */
   pct: number;
+  /**
+   * A whole number from 0 to 99 drawn at random by the host for this message: the
+   * policy applies when `sample < pct` (§6.6.4). Random, not a hash of the message, so a
+   * sender cannot pick a Message-ID that always falls outside the sampled share.
+   */
+  sample: number;
+  /** The record's tags, for the report; null when no record was found (`none`, `temperror`, `permerror`). */
+  published: DmarcPublished | null;
   /** Which identifiers passed aligned with the From domain: the SPF domain, the DKIM `d=`, or null. */
   alignment: { spf: string | null; dkim: string | null };
+}
+
+/**
+ * The policy to apply to a message that failed DMARC (RFC 7489 §6.6.4): `policy` for the
+ * `pct` percent of messages the sample picks, and for the rest the next lower policy
+ * (reject → quarantine → none). pct=100 always applies it, pct=0 never does.
+ */
+export function dmarcPolicyApplied(d: Pick<DmarcAnswer, 'policy' | 'pct' | 'sample'>): DmarcPolicy {
+  if (d.sample < d.pct) return d.policy;
+  return d.policy === 'reject' ? 'quarantine' : 'none';
 }
 
 /**

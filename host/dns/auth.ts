@@ -8,9 +8,10 @@
  * a message with many signatures must not hold the final dot for many deadlines. Past
  * it, what is not known is a temperror.
  */
+import { randomInt } from 'node:crypto';
 import {
   ARC_RESULTS, DKIM_RESULTS, DMARC_POLICIES, DMARC_RESULTS,
-  type ArcAnswer, type DkimResult, type DkimSignature, type DmarcAnswer, type DmarcPolicy, type SpfAnswer,
+  type ArcAnswer, type DkimResult, type DkimSignature, type DmarcAnswer, type DmarcPolicy, type DmarcResult, type SpfAnswer,
 } from '../../sdk/index.js';
 import { checkDeadline, realTimers, type DeadlineTimers, type DnsBackend } from './backend.js';
 
@@ -64,10 +65,10 @@ export async function checkMessageAuth(backend: DnsBackend, msg: Buffer, spf: Sp
     const out: MessageAuth = { dkim };
     const arcResult = want.arc || want.dmarc ? await arc(v.arc as never, { resolver }) : null;
     if (want.arc) out.arc = { result: oneOf(ARC_RESULTS, arcResult?.status?.result, 'fail'), instances: Number((arcResult as { i?: number } | null)?.i) || 0 };
-    if (want.dmarc) out.dmarc = from ? await dmarcOf(dmarc, from, spf, dkim, resolver) : { result: 'permerror', domain: '', policy: 'none', pct: 100, alignment: { spf: null, dkim: null } };
+    if (want.dmarc) out.dmarc = from ? await dmarcOf(dmarc, from, spf, dkim, resolver) : noRecord('permerror', '');
     return out;
   };
-  const failed = (): MessageAuth => ({ dkim: [], ...(want.dmarc ? { dmarc: { result: 'temperror', domain: '', policy: 'none', pct: 100, alignment: { spf: null, dkim: null } } } : {}) });
+  const failed = (): MessageAuth => ({ dkim: [], ...(want.dmarc ? { dmarc: noRecord('temperror', '') } : {}) });
   // A backstop past the deadline: mailauth's own work (hashing a large body) is bounded by it too.
   let lateTimer: unknown;
   const late = new Promise<'late'>((resolve) => deadline.reached.then(() => (lateTimer = timers.setTimeout(() => resolve('late'), 100))));
@@ -84,6 +85,25 @@ export async function checkMessageAuth(backend: DnsBackend, msg: Buffer, spf: Sp
 
 type Dmarc = (typeof import('mailauth/lib/dmarc/index.js'))['dmarc'];
 
+/** The sample for pct (RFC 7489 §6.6.4): 0–99, from the OS's random source, which no sender can steer. */
+const draw = (): number => randomInt(100);
+
+/** A DMARC answer with no record behind it: no policy, nothing published, nothing aligned. */
+const noRecord = (result: DmarcResult, domain: string): DmarcAnswer => ({ result, domain, policy: 'none', pct: 100, sample: draw(), published: null, alignment: { spf: null, dkim: null } });
+
+/** A `p=`/`sp=` value as a policy: case-insensitive, and one that is not a policy is `none` (RFC 7489 §6.6.3, step 6). */
+const policyOf = (v: unknown): DmarcPolicy => oneOf(DMARC_POLICIES, typeof v === 'string' ? v.trim().toLowerCase() : v, 'none');
+
+/**
+ * `pct=` from the record as published: a whole number, clamped to 0–100, 100 when absent
+ * or not a number (§6.3's default). mailauth reads a malformed pct as 0, which would
+ * switch the policy off for a typo.
+ */
+function pctOf(record: unknown): number {
+  const m = typeof record === 'string' ? /(?:^|;)\s*pct\s*=\s*(\d+)\s*(?:;|$)/i.exec(record) : null;
+  return m ? Math.min(100, Number(m[1])) : 100;
+}
+
 /** DMARC of `from` (RFC 7489 §4.2: an SPF or DKIM pass for an aligned domain). */
 async function dmarcOf(dmarc: Dmarc, from: string, spf: SpfAnswer | null, dkim: DkimSignature[], resolver: (n: string, t: string) => Promise<string[][]>): Promise<DmarcAnswer> {
   const r = await dmarc({
@@ -92,9 +112,15 @@ async function dmarcOf(dmarc: Dmarc, from: string, spf: SpfAnswer | null, dkim: 
     dkimDomains: dkim.filter((s) => s.result === 'pass').map((s) => ({ domain: s.domain })),
     resolver,
   } as never);
-  if (!r) return { result: 'permerror', domain: from, policy: 'none', pct: 100, alignment: { spf: null, dkim: null } };
+  if (!r) return noRecord('permerror', from);
   const result = oneOf(DMARC_RESULTS, r.status?.result, 'temperror');
-  const policy: DmarcPolicy = result === 'none' || result === 'temperror' ? 'none' : oneOf(DMARC_POLICIES, r.policy, 'none');
-  const pct = typeof r.pct === 'number' ? r.pct : 100;
-  return { result, domain: from, policy, pct, alignment: { spf: r.alignment?.spf?.result || null, dkim: r.alignment?.dkim?.result || null } };
+  if (result !== 'pass' && result !== 'fail') return noRecord(result, from);
+  const published = {
+    p: policyOf(r.p), sp: policyOf(r.sp ?? r.p),
+    adkim: r.alignment?.dkim?.strict ? 's' : 'r', aspf: r.alignment?.spf?.strict ? 's' : 'r',
+  } as const;
+  return {
+    result, domain: from, policy: policyOf(r.policy), pct: pctOf(r.rr), sample: draw(), published,
+    alignment: { spf: r.alignment?.spf?.result || null, dkim: r.alignment?.dkim?.result || null },
+  };
 }
