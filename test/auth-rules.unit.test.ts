@@ -16,6 +16,7 @@ const DNS = {
   ...fakeDns.dmarc('strict.example', 'v=DMARC1; p=reject'),
   ...fakeDns.dmarc('careful.example', 'v=DMARC1; p=quarantine'),
   ...fakeDns.dmarc('sampled.example', 'v=DMARC1; p=reject; pct=0'),
+  ...fakeDns.dmarc('half.example', 'v=DMARC1; p=reject; pct=50'),
   ...fakeDns.dmarc('sampled-quarantine.example', 'v=DMARC1; p=quarantine; pct=0'),
   ...fakeDns.dmarc('parent.example', 'v=DMARC1; p=quarantine; sp=reject; pct=100; adkim=s; aspf=s'),
   ...fakeDns.dmarc('typo.example', 'v=DMARC1; p=REJECT; pct=ten'),
@@ -87,8 +88,8 @@ describe('dmarc-policy', () => {
   });
 
   /** One failing message From `from` (no SPF record, no signature): the end-of-data step. */
-  async function failing(from: string) {
-    const h = await loadRule(rule('dmarc-policy'), { config: CONFIG, dns: DNS, settings: { enabled: true } });
+  async function failing(from: string, dmarcSample?: number) {
+    const h = await loadRule(rule('dmarc-policy'), { config: CONFIG, dns: DNS, settings: { enabled: true }, ...(dmarcSample === undefined ? {} : { dmarcSample }) });
     try {
       const s = await h.connect({ ip: '192.0.2.9', helo: 'mx.example.net' });
       await s.mail(`a@${from}`);
@@ -107,6 +108,17 @@ describe('dmarc-policy', () => {
     const q = await failing('sampled-quarantine.example');
     assert.equal(q.accepted?.disposition, 'deliver');
     assert.deepEqual(q.logs, ['DMARC fail: header-from=sampled-quarantine.example p=quarantine sp=quarantine pct=0 adkim=r aspf=r disposition=none reason=sampled_out dkim=none spf=none:sampled-quarantine.example aligned-spf=- aligned-dkim=- client=192.0.2.9']);
+  });
+
+  it('pct=50: a message whose sample is 49 gets p=reject, one whose sample is 50 the next lower quarantine', async () => {
+    assert.equal((await failing('half.example', 49)).reply, "550 5.7.26 Unauthenticated mail from half.example is not accepted due to the domain's DMARC policy");
+    const q = await failing('half.example', 50);
+    assert.equal(q.accepted?.disposition, 'quarantine');
+    assert.match(q.logs[0] ?? '', / pct=50 adkim=r aspf=r disposition=quarantine reason=sampled_out /);
+  });
+
+  it('the harness refuses a dmarcSample outside 0–99', async () => {
+    await assert.rejects(loadRule(rule('dmarc-policy'), { config: CONFIG, dns: DNS, dmarcSample: 100 }), /dmarcSample must be a whole number from 0 to 99, or null for a random one; got 100/);
   });
 
   it('pct=100 with sp=: a subdomain gets sp=reject, 550; the published p, sp, adkim and aspf are logged', async () => {

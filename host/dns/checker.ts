@@ -11,8 +11,8 @@ import type { Logger } from 'pino';
 import type { DnsListAnswer, DnsMxAnswer, SpfAnswer } from '../../sdk/index.js';
 import type { Metrics } from '../metrics.js';
 import { CACHE_PREFIX, type TtlCache } from '../store/ports.js';
-import { nodeBackend, type DnsBackend } from './backend.js';
-import { checkMessageAuth, type MessageAuth } from './auth.js';
+import { nodeBackend, realTimers, type DnsBackend } from './backend.js';
+import { checkMessageAuth, dmarcSample, type MessageAuth } from './auth.js';
 import { checkSpf, spfIdentity } from './spf.js';
 
 export type ListKind = 'dnsbl' | 'rhsbl';
@@ -46,6 +46,8 @@ export interface DnsCheckerOptions {
   ttlSeconds: number;
   /** The DNS deadline (config `dns.timeoutMs`): the backend applies it per query, SPF to its whole check. */
   timeoutMs: number;
+  /** Each message's DMARC pct sample, 0–99 (`DmarcAnswer.sample`): random, unless a test fixes it. */
+  dmarcSample?: () => number;
 }
 
 export class DnsChecker {
@@ -60,9 +62,11 @@ export class DnsChecker {
   private readonly log: Logger;
   private readonly ttlSeconds: number;
   private readonly timeoutMs: number;
+  private readonly dmarcSample: () => number;
 
   constructor(o: DnsCheckerOptions) {
     ({ backend: this.backend, cache: this.cache, metrics: this.metrics, log: this.log, ttlSeconds: this.ttlSeconds, timeoutMs: this.timeoutMs } = o);
+    this.dmarcSample = o.dmarcSample ?? dmarcSample;
   }
 
   /** Looks `subject` (an IP for dnsbl, a domain for rhsbl) up in `zone`; null when it cannot be looked up. */
@@ -107,7 +111,7 @@ export class DnsChecker {
    */
   async messageAuth(msg: Buffer, spf: SpfAnswer | null, want: { dmarc: boolean; arc: boolean }): Promise<MessageAuth> {
     this.metrics.inc('dns_lookups_total', { kind: 'message-auth' });
-    const a = await checkMessageAuth(this.backend, msg, spf, want, this.timeoutMs);
+    const a = await checkMessageAuth(this.backend, msg, spf, want, this.timeoutMs, realTimers, this.dmarcSample());
     const temp = a.dkim.some((s) => s.result === 'temperror') || a.dmarc?.result === 'temperror';
     if (temp) {
       this.metrics.inc('dns_errors_total', { zone: 'message-auth', code: 'ETEMPERROR' });
@@ -200,7 +204,7 @@ export class DnsChecker {
 }
 
 /** The checker for a config's `dns` section, or null when DNS is off (no servers). */
-export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, cache: TtlCache, metrics: Metrics, log: Logger): DnsChecker | null {
+export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, cache: TtlCache, metrics: Metrics, log: Logger, sample?: () => number): DnsChecker | null {
   if (!dns.servers.length) return null;
-  return new DnsChecker({ backend: nodeBackend(dns.servers, dns.timeoutMs), cache, metrics, log, ttlSeconds: dns.cacheTtlSeconds, timeoutMs: dns.timeoutMs });
+  return new DnsChecker({ backend: nodeBackend(dns.servers, dns.timeoutMs), cache, metrics, log, ttlSeconds: dns.cacheTtlSeconds, timeoutMs: dns.timeoutMs, dmarcSample: sample });
 }
