@@ -38,19 +38,24 @@ export default defineRule({
     message: (ev, ctx) => {
       const d = ev.dns.dmarc;
       if (!d?.published || (d.result !== 'pass' && d.result !== 'fail')) return;
-      const applied: DmarcPolicy = d.result === 'fail' ? dmarcPolicyApplied(d) : 'none';
-      // Score mode first (scored() adds the points), then tag: either way the site's own policy decides.
-      const scoredHere = applied !== 'none' && scored(ctx, 'dmarc-fail');
-      const tagged = applied !== 'none' && !scoredHere && ctx.options.onFail === 'tag';
-      const disposition = scoredHere || tagged ? 'none' : applied;
-      const reason = scoredHere || tagged ? ' reason=local_policy' : applied !== d.policy && d.result === 'fail' ? ' reason=sampled_out' : '';
       const { p, sp, adkim, aspf } = d.published;
       const dkim = (ev.dns.dkim ?? []).map((s) => `${s.result}:${s.domain}`).join(',') || 'none';
-      const spf = ev.dns.spf;
-      ctx.log(`DMARC ${d.result}: header-from=${d.domain} p=${p} sp=${sp} pct=${d.pct} adkim=${adkim} aspf=${aspf} disposition=${disposition}${reason} dkim=${dkim} spf=${spf ? `${spf.result}:${spf.domain}` : 'none'} aligned-spf=${d.alignment.spf ?? '-'} aligned-dkim=${d.alignment.dkim ?? '-'} client=${ev.session.client.ip}`);
-      if (tagged) return ctx.addHeader('X-DMARC', `fail (p=${d.policy}) header.from=${d.domain}`);
-      if (disposition === 'quarantine') return quarantine({ reason: 'dmarc-quarantine' });
-      if (disposition === 'reject') return reject(550, `Unauthenticated mail from ${d.domain} is not accepted due to the domain's DMARC policy`, { status: STATUS.authChecksFailed, reason: 'dmarc-reject' });
+      const spf = ev.dns.spf ? `${ev.dns.spf.result}:${ev.dns.spf.domain}` : 'none';
+      /** The report row: what was done, and why it is not the published policy (Appendix C's PolicyOverrideType). */
+      const report = (disposition: DmarcPolicy, override?: 'sampled_out' | 'local_policy') =>
+        ctx.log(`DMARC ${d.result}: header-from=${d.domain} p=${p} sp=${sp} pct=${d.pct} adkim=${adkim} aspf=${aspf} disposition=${disposition}${override ? ` reason=${override}` : ''} dkim=${dkim} spf=${spf} aligned-spf=${d.alignment.spf ?? '-'} aligned-dkim=${d.alignment.dkim ?? '-'} client=${ev.session.client.ip}`);
+      if (d.result === 'pass') return report('none');
+      const applied = dmarcPolicyApplied(d);
+      const sampledOut = applied === d.policy ? undefined : 'sampled_out';
+      if (applied === 'none') return report('none', sampledOut);
+      if (scored(ctx, 'dmarc-fail')) return report('none', 'local_policy');
+      if (ctx.options.onFail === 'tag') {
+        report('none', 'local_policy');
+        return ctx.addHeader('X-DMARC', `fail (p=${d.policy}) header.from=${d.domain}`);
+      }
+      report(applied, sampledOut);
+      if (applied === 'quarantine') return quarantine({ reason: 'dmarc-quarantine' });
+      return reject(550, `Unauthenticated mail from ${d.domain} is not accepted due to the domain's DMARC policy`, { status: STATUS.authChecksFailed, reason: 'dmarc-reject' });
     },
   },
 });
