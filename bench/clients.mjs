@@ -106,9 +106,9 @@ export async function sendMessages({ port, raw, messages, sessions = 20, timeout
     socks.push(c.sock);
     const closed = new Promise((_, reject) => c.sock.once('close', () => reject(new Error('the server closed the connection'))));
     closed.catch(() => {});
-    const expect = async (line, code) => {
+    const expect = async (line, code, what = line ?? 'greeting') => {
       const { text } = await Promise.race([line === null ? c.reply().then((text) => ({ text })) : c.timed(line), closed]);
-      if (!text.startsWith(code)) throw new Error(`${line === null ? 'greeting' : line.slice(0, 30)}: expected ${code}, got ${text.trim().slice(0, 200)}`);
+      if (!text.startsWith(code)) throw new Error(`${what}: expected ${code}, got ${text.trim().slice(0, 200)}`);
     };
     try {
       await expect(null, '220');
@@ -118,7 +118,7 @@ export async function sendMessages({ port, raw, messages, sessions = 20, timeout
         await expect('MAIL FROM:<bench@localhost>', '250');
         await expect('RCPT TO:<rcpt@localhost>', '250');
         await expect('DATA', '354');
-        await expect(data, '250');
+        await expect(data, '250', 'end of data');
       }
       c.sock.end('QUIT\r\n');
     } catch (e) {

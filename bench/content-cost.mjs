@@ -1,5 +1,5 @@
 // The per-message cost of the content rules (issue 15): body and MIME parsing, a regex
-// file, header checks, URI extraction, each on its own against the host with no rules,
+// file, header checks, URI extraction (uri-check, once it is in rules/), each on its own against the host with no rules,
 // on messages with real content. smtp-source writes a fixed body of `-l` bytes (no
 // MIME, no links), so these loads are sent by our own client (clients.mjs sendMessages).
 import { existsSync, readdirSync } from 'node:fs';
@@ -116,14 +116,15 @@ export const CONTENT_MESSAGES = { 'alternative text + HTML, 5 links, 5 KB': alte
 
 /**
  * The variants, one line each: a rule of our own (`source`), or a built-in rule turned on
- * alone (`builtin`, with options; `files` written beside the config). A built-in rule that
- * this checkout does not have is skipped with a note.
+ * alone (`builtin`, with its `settings`; `files` written beside the config). A built-in
+ * rule that this checkout does not have is skipped with a note.
+ *
+ * content-filter gets the longest deadline there is (`timeoutMs` 10 s; 50 ms by default):
+ * 50 patterns over the 45 KB message's raw base64 (decoded: false) take about 100 ms of
+ * CPU, and the deadline is the call's wall time, which on a shared machine (load average
+ * 15 on 2 cores) ran past 1 s. The fail policy's 451 would stop the load instead of
+ * measuring what the list costs. uri-check runs with the options it ships with.
  */
-// content-filter gets the longest deadline there is (`timeoutMs` 10 s; 50 ms by default):
-// 50 patterns over the 45 KB message's raw base64 (decoded: false) take about 100 ms of
-// CPU, and the deadline is the call's wall time, which on a shared machine (load average
-// 15 on 2 cores) ran past 1 s. The fail policy's 451 would stop the load instead of
-// measuring what the list costs.
 const VARIANTS = [
   { name: "needs ['body'], trivial rule (body as text)", source: BODY_ONLY },
   { name: "needs ['mime'], trivial rule (MIME parse)", source: MIME_ONLY },
@@ -167,7 +168,7 @@ export async function contentCost(root, start, { messages, rounds }) {
     for (const v of variants) {
       const ok = runs[v.name].filter((r) => !r.error);
       if (!ok.length) {
-        rows.push({ message: label, variant: v.name, 'msgs/s': '', 'server CPU ms/msg': '', 'CPU vs off': '', cost: `failed: ${runs[v.name][0].error.slice(0, 80)}` });
+        rows.push({ message: label, variant: v.name, 'msgs/s': '', 'server CPU ms/msg': '', 'CPU vs off': '', cost: `failed: ${runs[v.name][0].error.slice(0, 120)}` });
         continue;
       }
       const [rate, cpu] = [med(ok, 'rate'), med(ok, 'cpuMs')];
