@@ -8,11 +8,12 @@
  */
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import type { DnsListAnswer, DnsMxAnswer, SpfAnswer } from '../../sdk/index.js';
+import { NS_MAX_HOSTS, type DnsListAnswer, type DnsMxAnswer, type DnsNsAnswer, type NsHost, type SpfAnswer, type UriHostAnswer } from '../../sdk/index.js';
 import type { Metrics } from '../metrics.js';
 import { CACHE_PREFIX, type TtlCache } from '../store/ports.js';
 import { nodeBackend, type DnsBackend } from './backend.js';
 import { checkMessageAuth, type MessageAuth } from './auth.js';
+import { ipInName, registeredDomain } from './names.js';
 import { checkSpf, spfIdentity } from './spf.js';
 
 export type ListKind = 'dnsbl' | 'rhsbl';
@@ -76,6 +77,24 @@ export class DnsChecker {
   mx(domain: string, now: number): Promise<DnsMxAnswer> | null {
     if (!isLookupDomain(domain)) return null;
     return this.cached(`${CACHE_PREFIX.dns}mx:${domain.toLowerCase()}`, 'mx', now, () => this.queryMx(domain), (a) => a.status !== 'error');
+  }
+
+  /**
+   * The name servers of `domain`'s registered domain (where the registry delegates it),
+   * at most `NS_MAX_HOSTS`, each with whether its own registered domain exists and the
+   * address its name carries (smtpf 2.0's ns-nxdomain and ip-in-ns tests). Cached whole,
+   * unless a lookup in it failed. Null for a name without a registered domain.
+   */
+  ns(domain: string, now: number): Promise<DnsNsAnswer> | null {
+    const reg = registeredDomain(domain);
+    if (!reg || !isLookupDomain(reg)) return null;
+    return this.cached(`${CACHE_PREFIX.dns}ns:${reg}`, 'ns', now, () => this.queryNs(reg, now), (a) => a.status !== 'error' && a.hosts.every((h) => h.domainStatus !== 'error'));
+  }
+
+  /** Whether `host` has an address, A or AAAA (a link host that does not resolve: smtpf's uri-reject-unknown). */
+  address(host: string, now: number): Promise<UriHostAnswer['address']> | null {
+    if (!isLookupDomain(host)) return null;
+    return this.cached(`${CACHE_PREFIX.dns}address:${host.toLowerCase()}`, 'address', now, () => this.queryAddress(host), (a) => a !== 'error');
   }
 
   /**
@@ -190,6 +209,57 @@ export class DnsChecker {
     if (answers.some((r) => r.status === 'fulfilled' && r.value.length)) return { status: 'found', hosts: [domain.toLowerCase()] };
     const failure = answers.find((r) => r.status === 'rejected' && !NOT_FOUND.has(errorCode(r.reason)));
     return failure?.status === 'rejected' ? this.mxFailed(domain, errorCode(failure.reason)) : { status: 'none', hosts: [] };
+  }
+
+  private async queryNs(domain: string, now: number): Promise<DnsNsAnswer> {
+    let names: string[];
+    try {
+      names = (await this.backend.ns(domain)).map((n) => n.toLowerCase().replace(/\.$/, '')).filter((n) => n !== '');
+    } catch (e) {
+      const code = errorCode(e);
+      if (NOT_FOUND.has(code)) return { status: 'none', domain, hosts: [] };
+      this.metrics.inc('dns_errors_total', { zone: 'ns', code });
+      this.log.info({ domain, code }, `NS lookup for ${domain} failed (${code})`);
+      return { status: 'error', domain, hosts: [] };
+    }
+    const hosts = await Promise.all(
+      [...new Set(names)].slice(0, NS_MAX_HOSTS).map(async (name): Promise<NsHost> => {
+        const d = registeredDomain(name);
+        // A name server inside the domain itself exists as surely as the delegation we just read.
+        const domainStatus = d === null || d === domain ? 'exists' : await this.domainStatus(d, now);
+        return { name, domain: d, domainStatus, ipInName: ipInName(name) };
+      }),
+    );
+    return hosts.length ? { status: 'found', domain, hosts } : { status: 'none', domain, hosts: [] };
+  }
+
+  /** Whether a registered domain exists: any answer but NXDOMAIN to its NS query (RFC 8020: NXDOMAIN means nothing is under it either). */
+  private domainStatus(domain: string, now: number): Promise<NsHost['domainStatus']> {
+    const query = async (): Promise<NsHost['domainStatus']> => {
+      try {
+        await this.backend.ns(domain);
+        return 'exists';
+      } catch (e) {
+        const code = errorCode(e);
+        if (code === 'ENODATA') return 'exists';
+        if (code === 'ENOTFOUND') return 'nxdomain';
+        this.metrics.inc('dns_errors_total', { zone: 'ns', code });
+        this.log.info({ domain, code }, `lookup of name server domain ${domain} failed (${code})`);
+        return 'error';
+      }
+    };
+    return this.cached(`${CACHE_PREFIX.dns}exists:${domain}`, 'exists', now, query, (a) => a !== 'error');
+  }
+
+  private async queryAddress(host: string): Promise<UriHostAnswer['address']> {
+    const answers = await Promise.allSettled([this.backend.a(host), this.backend.aaaa(host)]);
+    if (answers.some((r) => r.status === 'fulfilled' && r.value.length)) return 'found';
+    const failure = answers.find((r) => r.status === 'rejected' && !NOT_FOUND.has(errorCode(r.reason)));
+    if (failure?.status !== 'rejected') return 'none';
+    const code = errorCode(failure.reason);
+    this.metrics.inc('dns_errors_total', { zone: 'address', code });
+    this.log.info({ host, code }, `address lookup for ${host} failed (${code})`);
+    return 'error';
   }
 
   private mxFailed(domain: string, code: string): DnsMxAnswer {
