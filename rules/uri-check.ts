@@ -111,7 +111,8 @@ export default defineRule({
           return;
         }
         const first = findings[0]!;
-        ctx.log(`${first.why}${findings.length > 1 ? ` (and ${findings.length - 1} more)` : ''}: ${ctx.options.action === 'reject' ? 'refused' : 'tagged'}`);
+        const more = findings.length > 3 ? ` (and ${findings.length - 3} more)` : '';
+        ctx.log(`${findings.slice(0, 3).map((f) => f.why).join('; ')}${more}: ${ctx.options.action === 'reject' ? 'refused' : 'tagged'}`);
         if (ctx.options.action === 'tag') return void ctx.addHeader('X-URI-Check', first.why);
         return reject(554, `Message refused: ${first.why}`, { reason: first.symbol });
       }
