@@ -8,7 +8,10 @@
  * - carries an IP address in its name, like `host-192-0-2-7.dyn.example` (`ipInName`);
  * - does not exist (`unknownHost`, smtpf's uri-reject-unknown);
  * - has a name server with an IP address in its name (`ipInNs`) or under a domain that
- *   does not exist (`nsNxdomain`): traits of fast-flux spam sites.
+ *   does not exist (`nsNxdomain`): traits of fast-flux spam sites;
+ * - has an address without reverse DNS (`requirePtr`, smtpf's uri-require-ptr) or whose
+ *   reverse name carries the address (`ipInPtr`, uri-ip-in-ptr): a home broadband
+ *   machine serving the site.
  *
  * The refusal comes in the DATA reply, never as accept-then-delete (a sender whose mail
  * is refused learns it). With `action: "tag"` the message carries `X-URI-Check: <why>`.
@@ -48,9 +51,11 @@ const OPTIONS = {
     unknownHost: { type: 'boolean', default: false, description: "smtpf's uri-reject-unknown: a link host that does not exist (no A or AAAA) is refused." },
     ipInNs: { type: 'boolean', default: false, description: "smtpf's uri-ip-in-ns: a link whose domain has a name server with an IP address in its name is refused." },
     nsNxdomain: { type: 'boolean', default: false, description: "smtpf's uri-ns-nxdomain: a link whose domain has a name server under a non-existent domain is refused." },
+    requirePtr: { type: 'boolean', default: false, description: "smtpf's uri-require-ptr: a link host whose address has no reverse DNS is refused." },
+    ipInPtr: { type: 'boolean', default: false, description: "smtpf's uri-ip-in-ptr: a link host whose address's reverse DNS name has an IP address in it is refused." },
     onDnsError: { enum: ['tempfail', 'ignore'], default: 'tempfail', description: 'A lookup that failed, with nothing else found: 451 4.4.3 (the sender retries), or pass (logged).' },
     action: { enum: ['reject', 'tag'], default: 'reject', description: 'reject: 554 5.7.1; tag: an X-URI-Check header.' },
-    score: scoreOption('each kind of finding (symbols uribl, uri-ip-literal, uri-ip-in-name, uri-unknown-host, uri-ip-in-ns, uri-ns-nxdomain)'),
+    score: scoreOption('each kind of finding (symbols uribl, uri-ip-literal, uri-ip-in-name, uri-unknown-host, uri-ip-in-ns, uri-ns-nxdomain, uri-no-ptr, uri-ip-in-ptr)'),
   },
 } as const;
 
@@ -76,7 +81,14 @@ function check(h: UriHost, ev: MessageEvent, o: Options): { findings: Finding[];
   if (o.ipInName && h.ipInName) findings.push({ symbol: 'uri-ip-in-name', why: `link host ${h.host} has an IP address in its name` });
   const dns = ev.dns.uriHosts?.[h.host];
   if (o.unknownHost && dns?.address === 'none') findings.push({ symbol: 'uri-unknown-host', why: `link host ${h.host} does not exist` });
-  if (o.unknownHost && dns?.address === 'error') failed = true;
+  if ((o.unknownHost || o.requirePtr || o.ipInPtr) && dns?.address === 'error') failed = true;
+  const ptr = dns?.ptr;
+  if (ptr && (o.requirePtr || o.ipInPtr)) {
+    const what = h.ip ? `link address ${h.ip}` : `link host ${h.host} (${ptr.address})`;
+    if (o.requirePtr && ptr.status === 'none') findings.push({ symbol: 'uri-no-ptr', why: `${what} has no reverse DNS` });
+    if (o.ipInPtr && ptr.ipInName) findings.push({ symbol: 'uri-ip-in-ptr', why: `${what} has reverse DNS name ${ptr.names[0]} with an IP address in it` });
+    if (ptr.status === 'error') failed = true;
+  }
   if ((o.ipInNs || o.nsNxdomain) && dns?.ns) {
     const ns = dns.ns;
     const withIp = o.ipInNs ? ns.hosts.find((n) => n.ipInName) : undefined;
@@ -99,6 +111,7 @@ export default defineRule({
     'uris',
     ...o.lists.map((l): Need => (l.on === 'ip' ? `uribl-ip:${l.zone}` : `uribl:${l.zone}`)),
     ...(o.unknownHost || o.ipInNs || o.nsNxdomain ? (['uri-dns'] as const) : []),
+    ...(o.requirePtr || o.ipInPtr ? (['uri-ptr'] as const) : []),
   ],
   phases: {
     message: (ev, ctx) => {

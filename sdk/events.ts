@@ -319,17 +319,31 @@ export interface UriFacts {
   truncated: boolean;
 }
 
-/** What DNS says of one link host (`needs: ['uri-dns']`). */
+/** The reverse DNS of one address (its PTR records, RFC 1035 §3.5). */
+export interface DnsPtrAnswer {
+  /** `found`; `none` (no PTR record); `error` (transient failure). */
+  status: 'found' | 'none' | 'error';
+  /** The address looked up. */
+  address: string;
+  /** Its PTR names, lower case. */
+  names: string[];
+  /** The IPv4 address the first name carries (`host-192-0-2-7.pool.example`): a dynamic or residential address. */
+  ipInName: string | null;
+}
+
+/** What DNS says of one link host (`needs: ['uri-dns']`, `['uri-ptr']`). */
 export interface UriHostAnswer {
-  /** `found`: an A or AAAA record; `none`: the name does not exist or has no address; `error`: the lookup failed. */
+  /** `found`: an A or AAAA record (always, for a link by IP address); `none`: the name does not exist or has no address; `error`: the lookup failed. */
   address: 'found' | 'none' | 'error';
-  /** The name servers of its registered domain; null for an IP address or a host without one. */
+  /** The name servers of its registered domain (with `uri-dns`); null for an IP address, a host without one, or without the need. */
   ns: DnsNsAnswer | null;
+  /** The reverse DNS of its first address, IPv4 first (with `uri-ptr`); null when it has no address or without the need. */
+  ptr: DnsPtrAnswer | null;
 }
 
 /**
  * DNS facts the host looked up before the phase, for the needs its rules declared
- * (`needs: ['dnsbl:zen.spamhaus.org', 'rhsbl:dbl.spamhaus.org', 'mx', 'ns', 'spf', 'dkim', 'dmarc', 'arc', 'uribl:multi.surbl.org', 'uri-dns']`). A fact is
+ * (`needs: ['dnsbl:zen.spamhaus.org', 'rhsbl:dbl.spamhaus.org', 'mx', 'ns', 'spf', 'dkim', 'dmarc', 'arc', 'uribl:multi.surbl.org', 'uri-dns', 'uri-ptr']`). A fact is
  * absent when no rule of the phase asked for it, when it does not apply yet (no sender
  * before MAIL FROM; no sender domain for the null sender, except for SPF, which checks
  * the HELO name then) or when DNS is off in the host config.
@@ -357,7 +371,7 @@ export interface DnsFacts {
    * or IP looked up (`ev.dns.uribl[zone]?.[host.domain]`). End of data only.
    */
   uribl?: Record<string, Record<string, DnsListAnswer>>;
-  /** What DNS says of each link host (`needs: ['uri-dns']`), by `UriHost.host` (not for IP addresses). End of data only. */
+  /** What DNS says of each link host (`needs: ['uri-dns']` and/or `['uri-ptr']`), by `UriHost.host`. End of data only. */
   uriHosts?: Record<string, UriHostAnswer>;
 }
 

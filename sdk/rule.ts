@@ -191,6 +191,7 @@ export const CHECK_NEEDS = ['spamd', 'callahead'] as const;
  *   Spamhaus DBL) → `ev.dns.uribl[zone][domain]`, at `message` only;
  * - `'uribl-ip:<zone>'`: each link by IP address in an IP list → `ev.dns.uribl[zone][ip]`, at `message` only;
  * - `'uri-dns'`: each link host's address and its domain's name servers → `ev.dns.uriHosts[host]`, at `message` only;
+ * - `'uri-ptr'`: each link host's address and its reverse DNS → `ev.dns.uriHosts[host].ptr`, at `message` only;
  * - `'spf'`: the client checked against the MAIL FROM domain's SPF policy → `ev.dns.spf`;
  * - `'dkim'`: the message's DKIM signatures checked (RFC 6376) → `ev.dns.dkim`, at `message` only;
  * - `'dmarc'`: the From domain's DMARC (RFC 7489) from SPF and DKIM → `ev.dns.dmarc`, at `message` only;
@@ -202,7 +203,7 @@ export const CHECK_NEEDS = ['spamd', 'callahead'] as const;
  * MAIL FROM) and waits for them only before a phase whose rules declared them.
  * @example needs: ['spf'], phases: { rcpt: (ev) => (ev.dns.spf?.result === 'pass' ? accept() : next()) }
  */
-export type Need = (typeof MESSAGE_NEEDS)[number] | (typeof CHECK_NEEDS)[number] | (typeof AUTH_NEEDS)[number] | 'mx' | 'ns' | 'spf' | 'uri-dns' | `dnsbl:${string}` | `rhsbl:${string}` | `uribl:${string}` | `uribl-ip:${string}`;
+export type Need = (typeof MESSAGE_NEEDS)[number] | (typeof CHECK_NEEDS)[number] | (typeof AUTH_NEEDS)[number] | 'mx' | 'ns' | 'spf' | 'uri-dns' | 'uri-ptr' | `dnsbl:${string}` | `rhsbl:${string}` | `uribl:${string}` | `uribl-ip:${string}`;
 
 /** Clients a rule does not run for. */
 export interface Skip {

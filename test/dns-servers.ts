@@ -45,6 +45,10 @@ export interface DnsZones {
   spf?: Record<string, string>;
   /** NS records, domain → name servers (dnsmasq `--dns-rr`: it has no NS option of its own). */
   ns?: Record<string, string[]>;
+  /** Addresses without reverse DNS, name → IPv4 (dnsmasq `--address`; `hosts` entries get a PTR record too). */
+  address?: Record<string, string>;
+  /** Reverse DNS, IPv4 → name (dnsmasq `--ptr-record`). */
+  ptr?: Record<string, string>;
   /** More domains dnsmasq answers from local data only: names under them it does not know are NXDOMAIN (not refused). */
   local?: string[];
 }
@@ -185,6 +189,8 @@ export async function startDnsServers(dir: string, z: DnsZones): Promise<DnsServ
       ...Object.entries(z.spf ?? {}).flatMap(([domain, record]) => [`--local=/${domain}/`, `--txt-record=${domain},${record}`]),
       ...Object.entries(z.ns ?? {}).flatMap(([domain, servers]) => servers.map((ns) => `--dns-rr=${domain},2,${wireName(ns)}`)),
       ...(z.local ?? []).map((d) => `--local=/${d}/`),
+      ...Object.entries(z.address ?? {}).map(([name, ip]) => `--address=/${name}/${ip}`),
+      ...Object.entries(z.ptr ?? {}).map(([ip, name]) => `--ptr-record=${ip.split('.').reverse().join('.')}.in-addr.arpa,${name}`),
     ], probe);
     dm = started.proc;
     const server = `127.0.0.1:${started.port}`;

@@ -18,12 +18,17 @@ const ZONES: DnsZones = {
   ipZones: { 'sbl.test': ['192.0.2.66 :127.0.0.2:IP link listed'] },
   domainZones: { 'multi.uribl.test': ['spam-site.test :127.0.0.2:listed in the test URIBL', 'refused-site.test :127.0.0.1:query refused'] },
   localDomain: 'uri.test',
-  // Every other name under .test is NXDOMAIN: gone-parent.test and no-such-site.test do not exist.
-  local: ['test'],
+  // Every other name under .test is NXDOMAIN (gone-parent.test, no-such-site.test), and so is
+  // the reverse name of every address not given one.
+  local: ['test', 'in-addr.arpa'],
+  address: { 'www.home-site.test': '192.0.2.91', 'www.noptr-site.test': '192.0.2.93' },
+  ptr: { '192.0.2.91': 'host-192-0-2-91.broadband.test' },
   mx: ['flux-sender.test,mx.uri.test,10', 'dynns-sender.test,mx.uri.test,10', 'good-sender.test,mx.uri.test,10'],
   hosts: ['mx.uri.test,192.0.2.25', 'www.good-site.test,192.0.2.80', 'www.flux-site.test,192.0.2.81', 'www.refused-site.test,192.0.2.82', 'dns-host.test,192.0.2.53', 'dyn-dns.test,192.0.2.54'],
   ns: {
     'good-site.test': ['ns1.dns-host.test'],
+    'home-site.test': ['ns1.dns-host.test'],
+    'noptr-site.test': ['ns1.dns-host.test'],
     'refused-site.test': ['ns1.dns-host.test'],
     'flux-site.test': ['ns1.gone-parent.test'],
     'flux-sender.test': ['ns1.gone-parent.test'],
@@ -39,7 +44,7 @@ const SETTINGS = {
   'invalid-recipient': { options: { dnsbl: '' } },
   'identical-sender-rcpt': { options: { dnsbl: '' } },
   'subject-spam': { options: { dnsbl: '' } },
-  'uri-check': { enabled: true, options: { lists: [{ zone: 'multi.uribl.test', answers: ['127.0.0.[2..255]'] }, { zone: 'sbl.test', on: 'ip' }], unknownHost: true, nsNxdomain: true } },
+  'uri-check': { enabled: true, options: { lists: [{ zone: 'multi.uribl.test', answers: ['127.0.0.[2..255]'] }, { zone: 'sbl.test', on: 'ip' }], unknownHost: true, nsNxdomain: true, requirePtr: true, ipInPtr: true } },
   'sender-domain': { options: { nsNxdomain: true, ipInNs: true } },
 };
 
@@ -82,6 +87,12 @@ describe('URI and name-server checks against rbldnsd and dnsmasq', { skip: skip 
     assert.equal(await send(h.port, 'unknown-host', { text: 'see http://www.no-such-site.test/\n' }), '554 5.7.1 Message refused: link host www.no-such-site.test does not exist');
     assert.equal(await send(h.port, 'ns-nxdomain', { text: 'see http://www.flux-site.test/\n' }), '554 5.7.1 Message refused: name server ns1.gone-parent.test of link domain flux-site.test is under a domain that does not exist');
     assert.ok(ruleLog(h, 'uri-check', /ns1\.gone-parent\.test of link domain flux-site\.test/));
+  });
+
+  it('a link host whose address has no reverse DNS, or a reverse name with the address in it, is refused', async () => {
+    assert.equal(await send(h.port, 'no-ptr', { text: 'see http://www.noptr-site.test/\n' }), '554 5.7.1 Message refused: link host www.noptr-site.test (192.0.2.93) has no reverse DNS');
+    assert.equal(await send(h.port, 'ip-in-ptr', { html: '<a href="https://www.home-site.test/">x</a>' }), '554 5.7.1 Message refused: link host www.home-site.test (192.0.2.91) has reverse DNS name host-192-0-2-91.broadband.test with an IP address in it');
+    assert.ok(ruleLog(h, 'uri-check', /host-192-0-2-91\.broadband\.test with an IP address in it: refused/));
   });
 
   it('clean links, and a list answer outside `answers` (127.0.0.1, a refused query), are delivered', async () => {

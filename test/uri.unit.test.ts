@@ -156,6 +156,21 @@ describe('uri-check', () => {
     assert.equal((await send(ip, 'http://www.flux.example/')).reply, '554 5.7.1 Message refused: name server ns-198-51-100-4.dyn.example of link domain flux.example has an IP address in its name');
   });
 
+  it('requirePtr and ipInPtr read the reverse DNS of each link host\'s address, and of links by address', async () => {
+    const ptrs = fakeDns.merge(
+      fakeDns.address('www.home.example', '198.51.100.7'),
+      fakeDns.ptr('198.51.100.7', 'host-198-51-100-7.broadband.example'),
+      fakeDns.address('www.good.example', '192.0.2.80'),
+      fakeDns.ptr('192.0.2.80', 'www.good.example'),
+      fakeDns.address('www.noptr.example', '192.0.2.81'),
+    );
+    await using h = await loadRule(RULE, { dns: ptrs, options: { lists: [], requirePtr: true, ipInPtr: true } });
+    assert.equal((await send(h, 'http://www.noptr.example/')).reply, '554 5.7.1 Message refused: link host www.noptr.example (192.0.2.81) has no reverse DNS');
+    assert.equal((await send(h, 'http://198.51.100.99/')).reply, '554 5.7.1 Message refused: link address 198.51.100.99 has no reverse DNS');
+    assert.equal((await send(h, 'http://www.home.example/')).reply, '554 5.7.1 Message refused: link host www.home.example (198.51.100.7) has reverse DNS name host-198-51-100-7.broadband.example with an IP address in it');
+    assert.equal((await send(h, 'http://www.good.example/ http://192.0.2.80/')).reply, null);
+  });
+
   it('tags with X-URI-Check instead, or scores each kind of finding once', async () => {
     await using tag = await loadRule(RULE, { dns, options: { lists, action: 'tag' } });
     const t = await send(tag, 'http://spam.example/ http://www.spam.example/');

@@ -8,7 +8,7 @@
  */
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import { NS_MAX_HOSTS, type DnsListAnswer, type DnsMxAnswer, type DnsNsAnswer, type NsHost, type SpfAnswer, type UriHostAnswer } from '../../sdk/index.js';
+import { NS_MAX_HOSTS, type DnsListAnswer, type DnsMxAnswer, type DnsNsAnswer, type DnsPtrAnswer, type NsHost, type SpfAnswer, type UriHostAnswer } from '../../sdk/index.js';
 import type { Metrics } from '../metrics.js';
 import { CACHE_PREFIX, type TtlCache } from '../store/ports.js';
 import { nodeBackend, type DnsBackend } from './backend.js';
@@ -17,6 +17,12 @@ import { ipInName, registeredDomain } from './names.js';
 import { checkSpf, spfIdentity } from './spf.js';
 
 export type ListKind = 'dnsbl' | 'rhsbl';
+
+/** A host's addresses, A records first, and whether it has any. */
+export interface HostAddresses {
+  status: UriHostAnswer['address'];
+  addresses: string[];
+}
 
 /** Error codes that mean "the name or record does not exist" (a definite answer). */
 const NOT_FOUND = new Set(['ENOTFOUND', 'ENODATA']);
@@ -91,10 +97,18 @@ export class DnsChecker {
     return this.cached(`${CACHE_PREFIX.dns}ns:${reg}`, 'ns', now, () => this.queryNs(reg, now), (a) => a.status !== 'error' && a.hosts.every((h) => h.domainStatus !== 'error'));
   }
 
-  /** Whether `host` has an address, A or AAAA (a link host that does not resolve: smtpf's uri-reject-unknown). */
-  address(host: string, now: number): Promise<UriHostAnswer['address']> | null {
+  /** The addresses of `host`, A then AAAA (a link host that does not resolve: smtpf's uri-reject-unknown). */
+  addresses(host: string, now: number): Promise<HostAddresses> | null {
     if (!isLookupDomain(host)) return null;
-    return this.cached(`${CACHE_PREFIX.dns}address:${host.toLowerCase()}`, 'address', now, () => this.queryAddress(host), (a) => a !== 'error');
+    return this.cached(`${CACHE_PREFIX.dns}address:${host.toLowerCase()}`, 'address', now, () => this.queryAddresses(host), (a) => a.status !== 'error');
+  }
+
+  /** The reverse DNS of `ip` (smtpf's uri-require-ptr, uri-ip-in-ptr). */
+  ptr(ip: string, now: number): Promise<DnsPtrAnswer> | null {
+    const label = reversedIp(ip);
+    if (!label) return null;
+    const name = `${label}.${isIP(ip) === 4 ? 'in-addr' : 'ip6'}.arpa`;
+    return this.cached(`${CACHE_PREFIX.dns}ptr:${ip}`, 'ptr', now, () => this.queryPtr(ip, name), (a) => a.status !== 'error');
   }
 
   /**
@@ -251,15 +265,29 @@ export class DnsChecker {
     return this.cached(`${CACHE_PREFIX.dns}exists:${domain}`, 'exists', now, query, (a) => a !== 'error');
   }
 
-  private async queryAddress(host: string): Promise<UriHostAnswer['address']> {
+  private async queryAddresses(host: string): Promise<HostAddresses> {
     const answers = await Promise.allSettled([this.backend.a(host), this.backend.aaaa(host)]);
-    if (answers.some((r) => r.status === 'fulfilled' && r.value.length)) return 'found';
+    const addresses = answers.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+    if (addresses.length) return { status: 'found', addresses };
     const failure = answers.find((r) => r.status === 'rejected' && !NOT_FOUND.has(errorCode(r.reason)));
-    if (failure?.status !== 'rejected') return 'none';
+    if (failure?.status !== 'rejected') return { status: 'none', addresses: [] };
     const code = errorCode(failure.reason);
     this.metrics.inc('dns_errors_total', { zone: 'address', code });
     this.log.info({ host, code }, `address lookup for ${host} failed (${code})`);
-    return 'error';
+    return { status: 'error', addresses: [] };
+  }
+
+  private async queryPtr(address: string, name: string): Promise<DnsPtrAnswer> {
+    try {
+      const names = (await this.backend.ptr(name)).map((n) => n.toLowerCase().replace(/\.$/, ''));
+      return names.length ? { status: 'found', address, names, ipInName: ipInName(names[0]!) } : { status: 'none', address, names: [], ipInName: null };
+    } catch (e) {
+      const code = errorCode(e);
+      if (NOT_FOUND.has(code)) return { status: 'none', address, names: [], ipInName: null };
+      this.metrics.inc('dns_errors_total', { zone: 'ptr', code });
+      this.log.info({ address, code }, `PTR lookup for ${address} failed (${code})`);
+      return { status: 'error', address, names: [], ipInName: null };
+    }
   }
 
   private mxFailed(domain: string, code: string): DnsMxAnswer {

@@ -15,12 +15,12 @@ export type AuthNeed = (typeof AUTH_NEEDS)[number];
 /** Lists keyed by zone: the client IP (`dnsbl`), the sender domain (`rhsbl`), the link hosts' domains (`uribl`) and IP links (`uribl-ip`). */
 export type ZoneKind = 'dnsbl' | 'rhsbl' | 'uribl' | 'uribl-ip';
 
-export type DnsNeed = { kind: ZoneKind; zone: string } | { kind: 'mx' } | { kind: 'ns' } | { kind: 'spf' } | { kind: 'uri-dns' } | { kind: AuthNeed };
+export type DnsNeed = { kind: ZoneKind; zone: string } | { kind: 'mx' } | { kind: 'ns' } | { kind: 'spf' } | { kind: 'uri-dns' | 'uri-ptr' } | { kind: AuthNeed };
 
 const isAuthNeed = (s: string): s is AuthNeed => (AUTH_NEEDS as readonly string[]).includes(s);
 
-/** Facts of the message's links (`uribl`, `uribl-ip`, `uri-dns`): looked up at end of data only, from `ev.message.uris`. */
-export const isUriNeed = (n: DnsNeed): boolean => n.kind === 'uribl' || n.kind === 'uribl-ip' || n.kind === 'uri-dns';
+/** Facts of the message's links (`uribl`, `uribl-ip`, `uri-dns`, `uri-ptr`): looked up at end of data only, from `ev.message.uris`. */
+export const isUriNeed = (n: DnsNeed): boolean => n.kind === 'uribl' || n.kind === 'uribl-ip' || n.kind === 'uri-dns' || n.kind === 'uri-ptr';
 
 const ZONE = /^(?=.{1,200}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)+$/i;
 
@@ -33,12 +33,12 @@ export const isHostNeed = (s: string): s is HostNeed => (MESSAGE_NEEDS as readon
 /** Parses one declared need: a host need, a DNS need, or an error message. */
 export function parseNeed(s: string): DnsNeed | HostNeed | { error: string } {
   if (isHostNeed(s)) return s;
-  if (s === 'mx' || s === 'ns' || s === 'spf' || s === 'uri-dns') return { kind: s };
+  if (s === 'mx' || s === 'ns' || s === 'spf' || s === 'uri-dns' || s === 'uri-ptr') return { kind: s };
   if (isAuthNeed(s)) return { kind: s };
   const m = /^(dnsbl|rhsbl|uribl|uribl-ip):(.*)$/.exec(s);
   if (m && ZONE.test(m[2]!)) return { kind: m[1] as ZoneKind, zone: m[2]!.toLowerCase() };
   if (m) return { error: `needs: "${s}": ${JSON.stringify(m[2])} is not a DNS zone name` };
-  return { error: `needs: unknown need "${s}" (known: ${[...MESSAGE_NEEDS, ...CHECK_NEEDS].join(', ')}, mx, ns, spf, ${AUTH_NEEDS.join(', ')}, uri-dns, dnsbl:<zone>, rhsbl:<zone>, uribl:<zone>, uribl-ip:<zone>)` };
+  return { error: `needs: unknown need "${s}" (known: ${[...MESSAGE_NEEDS, ...CHECK_NEEDS].join(', ')}, mx, ns, spf, ${AUTH_NEEDS.join(', ')}, uri-dns, uri-ptr, dnsbl:<zone>, rhsbl:<zone>, uribl:<zone>, uribl-ip:<zone>)` };
 }
 
 /** A need as rules write it: `mx`, `spf`, `dnsbl:<zone>`… */
@@ -104,8 +104,9 @@ export class SessionFacts {
 
   /**
    * The link hosts' facts, all at once (each lookup cached, and shared with any session
-   * asking the same): their registered domains (or addresses) in the URI lists, and, for
-   * `uri-dns`, whether each host resolves and its domain's name servers.
+   * asking the same): their registered domains (or addresses) in the URI lists; for
+   * `uri-dns`, whether each host resolves and its domain's name servers; for `uri-ptr`,
+   * the reverse DNS of its first address.
    */
   private async uriFacts(needs: DnsNeed[], uris: UriFacts, facts: DnsFacts): Promise<void> {
     const now = this.now();
@@ -120,14 +121,17 @@ export class SessionFacts {
         if (p) jobs.push(p.then((a) => void (answers[s] = a)));
       }
     }
-    if (needs.some((n) => n.kind === 'uri-dns')) {
+    const wantNs = needs.some((n) => n.kind === 'uri-dns');
+    const wantPtr = needs.some((n) => n.kind === 'uri-ptr');
+    if (wantNs || wantPtr) {
       const hosts: Record<string, UriHostAnswer> = {};
       facts.uriHosts = hosts;
       for (const h of uris.hosts) {
-        if (h.ip !== null) continue;
-        const address = this.checker.address(h.host, now);
-        const ns = h.domain ? this.checker.ns(h.domain, now) : null;
-        if (address) jobs.push(Promise.all([address, ns]).then(([a, n]) => void (hosts[h.host] = { address: a, ns: n })));
+        const address = h.ip !== null ? Promise.resolve({ status: 'found' as const, addresses: [h.ip] }) : this.checker.addresses(h.host, now);
+        if (!address) continue;
+        const ns = wantNs && h.domain ? this.checker.ns(h.domain, now) : null;
+        const ptr = wantPtr ? address.then((a) => (a.addresses[0] ? this.checker.ptr(a.addresses[0], now) : null)) : null;
+        jobs.push(Promise.all([address, ns, ptr]).then(([a, n, p]) => void (hosts[h.host] = { address: a.status, ns: n, ptr: p })));
       }
     }
     await Promise.all(jobs);
