@@ -31,7 +31,7 @@ const OPTIONS = {
   properties: {
     lists: {
       type: 'array',
-      description: 'URI block lists. 127.0.0.1 from SURBL and URIBL means "query refused", so the defaults name the codes that mean listed.',
+      description: 'URI block lists. A list that refuses a query answers a code of its own (URIBL 127.0.0.1, Spamhaus 127.255.255.x), so the defaults name the codes that mean listed.',
       default: [
         { zone: 'multi.surbl.org', on: 'domain', answers: ['127.0.0.[2..255]'] },
         { zone: 'multi.uribl.com', on: 'domain', answers: ['127.0.0.[2..14]'] },

@@ -1,8 +1,9 @@
 /**
  * Per-session DNS facts: what the rules declared they need (`needs`), looked up early
- * and in parallel — client-IP lists at connect, sender facts (MX, RHSBL, SPF) at MAIL
- * FROM — and awaited only before a phase whose rules need them, so rules stay
- * synchronous and a phase without DNS rules never waits for DNS.
+ * and in parallel — client-IP lists at connect, sender facts (MX, NS, RHSBL, SPF) at
+ * MAIL FROM, the message's own (DKIM, DMARC, ARC, its links) at end of data — and
+ * awaited only before a phase whose rules need them, so rules stay synchronous and a
+ * phase without DNS rules never waits for DNS.
  */
 import { AUTH_NEEDS, CHECK_NEEDS, MESSAGE_NEEDS, type DnsFacts, type DnsListAnswer, type DnsMxAnswer, type DnsNsAnswer, type SpfAnswer, type UriFacts, type UriHostAnswer } from '../../sdk/index.js';
 import { domainOf } from '../net.js';
