@@ -23,7 +23,7 @@ const ZONES: DnsZones = {
   local: ['test', 'in-addr.arpa'],
   address: { 'www.home-site.test': '192.0.2.91', 'www.noptr-site.test': '192.0.2.93' },
   ptr: { '192.0.2.91': 'host-192-0-2-91.broadband.test' },
-  mx: ['flux-sender.test,mx.uri.test,10', 'dynns-sender.test,mx.uri.test,10', 'good-sender.test,mx.uri.test,10'],
+  mx: ['flux-sender.test,mx.uri.test,10', 'dynns-sender.test,mx.uri.test,10', 'good-sender.test,mx.uri.test,10', 'cached-sender.test,mx.uri.test,10'],
   hosts: ['mx.uri.test,192.0.2.25', 'www.good-site.test,192.0.2.80', 'www.flux-site.test,192.0.2.81', 'www.refused-site.test,192.0.2.82', 'dns-host.test,192.0.2.53', 'dyn-dns.test,192.0.2.54'],
   ns: {
     'good-site.test': ['ns1.dns-host.test'],
@@ -34,6 +34,7 @@ const ZONES: DnsZones = {
     'flux-sender.test': ['ns1.gone-parent.test'],
     'dynns-sender.test': ['ns-198-51-100-4.dyn-dns.test'],
     'good-sender.test': ['ns1.dns-host.test'],
+    'cached-sender.test': ['ns1.dns-host.test'],
   },
 };
 
@@ -103,6 +104,12 @@ describe('URI and name-server checks against rbldnsd and dnsmasq', { skip: skip 
   it('a sender domain delegated to a name server under a non-existent domain is refused at MAIL FROM, 550 5.1.8', async () => {
     assert.equal(await send(h.port, 'sender-ns', { from: 'x@flux-sender.test', text: 'hi\n' }), '550 5.1.8 Sender address rejected: name server ns1.gone-parent.test of flux-sender.test is under a domain that does not exist');
     assert.ok(ruleLog(h, 'sender-domain', /ns1\.gone-parent\.test of flux-sender\.test .*\(gone-parent\.test\): refused with 550/));
+  });
+
+  it('name-server answers are cached: a second message from the same sender domain asks DNS nothing more', async () => {
+    assert.match(await send(h.port, 'ns-cache-1', { from: 'a@cached-sender.test', text: 'hi\n' }), /^250 /);
+    assert.match(await send(h.port, 'ns-cache-2', { from: 'b@cached-sender.test', text: 'hi\n' }), /^250 /);
+    assert.equal(dns.queries('cached-sender.test', 'NS'), 1);
   });
 
   it('a sender domain whose name server has an IP address in its name is refused at MAIL FROM', async () => {
