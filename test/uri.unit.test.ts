@@ -227,6 +227,18 @@ describe('sender-domain name-server checks', () => {
     assert.equal((await s.mail('x@fine.example')).reply, null);
   });
 
+  it('caches a domain\'s name-server facts, but not when a lookup in them failed', async () => {
+    await using h = await loadRule('rules/sender-domain.ts', { dns, options: { nsNxdomain: true } });
+    for (const from of ['a@fine.example', 'b@fine.example', 'a@lost.example', 'b@lost.example']) {
+      const s = await h.connect(good);
+      assert.equal((await s.mail(from)).reply, null, from);
+      await s.close();
+    }
+    assert.equal(await h.metrics.get('dns_lookups_total', { kind: 'ns' }), 3, 'fine.example once, lost.example twice');
+    assert.equal(await h.metrics.get('dns_cache_hits_total', { kind: 'ns' }), 1);
+    assert.equal(await h.metrics.get('dns_errors_total', { zone: 'ns', code: 'ETIMEOUT' }), 2);
+  });
+
   it('does not look up NS records unless a name-server check is on', async () => {
     await using h = await loadRule('rules/sender-domain.ts', { dns });
     const s = await h.connect(good);
