@@ -67,37 +67,53 @@ interface Finding {
   why: string;
 }
 
-/** What is wrong with one link host, and whether a lookup about it failed. */
-function check(h: UriHost, ev: MessageEvent, o: Options): { findings: Finding[]; failed: boolean } {
-  const findings: Finding[] = [];
-  let failed = false;
+/** What a link host's findings are, and whether a lookup about it failed (with nothing found, the onDnsError policy applies). */
+interface Result {
+  findings: Finding[];
+  failed: boolean;
+}
+
+/** The lists that list the host's registered domain (or, for `on: "ip"`, its address). */
+function listings(h: UriHost, ev: MessageEvent, o: Options, r: Result): void {
   for (const l of o.lists) {
     const subject = l.on === 'ip' ? h.ip : h.domain;
     const a = subject ? ev.dns.uribl?.[l.zone]?.[subject] : undefined;
-    if (a?.status === 'error') failed = true;
-    if (a?.status === 'listed' && (!l.answers || a.codes.some((c) => l.answers!.some((p) => codeMatches(c, p))))) findings.push({ symbol: 'uribl', why: `it links to ${subject}, listed in ${l.zone}` });
+    if (a?.status === 'error') r.failed = true;
+    if (a?.status === 'listed' && (!l.answers || a.codes.some((c) => l.answers!.some((p) => codeMatches(c, p))))) r.findings.push({ symbol: 'uribl', why: `it links to ${subject}, listed in ${l.zone}` });
   }
-  if (o.ipLiteral && h.ip) findings.push({ symbol: 'uri-ip-literal', why: `it links to an IP address (${h.ip})` });
-  if (o.ipInName && h.ipInName) findings.push({ symbol: 'uri-ip-in-name', why: `link host ${h.host} has an IP address in its name` });
+}
+
+/** What DNS says of the host: does it exist, its reverse name, its domain's name servers. */
+function resolution(h: UriHost, ev: MessageEvent, o: Options, r: Result): void {
   const dns = ev.dns.uriHosts?.[h.host];
-  if (o.unknownHost && dns?.address === 'none') findings.push({ symbol: 'uri-unknown-host', why: `link host ${h.host} does not exist` });
-  if ((o.unknownHost || o.requirePtr || o.ipInPtr) && dns?.address === 'error') failed = true;
-  const ptr = dns?.ptr;
+  if (!dns) return;
+  if (o.unknownHost && dns.address === 'none') r.findings.push({ symbol: 'uri-unknown-host', why: `link host ${h.host} does not exist` });
+  if ((o.unknownHost || o.requirePtr || o.ipInPtr) && dns.address === 'error') r.failed = true;
+  const ptr = dns.ptr;
   if (ptr && (o.requirePtr || o.ipInPtr)) {
     const what = h.ip ? `link address ${h.ip}` : `link host ${h.host} (${ptr.address})`;
-    if (o.requirePtr && ptr.status === 'none') findings.push({ symbol: 'uri-no-ptr', why: `${what} has no reverse DNS` });
-    if (o.ipInPtr && ptr.ipInName) findings.push({ symbol: 'uri-ip-in-ptr', why: `${what} has reverse DNS name ${ptr.names[0]} with an IP address in it` });
-    if (ptr.status === 'error') failed = true;
+    if (o.requirePtr && ptr.status === 'none') r.findings.push({ symbol: 'uri-no-ptr', why: `${what} has no reverse DNS` });
+    if (o.ipInPtr && ptr.ipInName) r.findings.push({ symbol: 'uri-ip-in-ptr', why: `${what} has reverse DNS name ${ptr.names[0]} with an IP address in it` });
+    if (ptr.status === 'error') r.failed = true;
   }
-  if ((o.ipInNs || o.nsNxdomain) && dns?.ns) {
-    const ns = dns.ns;
+  const ns = dns.ns;
+  if (ns && (o.ipInNs || o.nsNxdomain)) {
     const withIp = o.ipInNs ? ns.hosts.find((n) => n.ipInName) : undefined;
     const lost = o.nsNxdomain ? ns.hosts.find((n) => n.domainStatus === 'nxdomain') : undefined;
-    if (withIp) findings.push({ symbol: 'uri-ip-in-ns', why: `name server ${withIp.name} of link domain ${ns.domain} has an IP address in its name` });
-    if (lost) findings.push({ symbol: 'uri-ns-nxdomain', why: `name server ${lost.name} of link domain ${ns.domain} is under a domain that does not exist` });
-    if (ns.status === 'error' || (o.nsNxdomain && ns.hosts.some((n) => n.domainStatus === 'error'))) failed = true;
+    if (withIp) r.findings.push({ symbol: 'uri-ip-in-ns', why: `name server ${withIp.name} of link domain ${ns.domain} has an IP address in its name` });
+    if (lost) r.findings.push({ symbol: 'uri-ns-nxdomain', why: `name server ${lost.name} of link domain ${ns.domain} is under a domain that does not exist` });
+    if (ns.status === 'error' || (o.nsNxdomain && ns.hosts.some((n) => n.domainStatus === 'error'))) r.failed = true;
   }
-  return { findings, failed };
+}
+
+/** Everything wrong with one link host. */
+function check(h: UriHost, ev: MessageEvent, o: Options): Result {
+  const r: Result = { findings: [], failed: false };
+  listings(h, ev, o, r);
+  if (o.ipLiteral && h.ip) r.findings.push({ symbol: 'uri-ip-literal', why: `it links to an IP address (${h.ip})` });
+  if (o.ipInName && h.ipInName) r.findings.push({ symbol: 'uri-ip-in-name', why: `link host ${h.host} has an IP address in its name` });
+  resolution(h, ev, o, r);
+  return r;
 }
 
 export default defineRule({
