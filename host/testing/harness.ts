@@ -88,7 +88,7 @@ export interface HarnessOptions {
   /**
    * Fake DNS answers, name → records (or an error code such as `'ETIMEOUT'`); names not
    * in the table are NXDOMAIN. Without it DNS is off and rules see no DNS facts. Build
-   * entries with `fakeDns.listed(...)` / `fakeDns.mx(...)` / `fakeDns.spf(...)` / `fakeDns.dkimKey(...)` / `fakeDns.dmarc(...)`. `'config'` queries the
+   * entries with `fakeDns.listed(...)` / `fakeDns.mx(...)` / `fakeDns.ns(...)` / `fakeDns.address(...)` / `fakeDns.ptr(...)` / `fakeDns.spf(...)` / `fakeDns.dkimKey(...)` / `fakeDns.dmarc(...)`, joined with `fakeDns.merge(...)`. `'config'` queries the
    * config's real `dns.servers` (what `portcullis try` does).
    * @example dns: { ...fakeDns.listed('zen.spamhaus.org', '192.0.2.1', '127.0.0.4') }
    */
@@ -127,6 +127,33 @@ export const fakeDns = {
   /** `domain` publishes this DMARC record (`'v=DMARC1; p=reject'`, RFC 7489 §6.1). */
   dmarc(domain: string, record: string): DnsTable {
     return { [`_dmarc.${domain}`]: { TXT: [record] } };
+  },
+  /** `domain` is delegated to these name servers (its NS records). */
+  ns(domain: string, ...servers: string[]): DnsTable {
+    return { [domain]: { NS: servers } };
+  },
+  /** `host` exists with this address (an A record): a link host that resolves, a name server's domain that exists. */
+  address(host: string, ip = '192.0.2.80'): DnsTable {
+    return { [host]: { A: [ip] } };
+  },
+  /** `ip` has the reverse DNS name `name` (a PTR record under in-addr.arpa or ip6.arpa). */
+  ptr(ip: string, name: string): DnsTable {
+    return { [`${reversedIp(ip)}.${ip.includes(':') ? 'ip6' : 'in-addr'}.arpa`]: { PTR: [name] } };
+  },
+  /**
+   * Tables in one, records of the same name joined (`{ ...a, ...b }` would keep only
+   * b's records of a name both have).
+   * @example dns: fakeDns.merge(fakeDns.mx('example.com'), fakeDns.ns('example.com', 'ns1.example.net'))
+   */
+  merge(...tables: DnsTable[]): DnsTable {
+    const out: DnsTable = {};
+    for (const t of tables) {
+      for (const [name, v] of Object.entries(t)) {
+        const had = out[name];
+        out[name] = typeof v === 'string' || typeof had !== 'object' ? v : { ...had, ...v };
+      }
+    }
+    return out;
   },
 };
 
