@@ -13,6 +13,7 @@ import type { LabelsOf, Metrics } from '../metrics.js';
 import {
   CACHE_PREFIX,
   WATCH_MAX_WINDOW_MS,
+  BackendUnavailable,
   type BlacklistEntry,
   type BlacklistStore,
   type TtlCache,
@@ -50,6 +51,8 @@ export interface StoreOptions {
   log?: Logger;
   /** Counts failed writes (`store_write_failures_total`). */
   metrics?: Metrics;
+  /** While the backend is down, watchlist counts read 0 (the Redis backend's `whileDown: "ignore-counts"`). */
+  ignoreCountsWhileDown?: boolean;
 }
 
 /** How often queued changes go to the backend. */
@@ -82,6 +85,7 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
   private reloading: Promise<void> | null = null;
   private reloads: Promise<unknown> = Promise.resolve();
   private readonly unsubscribe: () => void;
+  private readonly unresync: () => void;
   private cacheSets = 0;
   /** The last write the backend refused (the CLI reports it; the host only logs and counts). */
   lastWriteError: Error | null = null;
@@ -90,6 +94,9 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
   constructor(private readonly backend: StoreBackend = new NullBackend(), private readonly opts: StoreOptions = {}) {
     this.unsubscribe = backend.subscribe?.((changes) => {
       for (const c of changes) this.apply(c);
+    }) ?? (() => undefined);
+    this.unresync = backend.onResync?.(() => {
+      this.reload().catch((e: Error) => this.opts.log?.warn({ err: e }, `store resync failed, serving from memory: ${e.message}`));
     }) ?? (() => undefined);
   }
 
@@ -122,8 +129,15 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
     this.reloading = new Promise((ok) => (done = ok));
     try {
       await this.writing; // one that started between our flush and here
-      this.replace(await this.backend.load(now));
-      for (const c of this.queue) this.apply(c);
+      const snapshot = await this.backend.load(now).catch((e: unknown) => {
+        // A shared backend that is down: serve what memory holds; it asks for a resync once back.
+        if (e instanceof BackendUnavailable) return null;
+        throw e;
+      });
+      if (snapshot) {
+        this.replace(snapshot);
+        for (const c of this.queue) this.apply(c);
+      }
     } finally {
       this.reloading = null;
       done();
@@ -224,6 +238,7 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
   async close(): Promise<void> {
     await this.flush();
     this.unsubscribe();
+    this.unresync();
     await this.backend.close();
   }
 
@@ -306,6 +321,7 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
   }
 
   watchCount(key: string, windowSeconds: number, now = Date.now()): number {
+    if (this.opts.ignoreCountsWhileDown && this.backend.up === false) return 0;
     const since = now - Math.min(windowSeconds * 1000, WATCH_MAX_WINDOW_MS);
     let n = 0;
     for (const t of this.watch.get(key) ?? []) if (t > since) n++;

@@ -1,0 +1,437 @@
+/**
+ * The store's Redis (or Valkey) backend: one store shared by several MX hosts, so a
+ * client blacklisted on one is refused on all, and watchlist hits on all add up.
+ *
+ * Each host keeps its in-memory front (store.ts) and serves every read from it. Changes
+ * are written here behind (per 50 ms), each kind as one atomic server-side step, and
+ * published on a channel the other hosts' fronts apply, so they see them within one
+ * round trip (no polling). Redis enforces every TTL itself.
+ *
+ * Keys (P = store.redis.keyPrefix, "portcullis:" by default):
+ *
+ * | Data                          | Key                 | Type   | Written by                                                        | TTL                        |
+ * |-------------------------------|---------------------|--------|-------------------------------------------------------------------|----------------------------|
+ * | blacklist entry               | P`bl:`ip            | hash   | reason, rule, created, expires; a rule's entry through EXTEND (Lua: never shortened) | PEXPIREAT expires |
+ * | watchlist hits                | P`w:`key            | zset   | HIT (Lua): ZADD at → origin:seq, trim past the longest window      | last hit + longest window  |
+ * | local mailboxes               | P`mailboxes`        | set    | SADD / SREM                                                       | none                       |
+ * | named list (access map, …)    | P`l:`list           | zset   | LIST_ADD (Lua): value → next rank, so the order added is kept      | none                       |
+ * | TTL cache (DNS answers, greylist triplets, well-behaved marks, rules' `remember`) | P`c:`key | string | SET … PXAT expires | PXAT expires |
+ * | changes, for the other hosts  | P`changes`          | pub/sub channel | `{ o: origin, c: StoreChange[] }` after each written batch | n/a           |
+ *
+ * A watchlist hit's member is `<origin>:<seq>`, fixed when the change is first sent, so a
+ * batch sent again (after a timeout whose first try did land) never counts a hit twice;
+ * every other step is idempotent as it is.
+ *
+ * Outage: a command that is not answered within commandTimeoutMs (or a connection that
+ * is gone) starts one. The host goes on from memory: its changes are held in order (up
+ * to queueLimit; past it the oldest are dropped, counted) and a probe pings Redis every
+ * PROBE_MS; once it answers, the held changes are replayed and the front asked to load
+ * the snapshot again, which brings what the other hosts did meanwhile. One log line at
+ * the start, one at the recovery (with its duration and the changes replayed).
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { Cluster, Redis, ReplyError, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import type { RedisStoreConfig } from '../config/config.js';
+import type { Metrics } from '../metrics.js';
+import { BackendUnavailable, WATCH_MAX_WINDOW_MS, type BlacklistEntry, type Snapshot, type StoreBackend, type StoreChange } from './ports.js';
+
+/** How often Redis is pinged during an outage. */
+const PROBE_MS = 500;
+/** Keys read per round trip when loading a snapshot. */
+const LOAD_CHUNK = 500;
+
+/** A rule's entry (ports.ts `blacklist-extend`): kept when the live one expires later; a live one keeps its created. */
+const EXTEND = `
+local old = redis.call('HMGET', KEYS[1], 'expires', 'created')
+local created = ARGV[3]
+if old[1] then
+  if tonumber(old[1]) >= tonumber(ARGV[4]) then return 0 end
+  if tonumber(old[1]) > tonumber(ARGV[3]) then created = old[2] end
+end
+redis.call('HSET', KEYS[1], 'reason', ARGV[1], 'rule', ARGV[2], 'created', created, 'expires', ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+return 1`;
+
+/** The admin's entry: replaces whatever is there. */
+const PUT = `
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'reason', ARGV[1], 'rule', ARGV[2], 'created', ARGV[3], 'expires', ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+return 1`;
+
+/** One watchlist hit at ARGV[1] (ms) named ARGV[2]; hits past the window ARGV[3] go, and the key lives as long as its last hit counts. */
+const HIT = `
+local at = tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], at, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', at - tonumber(ARGV[3]))
+local until_ = at + tonumber(ARGV[3])
+if redis.call('PEXPIRETIME', KEYS[1]) < until_ then redis.call('PEXPIREAT', KEYS[1], until_) end
+return redis.call('ZCARD', KEYS[1])`;
+
+/** A value added to a named list after the others (the access map's order is its precedence). */
+const LIST_ADD = `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local rank = 1
+if top[2] then rank = tonumber(top[2]) + 1 end
+redis.call('ZADD', KEYS[1], rank, ARGV[1])
+return 1`;
+
+interface Script {
+  lua: string;
+  sha: string;
+}
+const script = (lua: string): Script => ({ lua, sha: createHash('sha1').update(lua).digest('hex') });
+const SCRIPTS = { extend: script(EXTEND), put: script(PUT), hit: script(HIT), listAdd: script(LIST_ADD) };
+
+type Client = Redis | Cluster;
+
+/** One change as Redis commands: [script or command, key, ...args]. Fixed when first sent (a hit's member included). */
+type Step = { script: Script; key: string; args: (string | number)[] } | { cmd: 'del' | 'sadd' | 'srem' | 'zrem' | 'set'; key: string; args: (string | number)[] } | { clear: 'blacklist' };
+
+export interface RedisBackendOptions {
+  log?: Logger;
+  metrics?: Metrics;
+  /**
+   * Hold changes while Redis is unreachable and replay them when it returns (the host).
+   * False: a write fails at once (the CLI, which reports it and exits 71).
+   */
+  holdWhileDown: boolean;
+}
+
+export class RedisBackend implements StoreBackend {
+  /** This backend's id in published changes: a host ignores its own. */
+  readonly origin = randomUUID().slice(0, 8);
+  private seq = 0;
+  private readonly channel: string;
+  private readonly sub: Client;
+  private readonly listeners = new Set<(changes: StoreChange[]) => void>();
+  private readonly resyncs = new Set<() => void>();
+  /** Writes, replays and the recovery run one after another, in order. */
+  private chain: Promise<void> = Promise.resolve();
+  /** Set during an outage: since when, and the batches held for replay. */
+  private outage: { since: number; held: Step[][]; heldSteps: number; dropped: number } | null = null;
+  private probe: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  private constructor(private readonly redis: Client, private readonly cfg: RedisStoreConfig, private readonly opts: RedisBackendOptions) {
+    this.channel = `${cfg.keyPrefix}changes`;
+    this.sub = redis.duplicate();
+    for (const c of [redis, this.sub]) c.on('error', (e: Error) => this.opts.log?.debug({ err: e }, `redis: ${e.message}`));
+    this.sub.on('message', (channel: string, text: string) => {
+      if (channel !== this.channel) return;
+      const m = parseMessage(text);
+      if (!m || m.o === this.origin) return;
+      for (const l of this.listeners) l(m.c);
+    });
+    opts.metrics?.collect('store_backend_up', (set) => set({}, this.up ? 1 : 0));
+    opts.metrics?.collect('store_changes_held', (set) => set({}, this.outage?.heldSteps ?? 0));
+  }
+
+  /**
+   * Connects (and subscribes). When Redis does not answer: the host starts in an outage
+   * (serving from memory; the probe catches up), the CLI gets a BackendUnavailable.
+   */
+  static async open(cfg: RedisStoreConfig, opts: RedisBackendOptions): Promise<RedisBackend> {
+    const b = new RedisBackend(connect(cfg), cfg, opts);
+    const wait = connectTimeout(cfg);
+    const ready = await Promise.all([whenReady(b.redis, wait), whenReady(b.sub, wait)])
+      .then(() => Promise.all([b.redis.ping(), b.sub.subscribe(b.channel)]))
+      .then((): null => null, (e: Error) => e);
+    if (ready === null) return b;
+    if (!opts.holdWhileDown) {
+      await b.close();
+      throw new BackendUnavailable(`cannot reach the store's Redis (${describe(cfg)}): ${ready.message}`);
+    }
+    b.startOutage(ready);
+    void b.sub.subscribe(b.channel).catch(() => undefined); // ioredis resubscribes on reconnect
+    return b;
+  }
+
+  get up(): boolean {
+    return !this.outage;
+  }
+
+  subscribe(onChange: (changes: StoreChange[]) => void): () => void {
+    this.listeners.add(onChange);
+    return () => this.listeners.delete(onChange);
+  }
+
+  onResync(resync: () => void): () => void {
+    this.resyncs.add(resync);
+    return () => this.resyncs.delete(resync);
+  }
+
+  /** Everything live under the prefix; BackendUnavailable during an outage. */
+  async load(now: number): Promise<Snapshot> {
+    if (this.outage) throw new BackendUnavailable(`the store's Redis is unreachable (since ${new Date(this.outage.since).toISOString()})`);
+    try {
+      return await this.read(now);
+    } catch (e) {
+      if (isReplyError(e)) throw e;
+      this.startOutage(e as Error);
+      throw new BackendUnavailable(`the store's Redis is unreachable: ${(e as Error).message}`);
+    }
+  }
+
+  write(batch: StoreChange[]): Promise<void> {
+    const steps = batch.map((c) => this.steps(c));
+    const p = this.chain.then(() => this.send(steps, batch));
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.probe) clearInterval(this.probe);
+    await this.chain;
+    for (const c of [this.sub, this.redis]) c.disconnect();
+  }
+
+  // --- writing ------------------------------------------------------------------------
+
+  private key(kind: 'bl:' | 'w:' | 'l:' | 'c:' | 'mailboxes', name = ''): string {
+    return this.cfg.keyPrefix + kind + name;
+  }
+
+  /** What one change does in Redis (a missing kind of change does not compile). */
+  private steps(c: StoreChange): Step[] {
+    const entry = (e: BlacklistEntry) => [e.reason, e.rule, e.created, e.expires];
+    switch (c.t) {
+      case 'blacklist-put':
+        return [{ script: SCRIPTS.put, key: this.key('bl:', c.e.ip), args: entry(c.e) }];
+      case 'blacklist-extend':
+        return [{ script: SCRIPTS.extend, key: this.key('bl:', c.e.ip), args: entry(c.e) }];
+      case 'blacklist-del':
+        return [{ cmd: 'del', key: this.key('bl:', c.ip), args: [] }];
+      case 'blacklist-clear':
+        return [{ clear: 'blacklist' }];
+      case 'watch-hit':
+        return [{ script: SCRIPTS.hit, key: this.key('w:', c.key), args: [c.at, `${this.origin}:${++this.seq}`, WATCH_MAX_WINDOW_MS] }];
+      case 'mailbox-put':
+        return [{ cmd: 'sadd', key: this.key('mailboxes'), args: [c.address] }];
+      case 'mailbox-del':
+        return [{ cmd: 'srem', key: this.key('mailboxes'), args: [c.address] }];
+      case 'list-put':
+        return [{ script: SCRIPTS.listAdd, key: this.key('l:', c.list), args: [c.value] }];
+      case 'list-del':
+        return [{ cmd: 'zrem', key: this.key('l:', c.list), args: [c.value] }];
+      case 'cache-put':
+        return [{ cmd: 'set', key: this.key('c:', c.key), args: [c.value, 'PXAT', c.expires] }];
+    }
+  }
+
+  /** Sends one batch (its steps in order) and publishes it; during an outage, holds it. */
+  private async send(steps: Step[][], batch: StoreChange[]): Promise<void> {
+    if (this.outage) return this.hold(steps.flat());
+    try {
+      await this.run(steps.flat());
+      await this.redis.publish(this.channel, JSON.stringify({ o: this.origin, c: batch }));
+    } catch (e) {
+      // Redis answered with an error (a key of another type under our prefix…): not an outage, a failed write.
+      if (isReplyError(e)) throw e;
+      this.startOutage(e as Error);
+      this.hold(steps.flat());
+    }
+  }
+
+  /** Runs steps in order: each is one command, pipelined by ioredis, so a batch costs about one round trip. */
+  private async run(steps: Step[]): Promise<void> {
+    const pending: Promise<unknown>[] = [];
+    for (const s of steps) {
+      if ('clear' in s) {
+        await Promise.all(pending.splice(0)); // what came before the clear, first
+        for (const keys of await this.scan(this.key('bl:') + '*')) if (keys.length) await Promise.all(keys.map((k) => this.redis.del(k)));
+      } else if ('script' in s) pending.push(this.evalScript(s.script, s.key, s.args));
+      else pending.push(this.redis.call(s.cmd, s.key, ...s.args));
+    }
+    await Promise.all(pending);
+  }
+
+  private async evalScript(s: Script, key: string, args: (string | number)[]): Promise<unknown> {
+    try {
+      return await this.redis.evalsha(s.sha, 1, key, ...args);
+    } catch (e) {
+      if (!(isReplyError(e)) || !e.message.startsWith('NOSCRIPT')) throw e;
+      return this.redis.eval(s.lua, 1, key, ...args);
+    }
+  }
+
+  // --- outage -------------------------------------------------------------------------
+
+  /** Keeps steps for the replay; past queueLimit the oldest go (they stay in this host's memory). */
+  private hold(steps: Step[]): void {
+    const o = this.outage;
+    if (!o) return;
+    if (!this.opts.holdWhileDown) throw new BackendUnavailable(`the store's Redis is unreachable (${describe(this.cfg)})`);
+    o.held.push(steps);
+    o.heldSteps += steps.length;
+    while (o.heldSteps > this.cfg.queueLimit && o.held.length) {
+      const gone = o.held.shift()!;
+      o.heldSteps -= gone.length;
+      o.dropped += gone.length;
+      this.opts.metrics?.inc('store_changes_dropped_total', {}, gone.length);
+    }
+  }
+
+  private startOutage(e: Error): void {
+    if (this.outage || this.closed) return;
+    this.outage = { since: Date.now(), held: [], heldSteps: 0, dropped: 0 };
+    this.opts.metrics?.inc('store_outages_total');
+    this.opts.log?.error({ err: e, redis: describe(this.cfg) }, `store: Redis unreachable (${e.message}); serving from memory, holding changes (up to ${this.cfg.queueLimit}) until it returns`);
+    this.probe = setInterval(() => void this.tryRecover(), PROBE_MS);
+    this.probe.unref();
+  }
+
+  private probing = false;
+
+  /** Pings; once Redis answers, replays what was held (in order, behind any write under way) and asks for a resync. */
+  private async tryRecover(): Promise<void> {
+    if (this.probing || !this.outage) return;
+    this.probing = true;
+    try {
+      await this.redis.ping();
+      await this.sub.ping().catch(() => undefined); // subscribed: ping is allowed, and tells us the channel works again
+      const recovered = (this.chain = this.chain.then(() => this.replay()));
+      if (await recovered.then(() => true, () => false)) for (const r of this.resyncs) r();
+    } catch {
+      // still down: the next probe tries again
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  private async replay(): Promise<void> {
+    const o = this.outage;
+    if (!o) return;
+    let replayed = 0;
+    while (o.held.length) {
+      const steps = o.held[0]!;
+      await this.run(steps).catch((e: unknown) => {
+        if (!(isReplyError(e))) throw e;
+        this.opts.log?.error({ err: e }, `store: a held change was refused by Redis on replay: ${e.message}`);
+      });
+      o.held.shift();
+      o.heldSteps -= steps.length;
+      replayed += steps.length;
+    }
+    if (this.probe) clearInterval(this.probe);
+    this.probe = null;
+    this.outage = null;
+    const ms = Date.now() - o.since;
+    this.opts.log?.warn({ downMs: ms, replayed, dropped: o.dropped }, `store: Redis is back after ${(ms / 1000).toFixed(1)} s; replayed ${replayed} held changes${o.dropped ? `, ${o.dropped} dropped past the queue limit` : ''}; reloading the shared store`);
+  }
+
+  // --- reading ------------------------------------------------------------------------
+
+  /** Key names matching `pattern`, in chunks (every master of a cluster). */
+  private async scan(pattern: string): Promise<string[][]> {
+    const nodes = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
+    const chunks: string[][] = [];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', LOAD_CHUNK);
+        cursor = next;
+        chunks.push(keys);
+      } while (cursor !== '0');
+    }
+    return chunks;
+  }
+
+  private async read(now: number): Promise<Snapshot> {
+    const p = this.cfg.keyPrefix;
+    const r = this.redis;
+    const s: Snapshot = { blacklist: [], watch: [], mailboxes: [], lists: [], cache: [] };
+    for (const keys of await this.scan(`${p}bl:*`)) {
+      const rows = await Promise.all(keys.map((k) => r.hgetall(k)));
+      rows.forEach((h, i) => {
+        const expires = Number(h.expires);
+        if (expires > now) s.blacklist.push({ ip: keys[i]!.slice(p.length + 3), reason: h.reason ?? '', rule: h.rule ?? '', created: Number(h.created), expires });
+      });
+    }
+    for (const keys of await this.scan(`${p}w:*`)) {
+      const rows = await Promise.all(keys.map((k) => r.zrangebyscore(k, `(${now - WATCH_MAX_WINDOW_MS}`, '+inf', 'WITHSCORES')));
+      rows.forEach((z, i) => {
+        const hits = z.filter((_, j) => j % 2 === 1).map(Number);
+        if (hits.length) s.watch.push({ key: keys[i]!.slice(p.length + 2), hits });
+      });
+    }
+    s.mailboxes = await r.smembers(`${p}mailboxes`);
+    for (const keys of await this.scan(`${p}l:*`)) {
+      const rows = await Promise.all(keys.map((k) => r.zrange(k, 0, -1)));
+      rows.forEach((values, i) => {
+        for (const value of values) s.lists.push({ list: keys[i]!.slice(p.length + 2), value });
+      });
+    }
+    for (const keys of await this.scan(`${p}c:*`)) {
+      const rows = await Promise.all(keys.map((k) => Promise.all([r.get(k), r.pexpiretime(k)])));
+      rows.forEach(([value, expires], i) => {
+        if (value !== null && expires > now) s.cache.push({ key: keys[i]!.slice(p.length + 2), value, expires });
+      });
+    }
+    return s;
+  }
+}
+
+/** The ioredis client the config asks for; commands fail fast when disconnected (the outage logic holds them, not ioredis). */
+function connect(cfg: RedisStoreConfig): Client {
+  const common: RedisOptions = {
+    commandTimeout: cfg.commandTimeoutMs,
+    connectTimeout: connectTimeout(cfg),
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    enableAutoPipelining: true,
+    // Reconnect forever, at most once a second: the probe and the held changes do the rest.
+    retryStrategy: (times) => Math.min(times * 100, 1000),
+    ...(cfg.password !== undefined ? { password: cfg.password } : {}),
+  };
+  const hostPort = (a: string) => ({ host: a.slice(0, a.lastIndexOf(':')), port: Number(a.slice(a.lastIndexOf(':') + 1)) });
+  if (cfg.cluster) return new Cluster(cfg.cluster.map(hostPort), { enableOfflineQueue: false, enableAutoPipelining: true, redisOptions: common, clusterRetryStrategy: (times) => Math.min(times * 100, 1000) });
+  if (cfg.sentinels) return new Redis({ ...common, sentinels: cfg.sentinels.map(hostPort), name: cfg.sentinelName, ...(cfg.password !== undefined ? { sentinelPassword: cfg.password } : {}) });
+  return new Redis(cfg.url!, common);
+}
+
+/** How long a connection may take: a start waits for it once, then goes on in an outage. */
+function connectTimeout(cfg: RedisStoreConfig): number {
+  return Math.max(cfg.commandTimeoutMs, 1000);
+}
+
+/** Resolves once `c` is connected (commands fail fast until then: no offline queue). */
+function whenReady(c: Client, ms: number): Promise<void> {
+  if (c.status === 'ready') return Promise.resolve();
+  return new Promise((ok, fail) => {
+    const t = setTimeout(() => {
+      c.off('ready', on);
+      fail(new Error(`not connected within ${ms} ms`));
+    }, ms);
+    const on = () => {
+      clearTimeout(t);
+      ok();
+    };
+    c.once('ready', on);
+  });
+}
+
+/** Where Redis is, for messages (a url's password left out). */
+function describe(cfg: RedisStoreConfig): string {
+  if (cfg.cluster) return `cluster ${cfg.cluster.join(',')}`;
+  if (cfg.sentinels) return `sentinels ${cfg.sentinels.join(',')} (${cfg.sentinelName})`;
+  return (cfg.url ?? '').replace(/\/\/[^@/]*@/, '//');
+}
+
+/** Redis answered with an error (not a timeout or a lost connection): a refused command, not an outage. */
+function isReplyError(e: unknown): e is Error {
+  return e instanceof (ReplyError as unknown as typeof Error);
+}
+
+/** A published batch, or null for anything else on the channel. */
+function parseMessage(text: string): { o: string; c: StoreChange[] } | null {
+  try {
+    const m = JSON.parse(text) as { o?: unknown; c?: unknown };
+    return typeof m.o === 'string' && Array.isArray(m.c) ? { o: m.o, c: m.c as StoreChange[] } : null;
+  } catch {
+    return null;
+  }
+}

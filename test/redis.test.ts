@@ -1,0 +1,160 @@
+/**
+ * Several MX hosts sharing one store (issue 17): two real hosts, separate data dirs, one
+ * real redis-server (redis-server.ts), real SMTP clients. A blacklist entry made on one
+ * is refused on the other within a second; auth failures spread over both add up; Redis
+ * stopping under load fails no session, and the counts resume once it is back.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { cli, eventually, mailer, RawSmtp, scratchDirs, startTestHost, testPasswordHash, type TestHost } from './helpers.js';
+import { redisMissing, startRedis, type RedisServer } from './redis-server.js';
+
+const skip = redisMissing();
+if (skip) console.log(`# skipping the Redis tests: ${skip}`);
+
+const BAD_AUTH = `AUTH PLAIN ${Buffer.from('\0alice\0wrong').toString('base64')}`;
+const AUTH_FAIL_KEY = 'auth-fail:127.0.0.1';
+let prefixes = 0;
+const scratch = scratchDirs();
+
+describe('two MX hosts sharing one Redis', { skip: skip ?? false }, () => {
+  let redis: RedisServer;
+  let r: Redis;
+  const hosts: TestHost[] = [];
+  before(async () => {
+    redis = await startRedis();
+    r = new Redis(redis.url);
+  });
+  after(async () => {
+    await Promise.all(hosts.splice(0).map((h) => h.close()));
+    r.disconnect();
+    await redis.close();
+  });
+
+  /** Hosts A and B on one key prefix of their own (tests share the Redis, not a store). */
+  async function twoHosts(redisOptions: Record<string, unknown> = {}): Promise<{ a: TestHost; b: TestHost; prefix: string }> {
+    const prefix = `t${++prefixes}-${process.pid}:`;
+    const config = {
+      localDomains: ['localhost'],
+      mailboxes: ['alice@localhost'],
+      auth: { users: { alice: await testPasswordHash('pw') }, allowInsecure: true },
+      // Every test connection comes from 127.0.0.1: connections without mail must not blacklist it.
+      rules: { settings: { 'connect-flood': { options: { watchlistCount: 1000 } } } },
+      store: { backend: 'redis', redis: { url: redis.url, keyPrefix: prefix, ...redisOptions } },
+    };
+    const a = await startTestHost({ builtin: true, config });
+    hosts.push(a);
+    const b = await startTestHost({ builtin: true, config });
+    hosts.push(b);
+    return { a, b, prefix };
+  }
+
+  async function authSession(port: number): Promise<RawSmtp> {
+    const { c } = await RawSmtp.open(port);
+    await c.cmd('EHLO mx.example.org');
+    return c;
+  }
+
+  it('a client blacklisted on host A is refused on host B within 1 s', async (t) => {
+    const { a, b } = await twoHosts();
+    const c = await authSession(a.port);
+    for (let i = 0; i < 5; i++) assert.equal(await c.cmd(BAD_AUTH), '535 5.7.8 Authentication credentials invalid');
+    assert.equal(await c.cmd(BAD_AUTH), '421 4.7.0 Too many failed authentication attempts');
+    const t0 = performance.now();
+    await eventually('B knows the entry', () => b.host.store.blacklistGet('127.0.0.1') !== undefined, 1000);
+    t.diagnostic(`B had A's blacklist entry ${(performance.now() - t0).toFixed(1)} ms after A's drop reply`);
+    const { greeting } = await RawSmtp.open(b.port);
+    assert.equal(greeting, '554 5.7.1 Access denied: AUTH brute force');
+  });
+
+  it('auth failures spread over A and B add up to one blacklist, counted once each in Redis', async () => {
+    const { a, b, prefix } = await twoHosts();
+    const ca = await authSession(a.port);
+    const cb = await authSession(b.port);
+    // A, B, A, B, A: five failures, each host waiting to see the other's before its next.
+    for (let i = 0; i < 5; i++) {
+      const [on, other] = i % 2 === 0 ? [ca, b] : [cb, a];
+      assert.equal(await on.cmd(BAD_AUTH), '535 5.7.8 Authentication credentials invalid');
+      await eventually(`hit ${i + 1} seen on both`, () => other.host.store.watchCount(AUTH_FAIL_KEY, 120) === i + 1, 1000);
+    }
+    // The sixth, on B, which saw only two of its own.
+    assert.equal(await cb.cmd(BAD_AUTH), '421 4.7.0 Too many failed authentication attempts');
+    await eventually('six hits in Redis', async () => (await r.zcard(`${prefix}w:${AUTH_FAIL_KEY}`)) === 6, 1000);
+    await eventually('A has the entry', () => a.host.store.blacklistGet('127.0.0.1') !== undefined, 1000);
+    const { greeting } = await RawSmtp.open(a.port);
+    assert.equal(greeting, '554 5.7.1 Access denied: AUTH brute force');
+    const entry = await r.hgetall(`${prefix}bl:127.0.0.1`);
+    assert.equal(entry.rule, 'auth-brute-force');
+    assert.ok((await r.pttl(`${prefix}bl:127.0.0.1`)) > 0, 'Redis expires the entry itself');
+  });
+
+  it('Redis stopped under load: both hosts keep serving, no session fails, and counts resume once it is back', async (t) => {
+    const { a, b, prefix } = await twoHosts({ commandTimeoutMs: 200 });
+    const send = (h: TestHost, i: number) => mailer(h.port).sendMail({ from: 'sender@example.org', to: 'alice@localhost', subject: `load ${i}`, text: 'hello' });
+    const load = async (n: number) => {
+      const replies = await Promise.all(Array.from({ length: n }, (_, i) => send(i % 2 ? a : b, i)));
+      for (const info of replies) assert.match(info.response, /^250 /);
+    };
+    await load(6);
+    redis.pause();
+    try {
+      // Both hosts notice (the write-behind times out) and say it once.
+      const down = (h: TestHost) => h.logs.some((l) => String(l.msg).startsWith('store: Redis unreachable'));
+      await Promise.all([load(10), (async () => {
+        const c = await authSession(a.port);
+        for (let i = 0; i < 2; i++) assert.equal(await c.cmd(BAD_AUTH), '535 5.7.8 Authentication credentials invalid');
+        c.end();
+      })()]);
+      await eventually('both hosts in an outage', () => down(a) && down(b));
+      await load(10); // still serving, from memory
+      assert.equal(a.host.store.watchCount(AUTH_FAIL_KEY, 120), 2, 'A counts locally meanwhile');
+    } finally {
+      redis.resume();
+    }
+    const back = (h: TestHost) => h.logs.find((l) => String(l.msg).startsWith('store: Redis is back'));
+    await eventually('both hosts recovered', () => !!back(a) && !!back(b));
+    t.diagnostic(`A: ${String(back(a)!.msg)}`);
+    assert.equal(a.logs.filter((l) => String(l.msg).startsWith('store: Redis unreachable')).length, 1, 'one line at the start of the outage');
+    // A's hits made during the outage were replayed: B counts them, and Redis holds them once.
+    await eventually('B sees A\'s outage hits', () => b.host.store.watchCount(AUTH_FAIL_KEY, 120) === 2);
+    assert.equal(await r.zcard(`${prefix}w:${AUTH_FAIL_KEY}`), 2);
+    const metrics = await (await fetch(`http://127.0.0.1:${a.host.adminAddress!.port}/metrics`)).text();
+    assert.match(metrics, /^portcullis_store_outages_total 1$/m);
+    assert.match(metrics, /^portcullis_store_backend_up 1$/m);
+    // And counting goes on across both: four more failures on B reach the sixth.
+    const cb = await authSession(b.port);
+    for (let i = 0; i < 3; i++) assert.equal(await cb.cmd(BAD_AUTH), '535 5.7.8 Authentication credentials invalid');
+    assert.equal(await cb.cmd(BAD_AUTH), '421 4.7.0 Too many failed authentication attempts');
+  });
+
+  it('portcullis blacklist add/list/remove work against Redis, and every host applies the change', async () => {
+    const { a, b, prefix } = await twoHosts();
+    // The CLI with the hosts' store but no running host of its own to ask (admin off): it writes Redis.
+    const cfg = join(a.dir, 'cli.json');
+    writeFileSync(cfg, JSON.stringify({ admin: { listen: null }, dataDir: join(a.dir, 'cli-data'), store: { backend: 'redis', redis: { url: redis.url, keyPrefix: prefix } } }));
+    const add = cli(a.dir, ['blacklist', 'add', '127.0.0.2', '--ttl', '600', '--reason', 'seen on a spam trap', '--config', cfg]);
+    assert.equal(add.stderr, '');
+    assert.equal(add.stdout, 'blacklisted 127.0.0.2\n');
+    for (const h of [a, b]) {
+      await eventually('the host has it', () => h.host.store.blacklistGet('127.0.0.2') !== undefined, 1000);
+      const { greeting } = await RawSmtp.open(h.port, '127.0.0.2');
+      assert.equal(greeting, '554 5.7.1 Access denied: seen on a spam trap');
+    }
+    assert.match(cli(a.dir, ['blacklist', 'list', '--config', cfg]).stdout, /^127\.0\.0\.2\tadmin\t10 min left\tseen on a spam trap\n$/);
+    assert.equal(cli(a.dir, ['blacklist', 'remove', '127.0.0.2', '--config', cfg]).stdout, 'removed 127.0.0.2\n');
+    await eventually('B forgot it', () => b.host.store.blacklistGet('127.0.0.2') === undefined, 1000);
+    assert.match((await RawSmtp.open(b.port, '127.0.0.2')).greeting, /^220 /);
+  });
+
+  it('the CLI reports a Redis it cannot reach (exit 71) and changes nothing', async () => {
+    const dir = scratch();
+    const cfg = join(dir, 'down.json');
+    writeFileSync(cfg, JSON.stringify({ admin: { listen: null }, store: { backend: 'redis', redis: { url: 'redis://127.0.0.1:1', commandTimeoutMs: 200 } } }));
+    const add = cli(dir, ['blacklist', 'add', '192.0.2.1', '--config', cfg]);
+    assert.equal(add.status, 71);
+    assert.match(add.stderr, /^portcullis: cannot reach the store's Redis \(redis:\/\/127\.0\.0\.1:1\): /);
+  });
+});
