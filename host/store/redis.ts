@@ -20,7 +20,9 @@
  *
  * A watchlist hit's member is `<origin>:<seq>`, fixed when the change is first sent, so a
  * batch sent again (after a timeout whose first try did land) never counts a hit twice;
- * every other step is idempotent as it is.
+ * it is announced with the hit, so a host whose snapshot already holds it (read between
+ * the write and its announcement) does not count it twice either. Every other step is
+ * idempotent as it is.
  *
  * Outage: a command that is not answered within commandTimeoutMs (or a connection that
  * is gone) starts one. The host goes on from memory: its changes are held in order (up
@@ -90,6 +92,18 @@ type Client = Redis | Cluster;
 /** One change as Redis commands: [script or command, key, ...args]. Fixed when first sent (a hit's member included). */
 type Step = { script: Script; key: string; args: (string | number)[] } | { cmd: 'del' | 'sadd' | 'srem' | 'zrem' | 'set'; key: string; args: (string | number)[] } | { clear: 'blacklist' };
 
+/** A change as published: a watchlist hit carries its member, so a host that has it from a snapshot already does not count it again. */
+type Wire = StoreChange & { id?: string };
+
+/** A batch ready to send (again): its steps, and what is published once they are done. */
+interface Prepared {
+  steps: Step[];
+  wire: Wire[];
+}
+
+/** How long the hits read by a snapshot are remembered, to drop their late announcements. */
+const SEEN_MS = 10_000;
+
 export interface RedisBackendOptions {
   log?: Logger;
   metrics?: Metrics;
@@ -111,7 +125,12 @@ export class RedisBackend implements StoreBackend {
   /** Writes, replays and the recovery run one after another, in order. */
   private chain: Promise<void> = Promise.resolve();
   /** Set during an outage: since when, and the batches held for replay. */
-  private outage: { since: number; held: Step[][]; heldSteps: number; dropped: number } | null = null;
+  private outage: { since: number; held: Prepared[]; heldChanges: number; dropped: number } | null = null;
+  /** Announcements received while a snapshot is read: delivered once the front holds it. */
+  private buffered: Wire[][] | null = null;
+  /** The hits the last snapshot held (their members), and when that is forgotten. */
+  private seen: Set<string> | null = null;
+  private seenTimer: NodeJS.Timeout | null = null;
   private probe: NodeJS.Timeout | null = null;
   private closed = false;
 
@@ -123,10 +142,11 @@ export class RedisBackend implements StoreBackend {
       if (channel !== this.channel) return;
       const m = parseMessage(text);
       if (!m || m.o === this.origin) return;
-      for (const l of this.listeners) l(m.c);
+      if (this.buffered) this.buffered.push(m.c);
+      else this.deliver(m.c);
     });
     opts.metrics?.collect('store_backend_up', (set) => set({}, this.up ? 1 : 0));
-    opts.metrics?.collect('store_changes_held', (set) => set({}, this.outage?.heldSteps ?? 0));
+    opts.metrics?.collect('store_changes_held', (set) => set({}, this.outage?.heldChanges ?? 0));
   }
 
   /**
@@ -166,18 +186,45 @@ export class RedisBackend implements StoreBackend {
   /** Everything live under the prefix; BackendUnavailable during an outage. */
   async load(now: number): Promise<Snapshot> {
     if (this.outage) throw new BackendUnavailable(`the store's Redis is unreachable (since ${new Date(this.outage.since).toISOString()})`);
+    const buffered: Wire[][] = (this.buffered = []);
     try {
-      return await this.read(now);
+      const { snapshot, hits } = await this.read(now);
+      this.remember(hits);
+      return snapshot;
     } catch (e) {
       if (isReplyError(e)) throw e;
       this.startOutage(e as Error);
       throw new BackendUnavailable(`the store's Redis is unreachable: ${(e as Error).message}`);
+    } finally {
+      // After the front has put the snapshot in place (it does so as soon as load resolves).
+      setImmediate(() => {
+        if (this.buffered === buffered) this.buffered = null;
+        for (const changes of buffered) this.deliver(changes);
+      });
     }
   }
 
+  /**
+   * Hands other hosts' changes to the front. A hit announced late (it was written before
+   * our snapshot was read, announced after) is in the snapshot already: dropped, so a
+   * count never includes one hit twice. Every other change is idempotent.
+   */
+  private deliver(changes: Wire[]): void {
+    const seen = this.seen;
+    const fresh = seen ? changes.filter((c) => !(c.id !== undefined && seen.has(c.id))) : changes;
+    if (fresh.length) for (const l of this.listeners) l(fresh);
+  }
+
+  private remember(hits: Set<string>): void {
+    this.seen = hits;
+    if (this.seenTimer) clearTimeout(this.seenTimer);
+    this.seenTimer = setTimeout(() => (this.seen = null), SEEN_MS);
+    this.seenTimer.unref();
+  }
+
   write(batch: StoreChange[]): Promise<void> {
-    const steps = batch.map((c) => this.steps(c));
-    const p = this.chain.then(() => this.send(steps, batch));
+    const prepared = this.prepare(batch);
+    const p = this.chain.then(() => this.send(prepared));
     this.chain = p.catch(() => undefined);
     return p;
   }
@@ -185,6 +232,7 @@ export class RedisBackend implements StoreBackend {
   async close(): Promise<void> {
     this.closed = true;
     if (this.probe) clearInterval(this.probe);
+    if (this.seenTimer) clearTimeout(this.seenTimer);
     await this.chain;
     for (const c of [this.sub, this.redis]) c.disconnect();
   }
@@ -195,45 +243,63 @@ export class RedisBackend implements StoreBackend {
     return this.cfg.keyPrefix + kind + name;
   }
 
+  /** A batch's steps, one per change; a hit's member is fixed here, once, so sending it again never counts it twice. */
+  private prepare(batch: StoreChange[]): Prepared {
+    const p: Prepared = { steps: [], wire: [] };
+    for (const c of batch) {
+      if (c.t === 'watch-hit') {
+        const id = `${this.origin}:${++this.seq}`;
+        p.steps.push({ script: SCRIPTS.hit, key: this.key('w:', c.key), args: [c.at, id, WATCH_MAX_WINDOW_MS] });
+        p.wire.push({ ...c, id });
+      } else {
+        p.steps.push(this.step(c));
+        p.wire.push(c);
+      }
+    }
+    return p;
+  }
+
   /** What one change does in Redis (a missing kind of change does not compile). */
-  private steps(c: StoreChange): Step[] {
+  private step(c: Exclude<StoreChange, { t: 'watch-hit' }>): Step {
     const entry = (e: BlacklistEntry) => [e.reason, e.rule, e.created, e.expires];
     switch (c.t) {
       case 'blacklist-put':
-        return [{ script: SCRIPTS.put, key: this.key('bl:', c.e.ip), args: entry(c.e) }];
+        return { script: SCRIPTS.put, key: this.key('bl:', c.e.ip), args: entry(c.e) };
       case 'blacklist-extend':
-        return [{ script: SCRIPTS.extend, key: this.key('bl:', c.e.ip), args: entry(c.e) }];
+        return { script: SCRIPTS.extend, key: this.key('bl:', c.e.ip), args: entry(c.e) };
       case 'blacklist-del':
-        return [{ cmd: 'del', key: this.key('bl:', c.ip), args: [] }];
+        return { cmd: 'del', key: this.key('bl:', c.ip), args: [] };
       case 'blacklist-clear':
-        return [{ clear: 'blacklist' }];
-      case 'watch-hit':
-        return [{ script: SCRIPTS.hit, key: this.key('w:', c.key), args: [c.at, `${this.origin}:${++this.seq}`, WATCH_MAX_WINDOW_MS] }];
+        return { clear: 'blacklist' };
       case 'mailbox-put':
-        return [{ cmd: 'sadd', key: this.key('mailboxes'), args: [c.address] }];
+        return { cmd: 'sadd', key: this.key('mailboxes'), args: [c.address] };
       case 'mailbox-del':
-        return [{ cmd: 'srem', key: this.key('mailboxes'), args: [c.address] }];
+        return { cmd: 'srem', key: this.key('mailboxes'), args: [c.address] };
       case 'list-put':
-        return [{ script: SCRIPTS.listAdd, key: this.key('l:', c.list), args: [c.value] }];
+        return { script: SCRIPTS.listAdd, key: this.key('l:', c.list), args: [c.value] };
       case 'list-del':
-        return [{ cmd: 'zrem', key: this.key('l:', c.list), args: [c.value] }];
+        return { cmd: 'zrem', key: this.key('l:', c.list), args: [c.value] };
       case 'cache-put':
-        return [{ cmd: 'set', key: this.key('c:', c.key), args: [c.value, 'PXAT', c.expires] }];
+        return { cmd: 'set', key: this.key('c:', c.key), args: [c.value, 'PXAT', c.expires] };
     }
   }
 
-  /** Sends one batch (its steps in order) and publishes it; during an outage, holds it. */
-  private async send(steps: Step[][], batch: StoreChange[]): Promise<void> {
-    if (this.outage) return this.hold(steps.flat());
+  /** Sends one batch (its steps in order) and announces it to the other hosts; during an outage, holds it. */
+  private async send(p: Prepared): Promise<void> {
+    if (this.outage) return this.hold(p);
     try {
-      await this.run(steps.flat());
-      await this.redis.publish(this.channel, JSON.stringify({ o: this.origin, c: batch }));
+      await this.run(p.steps);
+      await this.announce(p.wire);
     } catch (e) {
       // Redis answered with an error (a key of another type under our prefix…): not an outage, a failed write.
       if (isReplyError(e)) throw e;
       this.startOutage(e as Error);
-      this.hold(steps.flat());
+      this.hold(p);
     }
+  }
+
+  private async announce(wire: Wire[]): Promise<void> {
+    await this.redis.publish(this.channel, JSON.stringify({ o: this.origin, c: wire }));
   }
 
   /** Runs steps in order: each is one command, pipelined by ioredis, so a batch costs about one round trip. */
@@ -253,7 +319,7 @@ export class RedisBackend implements StoreBackend {
     try {
       return await this.redis.evalsha(s.sha, 1, key, ...args);
     } catch (e) {
-      if (!(isReplyError(e)) || !e.message.startsWith('NOSCRIPT')) throw e;
+      if (!isReplyError(e) || !e.message.startsWith('NOSCRIPT')) throw e;
       return this.redis.eval(s.lua, 1, key, ...args);
     }
   }
@@ -261,23 +327,23 @@ export class RedisBackend implements StoreBackend {
   // --- outage -------------------------------------------------------------------------
 
   /** Keeps steps for the replay; past queueLimit the oldest go (they stay in this host's memory). */
-  private hold(steps: Step[]): void {
+  private hold(p: Prepared): void {
     const o = this.outage;
     if (!o) return;
     if (!this.opts.holdWhileDown) throw new BackendUnavailable(`the store's Redis is unreachable (${describe(this.cfg)})`);
-    o.held.push(steps);
-    o.heldSteps += steps.length;
-    while (o.heldSteps > this.cfg.queueLimit && o.held.length) {
+    o.held.push(p);
+    o.heldChanges += p.steps.length;
+    while (o.heldChanges > this.cfg.queueLimit && o.held.length) {
       const gone = o.held.shift()!;
-      o.heldSteps -= gone.length;
-      o.dropped += gone.length;
-      this.opts.metrics?.inc('store_changes_dropped_total', {}, gone.length);
+      o.heldChanges -= gone.steps.length;
+      o.dropped += gone.steps.length;
+      this.opts.metrics?.inc('store_changes_dropped_total', {}, gone.steps.length);
     }
   }
 
   private startOutage(e: Error): void {
     if (this.outage || this.closed) return;
-    this.outage = { since: Date.now(), held: [], heldSteps: 0, dropped: 0 };
+    this.outage = { since: Date.now(), held: [], heldChanges: 0, dropped: 0 };
     this.opts.metrics?.inc('store_outages_total');
     this.opts.log?.error({ err: e, redis: describe(this.cfg) }, `store: Redis unreachable (${e.message}); serving from memory, holding changes (up to ${this.cfg.queueLimit}) until it returns`);
     this.probe = setInterval(() => void this.tryRecover(), PROBE_MS);
@@ -307,14 +373,16 @@ export class RedisBackend implements StoreBackend {
     if (!o) return;
     let replayed = 0;
     while (o.held.length) {
-      const steps = o.held[0]!;
-      await this.run(steps).catch((e: unknown) => {
-        if (!(isReplyError(e))) throw e;
+      const p = o.held[0]!;
+      await this.run(p.steps).catch((e: unknown) => {
+        if (!isReplyError(e)) throw e;
         this.opts.log?.error({ err: e }, `store: a held change was refused by Redis on replay: ${e.message}`);
       });
+      // Hosts that saw no outage learn it here; those that did drop the hits their resync already read.
+      await this.announce(p.wire);
       o.held.shift();
-      o.heldSteps -= steps.length;
-      replayed += steps.length;
+      o.heldChanges -= p.steps.length;
+      replayed += p.steps.length;
     }
     if (this.probe) clearInterval(this.probe);
     this.probe = null;
@@ -340,10 +408,12 @@ export class RedisBackend implements StoreBackend {
     return chunks;
   }
 
-  private async read(now: number): Promise<Snapshot> {
+  /** The snapshot, and the members of the hits it holds. */
+  private async read(now: number): Promise<{ snapshot: Snapshot; hits: Set<string> }> {
     const p = this.cfg.keyPrefix;
     const r = this.redis;
     const s: Snapshot = { blacklist: [], watch: [], mailboxes: [], lists: [], cache: [] };
+    const members = new Set<string>();
     for (const keys of await this.scan(`${p}bl:*`)) {
       const rows = await Promise.all(keys.map((k) => r.hgetall(k)));
       rows.forEach((h, i) => {
@@ -354,6 +424,7 @@ export class RedisBackend implements StoreBackend {
     for (const keys of await this.scan(`${p}w:*`)) {
       const rows = await Promise.all(keys.map((k) => r.zrangebyscore(k, `(${now - WATCH_MAX_WINDOW_MS}`, '+inf', 'WITHSCORES')));
       rows.forEach((z, i) => {
+        for (let j = 0; j < z.length; j += 2) members.add(z[j]!);
         const hits = z.filter((_, j) => j % 2 === 1).map(Number);
         if (hits.length) s.watch.push({ key: keys[i]!.slice(p.length + 2), hits });
       });
@@ -371,7 +442,7 @@ export class RedisBackend implements StoreBackend {
         if (value !== null && expires > now) s.cache.push({ key: keys[i]!.slice(p.length + 2), value, expires });
       });
     }
-    return s;
+    return { snapshot: s, hits: members };
   }
 }
 
@@ -427,10 +498,10 @@ function isReplyError(e: unknown): e is Error {
 }
 
 /** A published batch, or null for anything else on the channel. */
-function parseMessage(text: string): { o: string; c: StoreChange[] } | null {
+function parseMessage(text: string): { o: string; c: Wire[] } | null {
   try {
     const m = JSON.parse(text) as { o?: unknown; c?: unknown };
-    return typeof m.o === 'string' && Array.isArray(m.c) ? { o: m.o, c: m.c as StoreChange[] } : null;
+    return typeof m.o === 'string' && Array.isArray(m.c) ? { o: m.o, c: m.c as Wire[] } : null;
   } catch {
     return null;
   }
