@@ -6,9 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { configFrom } from '../host/config/config.js';
+import { Metrics } from '../host/metrics.js';
+import { openStore } from '../host/store/open.js';
+import type { MemoryStore } from '../host/store/store.js';
 import { cli, eventually, mailer, RawSmtp, scratchDirs, startTestHost, testPasswordHash, type TestHost } from './helpers.js';
 import { redisMissing, startRedis, type RedisServer } from './redis-server.js';
 
@@ -156,5 +162,125 @@ describe('two MX hosts sharing one Redis', { skip: skip ?? false }, () => {
     const add = cli(dir, ['blacklist', 'add', '192.0.2.1', '--config', cfg]);
     assert.equal(add.status, 71);
     assert.match(add.stderr, /^portcullis: cannot reach the store's Redis \(redis:\/\/127\.0\.0\.1:1\): /);
+  });
+});
+
+describe('the Redis store, one host\'s view', { skip: skip ?? false }, () => {
+  let redis: RedisServer;
+  let r: Redis;
+  const open: MemoryStore[] = [];
+  before(async () => {
+    redis = await startRedis();
+    r = new Redis(redis.url);
+  });
+  after(async () => {
+    redis.resume();
+    await Promise.all(open.splice(0).map((s) => s.close()));
+    r.disconnect();
+    await redis.close();
+  });
+
+  /** A host's store on `prefix` (through the same factory the host uses), with its log lines and metrics. */
+  async function store(prefix: string, redisOptions: Record<string, unknown> = {}) {
+    const logs: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString().split('\n')) if (line) logs.push(String((JSON.parse(line) as { msg: unknown }).msg));
+        cb();
+      },
+    });
+    const metrics = new Metrics();
+    const config = configFrom({ store: { backend: 'redis', redis: { url: redis.url, keyPrefix: prefix, commandTimeoutMs: 200, ...redisOptions } } }, 'test');
+    const s = await openStore(config, scratch(), { log: pino({ level: 'debug' }, sink), metrics });
+    open.push(s);
+    return { s, logs, metrics };
+  }
+
+  it('a rule\'s entry is never shortened in Redis, even by a host that has not seen the longer one', async () => {
+    const prefix = `u${++prefixes}-${process.pid}:`;
+    const { s: a } = await store(prefix);
+    const { s: b } = await store(prefix);
+    const now = Date.now();
+    a.blacklistExtend('192.0.2.1', 3 * 3600, 'auth brute force', 'auth-brute-force', now);
+    await a.flush();
+    // B writes a 1-hour entry as if it had not heard of A's (its own announcement raced A's).
+    await (b as unknown as { backend: { write(c: unknown[]): Promise<void> } }).backend.write([{ t: 'blacklist-extend', e: { ip: '192.0.2.1', reason: 'connect flood', rule: 'connect-flood', created: now + 1000, expires: now + 1000 + 3600_000 } }]);
+    assert.deepEqual(await r.hgetall(`${prefix}bl:192.0.2.1`), { reason: 'auth brute force', rule: 'auth-brute-force', created: String(now), expires: String(now + 3 * 3600_000) });
+    assert.equal(await r.pexpiretime(`${prefix}bl:192.0.2.1`), now + 3 * 3600_000, 'Redis expires it at its expiry');
+    // A longer one extends it, keeping when it was created.
+    a.blacklistExtend('192.0.2.1', 6 * 3600, 'spam trap', 'subject-spam', now + 2000);
+    await a.flush();
+    assert.deepEqual(await r.hgetall(`${prefix}bl:192.0.2.1`), { reason: 'spam trap', rule: 'subject-spam', created: String(now), expires: String(now + 2000 + 6 * 3600_000) });
+  });
+
+  it('lists keep the order added, and mailboxes, greylist triplets and well-behaved marks are shared, expiring in Redis', async () => {
+    const prefix = `u${++prefixes}-${process.pid}:`;
+    const { s: a } = await store(prefix);
+    const { s: b } = await store(prefix);
+    for (const line of ['Connect:192.0.2.9 REJECT', 'From:spam.example REJECT', 'Connect:192.0.2.0/24 OK']) a.listAdd('access', line);
+    a.mailboxAdd('bob@example.org');
+    a.cacheSet('rule:greylist:192.0.2.0|a@example.org|bob@example.org', '1764547200000', 3600);
+    a.markWellBehaved('192.0.2.7', 86400, 'greylist');
+    a.listRemove('access', 'From:spam.example REJECT');
+    await a.flush();
+    await eventually('B has them', () => b.wellBehaved('192.0.2.7'), 1000);
+    for (const s of [b, (await store(prefix)).s]) { // live on B, and loaded by a store opened afterwards
+      assert.deepEqual(s.listValues('access'), ['Connect:192.0.2.9 REJECT', 'Connect:192.0.2.0/24 OK']);
+      assert.equal(s.mailbox('bob@example.org'), 'unknown'); // not a local domain here; listed all the same:
+      assert.deepEqual(s.mailboxList(), ['bob@example.org']);
+      assert.equal(s.cacheGet('rule:greylist:192.0.2.0|a@example.org|bob@example.org'), '1764547200000');
+    }
+    const ttl = await r.pttl(`${prefix}c:rule:greylist:192.0.2.0|a@example.org|bob@example.org`);
+    assert.ok(ttl > 3500_000 && ttl <= 3600_000, `Redis expires the triplet itself (PTTL ${ttl})`);
+  });
+
+  it('a host started while Redis does not answer starts empty, serves from memory, and catches up when it answers', async () => {
+    const prefix = `u${++prefixes}-${process.pid}:`;
+    const { s: before } = await store(prefix);
+    before.blacklistAdd('192.0.2.20', 3600, 'made before', 'admin');
+    await before.flush();
+    redis.pause();
+    let late: Awaited<ReturnType<typeof store>>;
+    try {
+      late = await store(prefix);
+      assert.equal(late.s.blacklistGet('192.0.2.20'), undefined, 'nothing loaded yet');
+      late.s.blacklistAdd('192.0.2.21', 3600, 'made while down', 'admin');
+      assert.ok(late.s.blacklistGet('192.0.2.21'), 'served from memory');
+      assert.equal(await late.metrics.get('store_backend_up'), 0);
+    } finally {
+      redis.resume();
+    }
+    await eventually('caught up', () => late.s.blacklistGet('192.0.2.20') !== undefined);
+    await eventually('its change reached the others', () => before.blacklistGet('192.0.2.21') !== undefined, 1000);
+    assert.deepEqual(late.logs.filter((m) => m.startsWith('store: ')).map((m) => m.replace(/\(.*?\); /, '(…); ').replace(/after [\d.]+ s/, 'after N s')), [
+      'store: Redis unreachable (…); serving from memory, holding changes (up to 100000) until it returns',
+      'store: Redis is back after N s; replayed 1 held changes; reloading the shared store',
+    ]);
+    assert.equal(await late.metrics.get('store_outages_total'), 1);
+    assert.equal(await late.metrics.get('store_backend_up'), 1);
+  });
+
+  it('past queueLimit the oldest held changes are dropped and counted; whileDown ignore-counts reads 0 meanwhile', async () => {
+    const prefix = `u${++prefixes}-${process.pid}:`;
+    const { s, metrics } = await store(prefix, { queueLimit: 3, whileDown: 'ignore-counts' });
+    const t0 = Date.now();
+    assert.equal(s.watchHit('k', 600, t0), 1);
+    await s.flush();
+    redis.pause();
+    try {
+      s.cacheSet('rule:x', 'y', 60);
+      await s.flush(); // times out: the outage starts, this batch is held (its first try lands when Redis resumes)
+      for (let i = 1; i <= 5; i++) s.watchHit('k', 600, t0 + i);
+      await s.flush();
+      assert.equal(s.watchCount('k', 600, t0 + 5), 0, 'ignore-counts: no rule acts on a partial count');
+      assert.equal(await metrics.get('store_changes_dropped_total'), 3);
+      assert.equal(await metrics.get('store_changes_held'), 3);
+    } finally {
+      redis.resume();
+    }
+    await eventually('back', async () => (await metrics.get('store_backend_up')) === 1);
+    // The first hit, then the three newest held ones: the cache entry and the two oldest hits went past the limit.
+    await eventually('resynced', () => s.watchCount('k', 600, t0 + 5) === 4);
+    assert.deepEqual((await r.zrange(`${prefix}w:k`, 0, -1, 'WITHSCORES')).filter((_, i) => i % 2 === 1).map((x) => Number(x) - t0), [0, 3, 4, 5]);
   });
 });

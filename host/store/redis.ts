@@ -157,7 +157,7 @@ export class RedisBackend implements StoreBackend {
     const b = new RedisBackend(connect(cfg), cfg, opts);
     const wait = connectTimeout(cfg);
     const ready = await Promise.all([whenReady(b.redis, wait), whenReady(b.sub, wait)])
-      .then(() => Promise.all([b.redis.ping(), b.sub.subscribe(b.channel)]))
+      .then(() => Promise.all([b.loadScripts(), b.sub.subscribe(b.channel)]))
       .then((): null => null, (e: Error) => e);
     if (ready === null) return b;
     if (!opts.holdWhileDown) {
@@ -302,26 +302,38 @@ export class RedisBackend implements StoreBackend {
     await this.redis.publish(this.channel, JSON.stringify({ o: this.origin, c: wire }));
   }
 
-  /** Runs steps in order: each is one command, pipelined by ioredis, so a batch costs about one round trip. */
+  /**
+   * Runs steps in order. A Redis that lost its scripts (restarted) refuses the first
+   * EVALSHA: the scripts are loaded and the whole batch run again, in order (running a
+   * batch twice in order ends where running it once does).
+   */
   private async run(steps: Step[]): Promise<void> {
+    try {
+      await this.runOnce(steps);
+    } catch (e) {
+      if (!isReplyError(e) || !e.message.startsWith('NOSCRIPT')) throw e;
+      await this.loadScripts();
+      await this.runOnce(steps);
+    }
+  }
+
+  /** Loads the scripts into Redis (every master of a cluster), so EVALSHA finds them. */
+  private async loadScripts(): Promise<void> {
+    const nodes = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
+    await Promise.all(nodes.flatMap((n) => Object.values(SCRIPTS).map((sc) => n.script('LOAD', sc.lua))));
+  }
+
+  /** Each step is one command, pipelined by ioredis on one connection, so they run in order and a batch costs about one round trip. */
+  private async runOnce(steps: Step[]): Promise<void> {
     const pending: Promise<unknown>[] = [];
     for (const s of steps) {
       if ('clear' in s) {
         await Promise.all(pending.splice(0)); // what came before the clear, first
         for (const keys of await this.scan(this.key('bl:') + '*')) if (keys.length) await Promise.all(keys.map((k) => this.redis.del(k)));
-      } else if ('script' in s) pending.push(this.evalScript(s.script, s.key, s.args));
+      } else if ('script' in s) pending.push(this.redis.evalsha(s.script.sha, 1, s.key, ...s.args));
       else pending.push(this.redis.call(s.cmd, s.key, ...s.args));
     }
     await Promise.all(pending);
-  }
-
-  private async evalScript(s: Script, key: string, args: (string | number)[]): Promise<unknown> {
-    try {
-      return await this.redis.evalsha(s.sha, 1, key, ...args);
-    } catch (e) {
-      if (!isReplyError(e) || !e.message.startsWith('NOSCRIPT')) throw e;
-      return this.redis.eval(s.lua, 1, key, ...args);
-    }
   }
 
   // --- outage -------------------------------------------------------------------------
@@ -333,11 +345,19 @@ export class RedisBackend implements StoreBackend {
     if (!this.opts.holdWhileDown) throw new BackendUnavailable(`the store's Redis is unreachable (${describe(this.cfg)})`);
     o.held.push(p);
     o.heldChanges += p.steps.length;
-    while (o.heldChanges > this.cfg.queueLimit && o.held.length) {
-      const gone = o.held.shift()!;
-      o.heldChanges -= gone.steps.length;
-      o.dropped += gone.steps.length;
-      this.opts.metrics?.inc('store_changes_dropped_total', {}, gone.steps.length);
+    const over = o.heldChanges - this.cfg.queueLimit;
+    for (let left = over; left > 0 && o.held.length; ) {
+      const oldest = o.held[0]!;
+      const n = Math.min(left, oldest.steps.length);
+      oldest.steps.splice(0, n);
+      oldest.wire.splice(0, n);
+      if (!oldest.steps.length) o.held.shift();
+      left -= n;
+    }
+    if (over > 0) {
+      o.heldChanges -= over;
+      o.dropped += over;
+      this.opts.metrics?.inc('store_changes_dropped_total', {}, over);
     }
   }
 
