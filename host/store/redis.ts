@@ -40,6 +40,8 @@ import { BackendUnavailable, WATCH_MAX_WINDOW_MS, type BlacklistEntry, type Snap
 
 /** How often Redis is pinged during an outage. */
 const PROBE_MS = 500;
+/** Commands sent per round trip when writing (a batch, a replay). */
+const CHUNK = 1000;
 /** Keys read per round trip when loading a snapshot. */
 const LOAD_CHUNK = 500;
 
@@ -284,18 +286,32 @@ export class RedisBackend implements StoreBackend {
     }
   }
 
-  /** Sends one batch (its steps in order) and announces it to the other hosts; during an outage, holds it. */
+  /** Sends one batch and announces it to the other hosts; during an outage (or once one starts), holds what is not sent. */
   private async send(p: Prepared): Promise<void> {
     if (this.outage) return this.hold(p);
-    try {
-      await this.run(p.steps);
-      await this.announce(p.wire);
-    } catch (e) {
-      // Redis answered with an error (a key of another type under our prefix…): not an outage, a failed write.
-      if (isReplyError(e)) throw e;
-      this.startOutage(e as Error);
-      this.hold(p);
+    const rest = await this.push(p);
+    if (rest) this.hold(rest);
+  }
+
+  /**
+   * Sends `p` in chunks of CHUNK steps, each announced once written, so no command waits
+   * behind thousands of others past commandTimeoutMs (a replay after a long outage holds
+   * up to queueLimit changes). Returns what was not sent when Redis stopped answering
+   * (an outage is started), or null. A command Redis refused (a key of another type under
+   * our prefix…) is not an outage: it rejects, as a failed write.
+   */
+  private async push(p: Prepared): Promise<Prepared | null> {
+    for (let i = 0; i < p.steps.length; i += CHUNK) {
+      try {
+        await this.run(p.steps.slice(i, i + CHUNK));
+        await this.announce(p.wire.slice(i, i + CHUNK));
+      } catch (e) {
+        if (isReplyError(e)) throw e;
+        this.startOutage(e as Error);
+        return { steps: p.steps.slice(i), wire: p.wire.slice(i) };
+      }
     }
+    return null;
   }
 
   private async announce(wire: Wire[]): Promise<void> {
@@ -394,15 +410,19 @@ export class RedisBackend implements StoreBackend {
     let replayed = 0;
     while (o.held.length) {
       const p = o.held[0]!;
-      await this.run(p.steps).catch((e: unknown) => {
-        if (!isReplyError(e)) throw e;
+      // Announced too: hosts that saw no outage learn it; those that did drop the hits their resync already read.
+      const rest = await this.push(p).catch((e: Error) => {
         this.opts.log?.error({ err: e }, `store: a held change was refused by Redis on replay: ${e.message}`);
+        return null;
       });
-      // Hosts that saw no outage learn it here; those that did drop the hits their resync already read.
-      await this.announce(p.wire);
+      const done = p.steps.length - (rest?.steps.length ?? 0);
+      o.heldChanges -= done;
+      replayed += done;
+      if (rest) {
+        o.held[0] = rest;
+        throw new Error('Redis stopped answering during the replay');
+      }
       o.held.shift();
-      o.heldChanges -= p.steps.length;
-      replayed += p.steps.length;
     }
     if (this.probe) clearInterval(this.probe);
     this.probe = null;
