@@ -24,17 +24,16 @@ export interface RedisServer {
   /** Stops it answering (SIGSTOP) until `resume`. */
   pause(): void;
   resume(): void;
+  /** Kills it and starts a new one on the same port: empty, as a Redis without persistence comes back. */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Starts redis-server and waits until it accepts connections. */
-export async function startRedis(): Promise<RedisServer> {
-  const port = await freePort();
-  const proc: ChildProcess = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts redis-server on `port` and waits until it accepts connections. */
+async function spawnRedis(port: number): Promise<ChildProcess> {
+  const proc = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  for (const s of [proc.stdout!, proc.stderr!]) s.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
-  const kill = (): void => void proc.kill('SIGKILL');
-  process.once('exit', kill);
+  for (const s of [proc.stdout, proc.stderr]) s.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
   const deadline = Date.now() + 20_000;
   while (!(await accepts(port))) {
     if (proc.exitCode !== null || Date.now() > deadline) {
@@ -43,18 +42,32 @@ export async function startRedis(): Promise<RedisServer> {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+  return proc;
+}
+
+const exited = (proc: ChildProcess): Promise<void> => new Promise((ok) => (proc.exitCode !== null || proc.signalCode !== null ? ok() : proc.once('exit', () => ok())));
+
+/** Starts redis-server on a free port. */
+export async function startRedis(): Promise<RedisServer> {
+  const port = await freePort();
+  let proc = await spawnRedis(port);
+  const kill = (): void => void proc.kill('SIGKILL');
+  process.once('exit', kill);
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
     pause: () => void proc.kill('SIGSTOP'),
     resume: () => void proc.kill('SIGCONT'),
-    close: () =>
-      new Promise<void>((ok) => {
-        process.off('exit', kill);
-        if (proc.exitCode !== null) return ok();
-        proc.once('exit', () => ok());
-        proc.kill('SIGCONT');
-        proc.kill('SIGTERM');
-      }),
+    restart: async () => {
+      proc.kill('SIGKILL');
+      await exited(proc);
+      proc = await spawnRedis(port);
+    },
+    close: async () => {
+      process.off('exit', kill);
+      proc.kill('SIGCONT');
+      proc.kill('SIGTERM');
+      await exited(proc);
+    },
   };
 }

@@ -136,6 +136,22 @@ describe('two MX hosts sharing one Redis', { skip: skip ?? false }, () => {
     assert.equal(await cb.cmd(BAD_AUTH), '421 4.7.0 Too many failed authentication attempts');
   });
 
+  it('Redis restarted without its data: the hosts reconnect, write the blacklist back, and count on from zero', async () => {
+    const { a, b, prefix } = await twoHosts();
+    a.host.store.blacklistAdd('127.0.0.3', 3600, 'seen on a spam trap', 'admin');
+    await eventually('B has it', () => b.host.store.blacklistGet('127.0.0.3') !== undefined, 1000);
+    await redis.restart();
+    const back = (h: TestHost) => h.logs.find((l) => String(l.msg).startsWith('store: Redis is back'));
+    await eventually('both hosts recovered', () => !!back(a) && !!back(b));
+    assert.match(String(back(a)!.msg), /; it lost its data \(restarted without persistence\?\): writing back this host's blacklist, lists and cache, watchlist counts start over$/);
+    await eventually('the entry is in Redis again', async () => (await r.hget(`${prefix}bl:127.0.0.3`, 'reason')) === 'seen on a spam trap');
+    for (const h of [a, b]) assert.equal((await RawSmtp.open(h.port, '127.0.0.3')).greeting, '554 5.7.1 Access denied: seen on a spam trap');
+    const c = await authSession(b.port);
+    assert.equal(await c.cmd(BAD_AUTH), '535 5.7.8 Authentication credentials invalid');
+    await eventually('A counts B\'s hit', () => a.host.store.watchCount(AUTH_FAIL_KEY, 120) === 1, 1000);
+    assert.equal(await r.zcard(`${prefix}w:${AUTH_FAIL_KEY}`), 1);
+  });
+
   it('portcullis blacklist add/list/remove work against Redis, and every host applies the change', async () => {
     const { a, b, prefix } = await twoHosts();
     // The CLI with the hosts' store but no running host of its own to ask (admin off): it writes Redis.

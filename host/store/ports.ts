@@ -160,9 +160,10 @@ export interface StoreBackend {
   /**
    * Called when the front should load the snapshot again: a shared backend that was
    * unreachable is back (and has replayed what it held), so changes other writers made
-   * meanwhile arrive. Returns the unsubscribe.
+   * meanwhile arrive. `lost`: it came back without its data (Redis restarted without
+   * persistence): the front writes back what it holds first. Returns the unsubscribe.
    */
-  onResync?(resync: () => void): () => void;
+  onResync?(resync: (r: { lost: boolean }) => void): () => void;
   /** False while a shared backend is unreachable (the front serves from memory then). Absent: always up. */
   readonly up?: boolean;
   close(): Promise<void>;

@@ -17,6 +17,7 @@
  * | named list (access map, …)    | P`l:`list           | zset   | LIST_ADD (Lua): value → next rank, so the order added is kept      | none                       |
  * | TTL cache (DNS answers, greylist triplets, well-behaved marks, rules' `remember`) | P`c:`key | string | SET … PXAT expires | PXAT expires |
  * | changes, for the other hosts  | P`changes`          | pub/sub channel | `{ o: origin, c: StoreChange[] }` after each written batch | n/a           |
+ * | which Redis life this is      | P`epoch`            | string | a random id, SET NX by the first host: another one after an outage means Redis lost its data | none |
  *
  * A watchlist hit's member is `<origin>:<seq>`, fixed when the change is first sent, so a
  * batch sent again (after a timeout whose first try did land) never counts a hit twice;
@@ -123,7 +124,9 @@ export class RedisBackend implements StoreBackend {
   private readonly channel: string;
   private readonly sub: Client;
   private readonly listeners = new Set<(changes: StoreChange[]) => void>();
-  private readonly resyncs = new Set<() => void>();
+  private readonly resyncs = new Set<(r: { lost: boolean }) => void>();
+  /** The Redis life this backend knows (P`epoch`): another one means Redis lost its data. */
+  private epoch: string | null = null;
   /** Writes, replays and the recovery run one after another, in order. */
   private chain: Promise<void> = Promise.resolve();
   /** Set during an outage: since when, and the batches held for replay. */
@@ -159,15 +162,19 @@ export class RedisBackend implements StoreBackend {
     const b = new RedisBackend(connect(cfg), cfg, opts);
     const wait = connectTimeout(cfg);
     const ready = await Promise.all([whenReady(b.redis, wait), whenReady(b.sub, wait)])
-      .then(() => Promise.all([b.loadScripts(), b.sub.subscribe(b.channel)]))
+      .then(() => Promise.all([b.loadScripts(), b.sub.subscribe(b.channel), b.checkEpoch()]))
       .then((): null => null, (e: Error) => e);
-    if (ready === null) return b;
+    if (ready === null) {
+      // A connection lost later is an outage at once, not at the next write.
+      b.redis.on('close', () => b.startOutage(new Error('the connection to Redis closed')));
+      return b;
+    }
     if (!opts.holdWhileDown) {
       await b.close();
       throw new BackendUnavailable(`cannot reach the store's Redis (${describe(cfg)}): ${ready.message}`);
     }
     b.startOutage(ready);
-    void b.sub.subscribe(b.channel).catch(() => undefined); // ioredis resubscribes on reconnect
+    b.redis.on('close', () => b.startOutage(new Error('the connection to Redis closed')));
     return b;
   }
 
@@ -180,7 +187,7 @@ export class RedisBackend implements StoreBackend {
     return () => this.listeners.delete(onChange);
   }
 
-  onResync(resync: () => void): () => void {
+  onResync(resync: (r: { lost: boolean }) => void): () => void {
     this.resyncs.add(resync);
     return () => this.resyncs.delete(resync);
   }
@@ -394,9 +401,11 @@ export class RedisBackend implements StoreBackend {
     this.probing = true;
     try {
       await this.redis.ping();
-      await this.sub.ping().catch(() => undefined); // subscribed: ping is allowed, and tells us the channel works again
-      const recovered = (this.chain = this.chain.then(() => this.replay()));
-      if (await recovered.then(() => true, () => false)) for (const r of this.resyncs) r();
+      await this.sub.subscribe(this.channel); // again: a host that started during the outage never did
+      const lost = await this.checkEpoch();
+      const recovered = this.chain.then(() => this.replay(lost));
+      this.chain = recovered.catch(() => undefined);
+      if (await recovered.then(() => true, () => false)) for (const r of this.resyncs) r({ lost });
     } catch {
       // still down: the next probe tries again
     } finally {
@@ -404,7 +413,20 @@ export class RedisBackend implements StoreBackend {
     }
   }
 
-  private async replay(): Promise<void> {
+  /**
+   * Marks this Redis life (a random id under P`epoch`, set once by whichever host comes
+   * first) and says whether it is another one than we knew: Redis restarted without its data.
+   */
+  private async checkEpoch(): Promise<boolean> {
+    const key = `${this.cfg.keyPrefix}epoch`;
+    await this.redis.set(key, randomUUID(), 'NX');
+    const now = await this.redis.get(key);
+    const lost = this.epoch !== null && now !== this.epoch;
+    this.epoch = now;
+    return lost;
+  }
+
+  private async replay(lost: boolean): Promise<void> {
     const o = this.outage;
     if (!o) return;
     let replayed = 0;
@@ -428,7 +450,7 @@ export class RedisBackend implements StoreBackend {
     this.probe = null;
     this.outage = null;
     const ms = Date.now() - o.since;
-    this.opts.log?.warn({ downMs: ms, replayed, dropped: o.dropped }, `store: Redis is back after ${(ms / 1000).toFixed(1)} s; replayed ${replayed} held changes${o.dropped ? `, ${o.dropped} dropped past the queue limit` : ''}; reloading the shared store`);
+    this.opts.log?.warn({ downMs: ms, replayed, dropped: o.dropped, lost }, `store: Redis is back after ${(ms / 1000).toFixed(1)} s; replayed ${replayed} held changes${o.dropped ? `, ${o.dropped} dropped past the queue limit` : ''}; ${lost ? 'it lost its data (restarted without persistence?): writing back this host\'s blacklist, lists and cache, watchlist counts start over' : 'reloading the shared store'}`);
   }
 
   // --- reading ------------------------------------------------------------------------

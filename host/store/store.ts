@@ -95,7 +95,8 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
     this.unsubscribe = backend.subscribe?.((changes) => {
       for (const c of changes) this.apply(c);
     }) ?? (() => undefined);
-    this.unresync = backend.onResync?.(() => {
+    this.unresync = backend.onResync?.(({ lost }) => {
+      if (lost) this.reseed();
       this.reload().catch((e: Error) => this.opts.log?.warn({ err: e }, `store resync failed, serving from memory: ${e.message}`));
     }) ?? (() => undefined);
   }
@@ -143,6 +144,19 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
       done();
       if (this.queue.length) void this.flush();
     }
+  }
+
+  /**
+   * Queues what this host holds for a backend that lost its data (Redis restarted without
+   * persistence): live blacklist entries (as a rule's, so hosts writing back the same
+   * entry never shorten it), named lists and the cache. Not the watchlist hits: memory
+   * holds every host's, so each host writing them back would count them once per host;
+   * counts start over. Not the mailboxes: memory mixes the config's in.
+   */
+  private reseed(now = Date.now()): void {
+    for (const e of this.blacklistList(now)) this.queue.push({ t: 'blacklist-extend', e });
+    for (const [list, values] of this.lists) for (const value of values) this.queue.push({ t: 'list-put', list, value });
+    for (const [key, e] of this.cache) if (e.expires > now) this.queue.push({ t: 'cache-put', key, value: e.value, expires: e.expires });
   }
 
   private replace(s: Snapshot): void {
