@@ -3,7 +3,8 @@
  * client blacklisted on one is refused on all, and watchlist hits on all add up.
  *
  * Each host keeps its in-memory front (store.ts) and serves every read from it. Changes
- * are written here behind (per 50 ms), each kind as one atomic server-side step, and
+ * are written here behind (per 50 ms), each kind as one atomic server-side step (the Lua
+ * scripts are in redis-lua.ts, the client's settings in redis-client.ts), and
  * published on a channel the other hosts' fronts apply, so they see them within one
  * round trip (no polling). Redis enforces every TTL itself.
  *
@@ -32,12 +33,14 @@
  * the snapshot again, which brings what the other hosts did meanwhile. One log line at
  * the start, one at the recovery (with its duration and the changes replayed).
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { Cluster, Redis, ReplyError, type RedisOptions } from 'ioredis';
+import { randomUUID } from 'node:crypto';
+import { Cluster } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisStoreConfig } from '../config/config.js';
 import type { Metrics } from '../metrics.js';
 import { BackendUnavailable, WATCH_MAX_WINDOW_MS, type BlacklistEntry, type Snapshot, type StoreBackend, type StoreChange } from './ports.js';
+import { connect, connectTimeout, describe, isReplyError, whenReady, type Client } from './redis-client.js';
+import { SCRIPTS, type Script } from './redis-lua.js';
 
 /** How often Redis is pinged during an outage. */
 const PROBE_MS = 500;
@@ -45,52 +48,6 @@ const PROBE_MS = 500;
 const CHUNK = 1000;
 /** Keys read per round trip when loading a snapshot. */
 const LOAD_CHUNK = 500;
-
-/** A rule's entry (ports.ts `blacklist-extend`): kept when the live one expires later; a live one keeps its created. */
-const EXTEND = `
-local old = redis.call('HMGET', KEYS[1], 'expires', 'created')
-local created = ARGV[3]
-if old[1] then
-  if tonumber(old[1]) >= tonumber(ARGV[4]) then return 0 end
-  if tonumber(old[1]) > tonumber(ARGV[3]) then created = old[2] end
-end
-redis.call('HSET', KEYS[1], 'reason', ARGV[1], 'rule', ARGV[2], 'created', created, 'expires', ARGV[4])
-redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-return 1`;
-
-/** The admin's entry: replaces whatever is there. */
-const PUT = `
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'reason', ARGV[1], 'rule', ARGV[2], 'created', ARGV[3], 'expires', ARGV[4])
-redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-return 1`;
-
-/** One watchlist hit at ARGV[1] (ms) named ARGV[2]; hits past the window ARGV[3] go, and the key lives as long as its last hit counts. */
-const HIT = `
-local at = tonumber(ARGV[1])
-redis.call('ZADD', KEYS[1], at, ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', at - tonumber(ARGV[3]))
-local until_ = at + tonumber(ARGV[3])
-if redis.call('PEXPIRETIME', KEYS[1]) < until_ then redis.call('PEXPIREAT', KEYS[1], until_) end
-return redis.call('ZCARD', KEYS[1])`;
-
-/** A value added to a named list after the others (the access map's order is its precedence). */
-const LIST_ADD = `
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-local rank = 1
-if top[2] then rank = tonumber(top[2]) + 1 end
-redis.call('ZADD', KEYS[1], rank, ARGV[1])
-return 1`;
-
-interface Script {
-  lua: string;
-  sha: string;
-}
-const script = (lua: string): Script => ({ lua, sha: createHash('sha1').update(lua).digest('hex') });
-const SCRIPTS = { extend: script(EXTEND), put: script(PUT), hit: script(HIT), listAdd: script(LIST_ADD) };
-
-type Client = Redis | Cluster;
 
 /** One change as Redis commands: [script or command, key, ...args]. Fixed when first sent (a hit's member included). */
 type Step = { script: Script; key: string; args: (string | number)[] } | { cmd: 'del' | 'sadd' | 'srem' | 'zrem' | 'set'; key: string; args: (string | number)[] } | { clear: 'blacklist' };
@@ -506,57 +463,6 @@ export class RedisBackend implements StoreBackend {
     }
     return { snapshot: s, hits: members };
   }
-}
-
-/** The ioredis client the config asks for; commands fail fast when disconnected (the outage logic holds them, not ioredis). */
-function connect(cfg: RedisStoreConfig): Client {
-  const common: RedisOptions = {
-    commandTimeout: cfg.commandTimeoutMs,
-    connectTimeout: connectTimeout(cfg),
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    enableAutoPipelining: true,
-    // Reconnect forever, at most once a second: the probe and the held changes do the rest.
-    retryStrategy: (times) => Math.min(times * 100, 1000),
-    ...(cfg.password !== undefined ? { password: cfg.password } : {}),
-  };
-  const hostPort = (a: string) => ({ host: a.slice(0, a.lastIndexOf(':')), port: Number(a.slice(a.lastIndexOf(':') + 1)) });
-  if (cfg.cluster) return new Cluster(cfg.cluster.map(hostPort), { enableOfflineQueue: false, enableAutoPipelining: true, redisOptions: common, clusterRetryStrategy: (times) => Math.min(times * 100, 1000) });
-  if (cfg.sentinels) return new Redis({ ...common, sentinels: cfg.sentinels.map(hostPort), name: cfg.sentinelName, ...(cfg.password !== undefined ? { sentinelPassword: cfg.password } : {}) });
-  return new Redis(cfg.url!, common);
-}
-
-/** How long a connection may take: a start waits for it once, then goes on in an outage. */
-function connectTimeout(cfg: RedisStoreConfig): number {
-  return Math.max(cfg.commandTimeoutMs, 1000);
-}
-
-/** Resolves once `c` is connected (commands fail fast until then: no offline queue). */
-function whenReady(c: Client, ms: number): Promise<void> {
-  if (c.status === 'ready') return Promise.resolve();
-  return new Promise((ok, fail) => {
-    const t = setTimeout(() => {
-      c.off('ready', on);
-      fail(new Error(`not connected within ${ms} ms`));
-    }, ms);
-    const on = () => {
-      clearTimeout(t);
-      ok();
-    };
-    c.once('ready', on);
-  });
-}
-
-/** Where Redis is, for messages (a url's password left out). */
-function describe(cfg: RedisStoreConfig): string {
-  if (cfg.cluster) return `cluster ${cfg.cluster.join(',')}`;
-  if (cfg.sentinels) return `sentinels ${cfg.sentinels.join(',')} (${cfg.sentinelName})`;
-  return (cfg.url ?? '').replace(/\/\/[^@/]*@/, '//');
-}
-
-/** Redis answered with an error (not a timeout or a lost connection): a refused command, not an outage. */
-function isReplyError(e: unknown): e is Error {
-  return e instanceof (ReplyError as unknown as typeof Error);
 }
 
 /** A published batch, or null for anything else on the channel. */
