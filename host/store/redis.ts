@@ -200,6 +200,8 @@ export class RedisBackend implements StoreBackend {
     if (this.probe) clearInterval(this.probe);
     if (this.seenTimer) clearTimeout(this.seenTimer);
     await this.chain;
+    const held = this.outage?.heldChanges ?? 0;
+    if (held) this.opts.log?.warn({ held }, `store: closing during a Redis outage: ${held} held changes never reached Redis (they were in this host's memory only)`);
     for (const c of [this.sub, this.redis]) c.disconnect();
   }
 
