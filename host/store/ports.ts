@@ -170,9 +170,13 @@ export interface StoreBackend {
 }
 
 /**
- * The backend cannot be reached now (Redis down or not answering): the front keeps what
- * it holds in memory rather than failing, and the backend asks for a resync once back.
+ * The backend cannot be reached now (Redis down or not answering). `resyncs` (the host's
+ * backend): the front keeps what it holds in memory rather than failing, and the backend
+ * asks for a resync once back. Otherwise (the CLI's) it is an error to report.
  */
 export class BackendUnavailable extends Error {
   readonly code = 'ESTORE';
+  constructor(message: string, readonly resyncs = false) {
+    super(message);
+  }
 }

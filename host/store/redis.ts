@@ -151,7 +151,7 @@ export class RedisBackend implements StoreBackend {
 
   /** Everything live under the prefix; BackendUnavailable during an outage. */
   async load(now: number): Promise<Snapshot> {
-    if (this.outage) throw new BackendUnavailable(`the store's Redis is unreachable (since ${new Date(this.outage.since).toISOString()})`);
+    if (this.outage) throw new BackendUnavailable(`the store's Redis is unreachable (since ${new Date(this.outage.since).toISOString()})`, this.opts.holdWhileDown);
     const buffered: Wire[][] = (this.buffered = []);
     try {
       const { snapshot, hits } = await this.read(now);
@@ -160,7 +160,7 @@ export class RedisBackend implements StoreBackend {
     } catch (e) {
       if (isReplyError(e)) throw e;
       this.startOutage(e as Error);
-      throw new BackendUnavailable(`the store's Redis is unreachable: ${(e as Error).message}`);
+      throw new BackendUnavailable(`the store's Redis is unreachable: ${(e as Error).message}`, this.opts.holdWhileDown);
     } finally {
       // After the front has put the snapshot in place (it does so as soon as load resolves).
       setImmediate(() => {

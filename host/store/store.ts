@@ -132,7 +132,7 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
       await this.writing; // one that started between our flush and here
       const snapshot = await this.backend.load(now).catch((e: unknown) => {
         // A shared backend that is down: serve what memory holds; it asks for a resync once back.
-        if (e instanceof BackendUnavailable) return null;
+        if (e instanceof BackendUnavailable && e.resyncs) return null;
         throw e;
       });
       if (snapshot) {
