@@ -30,6 +30,7 @@ export function openBackend(config: Pick<Config, 'store'>, dataDir: string, opts
 /** The host's store: its in-memory front over the configured backend, loaded. */
 export async function openStore(config: Pick<Config, 'store'>, dataDir: string, opts: { log: Logger; metrics: Metrics }): Promise<MemoryStore> {
   const backend = await openBackend(config, dataDir, { ...opts, holdWhileDown: true });
+  opts.metrics.collect('store_backend_up', (set) => set({}, backend.up === false ? 0 : 1));
   const ignoreCountsWhileDown = config.store.backend === 'redis' && config.store.redis.whileDown === 'ignore-counts';
   return MemoryStore.open(backend, { ...opts, ignoreCountsWhileDown });
 }

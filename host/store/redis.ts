@@ -107,7 +107,6 @@ export class RedisBackend implements StoreBackend {
       if (this.buffered) this.buffered.push(m.c);
       else this.deliver(m.c);
     });
-    opts.metrics?.collect('store_backend_up', (set) => set({}, this.up ? 1 : 0));
     opts.metrics?.collect('store_changes_held', (set) => set({}, this.outage?.heldChanges ?? 0));
   }
 
