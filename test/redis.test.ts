@@ -276,6 +276,16 @@ describe('the Redis store, one host\'s view', { skip: skip ?? false }, () => {
     assert.equal(await late.metrics.get('store_backend_up'), 1);
   });
 
+  it('a host whose change channel dropped alone reloads the store once subscribed again, so nothing announced meanwhile is missed', async () => {
+    const prefix = `u${++prefixes}-${process.pid}:`;
+    const { s, logs } = await store(prefix);
+    // An entry written by someone whose announcement this host never hears.
+    await r.hset(`${prefix}bl:192.0.2.30`, { reason: 'unheard', rule: 'admin', created: Date.now(), expires: Date.now() + 3600_000 });
+    await r.client('KILL', 'TYPE', 'pubsub');
+    await eventually('reloaded', () => s.blacklistGet('192.0.2.30') !== undefined);
+    assert.ok(logs.includes('store: the Redis change channel reconnected; reloading the shared store (announcements may have been missed)'));
+  });
+
   it('past queueLimit the oldest held changes are dropped and counted; whileDown ignore-counts reads 0 meanwhile', async () => {
     const prefix = `u${++prefixes}-${process.pid}:`;
     const { s, metrics } = await store(prefix, { queueLimit: 3, whileDown: 'ignore-counts' });

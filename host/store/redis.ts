@@ -123,6 +123,7 @@ export class RedisBackend implements StoreBackend {
     if (ready === null) {
       // A connection lost later is an outage at once, not at the next write.
       b.redis.on('close', () => b.startOutage(new Error('the connection to Redis closed')));
+      b.resyncWhenResubscribed();
       return b;
     }
     if (!opts.holdWhileDown) {
@@ -131,7 +132,26 @@ export class RedisBackend implements StoreBackend {
     }
     b.startOutage(ready);
     b.redis.on('close', () => b.startOutage(new Error('the connection to Redis closed')));
+    b.resyncWhenResubscribed();
     return b;
+  }
+
+  /**
+   * The change channel's connection alone can drop (Redis's client-output-buffer-limit
+   * for a slow subscriber, a proxy's idle timeout) while writes still go through: what
+   * was announced meanwhile is lost, so once ioredis has subscribed again the front
+   * reloads. During an outage the recovery does that.
+   */
+  private resyncWhenResubscribed(): void {
+    this.sub.on('ready', () => {
+      if (this.outage || this.closed) return;
+      // Subscribed again first (ioredis's own resubscribe is sent before ours), then read.
+      void this.sub.subscribe(this.channel).then(() => {
+        if (this.outage || this.closed) return;
+        this.opts.log?.warn('store: the Redis change channel reconnected; reloading the shared store (announcements may have been missed)');
+        for (const r of this.resyncs) r({ lost: false });
+      }, () => undefined); // down again: the outage's recovery reloads
+    });
   }
 
   get up(): boolean {
