@@ -230,7 +230,7 @@ describe('the Redis store, one host\'s view', { skip: skip ?? false }, () => {
   });
 
   it('lists keep the order added, and mailboxes, greylist triplets and well-behaved marks are shared, expiring in Redis', async () => {
-    const prefix = `u${++prefixes}-${process.pid}:`;
+    const prefix = `u[${++prefixes}]*${process.pid}:`; // glob characters in the prefix are taken literally when loading
     const { s: a } = await store(prefix);
     const { s: b } = await store(prefix);
     for (const line of ['Connect:192.0.2.9 REJECT', 'From:spam.example REJECT', 'Connect:192.0.2.0/24 OK']) a.listAdd('access', line);

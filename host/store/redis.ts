@@ -42,6 +42,10 @@ import { BackendUnavailable, WATCH_MAX_WINDOW_MS, type BlacklistEntry, type Snap
 import { connect, connectTimeout, describe, isReplyError, whenReady, type Client } from './redis-client.js';
 import { SCRIPTS, type Script } from './redis-lua.js';
 
+/** What each kind of key starts with, after the prefix (the table above). */
+const KEY = { blacklist: 'bl:', watch: 'w:', list: 'l:', cache: 'c:', mailboxes: 'mailboxes', changes: 'changes', epoch: 'epoch' } as const;
+type KeyKind = keyof typeof KEY;
+
 /** How often Redis is pinged during an outage. */
 const PROBE_MS = 500;
 /** Commands sent per round trip when writing (a batch, a replay). */
@@ -97,7 +101,7 @@ export class RedisBackend implements StoreBackend {
   private closed = false;
 
   private constructor(private readonly redis: Client, private readonly cfg: RedisStoreConfig, private readonly opts: RedisBackendOptions) {
-    this.channel = `${cfg.keyPrefix}changes`;
+    this.channel = this.key('changes');
     this.sub = redis.duplicate();
     for (const c of [redis, this.sub]) c.on('error', (e: Error) => this.opts.log?.debug({ err: e }, `redis: ${e.message}`));
     this.sub.on('message', (channel: string, text: string) => {
@@ -226,8 +230,18 @@ export class RedisBackend implements StoreBackend {
 
   // --- writing ------------------------------------------------------------------------
 
-  private key(kind: 'bl:' | 'w:' | 'l:' | 'c:' | 'mailboxes', name = ''): string {
-    return this.cfg.keyPrefix + kind + name;
+  private key(kind: KeyKind, name = ''): string {
+    return this.cfg.keyPrefix + KEY[kind] + name;
+  }
+
+  /** SCAN's MATCH for every key of `kind` (glob characters in the prefix taken literally). */
+  private pattern(kind: KeyKind): string {
+    return this.key(kind).replace(/[*?[\]\\]/g, '\\$&') + '*';
+  }
+
+  /** The name in a key of `kind` (what `key` put after the prefix and the kind). */
+  private nameOf(kind: KeyKind, key: string): string {
+    return key.slice(this.cfg.keyPrefix.length + KEY[kind].length);
   }
 
   /** A batch's steps, one per change; a hit's member is fixed here, once, so sending it again never counts it twice. */
@@ -236,7 +250,7 @@ export class RedisBackend implements StoreBackend {
     for (const c of batch) {
       if (c.t === 'watch-hit') {
         const id = `${this.origin}:${++this.seq}`;
-        p.steps.push({ script: SCRIPTS.hit, key: this.key('w:', c.key), args: [c.at, id, WATCH_MAX_WINDOW_MS] });
+        p.steps.push({ script: SCRIPTS.hit, key: this.key('watch', c.key), args: [c.at, id, WATCH_MAX_WINDOW_MS] });
         p.wire.push({ ...c, id });
       } else {
         p.steps.push(this.step(c));
@@ -251,11 +265,11 @@ export class RedisBackend implements StoreBackend {
     const entry = (e: BlacklistEntry) => [e.reason, e.rule, e.created, e.expires];
     switch (c.t) {
       case 'blacklist-put':
-        return { script: SCRIPTS.put, key: this.key('bl:', c.e.ip), args: entry(c.e) };
+        return { script: SCRIPTS.put, key: this.key('blacklist', c.e.ip), args: entry(c.e) };
       case 'blacklist-extend':
-        return { script: SCRIPTS.extend, key: this.key('bl:', c.e.ip), args: entry(c.e) };
+        return { script: SCRIPTS.extend, key: this.key('blacklist', c.e.ip), args: entry(c.e) };
       case 'blacklist-del':
-        return { cmd: 'del', key: this.key('bl:', c.ip), args: [] };
+        return { cmd: 'del', key: this.key('blacklist', c.ip), args: [] };
       case 'blacklist-clear':
         return { clear: 'blacklist' };
       case 'mailbox-put':
@@ -263,11 +277,11 @@ export class RedisBackend implements StoreBackend {
       case 'mailbox-del':
         return { cmd: 'srem', key: this.key('mailboxes'), args: [c.address] };
       case 'list-put':
-        return { script: SCRIPTS.listAdd, key: this.key('l:', c.list), args: [c.value] };
+        return { script: SCRIPTS.listAdd, key: this.key('list', c.list), args: [c.value] };
       case 'list-del':
-        return { cmd: 'zrem', key: this.key('l:', c.list), args: [c.value] };
+        return { cmd: 'zrem', key: this.key('list', c.list), args: [c.value] };
       case 'cache-put':
-        return { cmd: 'set', key: this.key('c:', c.key), args: [c.value, 'PXAT', c.expires] };
+        return { cmd: 'set', key: this.key('cache', c.key), args: [c.value, 'PXAT', c.expires] };
     }
   }
 
@@ -330,7 +344,7 @@ export class RedisBackend implements StoreBackend {
     for (const s of steps) {
       if ('clear' in s) {
         await Promise.all(pending.splice(0)); // what came before the clear, first
-        for (const keys of await this.scan(this.key('bl:') + '*')) if (keys.length) await Promise.all(keys.map((k) => this.redis.del(k)));
+        for (const keys of await this.scan(this.pattern('blacklist'))) if (keys.length) await Promise.all(keys.map((k) => this.redis.del(k)));
       } else if ('script' in s) pending.push(this.redis.evalsha(s.script.sha, 1, s.key, ...s.args));
       else pending.push(this.redis.call(s.cmd, s.key, ...s.args));
     }
@@ -396,7 +410,7 @@ export class RedisBackend implements StoreBackend {
    * first) and says whether it is another one than we knew: Redis restarted without its data.
    */
   private async checkEpoch(): Promise<boolean> {
-    const key = `${this.cfg.keyPrefix}epoch`;
+    const key = this.key('epoch');
     await this.redis.set(key, randomUUID(), 'NX');
     const now = await this.redis.get(key);
     const lost = this.epoch !== null && now !== this.epoch;
@@ -450,36 +464,35 @@ export class RedisBackend implements StoreBackend {
 
   /** The snapshot, and the members of the hits it holds. */
   private async read(now: number): Promise<{ snapshot: Snapshot; hits: Set<string> }> {
-    const p = this.cfg.keyPrefix;
     const r = this.redis;
     const s: Snapshot = { blacklist: [], watch: [], mailboxes: [], lists: [], cache: [] };
     const members = new Set<string>();
-    for (const keys of await this.scan(`${p}bl:*`)) {
+    for (const keys of await this.scan(this.pattern('blacklist'))) {
       const rows = await Promise.all(keys.map((k) => r.hgetall(k)));
       rows.forEach((h, i) => {
         const expires = Number(h.expires);
-        if (expires > now) s.blacklist.push({ ip: keys[i]!.slice(p.length + 3), reason: h.reason ?? '', rule: h.rule ?? '', created: Number(h.created), expires });
+        if (expires > now) s.blacklist.push({ ip: this.nameOf('blacklist', keys[i]!), reason: h.reason ?? '', rule: h.rule ?? '', created: Number(h.created), expires });
       });
     }
-    for (const keys of await this.scan(`${p}w:*`)) {
+    for (const keys of await this.scan(this.pattern('watch'))) {
       const rows = await Promise.all(keys.map((k) => r.zrangebyscore(k, `(${now - WATCH_MAX_WINDOW_MS}`, '+inf', 'WITHSCORES')));
       rows.forEach((z, i) => {
         for (let j = 0; j < z.length; j += 2) members.add(z[j]!);
         const hits = z.filter((_, j) => j % 2 === 1).map(Number);
-        if (hits.length) s.watch.push({ key: keys[i]!.slice(p.length + 2), hits });
+        if (hits.length) s.watch.push({ key: this.nameOf('watch', keys[i]!), hits });
       });
     }
-    s.mailboxes = await r.smembers(`${p}mailboxes`);
-    for (const keys of await this.scan(`${p}l:*`)) {
+    s.mailboxes = await r.smembers(this.key('mailboxes'));
+    for (const keys of await this.scan(this.pattern('list'))) {
       const rows = await Promise.all(keys.map((k) => r.zrange(k, 0, -1)));
       rows.forEach((values, i) => {
-        for (const value of values) s.lists.push({ list: keys[i]!.slice(p.length + 2), value });
+        for (const value of values) s.lists.push({ list: this.nameOf('list', keys[i]!), value });
       });
     }
-    for (const keys of await this.scan(`${p}c:*`)) {
+    for (const keys of await this.scan(this.pattern('cache'))) {
       const rows = await Promise.all(keys.map((k) => Promise.all([r.get(k), r.pexpiretime(k)])));
       rows.forEach(([value, expires], i) => {
-        if (value !== null && expires > now) s.cache.push({ key: keys[i]!.slice(p.length + 2), value, expires });
+        if (value !== null && expires > now) s.cache.push({ key: this.nameOf('cache', keys[i]!), value, expires });
       });
     }
     return { snapshot: s, hits: members };
