@@ -83,6 +83,10 @@ export const METRICS = {
   // --- store and DNS ---------------------------------------------------------------------
   store_entries: gauge('Entries in the store, by kind (blacklist, watch keys, mailboxes, lists)', { kind: ['blacklist', 'watch', 'mailboxes', 'lists'] }),
   store_write_failures_total: counter('Store writes that failed (logged)', {}),
+  store_outages_total: counter('Times the shared store (Redis) became unreachable (logged at start and at recovery, with its duration and the changes held)', {}),
+  store_backend_up: gauge('1 while the store backend is reachable, 0 during a shared store outage (the host serves from memory then)', {}),
+  store_changes_held: gauge('Changes held during a shared store outage, to be replayed when it returns', {}),
+  store_changes_dropped_total: counter('Changes dropped past store.redis.queueLimit during an outage (kept in this host\'s memory, never in Redis)', {}),
   dns_cache_entries: gauge('DNS answers in the cache', {}),
   dns_lookups_total: counter('DNS lookups sent (cache misses), by kind (dnsbl, rhsbl, mx)', { kind: open() }),
   dns_cache_hits_total: counter('DNS answers served from the cache, by kind (dnsbl, rhsbl, mx)', { kind: open() }),
