@@ -156,6 +156,11 @@ export class Metrics {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 
+  /** Every metric as prom-client's JSON: what a cluster's primary sums over its workers (prom-client's AggregatorRegistry). */
+  async samples(): Promise<unknown[]> {
+    return this.registry.getMetricsAsJSON();
+  }
+
   /** One sample's value (0 when it has none yet); a histogram's is its count of observations. */
   async get<N extends MetricName>(name: N, ...[labels]: LabelArg<N>): Promise<number> {
     const want = sampleKey(METRIC_PREFIX + name + (METRICS[name].type === 'histogram' ? '_count' : ''), this.ordered(name, labels));

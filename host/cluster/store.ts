@@ -1,0 +1,92 @@
+/**
+ * The store shared by the processes of a cluster, with the embedded SQLite file as its
+ * source of truth: only the primary opens the file (one writer, no lock contention between
+ * processes), and each worker's in-memory front (store.ts) talks to it through an
+ * `IpcBackend`. The primary's `StoreHub` writes each worker's batch to SQLite, then hands
+ * it to every other process's front, as any `StoreBackend.subscribe` reports changes made
+ * elsewhere. A backend every process can reach itself (Redis) needs no hub: the worker
+ * opens that instead (worker.ts, `workerBackend`).
+ */
+import type { Snapshot, StoreBackend, StoreChange } from '../store/ports.js';
+import type { Peer, PrimaryAsk, PrimaryTell, WorkerAsk } from './ipc.js';
+
+/** A worker's backend: the primary's store, over IPC. */
+export class IpcBackend implements StoreBackend {
+  private readonly listeners = new Set<(changes: StoreChange[]) => void>();
+
+  constructor(private readonly primary: Peer<WorkerAsk, PrimaryAsk, PrimaryTell>) {}
+
+  /** What the primary tells: changes the other processes made. */
+  changed(changes: StoreChange[]): void {
+    for (const l of this.listeners) l(changes);
+  }
+
+  load(now: number): Promise<Snapshot> {
+    return this.primary.ask({ t: 'store-load', now });
+  }
+
+  async write(batch: StoreChange[]): Promise<void> {
+    await this.primary.ask({ t: 'store-write', batch });
+  }
+
+  subscribe(onChange: (changes: StoreChange[]) => void): () => void {
+    this.listeners.add(onChange);
+    return () => this.listeners.delete(onChange);
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+  }
+}
+
+/** Sends a change to one worker (the primary's handle of it). */
+export type Broadcast = (changes: StoreChange[], except: number | null) => void;
+
+/**
+ * The primary's backend: SQLite underneath; every batch written, by a worker or by the
+ * primary's own front (the admin API's blacklist), is passed on to the processes that did
+ * not make it.
+ */
+export class StoreHub implements StoreBackend {
+  private listener: ((changes: StoreChange[]) => void) | null = null;
+  /** Batches go to the file one at a time: a backend takes one writer's batches in turn (SQLite: one transaction at a time). */
+  private writing: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly file: StoreBackend, private readonly broadcast: Broadcast) {}
+
+  load(now: number): Promise<Snapshot> {
+    return this.file.load(now);
+  }
+
+  /** The primary's own batch. */
+  async write(batch: StoreChange[]): Promise<void> {
+    await this.inTurn(batch);
+    this.broadcast(batch, null);
+  }
+
+  /** A worker's batch (`from`: its slot): written, then told to the primary's front and the other workers. */
+  async writeFrom(from: number, batch: StoreChange[]): Promise<void> {
+    await this.inTurn(batch);
+    this.listener?.(batch);
+    this.broadcast(batch, from);
+  }
+
+  private inTurn(batch: StoreChange[]): Promise<void> {
+    const w = this.writing.then(() => this.file.write(batch));
+    this.writing = w.catch(() => undefined);
+    return w;
+  }
+
+  subscribe(onChange: (changes: StoreChange[]) => void): () => void {
+    this.listener = onChange;
+    return () => (this.listener = null);
+  }
+
+  async close(): Promise<void> {
+    await this.writing;
+    await this.file.close();
+  }
+}
+
+/** The tell a worker gets for `changes`. */
+export const storeChanges = (changes: StoreChange[]): PrimaryTell => ({ t: 'store-changes', changes });
