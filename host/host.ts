@@ -22,6 +22,7 @@ import { Reloader, type ReloadStatus } from './reload.js';
 import { Sandbox } from './sandbox/sandbox.js';
 import { FrontDoor } from './smtp/server.js';
 import { Spool } from './spool/spool.js';
+import { adoptOrphanSlots } from './delivery/slots.js';
 import { storeAccess } from './store/access.js';
 import { SqliteBackend } from './store/sqlite.js';
 import { applyMailboxConfig, MemoryStore } from './store/store.js';
@@ -128,6 +129,12 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     stale: (path) => log.warn({ dataDir }, `took over the data dir: the process that held it is gone (removed its stale ${path})`),
   });
   if (control !== null && !(control instanceof ControlServer)) throw new DataDirInUseError(dataDir, control);
+  // What the spools of a cluster's other slots hold (the last run had more processes) is this host's to deliver.
+  const adopted = control ? await adoptOrphanSlots(dataDir, 1).catch(async (e: unknown) => {
+    await control.close();
+    throw e;
+  }) : 0;
+  if (adopted) log.info({ moved: adopted }, `moved ${adopted} messages from the spools of a cluster's other slots into this one`);
   const store = await MemoryStore.open(seat?.backend ?? await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, metrics }).catch(async (e: unknown) => {
     await control?.close();
     throw e;

@@ -25,7 +25,7 @@ import type { ReloadStatus } from '../reload.js';
 import { SqliteBackend } from '../store/sqlite.js';
 import { clusterRoutes, type WorkerLink } from './admin.js';
 import { Peer, type Channel, type PrimaryAsk, type WorkerAsk, type WorkerTell } from './ipc.js';
-import { adoptOrphanSlots } from './slots.js';
+import { adoptOrphanSlots } from '../delivery/slots.js';
 import { storeChanges, StoreHub } from './store.js';
 import { SLOT_ENV } from './worker.js';
 

@@ -49,30 +49,30 @@ export type Broadcast = (changes: StoreChange[], except: number | null) => void;
  */
 export class StoreHub implements StoreBackend {
   private listener: ((changes: StoreChange[]) => void) | null = null;
-  /** Batches go to the file one at a time: a backend takes one writer's batches in turn (SQLite: one transaction at a time). */
+  /** Loads and batches go to the file one at a time, as one front's would (SQLite: one transaction at a time on its connection). */
   private writing: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly file: StoreBackend, private readonly broadcast: Broadcast) {}
 
   load(now: number): Promise<Snapshot> {
-    return this.file.load(now);
+    return this.inTurn(() => this.file.load(now));
   }
 
   /** The primary's own batch. */
   async write(batch: StoreChange[]): Promise<void> {
-    await this.inTurn(batch);
+    await this.inTurn(() => this.file.write(batch));
     this.broadcast(batch, null);
   }
 
   /** A worker's batch (`from`: its slot): written, then told to the primary's front and the other workers. */
   async writeFrom(from: number, batch: StoreChange[]): Promise<void> {
-    await this.inTurn(batch);
+    await this.inTurn(() => this.file.write(batch));
     this.listener?.(batch);
     this.broadcast(batch, from);
   }
 
-  private inTurn(batch: StoreChange[]): Promise<void> {
-    const w = this.writing.then(() => this.file.write(batch));
+  private inTurn<T>(op: () => Promise<T>): Promise<T> {
+    const w = this.writing.then(op);
     this.writing = w.catch(() => undefined);
     return w;
   }

@@ -11,7 +11,7 @@ import { startHost, type Host } from '../host.js';
 import { hostPort } from '../net.js';
 import type { StoreBackend } from '../store/ports.js';
 import { Peer, type Channel, type PrimaryAsk, type PrimaryTell, type WorkerAsk, type WorkerTell } from './ipc.js';
-import { slotDir, spoolDirOf } from './slots.js';
+import { slotDir, spoolDirOf } from '../delivery/slots.js';
 import { IpcBackend } from './store.js';
 
 /** The environment variable that gives a forked worker its slot. */

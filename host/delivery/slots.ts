@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { stateDir } from '../delivery/retry-state.js';
+import { stateDir } from './retry-state.js';
 import { areaDir, Spool, type SpoolArea } from '../spool/spool.js';
 
 const SLOTS = 'slots';
@@ -35,8 +35,8 @@ export function spoolDirOf(dataDir: string, slot: number): string {
 /**
  * Moves what slots beyond `processes` hold (a start with fewer processes than the last
  * run) into slot 1's spool, so no message waits for a worker that will never come. Run by
- * the primary holding the data dir's lock, before any worker starts: nobody else touches
- * these files. Each orphan spool replays its journal first (what a crash left half
+ * whoever holds the data dir's lock (a cluster's primary, a single host), before any
+ * spool is opened: nobody else touches these files. Each orphan spool replays its journal first (what a crash left half
  * written), then its files move, then the slot goes with its journal (a journal left
  * behind would bring the moved messages back, to be delivered twice). Returns how many
  * messages moved.

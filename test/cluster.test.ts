@@ -1,0 +1,179 @@
+/**
+ * `portcullis start --processes 2`: the real CLI as a child process (a primary and two
+ * worker processes sharing the listening socket), real SMTP clients, a real next hop.
+ * Linux's node:cluster hands connections to the workers round-robin, so consecutive
+ * connections reach both.
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { cli, eventually, mailer, RawSmtp, spawnHost, tempDir } from './helpers.js';
+import { deadPort, startNextHop } from './nexthop.js';
+
+/** The primary's line once every worker serves: the port, and the workers' pids. */
+const CLUSTER_READY = /listening on 127\.0\.0\.1:(\d+) with \d+ processes \(pids ([\d, ]+)\)/;
+
+interface Cluster {
+  dir: string;
+  cfg: string;
+  child: ChildProcess;
+  port: number;
+  pids: number[];
+  output: () => string;
+  /** SIGTERM to the primary; resolves with its exit code. */
+  stop(): Promise<number | null>;
+}
+
+async function startCluster(config: Record<string, unknown>, processes = 2, dir = tempDir()): Promise<Cluster> {
+  const cfg = join(dir, 'config.json');
+  writeFileSync(cfg, JSON.stringify({ listen: ['127.0.0.1:0'], admin: { listen: '127.0.0.1:0' }, dataDir: join(dir, 'data'), reverseDns: false, watch: false, ...config }));
+  const { child, port, output } = await spawnHost(['--config', cfg, '--processes', String(processes)], ...(processes > 1 ? [CLUSTER_READY] : []));
+  const pids = CLUSTER_READY.exec(output())?.[2]!.split(', ').map(Number) ?? [];
+  return {
+    dir, cfg, child, port, pids, output,
+    stop: () => new Promise((ok) => {
+      if (child.exitCode !== null) return ok(child.exitCode);
+      child.once('exit', (code) => ok(code));
+      child.kill('SIGTERM');
+    }),
+  };
+}
+
+/** The log lines (JSON) a process wrote. */
+const logLines = (c: Cluster): { pid: number; msg: string; rule?: string }[] =>
+  c.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { pid: number; msg: string });
+
+describe('portcullis start --processes 2', () => {
+  it('both worker processes serve sessions: portcullis conn names each session\'s worker, portcullis status lists both, SIGTERM stops all with exit 0', async () => {
+    const c = await startCluster({ rules: { builtin: false } });
+    const sessions: RawSmtp[] = [];
+    try {
+      assert.equal(c.pids.length, 2);
+      for (let i = 0; i < 4; i++) {
+        const { c: s, greeting } = await RawSmtp.open(c.port);
+        assert.match(greeting, /^220 /);
+        assert.match(await s.cmd('EHLO client.example'), /^250-/);
+        sessions.push(s);
+      }
+      const conn = cli(c.dir, ['conn', '--config', c.cfg]);
+      assert.equal(conn.status, 0, conn.stderr);
+      const workers = conn.stdout.trim().split('\n').map((l) => /worker=(\d) pid=(\d+)$/.exec(l)?.slice(1).join(' '));
+      assert.deepEqual([...new Set(workers)].sort(), [`1 ${c.pids[0]}`, `2 ${c.pids[1]}`]);
+      const status = cli(c.dir, ['status', '--config', c.cfg]);
+      assert.equal(status.status, 0, status.stderr);
+      assert.match(status.stdout, new RegExp(`^pid ${c.child.pid}, started `, 'm'));
+      assert.match(status.stdout, new RegExp(`^worker 1: pid ${c.pids[0]}, started .*, rule set version 1, reloads 0 ok, 0 failed$`, 'm'));
+      assert.match(status.stdout, new RegExp(`^worker 2: pid ${c.pids[1]}, started .*, rule set version 1, reloads 0 ok, 0 failed$`, 'm'));
+    } finally {
+      for (const s of sessions) s.end();
+      assert.equal(await c.stop(), 0);
+      rmSync(c.dir, { recursive: true, force: true });
+    }
+    for (const pid of c.pids) assert.throws(() => process.kill(pid, 0), /ESRCH/, `worker ${pid} has exited`);
+  });
+
+  it('portcullis blacklist add refuses the client on both workers at once: 554 5.7.1 before the greeting, logged by each worker naming the rule', async () => {
+    const c = await startCluster({});
+    try {
+      const add = cli(c.dir, ['blacklist', 'add', '127.0.0.2', '--reason', 'by hand', '--config', c.cfg]);
+      assert.equal(add.status, 0, add.stderr);
+      assert.equal(add.stdout, 'blacklisted 127.0.0.2 (the running host applied it)\n');
+      for (let i = 0; i < 4; i++) {
+        const { c: s, greeting } = await RawSmtp.open(c.port, '127.0.0.2');
+        assert.match(greeting, /^554 5\.7\.1 Access denied: by hand/);
+        s.end();
+      }
+      // Another client is served as before.
+      const { c: s, greeting } = await RawSmtp.open(c.port, '127.0.0.3');
+      assert.match(greeting, /^220 /);
+      s.end();
+      await eventually('both workers logged a refusal by the blacklist rule', () => {
+        const by = new Set(logLines(c).filter((l) => l.rule === 'blacklist' && l.msg.includes('127.0.0.2')).map((l) => l.pid));
+        return c.pids.every((p) => by.has(p));
+      });
+    } finally {
+      assert.equal(await c.stop(), 0);
+      rmSync(c.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('SIGKILL of one worker under load: every message answered 250 reaches the next hop, and the worker is replaced in its slot', async () => {
+    const next = await startNextHop();
+    const c = await startCluster({
+      rules: { builtin: false },
+      delivery: { mode: 'spool', nextHop: { host: '127.0.0.1', port: next.port, starttls: 'off' }, queue: { retryBaseMs: 20, retryMaxMs: 200 } },
+    });
+    const acked = new Set<number>();
+    let seq = 0;
+    let stop = false;
+    try {
+      const clients = Array.from({ length: 6 }, async () => {
+        while (!stop) {
+          const n = seq++;
+          const transport = mailer(c.port);
+          try {
+            const info = await transport.sendMail({ envelope: { from: 'a@example.org', to: ['u@localhost'] }, raw: `Subject: cluster-${n}\r\n\r\nmessage ${n}\r\n` });
+            if (/^250 /.test(info.response)) acked.add(n);
+          } catch {
+            // its worker was killed mid-session: no 250, no promise made
+          } finally {
+            transport.close();
+          }
+        }
+      });
+      await eventually('load is flowing', () => acked.size >= 30, 15_000);
+      const victim = c.pids[1]!;
+      process.kill(victim, 'SIGKILL');
+      await eventually('the primary replaced worker 2', () => logLines(c).some((l) => /^worker 2 \(pid \d+\) serves again/.test(l.msg)), 15_000);
+      const before = acked.size;
+      await eventually('the replaced cluster acknowledges more mail', () => acked.size >= before + 30, 15_000);
+      stop = true;
+      await Promise.all(clients);
+      const died = logLines(c).find((l) => l.msg.startsWith(`worker 2 (pid ${victim}) killed by SIGKILL`));
+      assert.ok(died, 'the primary logged the death');
+      const received = () => new Set(next.received.map((m) => Number(/^Subject: cluster-(\d+)\r$/m.exec(m.raw.toString())?.[1])));
+      await eventually('every acknowledged message reached the next hop', () => [...acked].every((n) => received().has(n)), 20_000);
+      const status = cli(c.dir, ['status', '--config', c.cfg]);
+      const w2 = /^worker 2: pid (\d+)/m.exec(status.stdout)?.[1];
+      assert.ok(w2 && Number(w2) !== victim, `worker 2 has a new pid (${w2})`);
+    } finally {
+      stop = true;
+      assert.equal(await c.stop(), 0);
+      await next.close();
+      rmSync(c.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a start with fewer processes delivers what the spools of the slots beyond them held', async () => {
+    const dir = tempDir();
+    const down = await deadPort();
+    const first = await startCluster({ rules: { builtin: false }, delivery: { mode: 'spool', nextHop: { host: '127.0.0.1', port: down, starttls: 'off' }, queue: { retryBaseMs: 100, retryMaxMs: 300 } } }, 2, dir);
+    const sent: number[] = [];
+    try {
+      for (let n = 0; n < 8; n++) {
+        const transport = mailer(first.port);
+        const info = await transport.sendMail({ envelope: { from: 'a@example.org', to: ['u@localhost'] }, raw: `Subject: slot-${n}\r\n\r\nmessage ${n}\r\n` });
+        transport.close();
+        assert.match(info.response, /^250 /);
+        sent.push(n);
+      }
+    } finally {
+      assert.equal(await first.stop(), 0);
+    }
+    assert.ok(readdirSync(join(dir, 'data', 'slots', '2', 'spool', 'new')).length > 0, 'slot 2 holds some of them');
+    const next = await startNextHop();
+    const again = await startCluster({ rules: { builtin: false }, delivery: { mode: 'spool', nextHop: { host: '127.0.0.1', port: next.port, starttls: 'off' } } }, 1, dir);
+    try {
+      await eventually('all 8 arrive', () => next.received.length === 8, 15_000);
+      const got = next.received.map((m) => Number(/^Subject: slot-(\d+)\r$/m.exec(m.raw.toString())?.[1])).sort((a, b) => a - b);
+      assert.deepEqual(got, sent);
+      assert.deepEqual(readdirSync(join(dir, 'data', 'slots')), ['1'], 'slot 2 is gone');
+    } finally {
+      assert.equal(await again.stop(), 0);
+      await next.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
