@@ -146,7 +146,7 @@ describe('portcullis start --processes 2', () => {
     }
   });
 
-  it('a start with fewer processes delivers what the spools of the slots beyond them held', async () => {
+  it('portcullis queue list shows every slot\'s spool, and a start with fewer processes delivers what the slots beyond them held', async () => {
     const dir = tempDir();
     const down = await deadPort();
     const first = await startCluster({ rules: { builtin: false }, delivery: { mode: 'spool', nextHop: { host: '127.0.0.1', port: down, starttls: 'off' }, queue: { retryBaseMs: 100, retryMaxMs: 300 } } }, 2, dir);
@@ -163,6 +163,9 @@ describe('portcullis start --processes 2', () => {
       assert.equal(await first.stop(), 0);
     }
     assert.ok(readdirSync(join(dir, 'data', 'slots', '2', 'spool', 'new')).length > 0, 'slot 2 holds some of them');
+    const listed = cli(dir, ['queue', 'list', '--config', first.cfg]);
+    assert.equal(listed.status, 0, listed.stderr);
+    assert.match(listed.stdout, /^8 messages in the queue$/m, 'queue list reads every slot\'s spool');
     const next = await startNextHop();
     const again = await startCluster({ rules: { builtin: false }, delivery: { mode: 'spool', nextHop: { host: '127.0.0.1', port: next.port, starttls: 'off' } } }, 1, dir);
     try {

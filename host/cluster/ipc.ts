@@ -46,7 +46,8 @@ type Envelope<A> = (A & { id: number }) | AnswerMessage;
 
 /** An IPC end: a worker's `process`, or the primary's handle of a worker. */
 export interface Channel {
-  send(message: unknown): unknown;
+  /** With a callback, a channel that closed reports to it instead of emitting 'error' (which would throw). */
+  send(message: unknown, callback: (err: Error | null) => void): unknown;
   on(event: 'message', listener: (message: unknown) => void): unknown;
 }
 
@@ -117,7 +118,8 @@ export class Peer<Out extends { t: string }, In extends { t: string }, TellIn ex
 
   private post(m: unknown): boolean {
     try {
-      this.channel.send(m);
+      // A message to a process that just died is lost: its asks fail through `fail`.
+      this.channel.send(m, () => undefined);
       return true;
     } catch {
       return false;

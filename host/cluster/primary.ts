@@ -43,6 +43,8 @@ interface Seat {
   peer: Peer<PrimaryAsk, WorkerAsk, WorkerTell>;
   startedAt: number;
   ready: boolean;
+  /** It has loaded its store snapshot: it is told of every change since. */
+  loaded: boolean;
   status: ReloadStatus | null;
   /** The pause before the last replacement of this slot (0: none). */
   pause: number;
@@ -84,7 +86,7 @@ export async function startPrimary(config: Config, opts: PrimaryOptions): Promis
     const moved = await adoptOrphanSlots(dataDir, opts.processes);
     if (moved) log.info({ moved }, `moved ${moved} messages from the spools of slots beyond ${opts.processes} into slot 1's`);
     const hub = new StoreHub(await SqliteBackend.open(join(dataDir, 'portcullis.db')), (changes, except) => {
-      for (const s of seats.values()) if (s.slot !== except && s.ready) s.peer.tell(storeChanges(changes));
+      for (const s of seats.values()) if (s.slot !== except && s.loaded) s.peer.tell(storeChanges(changes));
     });
     const live = (): WorkerLink[] => [...seats.values()].filter((s) => s.ready).map((s) => ({ slot: s.slot, pid: s.worker.process.pid!, ask: (a) => s.peer.ask(a) }));
 
@@ -109,11 +111,15 @@ export async function startPrimary(config: Config, opts: PrimaryOptions): Promis
     let listening: string[] = [];
     const fork = (slot: number, pause: number): Seat => {
       const worker = cluster.fork({ [SLOT_ENV]: String(slot) });
-      const seat: Seat = { slot, worker, startedAt: Date.now(), ready: false, status: null, pause, peer: undefined! };
+      const seat: Seat = { slot, worker, startedAt: Date.now(), ready: false, loaded: false, status: null, pause, peer: undefined! };
       seat.peer = new Peer<PrimaryAsk, WorkerAsk, WorkerTell>(worker as unknown as Channel, async (ask) => {
         switch (ask.t) {
-          case 'store-load':
-            return hub.load(ask.now);
+          case 'store-load': {
+            const snapshot = await hub.load(ask.now);
+            // From now on it hears of every batch written after its snapshot.
+            seat.loaded = true;
+            return snapshot;
+          }
           case 'store-write':
             await hub.writeFrom(slot, ask.batch);
             return null;
@@ -132,8 +138,10 @@ export async function startPrimary(config: Config, opts: PrimaryOptions): Promis
             break;
         }
       });
+      worker.on('error', (e) => log.warn({ slot, err: e }, `worker ${slot}: ${e.message}`));
       worker.on('exit', (code, signal) => {
         seat.ready = false;
+        seat.loaded = false;
         seat.peer.fail(new Error(`worker ${slot} is gone`));
         if (seats.get(slot) !== seat) return;
         const how = signal ? `killed by ${signal}` : `exited with ${code}`;

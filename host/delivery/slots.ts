@@ -32,6 +32,13 @@ export function spoolDirOf(dataDir: string, slot: number): string {
   return slot === 1 ? dataDir : slotDir(dataDir, slot);
 }
 
+/** Every spool root in the data dir: slot 1's (the data dir) and each other slot's that has a spool (what `portcullis queue list` reads). */
+export function spoolRoots(dataDir: string): string[] {
+  const root = join(dataDir, SLOTS);
+  const others = existsSync(root) ? readdirSync(root).filter((n) => Number(n) >= 2 && existsSync(join(root, n, 'spool'))).sort((a, b) => Number(a) - Number(b)) : [];
+  return [dataDir, ...others.map((n) => join(root, n))];
+}
+
 /**
  * Moves what slots beyond `processes` hold (a start with fewer processes than the last
  * run) into slot 1's spool, so no message waits for a worker that will never come. Run by
