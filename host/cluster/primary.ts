@@ -20,6 +20,7 @@ import type { Config } from '../config/config.js';
 import { ControlServer, DataDirInUseError, START_WAIT_MS } from '../control.js';
 import type { AdminAnswer, AdminRequest } from '../delivery/admin.js';
 import { openHostLog } from '../log.js';
+import { combineSample } from '../metrics.js';
 import { hostPort } from '../net.js';
 import type { ReloadStatus } from '../reload.js';
 import { SqliteBackend } from '../store/sqlite.js';
@@ -245,11 +246,9 @@ function combinedStatus(seats: Seat[], startedAt: string, admin: string | null):
   if (!known.length) return null;
   const done = (s: ReloadStatus) => s.reloads.ok + s.reloads.failed;
   const laggard = known.reduce((a, b) => (done(b.status) < done(a.status) ? b : a)).status;
-  const counters: Record<string, number> = {};
-  for (const s of known) for (const [k, v] of Object.entries(s.status.counters ?? {})) {
-    // A version is the same on every worker, not a count: the highest, not the sum.
-    counters[k] = k.startsWith('ruleset_version') ? Math.max(counters[k] ?? 0, v) : (counters[k] ?? 0) + v;
-  }
+  const each = new Map<string, number[]>();
+  for (const s of known) for (const [k, v] of Object.entries(s.status.counters ?? {})) each.set(k, [...(each.get(k) ?? []), v]);
+  const counters = Object.fromEntries([...each].map(([k, vs]) => [k, combineSample(k, vs)]));
   return {
     ...laggard,
     pid: process.pid, startedAt, admin, counters, savedAt: new Date().toISOString(),
