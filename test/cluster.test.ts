@@ -46,7 +46,7 @@ const logLines = (c: Cluster): { pid: number; msg: string; rule?: string }[] =>
   c.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { pid: number; msg: string });
 
 describe('portcullis start --processes 2', () => {
-  it('both worker processes serve sessions: portcullis conn names each session\'s worker, portcullis status lists both, SIGTERM stops all with exit 0', async () => {
+  it('both worker processes serve sessions: portcullis conn names each session\'s worker, status lists both, reload reaches both, SIGTERM stops all with exit 0', async () => {
     const c = await startCluster({ rules: { builtin: false } });
     const sessions: RawSmtp[] = [];
     try {
@@ -66,6 +66,11 @@ describe('portcullis start --processes 2', () => {
       assert.match(status.stdout, new RegExp(`^pid ${c.child.pid}, started `, 'm'));
       assert.match(status.stdout, new RegExp(`^worker 1: pid ${c.pids[0]}, started .*, rule set version 1, reloads 0 ok, 0 failed$`, 'm'));
       assert.match(status.stdout, new RegExp(`^worker 2: pid ${c.pids[1]}, started .*, rule set version 1, reloads 0 ok, 0 failed$`, 'm'));
+      // portcullis reload reaches every worker, and returns once all have reloaded.
+      const reload = cli(c.dir, ['reload', '--config', c.cfg]);
+      assert.equal(reload.status, 0, reload.stderr);
+      const after = cli(c.dir, ['status', '--config', c.cfg]).stdout;
+      for (const [i, pid] of c.pids.entries()) assert.match(after, new RegExp(`^worker ${i + 1}: pid ${pid}, started .*, rule set version 2, reloads 1 ok, 0 failed$`, 'm'));
     } finally {
       for (const s of sessions) s.end();
       assert.equal(await c.stop(), 0);
