@@ -46,6 +46,19 @@ const logLines = (c: Cluster): { pid: number; msg: string; rule?: string }[] =>
   c.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { pid: number; msg: string });
 
 describe('portcullis start --processes 2', () => {
+  it('refuses a --processes that is not a count from 1 or auto, exit 64', () => {
+    const dir = tempDir();
+    try {
+      for (const bad of ['0', 'two', '1.5']) {
+        const r = cli(dir, ['start', '--processes', bad]);
+        assert.equal(r.status, 64);
+        assert.equal(r.stderr.split('\n')[0], `portcullis start: --processes: a number from 1 to 256, or auto (one per core), not "${bad}"`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('both worker processes serve sessions: portcullis conn names each session\'s worker, status lists both, reload reaches both, SIGTERM stops all with exit 0', async () => {
     const c = await startCluster({ rules: { builtin: false } });
     const sessions: RawSmtp[] = [];
