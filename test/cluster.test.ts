@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { cli, eventually, mailer, RawSmtp, spawnHost, tempDir } from './helpers.js';
@@ -54,6 +54,23 @@ describe('portcullis start --processes 2', () => {
         assert.equal(r.status, 64);
         assert.equal(r.stderr.split('\n')[0], `portcullis start: --processes: a number from 1 to 256, or auto (one per core), not "${bad}"`);
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a rule that does not load stops the start: the worker says why, the primary exits 78 and leaves no worker behind', () => {
+    const dir = tempDir();
+    try {
+      mkdirSync(join(dir, 'rules'));
+      writeFileSync(join(dir, 'rules', 'broken.ts'), 'export default {');
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ listen: ['127.0.0.1:0'], admin: { listen: null }, dataDir: join(dir, 'data'), watch: false, rules: { builtin: false, dirs: [join(dir, 'rules')] } }));
+      const r = cli(dir, ['start', '--config', join(dir, 'config.json'), '--processes', '2']);
+      assert.equal(r.status, 78, r.stderr);
+      assert.match(r.stderr, /broken\.ts/);
+      assert.match(r.stderr, /^portcullis: worker \d \(pid \d+\) exited with 78 while starting; every worker stopped$/m);
+      // The data dir is free again: its lock went with the primary.
+      assert.equal(cli(dir, ['queue', 'list', '--config', join(dir, 'config.json')]).stdout, '0 messages in the queue\n');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../config/config.js';
 import { DataDirInUseError } from '../control.js';
+import { WorkerStartError } from '../cluster/ipc.js';
 import { RuleSetError } from '../pipeline/ruleset.js';
 import { check } from './check.js';
 import { reload, stats, status } from './status.js';
@@ -211,6 +212,10 @@ export async function main(argv: string[]): Promise<number> {
         return 64;
     }
   } catch (e) {
+    if (e instanceof WorkerStartError) {
+      process.stderr.write(`portcullis: ${e.message}\n`);
+      return e.exitCode || 70; // the worker's own code (78: a rule that does not load), told above it
+    }
     if (e instanceof DataDirInUseError) {
       process.stderr.write(`portcullis: ${e.message}\n`);
       return 1;

@@ -44,6 +44,13 @@ export type PrimaryTell =
 type AnswerMessage = { t: 'answer'; id: number; ok: true; value: unknown } | { t: 'answer'; id: number; ok: false; error: string };
 type Envelope<A> = (A & { id: number }) | AnswerMessage;
 
+/** A worker process that exited before it served: it said why on stderr; the primary exits with its code. */
+export class WorkerStartError extends Error {
+  constructor(readonly slot: number, readonly exitCode: number | null, how: string) {
+    super(`worker ${slot} ${how} while starting; every worker stopped`);
+  }
+}
+
 /** An IPC end: a worker's `process`, or the primary's handle of a worker. */
 export interface Channel {
   /** With a callback, a channel that closed reports to it instead of emitting 'error' (which would throw). */

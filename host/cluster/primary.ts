@@ -25,7 +25,7 @@ import { hostPort } from '../net.js';
 import type { ReloadStatus } from '../reload.js';
 import { SqliteBackend } from '../store/sqlite.js';
 import { clusterRoutes, type WorkerLink } from './admin.js';
-import { Peer, type Channel, type PrimaryAsk, type WorkerAsk, type WorkerTell } from './ipc.js';
+import { Peer, WorkerStartError, type Channel, type PrimaryAsk, type WorkerAsk, type WorkerTell } from './ipc.js';
 import { adoptOrphanSlots } from '../delivery/slots.js';
 import { storeChanges, StoreHub } from './store.js';
 import { SLOT_ENV } from './worker.js';
@@ -82,13 +82,14 @@ export async function startPrimary(config: Config, opts: PrimaryOptions): Promis
   const seats = new Map<number, Seat>();
   let stopping = false;
   let admin: AdminServer | null = null;
+  let hub: StoreHub | null = null;
   const startedAt = new Date().toISOString();
   try {
     const moved = await adoptOrphanSlots(dataDir, opts.processes);
     if (moved) log.info({ moved }, `moved ${moved} messages from the spools of slots beyond ${opts.processes} into slot 1's`);
-    const hub = new StoreHub(await SqliteBackend.open(join(dataDir, 'portcullis.db')), (changes, except) => {
+    const store = (hub = new StoreHub(await SqliteBackend.open(join(dataDir, 'portcullis.db')), (changes, except) => {
       for (const s of seats.values()) if (s.slot !== except && s.loaded) s.peer.tell(storeChanges(changes));
-    });
+    }));
     const live = (): WorkerLink[] => [...seats.values()].filter((s) => s.ready).map((s) => ({ slot: s.slot, pid: s.worker.process.pid!, ask: (a) => s.peer.ask(a) }));
 
     let statusWrite = Promise.resolve();
@@ -116,13 +117,13 @@ export async function startPrimary(config: Config, opts: PrimaryOptions): Promis
       seat.peer = new Peer<PrimaryAsk, WorkerAsk, WorkerTell>(worker as unknown as Channel, async (ask) => {
         switch (ask.t) {
           case 'store-load': {
-            const snapshot = await hub.load(ask.now);
+            const snapshot = await store.load(ask.now);
             // From now on it hears of every batch written after its snapshot.
             seat.loaded = true;
             return snapshot;
           }
           case 'store-write':
-            await hub.writeFrom(slot, ask.batch);
+            await store.writeFrom(slot, ask.batch);
             return null;
         }
       }, (tell) => {
@@ -147,7 +148,7 @@ export async function startPrimary(config: Config, opts: PrimaryOptions): Promis
         if (seats.get(slot) !== seat) return;
         const how = signal ? `killed by ${signal}` : `exited with ${code}`;
         if (stopping) return;
-        if (failedStart) return failedStart(Object.assign(new Error(`worker ${slot} (pid ${worker.process.pid}) ${how} while starting`), { exitCode: code }));
+        if (failedStart) return failedStart(new WorkerStartError(slot, code, `(pid ${worker.process.pid}) ${how}`));
         const lived = Date.now() - seat.startedAt;
         const next = lived >= STABLE_MS ? 0 : Math.min(MAX_PAUSE_MS, Math.max(FIRST_PAUSE_MS, seat.pause * 2));
         log.error({ slot, pid: worker.process.pid, code, signal, livedMs: lived }, `worker ${slot} (pid ${worker.process.pid}) ${how}: its clients' connections dropped (no 250 was given for a message not in its spool); replacing it${next ? ` in ${next / 1000} s` : ''}`);
@@ -165,11 +166,6 @@ export async function startPrimary(config: Config, opts: PrimaryOptions): Promis
       failedStart = fail;
       allReady = ok;
       for (let slot = 1; slot <= opts.processes; slot++) seats.set(slot, fork(slot, -1));
-    }).catch(async (e: unknown) => {
-      stopping = true;
-      await stopWorkers([...seats.values()]);
-      await hub.close();
-      throw e;
     });
     failedStart = null;
     allReady = null;
@@ -201,14 +197,17 @@ export async function startPrimary(config: Config, opts: PrimaryOptions): Promis
         await stopWorkers([...seats.values()]);
         await writeStatus();
         await control.drain();
-        await hub.close();
+        await store.close();
         await control.close();
         own.flush();
       },
     };
   } catch (e) {
+    // A worker that did not start, the admin port taken: the started workers stop too.
     stopping = true;
     await admin?.close().catch(() => undefined);
+    await stopWorkers([...seats.values()]);
+    await hub?.close().catch(() => undefined);
     await control.close();
     own.flush();
     throw e;
