@@ -137,7 +137,10 @@ async function throughput() {
     const variants = Object.entries(VARIANTS).filter(([v]) => chosen.has(v));
     const runs = Object.fromEntries(variants.map(([v]) => [v, []]));
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [v, start] of variants) runs[v].push(await measureLoad(start, sc));
+      for (const [v, start] of variants) {
+        process.stderr.write(`${sc.name}, round ${round + 1}: ${v}\n`); // which one failed, when one does
+        runs[v].push(await measureLoad(start, sc));
+      }
     }
     const rateOf = (v) => (runs[v] ? median(runs[v].map((r) => r.rate)) : NaN);
     const bare = rateOf('bare smtp-server');
