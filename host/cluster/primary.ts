@@ -179,15 +179,18 @@ export async function startPrimary(config: Config, opts: PrimaryOptions): Promis
     log.info({ listen: listening, processes: opts.processes, pids, dataDir }, `Portcullis listening on ${listening.join(', ')} with ${opts.processes} processes (pids ${pids.join(', ')})`);
     if (admin) log.info({ admin: hostPort(admin.address) }, `metrics at http://${hostPort(admin.address)}/metrics`);
 
+    const signal = (sig: NodeJS.Signals) => {
+      for (const s of seats.values()) if (!s.worker.isDead()) s.worker.process.kill(sig);
+    };
     return {
       log,
       hangup: () => {
         own.reopen();
-        for (const s of seats.values()) s.worker.process.kill('SIGHUP');
+        signal('SIGHUP');
       },
       reopenLog: () => {
         own.reopen();
-        for (const s of seats.values()) s.worker.process.kill('SIGUSR1');
+        signal('SIGUSR1');
       },
       close: async () => {
         stopping = true;

@@ -4,6 +4,7 @@
  * IPC: the store, the control socket's requests, the admin listener's.
  */
 import type { IncomingMessage } from 'node:http';
+import { resolve } from 'node:path';
 import type { Config, ConfigOverrides } from '../config/config.js';
 import type { AdminAnswer, AdminRequest } from '../delivery/admin.js';
 import type { Routes } from '../admin/server.js';
@@ -62,8 +63,8 @@ export async function runWorker(config: Config, opts: WorkerOptions): Promise<Ho
     configFile: opts.configFile, overrides: opts.overrides, watch: opts.watch,
     seat: {
       backend: store.backend,
-      spoolDir: spoolDirOf(config.dataDir, slot),
-      statusDir: slotDir(config.dataDir, slot),
+      spoolDir: spoolDirOf(resolve(config.dataDir), slot),
+      statusDir: slotDir(resolve(config.dataDir), slot),
       serve: (c, r) => {
         control = c;
         routes = r;
