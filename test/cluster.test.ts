@@ -158,18 +158,18 @@ describe('portcullis start --processes 2', () => {
           }
         }
       });
-      await eventually('load is flowing', () => acked.size >= 30, 15_000);
+      await eventually('load is flowing', () => acked.size >= 30, 30_000);
       const victim = c.pids[1]!;
       process.kill(victim, 'SIGKILL');
-      await eventually('the primary replaced worker 2', () => logLines(c).some((l) => /^worker 2 \(pid \d+\) serves again/.test(l.msg)), 15_000);
+      await eventually('the primary replaced worker 2', () => logLines(c).some((l) => /^worker 2 \(pid \d+\) serves again/.test(l.msg)), 30_000);
       const before = acked.size;
-      await eventually('the replaced cluster acknowledges more mail', () => acked.size >= before + 30, 15_000);
+      await eventually('the replaced cluster acknowledges more mail', () => acked.size >= before + 30, 30_000);
       stop = true;
       await Promise.all(clients);
       const died = logLines(c).find((l) => l.msg.startsWith(`worker 2 (pid ${victim}) killed by SIGKILL`));
       assert.ok(died, 'the primary logged the death');
       const received = () => new Set(next.received.map((m) => Number(/^Subject: cluster-(\d+)\r$/m.exec(m.raw.toString())?.[1])));
-      await eventually('every acknowledged message reached the next hop', () => [...acked].every((n) => received().has(n)), 20_000);
+      await eventually('every acknowledged message reached the next hop', () => [...acked].every((n) => received().has(n)), 30_000);
       const status = cli(c.dir, ['status', '--config', c.cfg]);
       const w2 = /^worker 2: pid (\d+)/m.exec(status.stdout)?.[1];
       assert.ok(w2 && Number(w2) !== victim, `worker 2 has a new pid (${w2})`);
