@@ -51,6 +51,8 @@ export interface WorkerSeat {
   backend: StoreBackend;
   /** Its own spool (spool, quarantine, retry state): no other process reads or cleans it. */
   spoolDir: string;
+  /** The mailbox folder every worker delivers local mail into (the data dir's). */
+  sharedMailbox: string;
   /** Where its own status.json goes (the primary combines them into the data dir's). */
   statusDir: string;
   /** Serves the primary's requests on behalf of the control socket and the admin listener. */
@@ -154,7 +156,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     if (ruleSet.off.length) log.info({ version: 1, off: ruleSet.off.map((r) => r.name) }, `not running: ${ruleSet.off.map((r) => `${r.name} (${offReason(r)})`).join('; ')}`);
     const sets = new RuleSets(ruleSet, pool);
     const spoolDir = seat?.spoolDir ?? dataDir;
-    const spool = new Spool(spoolDir);
+    const spool = new Spool(spoolDir, seat ? { sharedMailbox: seat.sharedMailbox } : {});
     const deliv = (delivery = new Delivery({ config, spool, dataDir: spoolDir, log, metrics }));
     await deliv.start(); // what the spool holds from the last run, before new mail arrives
     const mailAdmin = new MailAdmin({ spool, dataDir: spoolDir, queue: deliv.queue, hold: config.delivery.queue.hold, log });

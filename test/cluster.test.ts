@@ -134,6 +134,25 @@ describe('portcullis start --processes 2', () => {
     }
   });
 
+  it('with no next hop, every worker delivers local mail into the data dir\'s one mailbox folder', async () => {
+    const c = await startCluster({ rules: { builtin: false } });
+    try {
+      for (let n = 0; n < 4; n++) {
+        const transport = mailer(c.port);
+        const info = await transport.sendMail({ envelope: { from: 'a@example.org', to: ['u@localhost'] }, raw: `Subject: local-${n}\r\n\r\nmessage ${n}\r\n` });
+        transport.close();
+        assert.match(info.response, /^250 /);
+      }
+      await eventually('all 4 are in data/mailbox/new', () => readdirSync(join(c.dir, 'data', 'mailbox', 'new')).length === 4, 15_000);
+      const by = new Set(logLines(c).filter((l) => /^delivered \w+ to <u@localhost> via the mailbox folder/.test(l.msg)).map((l) => l.pid));
+      assert.deepEqual([...by].sort(), [...c.pids].sort(), 'both workers delivered some');
+      assert.deepEqual(readdirSync(join(c.dir, 'data', 'slots', '2')).filter((f) => f === 'mailbox'), [], 'no mailbox folder of its own');
+    } finally {
+      assert.equal(await c.stop(), 0);
+      rmSync(c.dir, { recursive: true, force: true });
+    }
+  });
+
   it('SIGKILL of one worker under load: every message answered 250 reaches the next hop, and the worker is replaced in its slot', async () => {
     const next = await startNextHop();
     const c = await startCluster({

@@ -26,7 +26,7 @@ import type { ReloadStatus } from '../reload.js';
 import { SqliteBackend } from '../store/sqlite.js';
 import { clusterRoutes, type WorkerLink } from './admin.js';
 import { Peer, WorkerStartError, type Channel, type PrimaryAsk, type WorkerAsk, type WorkerTell } from './ipc.js';
-import { adoptOrphanSlots } from '../delivery/slots.js';
+import { adoptOrphanSlots, cleanSharedTmp } from '../delivery/slots.js';
 import { storeChanges, StoreHub } from './store.js';
 import { SLOT_ENV } from './worker.js';
 
@@ -87,6 +87,7 @@ export async function startPrimary(config: Config, opts: PrimaryOptions): Promis
   try {
     const moved = await adoptOrphanSlots(dataDir, opts.processes);
     if (moved) log.info({ moved }, `moved ${moved} messages from the spools of slots beyond ${opts.processes} into slot 1's`);
+    await cleanSharedTmp(dataDir);
     const store = (hub = new StoreHub(await SqliteBackend.open(join(dataDir, 'portcullis.db')), (changes, except) => {
       for (const s of seats.values()) if (s.slot !== except && s.loaded) s.peer.tell(storeChanges(changes));
     }));

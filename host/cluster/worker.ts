@@ -64,6 +64,7 @@ export async function runWorker(config: Config, opts: WorkerOptions): Promise<Ho
     seat: {
       backend: store.backend,
       spoolDir: spoolDirOf(resolve(config.dataDir), slot),
+      sharedMailbox: resolve(config.dataDir),
       statusDir: slotDir(resolve(config.dataDir), slot),
       serve: (c, r) => {
         control = c;

@@ -72,6 +72,19 @@ export async function adoptOrphanSlots(dataDir: string, processes: number): Prom
   return moved;
 }
 
+/**
+ * Before a cluster's workers start: what crashed writes left under the data dir's own
+ * tmp/ directories, the shared mailbox's among them (a worker cleans only its own spool's).
+ */
+export async function cleanSharedTmp(dataDir: string): Promise<void> {
+  const own = new Spool(dataDir);
+  try {
+    await own.cleanTmp();
+  } finally {
+    await own.close();
+  }
+}
+
 /** Renames every file of `from` into `to` (one file system), then fsyncs `to`. */
 async function moveAll(from: string, to: string): Promise<number> {
   if (!existsSync(from)) return 0;
