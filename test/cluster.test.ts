@@ -134,6 +134,25 @@ describe('portcullis start --processes 2', () => {
     }
   });
 
+  it('with no admin listener, portcullis blacklist add reaches both workers through the database and SIGHUP to the primary', async () => {
+    const c = await startCluster({ admin: { listen: null } });
+    try {
+      const add = cli(c.dir, ['blacklist', 'add', '127.0.0.2', '--reason', 'by file', '--config', c.cfg]);
+      assert.equal(add.status, 0, add.stderr);
+      assert.equal(add.stdout, `blacklisted 127.0.0.2\ntold the running host (pid ${c.child.pid}) to re-read it\n`);
+      // A worker re-reads the store before its config and rules, then logs the reload.
+      await eventually('both workers reloaded', () => c.pids.every((p) => logLines(c).some((l) => l.pid === p && l.msg.startsWith('reloaded: version 2'))), 30_000);
+      for (let i = 0; i < 4; i++) {
+        const { c: s, greeting } = await RawSmtp.open(c.port, '127.0.0.2');
+        assert.match(greeting, /^554 5\.7\.1 Access denied: by file/);
+        s.end();
+      }
+    } finally {
+      assert.equal(await c.stop(), 0);
+      rmSync(c.dir, { recursive: true, force: true });
+    }
+  });
+
   it('with no next hop, every worker delivers local mail into the data dir\'s one mailbox folder', async () => {
     const c = await startCluster({ rules: { builtin: false } });
     try {
