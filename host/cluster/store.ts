@@ -3,7 +3,7 @@
  * source of truth: only the primary opens the file (one writer, no lock contention between
  * processes), and each worker's in-memory front (store.ts) talks to it through an
  * `IpcBackend`. The primary's `StoreHub` writes each worker's batch to SQLite, then hands
- * it to every other process's front, as any `StoreBackend.subscribe` reports changes made
+ * it to every other worker's front, as any `StoreBackend.subscribe` reports changes made
  * elsewhere. A backend every process can reach itself (Redis) needs no hub: the worker
  * opens that instead (worker.ts, `workerBackend`).
  */
@@ -39,16 +39,15 @@ export class IpcBackend implements StoreBackend {
   }
 }
 
-/** Sends a change to one worker (the primary's handle of it). */
-export type Broadcast = (changes: StoreChange[], except: number | null) => void;
+/** Tells every worker but `except` (a slot) of `changes`. */
+export type Broadcast = (changes: StoreChange[], except: number) => void;
 
 /**
- * The primary's backend: SQLite underneath; every batch written, by a worker or by the
- * primary's own front (the admin API's blacklist), is passed on to the processes that did
- * not make it.
+ * The primary's end: SQLite underneath, the one writer of the file. Each worker's batch
+ * is written, then passed on to the other workers (the primary itself keeps no store in
+ * memory: the admin API's blacklist changes are made by the workers).
  */
-export class StoreHub implements StoreBackend {
-  private listener: ((changes: StoreChange[]) => void) | null = null;
+export class StoreHub {
   /** Loads and batches go to the file one at a time, as one front's would (SQLite: one transaction at a time on its connection). */
   private writing: Promise<unknown> = Promise.resolve();
 
@@ -58,16 +57,9 @@ export class StoreHub implements StoreBackend {
     return this.inTurn(() => this.file.load(now));
   }
 
-  /** The primary's own batch. */
-  async write(batch: StoreChange[]): Promise<void> {
-    await this.inTurn(() => this.file.write(batch));
-    this.broadcast(batch, null);
-  }
-
-  /** A worker's batch (`from`: its slot): written, then told to the primary's front and the other workers. */
+  /** A worker's batch (`from`: its slot): written, then told to the other workers. */
   async writeFrom(from: number, batch: StoreChange[]): Promise<void> {
     await this.inTurn(() => this.file.write(batch));
-    this.listener?.(batch);
     this.broadcast(batch, from);
   }
 
@@ -75,11 +67,6 @@ export class StoreHub implements StoreBackend {
     const w = this.writing.then(op);
     this.writing = w.catch(() => undefined);
     return w;
-  }
-
-  subscribe(onChange: (changes: StoreChange[]) => void): () => void {
-    this.listener = onChange;
-    return () => (this.listener = null);
   }
 
   async close(): Promise<void> {
