@@ -1,7 +1,7 @@
 // Benchmark helpers that don't depend on Portcullis: drive Postfix's smtp-source,
 // sample a process's RSS, start/stop a server process.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { connect as netConnect, createServer } from 'node:net';
 
 // Debian installs smtp-source in /usr/sbin, which is often not on a non-root PATH.
@@ -48,11 +48,16 @@ export async function runSmtpSource({ port, sessions = 20, messages, perConnecti
 /** Samples VmRSS of pid every 50 ms; stop() returns the peak in MB. */
 export function sampleRss(pid) {
   let peakKb = 0;
+  // A cluster (--processes N): the primary and its workers together.
   const sample = () => {
-    try {
-      const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (m) peakKb = Math.max(peakKb, Number(m[1]));
-    } catch { /* process gone: keep the last peak */ }
+    let kb = 0;
+    for (const p of processTree(pid)) {
+      try {
+        const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+        if (m) kb += Number(m[1]);
+      } catch { /* process gone: keep the last peak */ }
+    }
+    peakKb = Math.max(peakKb, kb);
   };
   sample();
   const timer = setInterval(sample, 50);
@@ -141,9 +146,33 @@ export function startProcess(cmd, args, { readyPattern, readyPort, env, timeoutM
 export function cpuSeconds(pid) {
   // Fields 14 and 15 (utime, stime) in clock ticks; the command name (field 2) may hold
   // spaces, so count from after its closing parenthesis. Linux's USER_HZ is 100.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  // Summed over the process and its children (a cluster's workers).
+  let s = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      s += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch { /* exited meanwhile */ }
+  }
+  return s;
+}
+
+/** `pid` and its descendants (Linux: /proc/PID/task/TID/children). */
+export function processTree(pid) {
+  const out = [pid];
+  for (let i = 0; i < out.length && i < 1000; i++) {
+    let tasks = [];
+    try {
+      tasks = readdirSync(`/proc/${out[i]}/task`);
+    } catch { continue; }
+    for (const t of tasks) {
+      try {
+        for (const c of readFileSync(`/proc/${out[i]}/task/${t}/children`, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
+      } catch { /* gone */ }
+    }
+  }
+  return out;
 }
 
 // Debian installs smtp-sink beside smtp-source.

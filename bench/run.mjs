@@ -107,6 +107,8 @@ function portcullisVariants(root, prefix) {
     } }),
     // What counting the metrics costs: the same with admin.metrics false.
     ...(prefix ? {} : { 'portcullis, all built-in rules, metrics off': () => start(portcullisConfig('builtin-uncounted', null, { admin: { listen: null, metrics: false } }, true)) }),
+    // One process per core (issue 17): the same with a primary and 2 worker processes sharing the socket.
+    ...(prefix ? {} : { 'portcullis, all built-in rules, 2 processes': () => portcullis(root, portcullisConfig('builtin-cluster', null, {}, true), ['--processes', '2'], { readyPattern: /listening on 127\.0\.0\.1:(\d+) with 2 processes/ }) }),
     // Relay mode: each message goes to Postfix's smtp-sink during DATA, the client hears its answer.
     ...(prefix ? {} : { [`portcullis, all built-in rules, relay`]: () => relaying(root) }),
   };
@@ -146,7 +148,10 @@ async function throughput() {
     const variants = Object.entries(VARIANTS).filter(([v]) => chosen.has(v));
     const runs = Object.fromEntries(variants.map(([v]) => [v, []]));
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [v, start] of variants) runs[v].push(await measureLoad(start, sc));
+      for (const [v, start] of variants) {
+        process.stderr.write(`${sc.name}, round ${round + 1}: ${v}\n`); // which one failed, when one does
+        runs[v].push(await measureLoad(start, sc));
+      }
     }
     const rateOf = (v) => (runs[v] ? median(runs[v].map((r) => r.rate)) : NaN);
     const bare = rateOf('bare smtp-server');
@@ -161,6 +166,8 @@ async function throughput() {
     const logCost = 1 - rateOf('portcullis, all built-in rules') / rateOf('portcullis, all built-in rules, log off');
     const metricsCost = 1 - rateOf('portcullis, all built-in rules') / rateOf('portcullis, all built-in rules, metrics off');
     if (Number.isFinite(metricsCost)) rows.push({ scenario: sc.name, variant: '→ metrics cost (1 − built-ins / built-ins metrics off)', 'ratio to bare': `${Math.round(metricsCost * 100)} %` });
+    const clusterGain = rateOf('portcullis, all built-in rules, 2 processes') / rateOf('portcullis, all built-in rules') - 1;
+    if (Number.isFinite(clusterGain)) rows.push({ scenario: sc.name, variant: '→ 2 processes gain (built-ins with 2 / with 1 − 1)', 'ratio to bare': `${Math.round(clusterGain * 100)} %` });
     if (Number.isFinite(logCost)) rows.push({ scenario: sc.name, variant: '→ info logging cost (1 − built-ins / built-ins log off)', 'ratio to bare': `${Math.round(logCost * 100)} %` });
   }
   console.table(rows);

@@ -6,10 +6,10 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { adminRoutes } from './admin/routes.js';
-import { AdminServer } from './admin/server.js';
+import { AdminServer, type Routes } from './admin/server.js';
 import { parseListen, type Config, type ConfigOverrides } from './config/config.js';
 import { ControlServer, DataDirInUseError, START_WAIT_MS } from './control.js';
-import { MailAdmin } from './delivery/admin.js';
+import { MailAdmin, type AdminAnswer, type AdminRequest } from './delivery/admin.js';
 import { isHostNeed, needName } from './dns/facts.js';
 import { Delivery } from './delivery/delivery.js';
 import { openHostLog } from './log.js';
@@ -22,9 +22,11 @@ import { Reloader, type ReloadStatus } from './reload.js';
 import { Sandbox } from './sandbox/sandbox.js';
 import { FrontDoor } from './smtp/server.js';
 import { Spool } from './spool/spool.js';
+import { adoptOrphanSlots } from './delivery/slots.js';
 import { storeAccess } from './store/access.js';
 import { openStore } from './store/open.js';
 import { applyMailboxConfig, type MemoryStore } from './store/store.js';
+import type { StoreBackend } from './store/ports.js';
 
 export interface HostOptions {
   /** Where logs go (default: pino to stdout at config.log.level). */
@@ -34,6 +36,29 @@ export interface HostOptions {
   overrides?: ConfigOverrides;
   /** Watch the rules directories and the config file for changes (default false). */
   watch?: boolean;
+  /** Set in a worker process of a cluster (host/cluster/): what its primary holds instead of it. */
+  seat?: WorkerSeat;
+}
+
+/**
+ * A worker process's place in a cluster (`portcullis start --processes N`): the primary
+ * holds the data dir's lock, status.json and the admin listener, and hands each worker
+ * its store backend and its own spool directory; the worker serves SMTP and delivers
+ * its own spool.
+ */
+export interface WorkerSeat {
+  /** The store through the primary (the embedded SQLite file has one writer); absent, the worker opens `config.store` itself (Redis, which every process reaches). */
+  backend?: StoreBackend;
+  /** Its own spool (spool, quarantine, retry state): no other process reads or cleans it. */
+  spoolDir: string;
+  /** The mailbox folder every worker delivers local mail into (the data dir's). */
+  sharedMailbox: string;
+  /** Where its own status.json goes (the primary combines them into the data dir's). */
+  statusDir: string;
+  /** Serves the primary's requests on behalf of the control socket and the admin listener. */
+  serve(control: (req: AdminRequest) => Promise<AdminAnswer>, admin: Routes): void;
+  /** Each status written (start, reload, every 10 s). */
+  status(s: ReloadStatus): void;
 }
 
 export interface Host {
@@ -98,15 +123,22 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
   const metrics = new Metrics(config.admin.metrics);
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
+  const seat = opts.seat;
   // The data dir's lock (control.ts), before anything in it is touched; a queue command
-  // working on the spool right now is waited for.
-  const control = await ControlServer.acquire(dataDir, 'host', START_WAIT_MS, {
+  // working on the spool right now is waited for. A cluster's primary holds it for its workers.
+  const control = seat ? null : await ControlServer.acquire(dataDir, 'host', START_WAIT_MS, {
     waiting: (h) => log.info({ pid: h.pid }, `waiting for the portcullis command (pid ${h.pid}) working on the data dir`),
     stale: (path) => log.warn({ dataDir }, `took over the data dir: the process that held it is gone (removed its stale ${path})`),
   });
-  if (!(control instanceof ControlServer)) throw new DataDirInUseError(dataDir, control);
-  const store = await openStore(config, dataDir, { log, metrics }).catch(async (e: unknown) => {
+  if (control !== null && !(control instanceof ControlServer)) throw new DataDirInUseError(dataDir, control);
+  // What the spools of a cluster's other slots hold (the last run had more processes) is this host's to deliver.
+  const adopted = control ? await adoptOrphanSlots(dataDir, 1).catch(async (e: unknown) => {
     await control.close();
+    throw e;
+  }) : 0;
+  if (adopted) log.info({ moved: adopted }, `moved ${adopted} messages from the spools of a cluster's other slots into this one`);
+  const store = await openStore(config, dataDir, { log, metrics, backend: seat?.backend }).catch(async (e: unknown) => {
+    await control?.close();
     throw e;
   });
   applyMailboxConfig(store, config);
@@ -123,14 +155,16 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     for (const w of ruleSet.warnings) log.warn({ version: 1 }, w);
     if (ruleSet.off.length) log.info({ version: 1, off: ruleSet.off.map((r) => r.name) }, `not running: ${ruleSet.off.map((r) => `${r.name} (${offReason(r)})`).join('; ')}`);
     const sets = new RuleSets(ruleSet, pool);
-    const spool = new Spool(dataDir);
-    const deliv = (delivery = new Delivery({ config, spool, dataDir, log, metrics }));
+    const spoolDir = seat?.spoolDir ?? dataDir;
+    const spool = new Spool(spoolDir, seat ? { sharedMailbox: seat.sharedMailbox } : {});
+    const deliv = (delivery = new Delivery({ config, spool, dataDir: spoolDir, log, metrics }));
     await deliv.start(); // what the spool holds from the last run, before new mail arrives
-    const mailAdmin = new MailAdmin({ spool, dataDir, queue: deliv.queue, hold: config.delivery.queue.hold, log });
-    control.serve((req) => mailAdmin.handle(req).catch((e: unknown) => {
+    const mailAdmin = new MailAdmin({ spool, dataDir: spoolDir, queue: deliv.queue, hold: config.delivery.queue.hold, log });
+    const controlHandler = (req: AdminRequest) => mailAdmin.handle(req).catch((e: unknown) => {
       log.error({ err: e, request: req }, `${req.op} failed: ${(e as Error).message}`);
       throw e;
-    }));
+    });
+    control?.serve(controlHandler);
     const pipeline = new Pipeline(pool, log, metrics);
     const door = (front = new FrontDoor({ config, pipeline, delivery: deliv, store, log, metrics, stats, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
@@ -147,7 +181,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       if (addresses.length > 1) door.extra.push(srv);
     }
     const reloader = new Reloader({
-      configFile: opts.configFile, overrides: opts.overrides ?? {}, config, ruleSet, sandbox: pool, cache, log, metrics, dataDir,
+      configFile: opts.configFile, overrides: opts.overrides ?? {}, config, ruleSet, sandbox: pool, cache, log, metrics, dataDir: seat?.statusDir ?? dataDir, written: seat?.status,
       apply: (cfg, rs) => {
         applyMailboxConfig(store, cfg);
         door.configure(cfg);
@@ -166,10 +200,13 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       for (const kind of Object.keys(sizes) as (keyof typeof sizes)[]) set({ kind }, sizes[kind]);
     });
     // After SMTP: a busy SMTP port is the error to report, and an admin port is never an SMTP one (config.ts).
-    if (config.admin.listen !== null) admin = await AdminServer.start({ listen: config.admin.listen, token: config.admin.token, routes: adminRoutes({
+    const routes = adminRoutes({
       metrics, stats, sessions: door, shadow: pipeline.shadow, blacklist: store, rules: () => sets.current, status: () => reloader.status,
       queue: async () => ({ spool: (await spool.list('spool')).length, quarantine: (await spool.list('quarantine')).length }),
-    }), log });
+    });
+    // A worker's routes answer through its primary's listener.
+    if (seat) seat.serve(controlHandler, routes);
+    else if (config.admin.listen !== null) admin = await AdminServer.start({ listen: config.admin.listen, token: config.admin.token, routes, log });
     const adminAddress = admin?.address ?? null;
     if (opts.watch) await Promise.all([reloader.watch(), door.tls.watch()]);
     // Counters reach `portcullis stats` through status.json.
@@ -195,18 +232,18 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       close: async () => {
         clearInterval(statusTimer);
         clearInterval(routesTimer);
-        control.stop(); // new requests hear "ask again"; one under way finishes below
+        control?.stop(); // new requests hear "ask again"; one under way finishes below
         await admin?.close();
         await reloader.close();
         await reloader.writeStatus();
         await door.close();
         // After the door: a relayed message in flight still needs its next hop.
         await deliv.close();
-        await control.drain(); // e.g. a delete that waited for an attempt deliv.close() cut short
+        await control?.drain(); // e.g. a delete that waited for an attempt deliv.close() cut short
         await Promise.all([pool.close(), spool.close()]);
         stats.flush(); // the route counts since the last interval
         await store.close();
-        await control.close(); // the data dir is free for a command or the next host
+        await control?.close(); // the data dir is free for a command or the next host
         flushLog();
       },
     };
@@ -216,7 +253,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     await delivery?.close().catch(() => undefined);
     await pool.close();
     await store.close();
-    await control.close();
+    await control?.close();
     flushLog();
     throw e;
   }

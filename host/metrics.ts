@@ -38,10 +38,12 @@ interface MetricDef<T extends 'counter' | 'gauge' | 'histogram', L extends Label
   labels: L;
   /** Histograms only: bucket upper bounds, in the metric's unit. */
   buckets?: readonly number[];
+  /** Gauges: how a cluster's primary combines the workers' values on /metrics (default: their sum). */
+  cluster?: 'max' | 'min';
 }
 
 const counter = <const L extends LabelSpec>(help: string, labels: L): MetricDef<'counter', L> => ({ type: 'counter', help, labels });
-const gauge = <const L extends LabelSpec>(help: string, labels: L): MetricDef<'gauge', L> => ({ type: 'gauge', help, labels });
+const gauge = <const L extends LabelSpec>(help: string, labels: L, cluster?: 'max' | 'min'): MetricDef<'gauge', L> => ({ type: 'gauge', help, labels, ...(cluster ? { cluster } : {}) });
 const histogram = <const L extends LabelSpec>(help: string, labels: L, buckets: readonly number[]): MetricDef<'histogram', L> => ({ type: 'histogram', help, labels, buckets });
 
 /** Reply code classes (`replies_total{class}`). */
@@ -81,13 +83,14 @@ export const METRICS = {
   bounces_total: counter('Bounce messages spooled', {}),
   spool_failures_total: counter('Messages the spool could not take (answered 452)', {}),
   // --- store and DNS ---------------------------------------------------------------------
-  store_entries: gauge('Entries in the store, by kind (blacklist, watch keys, mailboxes, lists)', { kind: ['blacklist', 'watch', 'mailboxes', 'lists'] }),
+  // Each worker of a cluster holds a copy of the one shared store: the largest, not the sum.
+  store_entries: gauge('Entries in the store, by kind (blacklist, watch keys, mailboxes, lists)', { kind: ['blacklist', 'watch', 'mailboxes', 'lists'] }, 'max'),
   store_write_failures_total: counter('Store writes that failed (logged)', {}),
   store_outages_total: counter('Times the shared store (Redis) became unreachable (logged at start and at recovery, with its duration and the changes held)', {}),
-  store_backend_up: gauge('1 while the store backend is reachable, 0 during a shared store outage (the host serves from memory then)', {}),
+  store_backend_up: gauge('1 while the store backend is reachable, 0 during a shared store outage (the host serves from memory then); a cluster reports its least connected worker', {}, 'min'),
   store_changes_held: gauge('Changes held during a shared store outage, to be replayed when it returns', {}),
   store_changes_dropped_total: counter('Changes dropped past store.redis.queueLimit during an outage (kept in this host\'s memory, never in Redis)', {}),
-  dns_cache_entries: gauge('DNS answers in the cache', {}),
+  dns_cache_entries: gauge('DNS answers in the cache', {}, 'max'),
   dns_lookups_total: counter('DNS lookups sent (cache misses), by kind (dnsbl, rhsbl, mx)', { kind: open() }),
   dns_cache_hits_total: counter('DNS answers served from the cache, by kind (dnsbl, rhsbl, mx)', { kind: open() }),
   dns_listed_total: counter('DNS list answers that said listed, by zone', { zone: open() }),
@@ -95,7 +98,8 @@ export const METRICS = {
   dns_errors_total: counter('DNS lookups that failed, by zone (mx for MX lookups) and error code', { zone: open(), code: open() }),
   // --- reloads ---------------------------------------------------------------------------
   reloads_total: counter('Reloads, by result', { result: ['ok', 'failed'] }),
-  ruleset_version: gauge('Version of the rule set new sessions get (1 at start, one more per good reload)', {}),
+  // In a cluster: the lowest worker's, so it moves once every worker has reloaded.
+  ruleset_version: gauge('Version of the rule set new sessions get (1 at start, one more per good reload)', {}, 'min'),
 } as const;
 
 export type MetricName = keyof typeof METRICS;
@@ -109,6 +113,16 @@ type ValueOf<V> = V extends readonly (infer T)[] ? T : V extends Open<infer T> ?
 export type LabelsOf<N extends MetricName> = { -readonly [K in keyof (typeof METRICS)[N]['labels']]: ValueOf<(typeof METRICS)[N]['labels'][K]> };
 /** Labels are left out for a metric that has none. */
 type LabelArg<N extends MetricName> = keyof LabelsOf<N> extends never ? [labels?: LabelsOf<N>] : [labels: LabelsOf<N>];
+
+/**
+ * One sample of `snapshot()` (`name{labels}`) over a cluster's workers: summed, or as the
+ * metric's `cluster` rule says (the same rule /metrics follows through prom-client).
+ */
+export function combineSample(sample: string, values: number[]): number {
+  const name = sample.replace(/\{.*$/, '').replace(/_count$/, '');
+  const rule = (METRICS as Record<string, MetricDef<'counter' | 'gauge' | 'histogram', LabelSpec>>)[name]?.cluster;
+  return rule === 'max' ? Math.max(...values) : rule === 'min' ? Math.min(...values) : values.reduce((a, b) => a + b, 0);
+}
 
 type AnyMetric = Counter<string> | Gauge<string> | FastHistogram;
 
@@ -127,7 +141,7 @@ export class Metrics {
       const metric =
         def.type === 'counter' ? new Counter(common)
         : def.type === 'histogram' ? new FastHistogram(common.name, common.help, labelNames, def.buckets ?? [], this.registry)
-        : new Gauge({ ...common, collect: () => this.read(name as GaugeName) });
+        : new Gauge({ ...common, ...(def.cluster ? { aggregator: def.cluster } : {}), collect: () => this.read(name as GaugeName) });
       this.metrics.set(name, metric);
       this.labelNames.set(name, labelNames);
       if (def.type === 'counter') for (const labels of combinations(def.labels)) (metric as Counter<string>).inc(this.ordered(name, labels), 0);
@@ -158,6 +172,11 @@ export class Metrics {
   /** The Prometheus text format of every metric, and the content type to serve it with. */
   async exposition(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** Every metric as prom-client's JSON: what a cluster's primary sums over its workers (prom-client's AggregatorRegistry). */
+  async samples(): Promise<unknown[]> {
+    return this.registry.getMetricsAsJSON();
   }
 
   /** One sample's value (0 when it has none yet); a histogram's is its count of observations. */

@@ -39,6 +39,8 @@ export interface ReloadDeps {
   apply(config: Config, ruleSet: RuleSet): void;
   /** Where status.json goes. */
   dataDir: string;
+  /** Told each status written (a cluster worker passes it to its primary). */
+  written?: (s: ReloadStatus) => void;
 }
 
 export interface ReloadStatus {
@@ -58,6 +60,8 @@ export interface ReloadStatus {
   /** Counters (hits per rule and verdict, failures, refusals…), as of `savedAt`. */
   counters?: Record<string, number>;
   savedAt?: string;
+  /** In a cluster (`--processes N`): each worker process, by slot. */
+  workers?: { slot: number; pid: number; startedAt: string; version: number; reloads: { ok: number; failed: number } }[];
 }
 
 export class Reloader {
@@ -220,6 +224,7 @@ export class Reloader {
       const file = join(this.d.dataDir, 'status.json');
       writeFileSync(`${file}.tmp`, JSON.stringify(this.status, null, 2) + '\n');
       renameSync(`${file}.tmp`, file);
+      this.d.written?.(this.status);
     } catch (e) {
       this.d.log.warn({ err: e }, `could not write status.json: ${(e as Error).message}`);
     }

@@ -298,15 +298,19 @@ export async function rcptReply(port: number, rcpt: string): Promise<string> {
   return r;
 }
 
-/** Runs `portcullis start ARGS` as a child process; resolves with it and its port once it listens on 127.0.0.1. */
-export async function spawnHost(args: string[]): Promise<{ child: ChildProcess; port: number }> {
+/**
+ * Runs `portcullis start ARGS` as a child process; resolves with it and its port once its
+ * output matches `ready` (default: it listens on 127.0.0.1; group 1 is the port), and with
+ * `output()`, all it wrote so far (stdout and stderr).
+ */
+export async function spawnHost(args: string[], ready = /listening on 127\.0\.0\.1:(\d+)/): Promise<{ child: ChildProcess; port: number; output: () => string }> {
   const child = spawn(process.execPath, [join(ROOT, 'bin', 'portcullis.js'), 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
   const port = await new Promise<number>((ok, fail) => {
-    let out = '';
     const t = setTimeout(() => fail(new Error(`host did not start: ${out}`)), 20_000);
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+      const m = ready.exec(out);
       if (m) {
         clearTimeout(t);
         ok(Number(m[1]));
@@ -314,6 +318,5 @@ export async function spawnHost(args: string[]): Promise<{ child: ChildProcess; 
     });
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   });
-  child.stdout!.resume();
-  return { child, port };
+  return { child, port, output: () => out };
 }

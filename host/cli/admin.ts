@@ -63,7 +63,7 @@ export function conn(argv: string[], out: Out = process.stdout, err: Out = proce
   return run('conn', err, async () => {
     const sessions = await ask<LiveSession[]>(config, 'GET', '/api/sessions');
     for (const s of sessions) {
-      out.write(`${s.id} ${s.ptr ?? 'unknown'}[${s.ip}] helo=${s.helo ?? '-'}${s.user ? ` user=${s.user}` : ''} since ${s.since}${s.mailFrom !== null ? ` from=<${s.mailFrom}> rcpts=${s.rcpts}` : ''} transactions=${s.transactions}\n`);
+      out.write(`${s.id} ${s.ptr ?? 'unknown'}[${s.ip}] helo=${s.helo ?? '-'}${s.user ? ` user=${s.user}` : ''} since ${s.since}${s.mailFrom !== null ? ` from=<${s.mailFrom}> rcpts=${s.rcpts}` : ''} transactions=${s.transactions}${s.worker ? ` worker=${s.worker.slot} pid=${s.worker.pid}` : ''}\n`);
     }
     if (!sessions.length) out.write('no live sessions\n');
     return 0;

@@ -1,7 +1,10 @@
 /** The `portcullis` command: see USAGE. */
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config/config.js';
+import { ConfigError, loadConfig, type Config } from '../config/config.js';
 import { DataDirInUseError } from '../control.js';
+import { WorkerStartError } from '../cluster/ipc.js';
 import { RuleSetError } from '../pipeline/ruleset.js';
 import { check } from './check.js';
 import { reload, stats, status } from './status.js';
@@ -13,7 +16,7 @@ import { UsageError } from './usage.js';
 import { conn, kill, traffic } from './admin.js';
 
 const USAGE = `usage:
-  portcullis start [--config FILE] [--listen HOST:PORT] [--admin HOST:PORT|off] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT] [--relay HOST:PORT] [--log-format json|pretty]
+  portcullis start [--config FILE] [--listen HOST:PORT] [--admin HOST:PORT|off] [--data-dir DIR] [--rules DIR] [--dns HOST:PORT] [--relay HOST:PORT] [--log-format json|pretty] [--processes N|auto]
       run the SMTP front door (embedded defaults: 127.0.0.1:2525, metrics on 127.0.0.1:8025, built-in rules, ./data)
   portcullis check [--config FILE] [--rules DIR]
       validate the config and every rule (compile, load, options); exit 1 on any problem
@@ -56,6 +59,7 @@ options:
   --dns HOST:PORT      resolver for DNS checks (DNSBL, sender MX); "system" for /etc/resolv.conf
   --relay HOST:PORT    relay mode: pass each message to this next hop during DATA, answer with its verdict
   --log-format pretty  human-readable log lines for a terminal (default json: one object per line)
+  --processes N|auto   serve SMTP from N worker processes sharing the listening sockets (auto: one per core; default 1)
 `;
 
 /**
@@ -89,13 +93,17 @@ function wantsHelp(args: string[]): boolean {
 async function start(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: 'string' }, listen: { type: 'string' }, admin: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' }, dns: { type: 'string' }, relay: { type: 'string' }, 'log-format': { type: 'string' } },
+    options: { config: { type: 'string' }, listen: { type: 'string' }, admin: { type: 'string' }, 'data-dir': { type: 'string' }, rules: { type: 'string' }, dns: { type: 'string' }, relay: { type: 'string' }, 'log-format': { type: 'string' }, processes: { type: 'string' } },
     strict: true,
   });
+  const processes = processCount(values.processes);
   const overrides = { listen: values.listen, admin: values.admin, dataDir: values['data-dir'], rulesDir: values.rules, dns: values.dns, relay: values.relay, logFormat: values['log-format'] };
   const config = loadConfig(values.config, overrides);
-  const { startHost } = await import('../host.js');
-  const host = await startHost(config, { configFile: values.config, overrides, watch: config.watch });
+  const hostOptions = { configFile: values.config, overrides, watch: config.watch };
+  if (cluster.isPrimary && processes > 1) return primary(config, processes);
+  const host = cluster.isWorker
+    ? await (await import('../cluster/worker.js')).runWorker(config, hostOptions)
+    : await (await import('../host.js')).startHost(config, hostOptions);
   // SIGHUP: re-read config and rules (and reopen the log file, as most daemons do);
   // SIGUSR1: only reopen the log file (logrotate's postrotate).
   process.on('SIGHUP', () => {
@@ -112,7 +120,39 @@ async function start(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // A worker whose primary is gone (killed with -9) stops too: nobody replaces it or holds the lock.
+  if (cluster.isWorker) process.once('disconnect', () => stop('the primary is gone'));
   return new Promise<number>(() => undefined); // runs until a signal
+}
+
+/** `--processes N|auto`: how many worker processes serve SMTP (auto: one per core). */
+function processCount(v: string | undefined): number {
+  if (v === undefined) return 1;
+  if (v === 'auto') return availableParallelism();
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PROCESSES) throw new UsageError(`--processes: a number from 1 to ${MAX_PROCESSES}, or auto (one per core), not ${JSON.stringify(v)}`);
+  return n;
+}
+
+const MAX_PROCESSES = 256;
+
+/** `portcullis start --processes N` (N > 1): the cluster's primary (host/cluster/primary.ts), with the signals a single host takes. */
+async function primary(config: Config, processes: number): Promise<number> {
+  const { startPrimary } = await import('../cluster/primary.js');
+  const p = await startPrimary(config, { processes });
+  // SIGHUP: the workers re-read config and rules (and every process reopens its log file).
+  process.on('SIGHUP', () => p.hangup());
+  process.on('SIGUSR1', () => p.reopenLog());
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    p.log.info(`${sig}: stopping the worker processes`);
+    void p.close().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  return new Promise<number>(() => undefined);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -172,6 +212,10 @@ export async function main(argv: string[]): Promise<number> {
         return 64;
     }
   } catch (e) {
+    if (e instanceof WorkerStartError) {
+      process.stderr.write(`portcullis: ${e.message}\n`);
+      return e.exitCode || 70; // the worker's own code (78: a rule that does not load), told above it
+    }
     if (e instanceof DataDirInUseError) {
       process.stderr.write(`portcullis: ${e.message}\n`);
       return 1;

@@ -21,6 +21,7 @@ import { ask, ControlServer } from '../control.js';
 import { angle, MailAdmin, MESSAGE_ID, type AdminAnswer, type AdminRequest } from '../delivery/admin.js';
 import { bodyOffset } from '../delivery/header.js';
 import { firstAttempt, readRetryState, type RetryState } from '../delivery/retry-state.js';
+import { adoptOrphanSlots, spoolRoots } from '../delivery/slots.js';
 import { areaDir, readEnvelope, readSpoolFile, Spool, type SpoolEnvelope } from '../spool/spool.js';
 import { UsageError } from './usage.js';
 
@@ -55,6 +56,12 @@ interface Entry {
 
 /** The messages of an area, oldest first, with their retry state (spool only). */
 async function entries(dataDir: string, area: Area): Promise<Entry[]> {
+  // A cluster's workers each have a spool (delivery/slots.ts): all of them, oldest first.
+  const all = (await Promise.all(spoolRoots(dataDir).map((root) => entriesOf(root, area)))).flat();
+  return all.sort((a, b) => a.id.localeCompare(b.id));
+}
+
+async function entriesOf(dataDir: string, area: Area): Promise<Entry[]> {
   const dir = areaDir(dataDir, area);
   const ids = (await readdir(dir).catch(() => [])).filter((f) => f.endsWith('.msg')).map((f) => f.slice(0, -4)).sort();
   const out: Entry[] = [];
@@ -97,8 +104,9 @@ async function list(dataDir: string, area: Area, hold: boolean, out: Out): Promi
   return 0;
 }
 
-async function show(dataDir: string, area: Area, id: string, hold: boolean, out: Out, err: Out): Promise<number> {
+async function show(slot1: string, area: Area, id: string, hold: boolean, out: Out, err: Out): Promise<number> {
   let file: Buffer;
+  const dataDir = spoolRoots(slot1).find((root) => existsSync(join(areaDir(root, area), `${id}.msg`))) ?? slot1;
   try {
     file = await readFile(join(areaDir(dataDir, area), `${id}.msg`));
   } catch (e) {
@@ -155,6 +163,8 @@ async function change(dataDir: string, hold: boolean, req: AdminRequest): Promis
 async function offline(dataDir: string, hold: boolean, req: AdminRequest, lock: ControlServer): Promise<AdminAnswer> {
   let spool: Spool | undefined;
   try {
+    // What a bigger cluster's other slots hold comes into slot 1's spool first, as a host's start does.
+    await adoptOrphanSlots(dataDir, 1);
     spool = new Spool(dataDir);
     // As a host's start does: what the journal holds is in the spool before anything changes,
     // and the journal knows every message there (so a delete is recorded against it).

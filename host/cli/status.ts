@@ -42,6 +42,7 @@ function alive(pid: number): boolean {
 function describe(s: ReloadStatus, out: Out): void {
   out.write(`pid ${s.pid}${alive(s.pid) ? '' : ' (not running)'}, started ${s.startedAt}\n`);
   out.write(`rule set version ${s.version}: ${s.rules.join(', ') || '(no rules)'}\n`);
+  for (const w of s.workers ?? []) out.write(`worker ${w.slot}: pid ${w.pid}${alive(w.pid) ? '' : ' (not running)'}, started ${w.startedAt}, rule set version ${w.version}, reloads ${w.reloads.ok} ok, ${w.reloads.failed} failed\n`);
   out.write(`reloads: ${s.reloads.ok} ok, ${s.reloads.failed} failed\n`);
   if (s.lastReload) out.write(`last reload: version ${s.lastReload.version} at ${s.lastReload.at} in ${s.lastReload.ms} ms (${s.lastReload.changed.join('; ') || 'no change'})\n`);
   if (s.restartNeeded.length) out.write(`needs a restart for: ${s.restartNeeded.join(', ')}\n`);

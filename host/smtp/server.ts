@@ -46,6 +46,8 @@ export interface LiveSession {
   rcpts: number;
   /** The RuleSet version it is pinned to. */
   ruleSet: number;
+  /** In a cluster (`--processes N`): the worker process serving it, by slot, and its pid (the primary adds them). */
+  worker?: { slot: number; pid: number };
 }
 
 /** How a well-behaved client is greeted: at once, and a command it sends early waits for the 220. */

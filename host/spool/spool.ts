@@ -161,13 +161,22 @@ class DirSyncer {
   }
 }
 
+export interface SpoolOptions {
+  /**
+   * Where the mailbox area is when several spools share one (a cluster's workers all
+   * deliver into the data dir's `mailbox/`): each file there is named by its own message
+   * id, so writers never meet; its tmp/ is left to whoever holds the data dir alone.
+   */
+  sharedMailbox?: string;
+}
+
 export class Spool {
   private syncers = new Map<SpoolArea, DirSyncer>();
   private readonly journal: Journal;
 
-  constructor(private readonly dataDir: string) {
+  constructor(private readonly dataDir: string, private readonly opts: SpoolOptions = {}) {
     for (const area of ['spool', 'quarantine', 'mailbox'] as const) {
-      for (const sub of ['tmp', 'new']) mkdirSync(join(dataDir, area, sub), { recursive: true });
+      for (const sub of ['tmp', 'new']) mkdirSync(join(this.root(area), area, sub), { recursive: true });
       this.syncers.set(area, new DirSyncer(this.dir(area)));
     }
     this.journal = new Journal(join(dataDir, 'spool', 'journal'), (ids) => this.makeDurable(ids));
@@ -219,7 +228,12 @@ export class Spool {
   }
 
   dir(area: SpoolArea): string {
-    return areaDir(this.dataDir, area);
+    return areaDir(this.root(area), area);
+  }
+
+  /** The directory an area is under: the spool's own, or the shared mailbox's. */
+  private root(area: SpoolArea): string {
+    return area === 'mailbox' && this.opts.sharedMailbox !== undefined ? this.opts.sharedMailbox : this.dataDir;
   }
 
   /** Stores a message durably; on any error nothing is left behind and the error is thrown. */
@@ -228,7 +242,7 @@ export class Spool {
     if (area !== 'spool') return this.write(area, `${env.id}.msg`, parts);
     // The file first, without fsync (a full disk fails here, before anything is journaled),
     // then the journal's group-committed fdatasync: durable from then on.
-    const tmp = join(this.dataDir, area, 'tmp', `${env.id}.msg`);
+    const tmp = join(this.root(area), area, 'tmp', `${env.id}.msg`);
     const dest = join(this.dir(area), `${env.id}.msg`);
     try {
       await writeParts(tmp, parts, false);
@@ -247,7 +261,7 @@ export class Spool {
    * after a crash), and so may its temporary file.
    */
   async write(area: SpoolArea, name: string, parts: Buffer[], opts: { replace?: boolean } = {}): Promise<string> {
-    const tmp = join(this.dataDir, area, 'tmp', name);
+    const tmp = join(this.root(area), area, 'tmp', name);
     const dest = join(this.dir(area), name);
     if (opts.replace) await unlink(tmp).catch(() => undefined);
     try {
@@ -264,11 +278,13 @@ export class Spool {
 
   /**
    * Removes what crashed writes left under the areas' tmp/. Call it before anything is
-   * written: a file there was never acknowledged (the 250 comes after the rename).
+   * written: a file there was never acknowledged (the 250 comes after the rename). A
+   * shared mailbox's is not this spool's to clean: another writer may be under way.
    */
   async cleanTmp(): Promise<number> {
     let n = 0;
     for (const area of ['spool', 'quarantine', 'mailbox'] as const) {
+      if (area === 'mailbox' && this.opts.sharedMailbox !== undefined) continue;
       const dir = join(this.dataDir, area, 'tmp');
       for (const f of await readdir(dir)) {
         await unlink(join(dir, f));

@@ -27,9 +27,12 @@ export function openBackend(config: Pick<Config, 'store'>, dataDir: string, opts
   return SqliteBackend.open(sqliteFile(dataDir));
 }
 
-/** The host's store: its in-memory front over the configured backend, loaded. */
-export async function openStore(config: Pick<Config, 'store'>, dataDir: string, opts: { log: Logger; metrics: Metrics }): Promise<MemoryStore> {
-  const backend = await openBackend(config, dataDir, { ...opts, holdWhileDown: true });
+/**
+ * The host's store: its in-memory front over the configured backend, loaded. `backend`
+ * replaces the configured one (a cluster worker's, through its primary).
+ */
+export async function openStore(config: Pick<Config, 'store'>, dataDir: string, opts: { log: Logger; metrics: Metrics; backend?: StoreBackend | undefined }): Promise<MemoryStore> {
+  const backend = opts.backend ?? await openBackend(config, dataDir, { ...opts, holdWhileDown: true });
   opts.metrics.collect('store_backend_up', (set) => set({}, backend.up === false ? 0 : 1));
   const ignoreCountsWhileDown = config.store.backend === 'redis' && config.store.redis.whileDown === 'ignore-counts';
   return MemoryStore.open(backend, { ...opts, ignoreCountsWhileDown });
