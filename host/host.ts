@@ -18,6 +18,7 @@ import { hostPort } from './net.js';
 import { TrafficStats } from './smtp/traffic.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { loadRuleSet, offReason, RuleCache, type RuleSet } from './pipeline/ruleset.js';
+import { Recorder } from './record/recorder.js';
 import { Reloader, type ReloadStatus } from './reload.js';
 import { Sandbox } from './sandbox/sandbox.js';
 import { FrontDoor } from './smtp/server.js';
@@ -132,7 +133,8 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       throw e;
     }));
     const pipeline = new Pipeline(pool, log, metrics);
-    const door = (front = new FrontDoor({ config, pipeline, delivery: deliv, store, log, metrics, stats, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
+    const recorder = new Recorder(config, log, metrics);
+    const door = (front = new FrontDoor({ config, pipeline, delivery: deliv, store, log, metrics, stats, recorder, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
     for (const l of config.listen) {
       const { host, port } = parseListen(l);
@@ -151,6 +153,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       apply: (cfg, rs) => {
         applyMailboxConfig(store, cfg);
         door.configure(cfg);
+        recorder.configure(cfg);
         deliv.configure(cfg);
         sets.swap(rs);
         if (!opts.logger) log.level = cfg.log.level;
@@ -200,6 +203,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         await reloader.close();
         await reloader.writeStatus();
         await door.close();
+        await recorder.close(); // the sessions the door's close ended, written
         // After the door: a relayed message in flight still needs its next hop.
         await deliv.close();
         await control.drain(); // e.g. a delete that waited for an attempt deliv.close() cut short

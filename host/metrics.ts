@@ -83,6 +83,8 @@ export const METRICS = {
   // --- store and DNS ---------------------------------------------------------------------
   store_entries: gauge('Entries in the store, by kind (blacklist, watch keys, mailboxes, lists)', { kind: ['blacklist', 'watch', 'mailboxes', 'lists'] }),
   store_write_failures_total: counter('Store writes that failed (logged)', {}),
+  record_sessions_total: counter('Sessions written to the session record (config record)', {}),
+  record_dropped_total: counter('Sessions the session record dropped instead of holding a reply: the queue was full, a write failed, or record.maxBytes was reached with today\'s file alone', { reason: ['queue-full', 'write-failed', 'max-bytes'] }),
   dns_cache_entries: gauge('DNS answers in the cache', {}),
   dns_lookups_total: counter('DNS lookups sent (cache misses), by kind (dnsbl, rhsbl, mx)', { kind: open() }),
   dns_cache_hits_total: counter('DNS answers served from the cache, by kind (dnsbl, rhsbl, mx)', { kind: open() }),

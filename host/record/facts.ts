@@ -1,0 +1,82 @@
+/**
+ * The facts of a recorded session, by key (`RecordedSession.facts`): written by the
+ * recording tap, read back in a replay in place of DNS, spamd and call-ahead, so a replay
+ * needs no network and sees exactly what the live host saw (cache hits included).
+ *
+ * What is recorded is each fact's answer, not the DNS records behind it: SPF, DKIM, DMARC
+ * and ARC results come from the record as mailauth computed them (a DKIM result needs the
+ * body, which the record may not keep). A fact a candidate rule needs that the record
+ * lacks (a new zone, DMARC where only DKIM was checked) is answered as a failed lookup
+ * would be, and reported as missing: the replay counts it and says which.
+ */
+import type { CallaheadAnswer, DnsListAnswer, DnsMxAnswer, MailboxState, SpamdFact, SpfAnswer } from '../../sdk/index.js';
+import type { MessageAuth } from '../dns/auth.js';
+import type { DnsFactSource, ListKind } from '../dns/checker.js';
+import { spfIdentity } from '../dns/spf.js';
+
+/** The key each fact is kept under. */
+export const factKey = {
+  list: (kind: ListKind, zone: string, subject: string) => `${kind}:${zone}:${subject.toLowerCase()}`,
+  mx: (domain: string) => `mx:${domain.toLowerCase()}`,
+  spf: (ip: string, sender: string, helo: string | null) => `spf:${ip}:${sender.toLowerCase()}:${helo ?? ''}`,
+  /** DKIM/DMARC/ARC of the session's n-th message (from 0). */
+  auth: (n: number) => `auth:${n}`,
+  spamd: (n: number) => `spamd:${n}`,
+  callahead: (rcpt: string) => `callahead:${rcpt.toLowerCase()}`,
+  mailbox: (address: string) => `mailbox:${address.toLowerCase()}`,
+  clientSessions: 'clientSessions',
+} as const;
+
+/** What a replay answers for a fact the record lacks (as the live host answers a failed lookup), and the need it is reported as. */
+const FAILED_LIST: DnsListAnswer = Object.freeze({ status: 'error', codes: [], text: null });
+const FAILED_MX: DnsMxAnswer = Object.freeze({ status: 'error', hosts: [] });
+
+/** A recorded session's facts as the session's sources, noting each fact asked for that the record lacks. */
+export class RecordedFacts {
+  /** The facts asked for that the record lacks, by need (`dnsbl:zen.example`, `spf`, `dmarc`…). */
+  readonly missing = new Set<string>();
+  /** The message being replayed (the `n` of `auth:<n>`, `spamd:<n>`). */
+  message = 0;
+
+  constructor(private readonly facts: Record<string, unknown>) {}
+
+  private get<T>(key: string, need: string): T | undefined {
+    if (Object.hasOwn(this.facts, key)) return this.facts[key] as T;
+    this.missing.add(need);
+    return undefined;
+  }
+
+  readonly dns: DnsFactSource = {
+    list: (kind, zone, subject) => {
+      const a = this.get<DnsListAnswer | null>(factKey.list(kind, zone, subject), `${kind}:${zone}`);
+      return a === null ? null : Promise.resolve(a ?? FAILED_LIST);
+    },
+    mx: (domain) => {
+      const a = this.get<DnsMxAnswer | null>(factKey.mx(domain), 'mx');
+      return a === null ? null : Promise.resolve(a ?? FAILED_MX);
+    },
+    spf: (ip, sender, helo) => Promise.resolve(this.get<SpfAnswer>(factKey.spf(ip, sender, helo), 'spf') ?? { result: 'temperror', ...spfIdentity(sender, helo) }),
+    messageAuth: (_msg, _spf, want) => {
+      const a = this.get<MessageAuth>(factKey.auth(this.message), 'dkim');
+      if (a && want.dmarc && !a.dmarc) this.missing.add('dmarc');
+      if (a && want.arc && !a.arc) this.missing.add('arc');
+      const temp = { result: 'temperror', domain: '', policy: 'none', pct: 100, alignment: { spf: null, dkim: null } } as const;
+      return Promise.resolve({ dkim: a?.dkim ?? [], ...(want.dmarc ? { dmarc: a?.dmarc ?? temp } : {}), ...(want.arc ? { arc: a?.arc ?? { result: 'fail', instances: 0 } } : {}) });
+    },
+  };
+
+  readonly spamd = { check: (): Promise<SpamdFact> => Promise.resolve(this.get<SpamdFact>(factKey.spamd(this.message), 'spamd') ?? { error: 'spamd: not in the record' }) };
+
+  readonly callahead = { check: (rcpt: string): Promise<CallaheadAnswer> => Promise.resolve(this.get<CallaheadAnswer>(factKey.callahead(rcpt), 'callahead') ?? { result: 'unknown', reply: null }) };
+
+  /** The mailbox state recorded for `address`, or what `current` says now (mailboxes are config, not traffic). */
+  mailbox(address: string, current: (a: string) => MailboxState): MailboxState {
+    const k = factKey.mailbox(address);
+    return Object.hasOwn(this.facts, k) ? (this.facts[k] as MailboxState) : current(address);
+  }
+
+  clientSessions(): number {
+    const n = this.facts[factKey.clientSessions];
+    return typeof n === 'number' ? n : 1;
+  }
+}

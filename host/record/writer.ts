@@ -1,0 +1,137 @@
+/**
+ * Appends recorded sessions to one file per day (UTC), `sessions-YYYY-MM-DD.jsonl`, one
+ * JSON line per session, behind the replies: `push` only queues (bounded); a batch is
+ * written by one `appendFile` at a time. A disk that is slow or full never holds a
+ * session: a full queue, a failed write or the size cap drops sessions, counted
+ * (`record_dropped_total{reason}`) and logged (at most once a minute per reason), and
+ * recording goes on with the next batch.
+ *
+ * Pruning (at start and whenever the day changes or the size cap is reached): files of
+ * days older than `retentionDays`, then the oldest files until all fit in `maxBytes`.
+ * Today's file is never deleted for size: past the cap, today's new sessions are dropped.
+ */
+import { appendFile, mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Metrics } from '../metrics.js';
+
+/** A record file's name for a UTC day, and the day of a name (null: not a record file). */
+export const recordFile = {
+  name: (day: string) => `sessions-${day}.jsonl`,
+  day: (name: string): string | null => /^sessions-(\d{4}-\d{2}-\d{2})\.jsonl$/.exec(name)?.[1] ?? null,
+};
+
+/** The UTC day of a time: `2026-12-01`. */
+export const dayOf = (t: number): string => new Date(t).toISOString().slice(0, 10);
+
+const DAY_MS = 86_400_000;
+
+export type DropReason = 'queue-full' | 'write-failed' | 'max-bytes';
+
+export interface WriterOptions {
+  dir: string;
+  retentionDays: number;
+  maxBytes: number;
+  queueSessions: number;
+  log: Logger;
+  metrics: Metrics;
+  now?: () => number;
+}
+
+export class RecordWriter {
+  private queue: { day: string; line: string }[] = [];
+  private writing: Promise<void> | null = null;
+  /** Bytes of each day's file, as last listed plus what we appended since. */
+  private sizes = new Map<string, number>();
+  private prunedFor = '';
+  /** The directory made and pruned: at the first session, so a host that never records touches nothing. */
+  private ready: Promise<void> | null = null;
+  private warned = new Map<DropReason, number>();
+  private readonly now: () => number;
+
+  constructor(private readonly o: WriterOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  /** Queues one session, recorded at `t`; never waits, never throws. */
+  push(t: number, session: unknown): void {
+    if (this.queue.length >= this.o.queueSessions) return this.dropped('queue-full', 1);
+    this.queue.push({ day: dayOf(t), line: `${JSON.stringify(session)}\n` });
+    this.writing ??= this.drain();
+  }
+
+  /** Writes what is queued (what close() and tests wait on). */
+  async flush(): Promise<void> {
+    while (this.writing) await this.writing;
+  }
+
+  private async drain(): Promise<void> {
+    await (this.ready ??= mkdir(this.o.dir, { recursive: true }).then(() => this.prune(), (e: Error) => this.dropped('write-failed', 0, e)));
+    // One batch per turn: everything queued while the last write ran.
+    while (this.queue.length) {
+      const batch = this.queue;
+      this.queue = [];
+      const byDay = new Map<string, string[]>();
+      for (const x of batch) (byDay.get(x.day) ?? byDay.set(x.day, []).get(x.day)!).push(x.line);
+      for (const [day, lines] of byDay) await this.append(day, lines);
+    }
+    this.writing = null;
+  }
+
+  private async append(day: string, lines: string[]): Promise<void> {
+    const text = lines.join('');
+    const bytes = Buffer.byteLength(text);
+    if (day !== this.prunedFor || this.total() + bytes > this.o.maxBytes) await this.prune();
+    if (this.total() + bytes > this.o.maxBytes) return this.dropped('max-bytes', lines.length);
+    try {
+      await appendFile(join(this.o.dir, recordFile.name(day)), text);
+      this.sizes.set(day, (this.sizes.get(day) ?? 0) + bytes);
+      this.o.metrics.inc('record_sessions_total', {}, lines.length);
+    } catch (e) {
+      this.dropped('write-failed', lines.length, e as Error);
+    }
+  }
+
+  private total(): number {
+    let n = 0;
+    for (const v of this.sizes.values()) n += v;
+    return n;
+  }
+
+  /** Deletes files past retention, then the oldest while over maxBytes (today's kept). */
+  private async prune(): Promise<void> {
+    const today = dayOf(this.now());
+    this.prunedFor = today;
+    const oldest = dayOf(this.now() - this.o.retentionDays * DAY_MS);
+    let files: { day: string; bytes: number }[];
+    try {
+      const names = (await readdir(this.o.dir)).map((n) => ({ n, day: recordFile.day(n) })).filter((x): x is { n: string; day: string } => x.day !== null);
+      files = await Promise.all(names.map(async (x) => ({ day: x.day, bytes: (await stat(join(this.o.dir, x.n))).size })));
+    } catch (e) {
+      this.o.log.warn({ err: e, dir: this.o.dir }, `cannot list the record directory ${this.o.dir}: ${(e as Error).message}`);
+      return;
+    }
+    files.sort((a, b) => a.day.localeCompare(b.day));
+    this.sizes = new Map(files.map((f) => [f.day, f.bytes]));
+    for (const f of files) {
+      const old = f.day < oldest;
+      if (!old && (this.total() <= this.o.maxBytes || f.day >= today)) continue;
+      try {
+        await unlink(join(this.o.dir, recordFile.name(f.day)));
+        this.sizes.delete(f.day);
+        this.o.log.info({ file: recordFile.name(f.day), bytes: f.bytes }, `deleted the session record ${recordFile.name(f.day)} (${old ? `older than ${this.o.retentionDays} days` : `the records exceed record.maxBytes ${this.o.maxBytes}`})`);
+      } catch (e) {
+        this.o.log.warn({ err: e }, `cannot delete the session record ${recordFile.name(f.day)}: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  private dropped(reason: DropReason, n: number, e?: Error): void {
+    if (n > 0) this.o.metrics.inc('record_dropped_total', { reason }, n);
+    const last = this.warned.get(reason) ?? -Infinity;
+    if (this.now() - last < 60_000) return;
+    this.warned.set(reason, this.now());
+    const why = { 'queue-full': `${this.o.queueSessions} sessions already wait to be written (record.queueSessions): the disk is not keeping up`, 'write-failed': `writing to ${this.o.dir} failed: ${e?.message}`, 'max-bytes': `the records reached record.maxBytes (${this.o.maxBytes} bytes) with today's file alone` }[reason];
+    this.o.log.warn({ reason, sessions: n, dir: this.o.dir }, `session recording dropped ${n} session(s): ${why} (counted in record_dropped_total; the sessions themselves were answered as usual)`);
+  }
+}
