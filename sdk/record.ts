@@ -78,6 +78,8 @@ export interface RecordedSession {
   /** The store's word on the client at connect: its blacklist entry, its well-behaved mark. */
   blacklist: BlacklistEntry | null;
   wellBehaved: boolean;
+  /** The host looked DNS facts up (config dns.servers); false: its rules saw none, and a replay gives them none. */
+  dns: boolean;
   steps: RecordedStep[];
   /**
    * The facts the session's rules used, as they were answered (DNS cache hits included),

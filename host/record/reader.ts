@@ -22,7 +22,7 @@ export function notARecord(x: unknown): string | null {
   if (x === null || typeof x !== 'object' || Array.isArray(x)) return 'not a JSON object';
   const r = x as Partial<RecordedSession>;
   if (r.v !== RECORD_VERSION) return `format version ${JSON.stringify(r.v)}, this host reads ${RECORD_VERSION}`;
-  if (typeof r.id !== 'string' || !r.client || typeof r.client.ip !== 'string' || !Array.isArray(r.steps) || !r.steps.length || typeof r.facts !== 'object' || r.facts === null) return 'missing id, client, steps or facts';
+  if (typeof r.id !== 'string' || !r.client || typeof r.client.ip !== 'string' || !Array.isArray(r.steps) || !r.steps.length || typeof r.facts !== 'object' || r.facts === null || typeof r.dns !== 'boolean') return 'missing id, client, dns, steps or facts';
   if (r.steps.some((s) => !s || typeof s !== 'object' || typeof s.t !== 'number' || typeof s.cmd !== 'string')) return 'a step without cmd or t';
   return null;
 }

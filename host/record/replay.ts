@@ -69,7 +69,7 @@ export async function replaySession(rec: RecordedSession, ruleSet: RuleSet, d: R
   const deps: SessionDeps = {
     policy: d.policy, pipeline: d.pipeline, store, log: d.log, metrics: d.metrics,
     now: () => now, delay: async () => undefined,
-    dns: facts.dns, spamd: facts.spamd, callahead: facts.callahead, clientSessions: () => facts.clientSessions(),
+    dns: rec.dns ? facts.dns : null, spamd: facts.spamd, callahead: facts.callahead, clientSessions: () => facts.clientSessions(),
   };
   const session = new SmtpSession(deps, { id: rec.id, ip: c.ip, port: c.port, ptr: c.ptr, localIp: c.localIp, localPort: c.localPort, tls: () => tls }, ruleSet);
   const steps: ReplayedStep[] = [];

@@ -33,7 +33,7 @@ export class RecordingTap implements SessionTap {
     this.rec = {
       v: RECORD_VERSION, id: conn.id, ruleSet,
       client: { ip: plainIp(conn.ip), port: conn.port, ptr: conn.ptr, localIp: plainIp(conn.localIp), localPort: conn.localPort },
-      blacklist: null, wellBehaved: false, steps: [], facts: {},
+      blacklist: null, wellBehaved: false, dns: base.dns !== null, steps: [], facts: {},
     };
     const facts = this.rec.facts;
     const keep = <T>(key: string, p: Promise<T>): Promise<T> => p.then((a) => ((facts[key] = a), a));
