@@ -81,7 +81,7 @@ export class RecordWriter {
   private async append(day: string, lines: string[]): Promise<void> {
     const text = lines.join('');
     const bytes = Buffer.byteLength(text);
-    if (day !== this.prunedFor || this.total() + bytes > this.o.maxBytes) await this.prune();
+    if (day !== this.prunedFor || this.total() + bytes > this.o.maxBytes) await this.prune(bytes);
     if (this.total() + bytes > this.o.maxBytes) return this.dropped('max-bytes', lines.length);
     try {
       await appendFile(join(this.o.dir, recordFile.name(day)), text);
@@ -98,8 +98,8 @@ export class RecordWriter {
     return n;
   }
 
-  /** Deletes files past retention, then the oldest while over maxBytes (today's kept). */
-  private async prune(): Promise<void> {
+  /** Deletes files past retention, then the oldest while they and `need` more bytes exceed maxBytes (today's kept). */
+  private async prune(need = 0): Promise<void> {
     const today = dayOf(this.now());
     this.prunedFor = today;
     const oldest = dayOf(this.now() - this.o.retentionDays * DAY_MS);
@@ -115,7 +115,7 @@ export class RecordWriter {
     this.sizes = new Map(files.map((f) => [f.day, f.bytes]));
     for (const f of files) {
       const old = f.day < oldest;
-      if (!old && (this.total() <= this.o.maxBytes || f.day >= today)) continue;
+      if (!old && (this.total() + need <= this.o.maxBytes || f.day >= today)) continue;
       try {
         await unlink(join(this.o.dir, recordFile.name(f.day)));
         this.sizes.delete(f.day);
