@@ -6,7 +6,8 @@
 //
 // --parts picks what runs (comma-separated; default all): throughput (msgs/s, CPU, peak
 // RSS per load), rules (each built-in rule alone against none), latency (per-command reply times at light load), idle (RSS with
-// 10,000 idle connections), runaway (a rule stuck at its deadline), reload.
+// 10,000 idle connections), runaway (a rule stuck at its deadline), reload, replay
+// (recorded sessions replayed per second: bench/replay.mjs).
 //
 // --baseline DIR also runs the Portcullis variants from another built checkout (an
 // earlier commit in a git worktree), so a change is measured against what it replaces
@@ -24,7 +25,7 @@ const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '3' },
   messages: { type: 'string', default: '5000' },
   only: { type: 'string' }, // run only the loads, or the variants (beside the bare server), whose name contains this
-  parts: { type: 'string', default: 'throughput,rules,latency,idle,runaway,reload' },
+  parts: { type: 'string', default: 'throughput,rules,latency,idle,runaway,reload,replay' },
   idle: { type: 'string', default: '10000' }, // idle connections for the idle part
   'spool-on-shm': { type: 'boolean', default: false },
   baseline: { type: 'string' }, // another checkout (built) whose Portcullis variants run beside ours
@@ -283,3 +284,7 @@ if (PARTS.has('latency')) await latency();
 if (PARTS.has('idle')) await idleMemory();
 if (PARTS.has('runaway')) await runawayBlastRadius();
 if (PARTS.has('reload')) await reloadLatency();
+if (PARTS.has('replay')) {
+  console.log('');
+  await (await import('./replay.mjs')).replayBench();
+}
