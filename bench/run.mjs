@@ -97,6 +97,8 @@ function portcullisVariants(root, prefix) {
     } }),
     // What counting the metrics costs: the same with admin.metrics false.
     ...(prefix ? {} : { 'portcullis, all built-in rules, metrics off': () => start(portcullisConfig('builtin-uncounted', null, { admin: { listen: null, metrics: false } }, true)) }),
+    // What recording every session costs (config record, bodies none): portcullis replay's input.
+    ...(prefix ? {} : { 'portcullis, all built-in rules, recording': () => start(portcullisConfig('builtin-recording', null, { record: { enabled: true } }, true)) }),
     // Relay mode: each message goes to Postfix's smtp-sink during DATA, the client hears its answer.
     ...(prefix ? {} : { [`portcullis, all built-in rules, relay`]: () => relaying(root) }),
   };
@@ -151,6 +153,8 @@ async function throughput() {
     const logCost = 1 - rateOf('portcullis, all built-in rules') / rateOf('portcullis, all built-in rules, log off');
     const metricsCost = 1 - rateOf('portcullis, all built-in rules') / rateOf('portcullis, all built-in rules, metrics off');
     if (Number.isFinite(metricsCost)) rows.push({ scenario: sc.name, variant: '→ metrics cost (1 − built-ins / built-ins metrics off)', 'ratio to bare': `${Math.round(metricsCost * 100)} %` });
+    const recordCost = 1 - rateOf('portcullis, all built-in rules, recording') / rateOf('portcullis, all built-in rules');
+    if (Number.isFinite(recordCost)) rows.push({ scenario: sc.name, variant: '→ recording cost (1 − built-ins recording / built-ins)', 'ratio to bare': `${Math.round(recordCost * 100)} %` });
     if (Number.isFinite(logCost)) rows.push({ scenario: sc.name, variant: '→ info logging cost (1 − built-ins / built-ins log off)', 'ratio to bare': `${Math.round(logCost * 100)} %` });
   }
   console.table(rows);
