@@ -49,6 +49,8 @@ export async function replayBench(o = {}) {
         const s = (performance.now() - t0) / 1000;
         const cpu = process.cpuUsage(cpu0);
         console.log(`  ${workers} worker(s), ${run.concurrency} in flight: ${Math.round(n / s)} sessions/s (${s.toFixed(2)} s; process CPU ${((cpu.user + cpu.system) / 1e6 / s).toFixed(2)} cores; ${summary.changed} changed)`);
+        // A change here is no edit's doing (the rules are those recorded): say what it was.
+        for (const r of summary.rules()) console.log(`    changed: rule ${r.rule} now ${r.change}: ${r.sessions} session(s), e.g. ${r.samples.join(', ')}`);
       } finally {
         await run.close();
       }
@@ -58,7 +60,7 @@ export async function replayBench(o = {}) {
   }
 }
 
-function session(i, t, needs) {
+export function session(i, t, needs) {
   const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
   const domain = `sender${i % 50}.example`;
   const rcpt = i % 10 === 0 ? 'nobody@localhost' : 'postmaster@localhost';

@@ -58,7 +58,7 @@ const cell = (reply: string | null, rule: string | null) => `${reply ?? 'ok'}${r
 
 function printDiff(out: Out, d: SessionDiff): void {
   out.write(`  ${d.id} ${d.client} at ${iso(d.start)}\n`);
-  for (const c of d.changes) out.write(`    ${c.command}: ${cell(c.recorded.reply, c.recorded.rule)} → ${cell(c.replayed.reply, c.replayed.rule)}${c.change === 'tagged' || c.change === 'reworded' ? ` [${c.replayed.outcome}]` : ''}\n`);
+  for (const c of d.changes) out.write(`    ${c.command}: ${cell(c.recorded.reply, c.recorded.rule)} → ${cell(c.replayed.reply, c.replayed.rule)}${c.replayed.failure ? ` [the rule failed: ${c.replayed.failure}]` : ''}${c.change === 'tagged' || c.change === 'reworded' ? ` [${c.replayed.outcome}]` : ''}\n`);
   if (d.notReached) out.write(`    (${plural(d.notReached, 'later command')} not reached)\n`);
 }
 
@@ -72,7 +72,7 @@ function show(out: Out, rec: RecordedSession, r: ReplayedSession, scoreHeader: s
   rec.steps.forEach((s, i) => {
     const rr = r.steps[i]!;
     const before = s.cmd === 'rset' ? 'ok' : s.cmd === 'message' ? messageCell(s.reply, s.rule, s.accepted, scoreHeader) : cell(s.reply, s.rule);
-    const after = !rr.reached ? '(not reached)' : s.cmd === 'message' ? messageCell(rr.reply, rr.rule, rr.accepted, scoreHeader) : cell(rr.reply, rr.rule);
+    const after = (!rr.reached ? '(not reached)' : s.cmd === 'message' ? messageCell(rr.reply, rr.rule, rr.accepted, scoreHeader) : cell(rr.reply, rr.rule)) + (rr.failure ? ` [the rule failed: ${rr.failure}]` : '');
     out.write(`${commandLine(s).padEnd(w[0]! - 1)} ${before.padEnd(w[1]! - 1)} ${after}${changed.has(i) ? '   <- changed' : ''}\n`);
   });
   if (r.missing.length) out.write(`facts the record lacks: ${r.missing.join(', ')} (answered as failed lookups)\n`);

@@ -45,7 +45,7 @@ export interface StepChange {
   /** The rule the change is counted for (`host`: no rule). */
   rule: string;
   recorded: { reply: string | null; rule: string | null; outcome: Outcome };
-  replayed: { reply: string | null; rule: string | null; outcome: Outcome };
+  replayed: { reply: string | null; rule: string | null; outcome: Outcome; failure?: string };
 }
 
 export interface SessionDiff {
@@ -94,7 +94,7 @@ export function diffSession(rec: RecordedSession, rep: ReplayedSession, scoreHea
     if (was === now && before.reply === r.reply && (s.cmd !== 'message' || sameAcceptance(s.accepted, r.accepted))) return;
     const change: Change = was === now ? 'reworded' : now;
     const rule = (now === 'accepted' ? before.rule : r.rule ?? (now === 'tagged' ? r.accepted?.rule : null)) ?? 'host';
-    changes.push({ step: i, command: commandLine(s), change, unit: UNIT[s.cmd], rule, recorded: { ...before, outcome: was }, replayed: { reply: r.reply, rule: r.rule, outcome: now } });
+    changes.push({ step: i, command: commandLine(s), change, unit: UNIT[s.cmd], rule, recorded: { ...before, outcome: was }, replayed: { reply: r.reply, rule: r.rule, outcome: now, ...(r.failure ? { failure: r.failure } : {}) } });
   });
   return { id: rec.id, start: rec.steps[0]!.t, client: `${rec.client.ptr ?? 'unknown'}[${rec.client.ip}]`, changes, notReached, missing: rep.missing };
 }

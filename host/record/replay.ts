@@ -35,6 +35,8 @@ export interface ReplayedStep {
   reached: boolean;
   reply: string | null;
   rule: string | null;
+  /** The rule failed (timeout, crash…) and its fail policy answered: what happened to it. */
+  failure?: string;
   /** The message step: accepted, where to and with which header fields. */
   accepted: RecordedAcceptance | null;
 }
@@ -50,7 +52,7 @@ export interface ReplayedSession {
 const NOT_REACHED: ReplayedStep = Object.freeze({ reached: false, reply: null, rule: null, accepted: null });
 
 function replayed(r: CommandResult): ReplayedStep {
-  return { reached: true, reply: r.reply && formatReply(r.reply), rule: r.decision.rule, accepted: null };
+  return { reached: true, reply: r.reply && formatReply(r.reply), rule: r.decision.rule, accepted: null, ...(r.decision.failure ? { failure: r.decision.failure } : {}) };
 }
 
 export async function replaySession(rec: RecordedSession, ruleSet: RuleSet, d: ReplayDeps): Promise<ReplayedSession> {

@@ -43,6 +43,20 @@ async function snapshot(config: Config): Promise<{ store: MemoryStore; note: str
   return { store, note: `a snapshot of ${file} (watchlist counters left out)` };
 }
 
+/**
+ * Rule deadlines in a replay, times the config's: a replay keeps the workers busy with
+ * many sessions at once (and shares the machine with the live host), so a rule may be
+ * held off its CPU past a 50 ms deadline it meets on the live host; a timeout there would
+ * show as a change that no edit made. A runaway rule still stops, 10 times later.
+ */
+export const REPLAY_DEADLINE_FACTOR = 10;
+
+/** The config with every rule's deadline `factor` times longer. */
+function slower(c: Config, factor: number): Config {
+  const settings = Object.fromEntries(Object.entries(c.rules.settings).map(([k, s]) => [k, s.timeoutMs === undefined ? s : { ...s, timeoutMs: s.timeoutMs * factor }]));
+  return { ...c, rules: { ...c.rules, defaults: { ...c.rules.defaults, timeoutMs: c.rules.defaults.timeoutMs * factor }, settings } };
+}
+
 export interface ReplayRunOptions {
   config: Config;
   store: ReplayStore;
@@ -71,7 +85,7 @@ export class ReplayRun {
     try {
       const log = pino({ level: 'silent' });
       const metrics = new Metrics(false);
-      const ruleSet = await loadRuleSet(o.config, sandbox, 1);
+      const ruleSet = await loadRuleSet(slower(o.config, REPLAY_DEADLINE_FACTOR), sandbox, 1);
       const deps: ReplayDeps = { policy: new SessionPolicy(o.config), pipeline: new Pipeline(sandbox, log, metrics), store, log, metrics };
       return new ReplayRun(ruleSet, deps, sandbox, store, o.concurrency ?? workers * 64, note);
     } catch (e) {

@@ -84,7 +84,8 @@ export class RecordWriter {
     if (day !== this.prunedFor || this.total() + bytes > this.o.maxBytes) await this.prune(bytes);
     if (this.total() + bytes > this.o.maxBytes) return this.dropped('max-bytes', lines.length);
     try {
-      await appendFile(join(this.o.dir, recordFile.name(day)), text);
+      // Created readable by the host's user only: the record holds addresses and header fields.
+      await appendFile(join(this.o.dir, recordFile.name(day)), text, { mode: 0o600 });
       this.sizes.set(day, (this.sizes.get(day) ?? 0) + bytes);
       this.o.metrics.inc('record_sessions_total', {}, lines.length);
     } catch (e) {
