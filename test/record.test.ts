@@ -151,6 +151,27 @@ describe('portcullis replay of recorded sessions', { skip: skip ?? false }, () =
     }
   });
 
+  it('replays only the sessions that started between --from and --to', () => {
+    const byStart = [...records].sort((a, b) => a.steps[0]!.t - b.steps[0]!.t);
+    const from = new Date(byStart[2]!.steps[0]!.t).toISOString();
+    const to = new Date(byStart[4]!.steps[0]!.t).toISOString(); // exclusive
+    const r = cli(h.dir, ['replay', '--config', h.configFile, '--store', 'empty', '--json', '--from', from, '--to', to]);
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { sessions: number; diffs: { id: string }[] };
+    assert.deepEqual(out.diffs.map((d) => d.id), [byStart[2]!.id, byStart[3]!.id]);
+  });
+
+  it('says which facts a new rule needs that the record lacks, and replays on', () => {
+    const extra = mkdtempSync(join(h.dir, 'extra-'));
+    writeFileSync(join(extra, 'other-list.ts'), `import { defineRule, reject } from 'portcullis/sdk';
+export default defineRule({ name: 'other-list', needs: ['dnsbl:other.test'], phases: { mail: (e) => (e.dns.dnsbl['other.test']?.status === 'listed' ? reject(550, 'Listed') : undefined) } });
+`);
+    const r = cli(h.dir, ['replay', '--config', h.configFile, '--store', 'empty', '--rules', extra]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^replayed 6 sessions /);
+    assert.match(r.stdout, /\nthe record lacks dnsbl:other\.test for 6 sessions: answered as a failed lookup/);
+  });
+
   it('skips a truncated record line with a warning and replays the rest', () => {
     const dir = join(h.dataDir, 'record');
     const name = readdirSync(dir)[0]!;
