@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { RecordedAcceptance, RecordedSession } from '../../sdk/index.js';
 import { loadConfig } from '../config/config.js';
-import { commandLine, diffSession, outcomeOf, ReplaySummary, type RuleChanges, type SessionDiff } from '../record/diff.js';
+import { commandLine, diffSession, isHostField, outcomeOf, ReplaySummary, type RuleChanges, type SessionDiff } from '../record/diff.js';
 import { readRecords, recordFiles, type TimeRange } from '../record/reader.js';
 import { recordDir } from '../record/recorder.js';
 import type { ReplayedSession } from '../record/replay.js';
@@ -81,7 +81,7 @@ function show(out: Out, rec: RecordedSession, r: ReplayedSession, scoreHeader: s
 function messageCell(reply: string | null, rule: string | null, a: RecordedAcceptance | null, scoreHeader: string): string {
   if (reply || !a) return cell(reply, rule);
   const outcome = outcomeOf(null, a, scoreHeader);
-  const fields = a.headers.filter(([n]) => n.toLowerCase() !== 'authentication-results').map(([n]) => n);
+  const fields = a.headers.filter(([n]) => !isHostField(n)).map(([n]) => n);
   return `${outcome}${a.disposition !== 'deliver' ? ` (${a.disposition}, rule ${a.rule})` : ''}${fields.length ? ` +${fields.join(' +')}` : ''}`;
 }
 

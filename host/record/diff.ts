@@ -9,6 +9,7 @@
  * (a new refusal, tempfail or tag), or for a new acceptance the rule that decided before.
  */
 import type { RecordedAcceptance, RecordedSession, RecordedStep } from '../../sdk/index.js';
+import { AUTH_RESULTS_FIELD } from '../delivery/auth-results.js';
 import type { ReplayedSession, ReplayedStep } from './replay.js';
 
 export type Outcome = 'accepted' | 'tagged' | 'tempfailed' | 'refused';
@@ -20,8 +21,8 @@ export const CHANGES: readonly Change[] = ['refused', 'tempfailed', 'tagged', 'a
 export type Unit = 'sessions' | 'recipients' | 'messages';
 const UNIT: Record<RecordedStep['cmd'], Unit> = { connect: 'sessions', helo: 'sessions', auth: 'sessions', close: 'sessions', rset: 'sessions', mail: 'messages', data: 'messages', message: 'messages', rcpt: 'recipients' };
 
-/** The header fields every accepted message may get from the host itself (not a tag). */
-const HOST_FIELD = 'authentication-results';
+/** A header field every accepted message may get from the host itself (not a tag). */
+export const isHostField = (name: string): boolean => name.toLowerCase() === AUTH_RESULTS_FIELD.toLowerCase();
 
 export function outcomeOf(reply: string | null, accepted: RecordedAcceptance | null, scoreHeader: string): Outcome {
   if (reply) return reply.startsWith('4') ? 'tempfailed' : 'refused';
@@ -30,7 +31,7 @@ export function outcomeOf(reply: string | null, accepted: RecordedAcceptance | n
   const score = scoreHeader.toLowerCase();
   const tagged = accepted.headers.some(([n, v]) => {
     const name = n.toLowerCase();
-    return name === score ? / tag=yes\b/.test(v) : name !== HOST_FIELD;
+    return name === score ? / tag=yes\b/.test(v) : !isHostField(n);
   });
   return tagged ? 'tagged' : 'accepted';
 }

@@ -20,7 +20,7 @@ import { domainOf, networkList, plainIp } from '../net.js';
 import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
 import type { EventParts } from '../sandbox/chain.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
-import { authResultsValue, withoutForgedAuthResults, type AuthFacts } from '../delivery/auth-results.js';
+import { AUTH_RESULTS_FIELD, authResultsValue, withoutForgedAuthResults, type AuthFacts } from '../delivery/auth-results.js';
 import { bodyOffset, withoutFields } from '../delivery/header.js';
 import type { CallAhead } from '../delivery/callahead.js';
 import type { SpamdClient } from '../content/spamd.js';
@@ -535,7 +535,7 @@ export class SmtpSession {
       if (score) headers.push(score);
       const hostname = this.d.policy.config.hostname;
       const ar = authResultsValue(hostname, await this.authFacts(msg));
-      if (ar) headers.push(['Authentication-Results', ar]);
+      if (ar) headers.push([AUTH_RESULTS_FIELD, ar]);
       const removeHeaders = [...new Set(this.current.removeHeaders)];
       const message = withoutFields(withoutForgedAuthResults(msg, hostname), removeHeaders);
       return { ...r, accepted: { disposition: this.current.disposition, headers, message, removeHeaders } };
