@@ -1,12 +1,13 @@
 /**
  * What a replay reports as changed: outcomes (refused, tempfailed, tagged, accepted), the
  * rule a change is counted for, the units (sessions, recipients, messages), and a record
- * line that is not a session.
+ * line that is not a session; recorded facts standing in for DNS.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RecordedSession, RecordedStep } from '../sdk/index.js';
 import { diffSession, outcomeOf, ReplaySummary } from '../host/record/diff.js';
+import { RecordedFacts } from '../host/record/facts.js';
 import { notARecord } from '../host/record/reader.js';
 import type { ReplayedStep } from '../host/record/replay.js';
 
@@ -76,5 +77,17 @@ describe('replay diff', () => {
     assert.equal(notARecord({ v: 2 }), 'format version 2, this host reads 1');
     assert.equal(notARecord({ v: 1, id: 'x' }), 'missing id, client, dns, steps or facts');
     assert.equal(notARecord(session('ok', [{ cmd: 'connect', t: T, ...ok }])), null);
+  });
+});
+
+describe('recorded facts in a replay', () => {
+  it('count a fact the record lacks only once a phase waits for it (a prefetch the live session never saw answered is not lacking)', async () => {
+    const f = new RecordedFacts({ 'dnsbl:zen.example:192.0.2.7': { status: 'listed', codes: ['127.0.0.2'], text: null }, 'mx:nowhere.example': null });
+    assert.deepEqual(await f.dns.list('dnsbl', 'zen.example', '192.0.2.7', 0), { status: 'listed', codes: ['127.0.0.2'], text: null });
+    assert.equal(f.dns.mx('nowhere.example', 0), null); // could not be looked up then: not now either
+    const prefetched = f.dns.list('dnsbl', 'other.example', '192.0.2.7', 0);
+    assert.deepEqual([...f.missing], []);
+    assert.deepEqual(await prefetched, { status: 'error', codes: [], text: null });
+    assert.deepEqual([...f.missing], ['dnsbl:other.example']);
   });
 });

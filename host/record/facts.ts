@@ -31,6 +31,32 @@ export const factKey = {
 const FAILED_LIST: DnsListAnswer = Object.freeze({ status: 'error', codes: [], text: null });
 const FAILED_MX: DnsMxAnswer = Object.freeze({ status: 'error', hosts: [] });
 
+/**
+ * A settled promise that says when someone waits for it. The session starts DNS lookups
+ * early (SessionFacts.prefetch: client lists at connect) and waits only where a phase
+ * needs them; a live session that ended first never got (so never recorded) the answer,
+ * and a replay must count it as lacking only if a phase waits for it. A subclass, not a
+ * patched native promise: `await` of a native promise never calls its `then`.
+ */
+class Watched<T> extends Promise<T> {
+  static override get [Symbol.species](): PromiseConstructor {
+    return Promise;
+  }
+
+  private waited: (() => void) | null = null;
+
+  static of<T>(value: T, waited: () => void): Promise<T> {
+    const p = new Watched<T>((ok) => ok(value));
+    p.waited = waited;
+    return p;
+  }
+
+  override then<A = T, B = never>(ok?: ((v: T) => A | PromiseLike<A>) | null, fail?: ((e: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+    this.waited?.();
+    return super.then(ok, fail);
+  }
+}
+
 /** A recorded session's facts as the session's sources, noting each fact asked for that the record lacks. */
 export class RecordedFacts {
   /** The facts asked for that the record lacks, by need (`dnsbl:zen.example`, `spf`, `dmarc`…). */
@@ -46,16 +72,17 @@ export class RecordedFacts {
     return undefined;
   }
 
+  /** The recorded answer under `key` (null: it could not be looked up), or `failed`, noted as lacking once a phase waits for it. */
+  private prefetchable<T>(key: string, need: string, failed: T): Promise<T> | null {
+    if (!Object.hasOwn(this.facts, key)) return Watched.of(failed, () => this.missing.add(need));
+    const a = this.facts[key] as T | null;
+    return a === null ? null : Promise.resolve(a);
+  }
+
   readonly dns: DnsFactSource = {
-    list: (kind, zone, subject) => {
-      const a = this.get<DnsListAnswer | null>(factKey.list(kind, zone, subject), `${kind}:${zone}`);
-      return a === null ? null : Promise.resolve(a ?? FAILED_LIST);
-    },
-    mx: (domain) => {
-      const a = this.get<DnsMxAnswer | null>(factKey.mx(domain), 'mx');
-      return a === null ? null : Promise.resolve(a ?? FAILED_MX);
-    },
-    spf: (ip, sender, helo) => Promise.resolve(this.get<SpfAnswer>(factKey.spf(ip, sender, helo), 'spf') ?? { result: 'temperror', ...spfIdentity(sender, helo) }),
+    list: (kind, zone, subject) => this.prefetchable(factKey.list(kind, zone, subject), `${kind}:${zone}`, FAILED_LIST),
+    mx: (domain) => this.prefetchable(factKey.mx(domain), 'mx', FAILED_MX),
+    spf: (ip, sender, helo) => this.prefetchable<SpfAnswer>(factKey.spf(ip, sender, helo), 'spf', { result: 'temperror', ...spfIdentity(sender, helo) }) ?? Promise.resolve({ result: 'temperror', ...spfIdentity(sender, helo) }),
     messageAuth: (_msg, _spf, want) => {
       const a = this.get<MessageAuth>(factKey.auth(this.message), 'dkim');
       if (a && want.dmarc && !a.dmarc) this.missing.add('dmarc');
