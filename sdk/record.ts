@@ -81,6 +81,8 @@ export interface RecordedSession {
   /** The host looked DNS facts up (config dns.servers); false: its rules saw none, and a replay gives them none. */
   dns: boolean;
   steps: RecordedStep[];
+  /** The session went on past the steps a record keeps (a connection sending thousands of messages): `steps` is its beginning, and its close. */
+  cut?: true;
   /**
    * The facts the session's rules used, as they were answered (DNS cache hits included),
    * by key: `dnsbl:<zone>:<ip>`, `rhsbl:<zone>:<domain>`, `mx:<domain>`,

@@ -16,6 +16,12 @@ import type { ConnectionFacts, MessageResult, SessionDeps, SessionStore } from '
 import type { SessionTap } from '../smtp/tap.js';
 import { factKey } from './facts.js';
 
+/**
+ * Steps one record keeps: a connection that sends message after message for hours must
+ * not grow its record without bound in memory (it is written when the session ends).
+ */
+export const MAX_STEPS = 10_000;
+
 export interface TapOptions {
   bodies: RecordBodies;
   /** `capped`: bytes of body kept (config limits.bodyLimit). */
@@ -81,10 +87,18 @@ export class RecordingTap implements SessionTap {
   }
 
   step(s: Exclude<RecordedStep, { cmd: 'message' }>): void {
-    this.rec.steps.push(s);
+    if (s.cmd === 'close' || this.room()) this.rec.steps.push(s);
+  }
+
+  /** Whether the record has room for another step (past MAX_STEPS it is cut, its close still kept). */
+  private room(): boolean {
+    if (this.rec.steps.length < MAX_STEPS) return true;
+    this.rec.cut = true;
+    return false;
   }
 
   message(t: number, msg: Buffer, result: MessageResult | null, wire: Reply, tls: boolean): void {
+    if (!this.room()) return void this.messages++;
     const offset = bodyOffset(msg);
     const body = this.o.bodies === 'none' ? null : msg.subarray(offset, this.o.bodies === 'capped' ? offset + this.o.bodyLimit : msg.length).toString('latin1');
     const a = result?.accepted;
