@@ -10,6 +10,7 @@ import { Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Metrics } from '../host/metrics.js';
+import { readRecords, recordFiles } from '../host/record/reader.js';
 import { RecordWriter, type WriterOptions } from '../host/record/writer.js';
 import { tempDir } from './helpers.js';
 
@@ -54,11 +55,41 @@ describe('the session record writer', () => {
     const { w, logs } = writer(d, { maxBytes: 1205 });
     w.push(NOW, { id: 'today' });
     await w.flush();
-    assert.deepEqual(readdirSync(d).sort(), ['notes.txt', 'sessions-2026-11-29.jsonl', 'sessions-2026-12-01.jsonl']);
+    assert.deepEqual(readdirSync(d).sort(), ['notes.txt', 'sessions-2026-11-29.jsonl.gz', 'sessions-2026-12-01.jsonl']); // the day before yesterday, compressed
     assert.deepEqual(logs.map((l) => l.msg), [
       'deleted the session record sessions-2026-11-20.jsonl (older than 7 days)',
       'deleted the session record sessions-2026-11-28.jsonl (the records exceed record.maxBytes 1205)',
     ]);
+  });
+
+  it('compresses a finished day; the reader reads it, a second gzip member of late sessions and a compressed file cut short', async () => {
+    const d = dir();
+    const rec = (id: string, t: number) => ({ v: 1, id, ruleSet: 1, client: { ip: '192.0.2.7', port: 1, ptr: null, localIp: '192.0.2.25', localPort: 25 }, blacklist: null, wellBehaved: false, dns: false, steps: [{ cmd: 'connect', t, reply: null, rule: null }], facts: {} });
+    const old = NOW - 3 * DAY;
+    writeFileSync(join(d, 'sessions-2026-11-28.jsonl'), `${JSON.stringify(rec('a', old))}\n${JSON.stringify(rec('b', old + 1))}\n`);
+    const { w } = writer(d);
+    w.push(NOW, rec('today', NOW));
+    await w.flush();
+    assert.deepEqual(readdirSync(d).sort(), ['sessions-2026-11-28.jsonl.gz', 'sessions-2026-12-01.jsonl']);
+    // A session of that day written late is compressed the next time, as another gzip member.
+    writeFileSync(join(d, 'sessions-2026-11-28.jsonl'), `${JSON.stringify(rec('late', old + 2))}\n`);
+    const next = writer(d, { now: () => NOW + DAY });
+    next.w.push(NOW + DAY, rec('tomorrow', NOW + DAY));
+    await next.w.flush();
+    const range = { from: 0, to: NOW + 2 * DAY };
+    const read = async (files: string[]) => {
+      const warnings: string[] = [];
+      const ids: string[] = [];
+      for await (const s of readRecords(files, range, (x) => warnings.push(x))) ids.push(s.id);
+      return { ids, warnings };
+    };
+    assert.deepEqual(await read(recordFiles(d, range)), { ids: ['a', 'b', 'late', 'today', 'tomorrow'], warnings: [] });
+    const gz = readFileSync(join(d, 'sessions-2026-11-28.jsonl.gz'));
+    const cut = join(d, 'cut.jsonl.gz');
+    writeFileSync(cut, gz.subarray(0, gz.length - 30)); // a copy cut short
+    const r = await read([cut]);
+    assert.ok(r.ids.length < 3);
+    assert.ok(r.warnings.every((x) => x.startsWith(`${cut}:`)), r.warnings.join('\n'));
   });
 
   it('drops sessions past maxBytes when today\'s file alone fills it, counted', async () => {

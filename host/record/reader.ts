@@ -7,6 +7,8 @@
 import { createReadStream, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { constants, createGunzip } from 'node:zlib';
 import { RECORD_VERSION, type RecordedSession } from '../../sdk/index.js';
 import { dayOf, recordFile } from './writer.js';
 
@@ -44,31 +46,51 @@ export function recordFiles(dir: string, range: TimeRange): string[] {
 }
 
 /**
+ * A file's text: as it is, or decompressed (`.gz`). A compressed file cut short gives what
+ * it holds (SYNC_FLUSH: no error at a missing end); a damaged one fails where it breaks
+ * (readRecords warns and goes on with the next file).
+ */
+function open(file: string): Readable {
+  const raw = createReadStream(file);
+  return file.endsWith('.gz') ? raw.pipe(createGunzip({ finishFlush: constants.Z_SYNC_FLUSH })) : raw;
+}
+
+/**
  * Every session of `range` in the files, file by file in order; `warn` is told of each
  * line skipped. A session is in the file of the day it started (UTC).
  */
 export async function* readRecords(files: string[], range: TimeRange, warn: (w: string) => void): AsyncGenerator<RecordedSession> {
   for (const file of files) {
-    const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+    const lines = createInterface({ input: open(file), crlfDelay: Infinity });
     let n = 0;
-    for await (const line of lines) {
-      n++;
-      if (!line) continue;
-      let x: unknown;
-      try {
-        x = JSON.parse(line);
-      } catch {
-        warn(`${file}:${n}: not a whole JSON line (the file was cut short?): skipped`);
-        continue;
+    try {
+      for await (const line of lines) {
+        n++;
+        const s = parsed(line, `${file}:${n}`, warn);
+        if (s && startOf(s) >= range.from && startOf(s) < range.to) yield s;
       }
-      const why = notARecord(x);
-      if (why) {
-        warn(`${file}:${n}: not a recorded session (${why}): skipped`);
-        continue;
-      }
-      const s = x as RecordedSession;
-      const t = startOf(s);
-      if (t >= range.from && t < range.to) yield s;
+    } catch (e) {
+      warn(`${file}: damaged after line ${n} (${(e as Error).message}): the rest of the file skipped`);
+    } finally {
+      lines.close();
     }
   }
+}
+
+/** One line as a recorded session, or null (blank, or skipped with a warning naming `where`). */
+function parsed(line: string, where: string, warn: (w: string) => void): RecordedSession | null {
+  if (!line) return null;
+  let x: unknown;
+  try {
+    x = JSON.parse(line);
+  } catch {
+    warn(`${where}: not a whole JSON line (the file was cut short?): skipped`);
+    return null;
+  }
+  const why = notARecord(x);
+  if (why) {
+    warn(`${where}: not a recorded session (${why}): skipped`);
+    return null;
+  }
+  return x as RecordedSession;
 }

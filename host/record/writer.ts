@@ -9,16 +9,25 @@
  * Pruning (at start and whenever the day changes or the size cap is reached): files of
  * days older than `retentionDays`, then the oldest files until all fit in `maxBytes`.
  * Today's file is never deleted for size: past the cap, today's new sessions are dropped.
+ *
+ * A finished day (one before yesterday: no open session can still write to it) is
+ * compressed in the background, once the day has changed: `sessions-DAY.jsonl` → `sessions-DAY.jsonl.gz`, written whole under a temporary
+ * name and renamed; sessions of that day written later (one that started before midnight
+ * and ended after) are compressed the next time and appended as another gzip member.
  */
-import { appendFile, mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { appendFile, mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 
-/** A record file's name for a UTC day, and the day of a name (null: not a record file). */
+/** A record file's name for a UTC day (compressed once the day is over), and the day of a name (null: not a record file). */
 export const recordFile = {
   name: (day: string) => `sessions-${day}.jsonl`,
-  day: (name: string): string | null => /^sessions-(\d{4}-\d{2}-\d{2})\.jsonl$/.exec(name)?.[1] ?? null,
+  gz: (day: string) => `sessions-${day}.jsonl.gz`,
+  day: (name: string): string | null => /^sessions-(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$/.exec(name)?.[1] ?? null,
 };
 
 /** The UTC day of a time: `2026-12-01`. */
@@ -44,6 +53,8 @@ export class RecordWriter {
   /** Bytes of each day's file, as last listed plus what we appended since. */
   private sizes = new Map<string, number>();
   private prunedFor = '';
+  /** The compression of finished days under way (one at a time, beside the writes). */
+  private compressing: Promise<void> | null = null;
   /** The directory made and pruned: at the first session, so a host that never records touches nothing. */
   private ready: Promise<void> | null = null;
   private warned = new Map<DropReason, number>();
@@ -60,9 +71,9 @@ export class RecordWriter {
     this.writing ??= this.drain();
   }
 
-  /** Writes what is queued (what close() and tests wait on). */
+  /** Writes what is queued, and finishes compressing (what close() and tests wait on). */
   async flush(): Promise<void> {
-    while (this.writing) await this.writing;
+    while (this.writing || this.compressing) await (this.writing ?? this.compressing);
   }
 
   private async drain(): Promise<void> {
@@ -104,25 +115,57 @@ export class RecordWriter {
     const today = dayOf(this.now());
     this.prunedFor = today;
     const oldest = dayOf(this.now() - this.o.retentionDays * DAY_MS);
-    let files: { day: string; bytes: number }[];
+    let names: { n: string; day: string; bytes: number }[];
     try {
-      const names = (await readdir(this.o.dir)).map((n) => ({ n, day: recordFile.day(n) })).filter((x): x is { n: string; day: string } => x.day !== null);
-      files = await Promise.all(names.map(async (x) => ({ day: x.day, bytes: (await stat(join(this.o.dir, x.n))).size })));
+      const listed = (await readdir(this.o.dir)).map((n) => ({ n, day: recordFile.day(n) })).filter((x): x is { n: string; day: string } => x.day !== null);
+      names = await Promise.all(listed.map(async (x) => ({ ...x, bytes: (await stat(join(this.o.dir, x.n))).size })));
     } catch (e) {
       this.o.log.warn({ err: e, dir: this.o.dir }, `cannot list the record directory ${this.o.dir}: ${(e as Error).message}`);
       return;
     }
-    files.sort((a, b) => a.day.localeCompare(b.day));
-    this.sizes = new Map(files.map((f) => [f.day, f.bytes]));
+    this.sizes = new Map();
+    for (const x of names) this.sizes.set(x.day, (this.sizes.get(x.day) ?? 0) + x.bytes);
+    const files = [...this.sizes].map(([day, bytes]) => ({ day, bytes })).sort((a, b) => a.day.localeCompare(b.day));
     for (const f of files) {
       const old = f.day < oldest;
       if (!old && (this.total() + need <= this.o.maxBytes || f.day >= today)) continue;
       try {
-        await unlink(join(this.o.dir, recordFile.name(f.day)));
+        for (const x of names) if (x.day === f.day) await unlink(join(this.o.dir, x.n));
         this.sizes.delete(f.day);
         this.o.log.info({ file: recordFile.name(f.day), bytes: f.bytes }, `deleted the session record ${recordFile.name(f.day)} (${old ? `older than ${this.o.retentionDays} days` : `the records exceed record.maxBytes ${this.o.maxBytes}`})`);
       } catch (e) {
         this.o.log.warn({ err: e }, `cannot delete the session record ${recordFile.name(f.day)}: ${(e as Error).message}`);
+      }
+    }
+    // Days before yesterday: no session still open can write to them (sessions time out long before).
+    const yesterday = dayOf(this.now() - DAY_MS);
+    const finished = names.filter((x) => x.n === recordFile.name(x.day) && x.day < yesterday && this.sizes.has(x.day)).map((x) => x.day);
+    if (finished.length && !this.compressing) this.compressing = this.compress(finished).finally(() => (this.compressing = null));
+  }
+
+  /** Compresses the finished days' files (see the top of the file); a failure leaves the plain file, logged. */
+  private async compress(days: string[]): Promise<void> {
+    for (const day of days) {
+      const plain = join(this.o.dir, recordFile.name(day));
+      const gz = join(this.o.dir, recordFile.gz(day));
+      const tmp = `${gz}.tmp`;
+      try {
+        await pipeline(createReadStream(plain), createGzip(), createWriteStream(tmp, { mode: 0o600 }));
+        const had = await stat(gz).then(() => true, () => false);
+        if (had) {
+          await appendFile(gz, await readFile(tmp)); // a later member: gunzip reads them in turn
+          await unlink(tmp);
+        } else await rename(tmp, gz);
+        // Pruning runs beside (a write reaching maxBytes): a day it deleted meanwhile goes, compressed or not.
+        if (!this.sizes.has(day)) {
+          await unlink(gz);
+          continue;
+        }
+        await unlink(plain);
+        this.sizes.set(day, (await stat(gz)).size);
+      } catch (e) {
+        await unlink(tmp).catch(() => undefined);
+        this.o.log.warn({ err: e, file: plain }, `cannot compress the session record ${plain}: ${(e as Error).message} (kept as it is)`);
       }
     }
   }
