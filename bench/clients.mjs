@@ -88,3 +88,51 @@ export async function idleConnections(port, count, parallel = 200) {
   await Promise.all(Array.from({ length: parallel }, open));
   return { close: () => clients.forEach((c) => c.sock.destroy()) };
 }
+
+/**
+ * Sends `messages` copies of `raw` (a whole message, CRLF lines, not dot-stuffed) over
+ * `sessions` parallel connections, many messages per connection, one command at a time:
+ * the load for a message of our own, which smtp-source cannot send (it writes a fixed
+ * body of `-l` bytes). Any unexpected reply, a connection the server closes, or a run
+ * longer than `timeoutMs` fails it, as smtp-source does; resolves { msgs, seconds, msgsPerSec }.
+ */
+export async function sendMessages({ port, raw, messages, sessions = 20, timeoutMs = 300_000 }) {
+  // RFC 5321 §4.5.2: a line starting with a dot gets another; then the final dot.
+  const data = `${raw.replace(/\r\n\./g, '\r\n..').replace(/^\./, '..').replace(/\r\n$/, '')}\r\n.`;
+  let left = messages;
+  const socks = [];
+  const session = async () => {
+    const c = smtpClient(port);
+    socks.push(c.sock);
+    const closed = new Promise((_, reject) => c.sock.once('close', () => reject(new Error('the server closed the connection'))));
+    closed.catch(() => {});
+    const expect = async (line, code, what = line ?? 'greeting') => {
+      const { text } = await Promise.race([line === null ? c.reply().then((text) => ({ text })) : c.timed(line), closed]);
+      if (!text.startsWith(code)) throw new Error(`${what}: expected ${code}, got ${text.trim().slice(0, 200)}`);
+    };
+    try {
+      await expect(null, '220');
+      await expect('EHLO bench.example', '250');
+      while (left > 0) {
+        left--;
+        await expect('MAIL FROM:<bench@localhost>', '250');
+        await expect('RCPT TO:<rcpt@localhost>', '250');
+        await expect('DATA', '354');
+        await expect(data, '250', 'end of data');
+      }
+      c.sock.end('QUIT\r\n');
+    } catch (e) {
+      c.sock.destroy();
+      throw e;
+    }
+  };
+  const t0 = performance.now();
+  const timer = setTimeout(() => socks.forEach((s) => s.destroy(new Error(`timed out after ${timeoutMs} ms`))), timeoutMs); // never hang a run
+  try {
+    await Promise.all(Array.from({ length: Math.min(sessions, messages) }, session));
+  } finally {
+    clearTimeout(timer);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { msgs: messages, seconds, msgsPerSec: messages / seconds };
+}

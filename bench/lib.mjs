@@ -189,15 +189,18 @@ export function freePort() {
 
 /**
  * Starts a server with `start()`, warms it up (JIT, pools), then runs `scenario` through
- * smtp-source: msgs/s, peak RSS (MB) and server CPU in cores over the measured run.
+ * smtp-source, or through `send({ port, ...scenario })` when given (a client sending
+ * messages of its own; it warms up on 200 of them): msgs/s, peak RSS (MB) and server
+ * CPU in cores over the measured run.
  */
-export async function measureLoad(start, scenario) {
+export async function measureLoad(start, scenario, send = null) {
   const srv = await start();
   try {
-    await runSmtpSource({ port: srv.port, messages: 500, perConnection: true, sizeBytes: 1024 });
+    if (send) await send({ port: srv.port, ...scenario, messages: Math.min(200, scenario.messages) });
+    else await runSmtpSource({ port: srv.port, messages: 500, perConnection: true, sizeBytes: 1024 });
     const rss = sampleRss(srv.child.pid);
     const cpu0 = cpuSeconds(srv.child.pid);
-    const r = await runSmtpSource({ port: srv.port, ...scenario });
+    const r = await (send ?? runSmtpSource)({ port: srv.port, ...scenario });
     return { rate: r.msgsPerSec, rss: rss.stop(), cores: (cpuSeconds(srv.child.pid) - cpu0) / r.seconds };
   } finally {
     await srv.stop();

@@ -1,13 +1,17 @@
 // npm run bench: throughput and peak RSS of Portcullis against a bare smtp-server, all
-// driven by Postfix's smtp-source in ONE run, printed as ratios to the bare server; then
-// how much a rule stuck at its deadline delays other sessions' replies.
+// driven by Postfix's smtp-source in ONE run (the content part by a client of our own),
+// printed as ratios to the bare server; then how much a rule stuck at its deadline delays
+// other sessions' replies.
 //
 //   node bench/run.mjs [--rounds N] [--messages N] [--baseline DIR] [--parts LIST]
 //
 // --parts picks what runs (comma-separated; default all): throughput (msgs/s, CPU, peak
-// RSS per load), rules (each built-in rule alone against none), latency (per-command reply times at light load), idle (RSS with
-// 10,000 idle connections), runaway (a rule stuck at its deadline), reload, replay
-// (recorded sessions replayed per second: bench/replay.mjs).
+// RSS per load), rules (each built-in rule alone against none), content (the content
+// rules' per-message cost, on and off, over a multipart/alternative message with links
+// and one with an attachment, sent by our own client: bench/content-cost.mjs), latency
+// (per-command reply times at light load), idle (RSS with 10,000 idle connections),
+// runaway (a rule stuck at its deadline), reload, replay (recorded sessions replayed per
+// second: bench/replay.mjs).
 //
 // --baseline DIR also runs the Portcullis variants from another built checkout (an
 // earlier commit in a git worktree), so a change is measured against what it replaces
@@ -17,6 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { commandLatencies, idleConnections, smtpClient } from './clients.mjs';
+import { contentCost } from './content-cost.mjs';
 import { ruleCost } from './rule-cost.mjs';
 import { freePort, measureLoad, runSmtpSource, sampleRss, startProcess, startSmtpSink, SMTP_SOURCE } from './lib.mjs';
 
@@ -25,7 +30,7 @@ const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '3' },
   messages: { type: 'string', default: '5000' },
   only: { type: 'string' }, // run only the loads, or the variants (beside the bare server), whose name contains this
-  parts: { type: 'string', default: 'throughput,rules,latency,idle,runaway,reload,replay' },
+  parts: { type: 'string', default: 'throughput,rules,content,latency,idle,runaway,reload,replay' },
   idle: { type: 'string', default: '10000' }, // idle connections for the idle part
   'spool-on-shm': { type: 'boolean', default: false },
   baseline: { type: 'string' }, // another checkout (built) whose Portcullis variants run beside ours
@@ -55,19 +60,25 @@ const RUNAWAY = `import { defineRule, next } from 'portcullis/sdk';
 export default defineRule({ name: 'runaway', phases: { rcpt: (ev) => { if (ev.rcpt.address.startsWith('spin@')) for (;;) {} return next(); } } });
 `;
 
-/** A fresh directory (rules, config, spool) per server start, so no run inherits a full spool. */
-function portcullisConfig(name, ruleSource, extra = {}, builtin = false, limits = {}) {
+/**
+ * A fresh directory (rules, config, spool) per server start, so no run inherits a full
+ * spool. `extra.rules` is merged into the rules section; `files` (name → text) are
+ * written beside the config (option files, which the config names relative to itself).
+ */
+function portcullisConfig(name, ruleSource, extra = {}, builtin = false, limits = {}, files = {}) {
   const dir = mkdtempSync(join(work, `${name}-`));
   mkdirSync(join(dir, 'rules'), { recursive: true });
   if (ruleSource) writeFileSync(join(dir, 'rules', 'rule.ts'), ruleSource);
+  for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, f), text);
   const file = join(dir, 'config.json');
+  const { rules, ...rest } = extra;
   writeFileSync(file, JSON.stringify({
     listen: ['127.0.0.1:0'], dataDir: join(dir, 'data'), reverseDns: false,
     limits: { maxClients: 1000, ...limits },
-    rules: { builtin, dirs: ruleSource ? [join(dir, 'rules')] : [] },
+    rules: { builtin, dirs: ruleSource ? [join(dir, 'rules')] : [], ...rules },
     // The front door only, like 'bare smtp-server + spool': the queue's delivery is not measured.
     delivery: { queue: { hold: true } },
-    ...extra,
+    ...rest,
   }));
   return file;
 }
@@ -283,6 +294,12 @@ if (PARTS.has('rules')) {
   const rows = await ruleCost(ROOT, (settings) => portcullis(ROOT, portcullisConfig('rule', null, { rules: { builtin: true, dirs: [], settings } }, true)), { messages: Math.ceil(N / 2), rounds: ROUNDS });
   console.log('\nEach built-in rule alone (many/conn, 1 KB, 1 rcpt; greylist and require-size left out: this load never retries and declares no SIZE):');
   console.table(rows);
+}
+if (PARTS.has('content')) {
+  const { rows, notes } = await contentCost(ROOT, ({ settings, source, files }) => portcullis(ROOT, portcullisConfig('content', source, { rules: { settings } }, true, {}, files)), { messages: Math.ceil(N / 2), rounds: ROUNDS });
+  console.log('\nContent rules, each alone against no rules (our client: 20 sessions, many messages per connection, 1 rcpt; server CPU per message from /proc):');
+  console.table(rows);
+  for (const n of notes) console.log(`  ${n}`);
 }
 if (PARTS.has('latency')) await latency();
 if (PARTS.has('idle')) await idleMemory();

@@ -3,7 +3,7 @@
  * Also what tests and the CLI use to start and stop a host.
  */
 import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { adminRoutes } from './admin/routes.js';
 import { AdminServer } from './admin/server.js';
@@ -24,8 +24,8 @@ import { Sandbox } from './sandbox/sandbox.js';
 import { FrontDoor } from './smtp/server.js';
 import { Spool } from './spool/spool.js';
 import { storeAccess } from './store/access.js';
-import { SqliteBackend } from './store/sqlite.js';
-import { applyMailboxConfig, MemoryStore } from './store/store.js';
+import { openStore } from './store/open.js';
+import { applyMailboxConfig, type MemoryStore } from './store/store.js';
 
 export interface HostOptions {
   /** Where logs go (default: pino to stdout at config.log.level). */
@@ -44,7 +44,7 @@ export interface Host {
   readonly metrics: Metrics;
   /** Per-minute and hourly traffic, and per recipient domain per day (the admin API's STAT WINDOW, STAT HOURLY, routes). */
   readonly stats: TrafficStats;
-  /** The watchlist store (blacklist, counters, mailboxes, lists): in memory, written behind to SQLite under the data dir. */
+  /** The watchlist store (blacklist, counters, mailboxes, lists): in memory, written behind to its backend (config store: SQLite under the data dir, or a shared Redis). */
   readonly store: MemoryStore;
   readonly sandbox: Sandbox;
   /** Listening addresses, with the real port when the config asked for port 0. */
@@ -106,7 +106,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     stale: (path) => log.warn({ dataDir }, `took over the data dir: the process that held it is gone (removed its stale ${path})`),
   });
   if (!(control instanceof ControlServer)) throw new DataDirInUseError(dataDir, control);
-  const store = await MemoryStore.open(await SqliteBackend.open(join(dataDir, 'portcullis.db')), { log, metrics }).catch(async (e: unknown) => {
+  const store = await openStore(config, dataDir, { log, metrics }).catch(async (e: unknown) => {
     await control.close();
     throw e;
   });

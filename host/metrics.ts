@@ -83,6 +83,10 @@ export const METRICS = {
   // --- store and DNS ---------------------------------------------------------------------
   store_entries: gauge('Entries in the store, by kind (blacklist, watch keys, mailboxes, lists)', { kind: ['blacklist', 'watch', 'mailboxes', 'lists'] }),
   store_write_failures_total: counter('Store writes that failed (logged)', {}),
+  store_outages_total: counter('Times the shared store (Redis) became unreachable (logged at start and at recovery, with its duration and the changes held)', {}),
+  store_backend_up: gauge('1 while the store backend is reachable, 0 during a shared store outage (the host serves from memory then)', {}),
+  store_changes_held: gauge('Changes held during a shared store outage, to be replayed when it returns', {}),
+  store_changes_dropped_total: counter('Changes dropped past store.redis.queueLimit during an outage (kept in this host\'s memory, never in Redis)', {}),
   record_sessions_total: counter('Sessions written to the session record (config record)', {}),
   record_dropped_total: counter('Sessions the session record dropped instead of holding a reply: the queue was full, a write failed, or record.maxBytes was reached with today\'s file alone', { reason: ['queue-full', 'write-failed', 'max-bytes'] }),
   dns_cache_entries: gauge('DNS answers in the cache', {}),

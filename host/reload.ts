@@ -21,7 +21,7 @@ import { adminRuleFiles, formatTypeProblem, typeCheckRules } from './typecheck.j
  * are built at start; a message in flight must not change next hop half-way. admin: its
  * listener, and the token it checks, are set up at start.
  */
-const RESTART_KEYS = ['listen', 'admin', 'dataDir', 'sandbox', 'delivery'] as const;
+const RESTART_KEYS = ['listen', 'admin', 'dataDir', 'store', 'sandbox', 'delivery'] as const;
 /** Editors save in bursts (temp file, rename, chmod): wait this long for quiet. */
 const DEBOUNCE_MS = 50;
 

@@ -233,6 +233,21 @@ export type DmarcResult = (typeof DMARC_RESULTS)[number];
 export const DMARC_POLICIES = ['none', 'quarantine', 'reject'] as const;
 export type DmarcPolicy = (typeof DMARC_POLICIES)[number];
 
+/** An identifier alignment mode (RFC 7489 §3.1, `adkim=`, `aspf=`): `r` relaxed (the default), `s` strict. */
+export type DmarcAlignmentMode = 'r' | 's';
+
+/**
+ * The DMARC record as the domain published it (RFC 7489 §6.3): what an aggregate
+ * report's `policy_published` carries (§7.2, Appendix C). `sp` is `p` when not given;
+ * a `p` or `sp` that is not a policy reads as `none` (§6.6.3, step 6).
+ */
+export interface DmarcPublished {
+  p: DmarcPolicy;
+  sp: DmarcPolicy;
+  adkim: DmarcAlignmentMode;
+  aspf: DmarcAlignmentMode;
+}
+
 /** The DMARC check of the message's From domain (RFC 7489), with the data a report carries. */
 export interface DmarcAnswer {
   result: DmarcResult;
@@ -240,13 +255,32 @@ export interface DmarcAnswer {
   domain: string;
   /**
    * The policy that applies to this message: `sp=` for a subdomain of the domain that
-   * published it, else `p=`; `none` when there is no policy. Applies on `fail` only.
+   * published it, else `p=`; `none` when there is no policy. Applies on `fail` only, to
+   * the share `pct` of messages (see `dmarcPolicyApplied`).
    */
   policy: DmarcPolicy;
-  /** `pct=` (RFC 7489 §6.3): the share of failing mail the policy is meant for, 100 by default. */
+  /** `pct=` (RFC 7489 §6.3): the percentage of failing mail the policy is meant for, 0–100, 100 by default. */
   pct: number;
+  /**
+   * A whole number from 0 to 99 drawn at random by the host for this message: the
+   * policy applies when `sample < pct` (§6.6.4). Random, not a hash of the message, so a
+   * sender cannot pick a Message-ID that always falls outside the sampled share.
+   */
+  sample: number;
+  /** The record's tags, for the report; null when no record was found (`none`, `temperror`, `permerror`). */
+  published: DmarcPublished | null;
   /** Which identifiers passed aligned with the From domain: the SPF domain, the DKIM `d=`, or null. */
   alignment: { spf: string | null; dkim: string | null };
+}
+
+/**
+ * The policy to apply to a message that failed DMARC (RFC 7489 §6.6.4): `policy` for the
+ * `pct` percent of messages the sample picks, and for the rest the next lower policy
+ * (reject → quarantine → none). pct=100 always applies it, pct=0 never does.
+ */
+export function dmarcPolicyApplied(d: Pick<DmarcAnswer, 'policy' | 'pct' | 'sample'>): DmarcPolicy {
+  if (d.sample < d.pct) return d.policy;
+  return d.policy === 'reject' ? 'quarantine' : 'none';
 }
 
 /**
@@ -263,9 +297,87 @@ export interface ArcAnswer {
   instances: number;
 }
 
+/** Most name servers of one domain the NS facts list and check (the first ones DNS gives). */
+export const NS_MAX_HOSTS = 8;
+
+/** One name server of a domain, and what its name says (smtpf 2.0's `mail-ip-in-ns`, `mail-ns-nxdomain`, `uri-ip-in-ns`, `uri-ns-nxdomain`). */
+export interface NsHost {
+  /** The name server's host name, lower case (`ns1.example.net`). */
+  name: string;
+  /** Its registered domain (`example.net`, by the Public Suffix List), or null when it has none. */
+  domain: string | null;
+  /**
+   * - `exists`: its registered domain exists;
+   * - `nxdomain`: it does not (NXDOMAIN): a delegation to a name server nobody can reach
+   *   by name, a trait of fast-flux and throw-away domains;
+   * - `error`: the lookup failed (timeout, SERVFAIL).
+   */
+  domainStatus: 'exists' | 'nxdomain' | 'error';
+  /** The IPv4 address its name carries (`ns-192-0-2-7.dyn.example` → `192.0.2.7`), or null: a name server on a dynamic address. */
+  ipInName: string | null;
+}
+
+/** The name servers of a domain: the NS records of its registered domain (where the registry delegates it, RFC 1034 §4.2). */
+export interface DnsNsAnswer {
+  /** `found`; `none` (the domain or its NS records do not exist); `error` (transient failure). */
+  status: 'found' | 'none' | 'error';
+  /** The registered domain whose NS records these are, lower case. */
+  domain: string;
+  hosts: NsHost[];
+}
+
+/** Most distinct link hosts `UriFacts` lists (and the URI needs look up); past it, `truncated` is set. */
+export const URI_MAX_HOSTS = 50;
+
+/** One host the message links to (`http://`, `https://`, `ftp://` and `www.` links). */
+export interface UriHost {
+  /** The host, lower case; an internationalised name as punycode; an IP address as dotted decimal (`http://0xC0000207/` → `192.0.2.7`) or bare IPv6. */
+  host: string;
+  /** Its registered domain (`www.foo.co.uk` → `foo.co.uk`, Public Suffix List), or null for an IP address or a bare suffix. */
+  domain: string | null;
+  /** The address when the link names one instead of a host name (`http://192.0.2.7/`), else null. */
+  ip: string | null;
+  /** The IPv4 address the host name carries (`host-192-0-2-7.dyn.example` → `192.0.2.7`), or null. */
+  ipInName: string | null;
+}
+
+/**
+ * The hosts of the links in the message's text and HTML parts (`needs: ['uris']`): bare
+ * links in the text and in the HTML, and HTML `href`/`src` attributes, read from the same
+ * decoded parts as `MimeFacts` (so past `limits.bodyLimit` nothing is seen).
+ */
+export interface UriFacts {
+  /** Distinct hosts, at most `URI_MAX_HOSTS`: those of bare links in the order seen, then those of HTML attributes. */
+  hosts: UriHost[];
+  /** More distinct hosts were linked than listed (or the body was cut at the cap). */
+  truncated: boolean;
+}
+
+/** The reverse DNS of one address (its PTR records, RFC 1035 §3.5). */
+export interface DnsPtrAnswer {
+  /** `found`; `none` (no PTR record); `error` (transient failure). */
+  status: 'found' | 'none' | 'error';
+  /** The address looked up. */
+  address: string;
+  /** Its PTR names, lower case. */
+  names: string[];
+  /** The IPv4 address the first name carries (`host-192-0-2-7.pool.example`): a dynamic or residential address. */
+  ipInName: string | null;
+}
+
+/** What DNS says of one link host (`needs: ['uri-dns']`, `['uri-ptr']`). */
+export interface UriHostAnswer {
+  /** `found`: an A or AAAA record (always, for a link by IP address); `none`: the name does not exist or has no address; `error`: the lookup failed. */
+  address: 'found' | 'none' | 'error';
+  /** The name servers of its registered domain (with `uri-dns`); null for an IP address, a host without one, or without the need. */
+  ns: DnsNsAnswer | null;
+  /** The reverse DNS of its first address, IPv4 first (with `uri-ptr`); null when it has no address or without the need. */
+  ptr: DnsPtrAnswer | null;
+}
+
 /**
  * DNS facts the host looked up before the phase, for the needs its rules declared
- * (`needs: ['dnsbl:zen.spamhaus.org', 'rhsbl:dbl.spamhaus.org', 'mx', 'spf', 'dkim', 'dmarc', 'arc']`). A fact is
+ * (`needs: ['dnsbl:zen.spamhaus.org', 'rhsbl:dbl.spamhaus.org', 'mx', 'ns', 'spf', 'dkim', 'dmarc', 'arc', 'uribl:multi.surbl.org', 'uri-dns', 'uri-ptr']`). A fact is
  * absent when no rule of the phase asked for it, when it does not apply yet (no sender
  * before MAIL FROM; no sender domain for the null sender, except for SPF, which checks
  * the HELO name then) or when DNS is off in the host config.
@@ -285,6 +397,16 @@ export interface DnsFacts {
   dmarc?: DmarcAnswer;
   /** The message's ARC chain. End of data only (`needs: ['arc']`). */
   arc?: ArcAnswer;
+  /** The name servers of the MAIL FROM domain (`needs: ['ns']`). */
+  ns?: DnsNsAnswer;
+  /**
+   * The message's link hosts in URI block lists (`needs: ['uribl:<zone>']` for registered
+   * domains, `'uribl-ip:<zone>'` for links by IP address), by zone, then by the domain
+   * or IP looked up (`ev.dns.uribl[zone]?.[host.domain]`). End of data only.
+   */
+  uribl?: Record<string, Record<string, DnsListAnswer>>;
+  /** What DNS says of each link host (`needs: ['uri-dns']` and/or `['uri-ptr']`), by `UriHost.host`. End of data only. */
+  uriHosts?: Record<string, UriHostAnswer>;
 }
 
 interface EventBase {
@@ -380,6 +502,8 @@ export interface MessageEvent extends EventBase {
      * null otherwise (see `MimeFacts`).
      */
     mime: MimeFacts | null;
+    /** With `needs: ['uris']` (or a URI DNS need): the hosts the message links to (see `UriFacts`). */
+    uris?: UriFacts;
     /** With `needs: ['spamd']`: SpamAssassin's verdict on the message, from spamd (or why there is none). */
     spamd?: SpamdFact;
   };

@@ -85,7 +85,8 @@ export interface RecordedSession {
   cut?: true;
   /**
    * The facts the session's rules used, as they were answered (DNS cache hits included),
-   * by key: `dnsbl:<zone>:<ip>`, `rhsbl:<zone>:<domain>`, `mx:<domain>`,
+   * by key: `dnsbl:<zone>:<ip>`, `rhsbl:<zone>:<domain>`, `mx:<domain>`, `ns:<domain>`,
+   * `address:<link host>`, `ptr:<ip>`,
    * `spf:<ip>:<sender>:<helo>`, `auth:<n>` (DKIM/DMARC/ARC of the n-th message),
    * `spamd:<n>`, `callahead:<address>`, `mailbox:<address>`, `clientSessions`.
    * null: the subject could not be looked up.

@@ -70,6 +70,8 @@ export const STATUS = {
   mailboxFull: '2.2',
   /** X.3.4 Message too big for system. */
   tooBig: '3.4',
+  /** X.4.3 Directory server failure: a DNS lookup the decision needs failed; retry later. */
+  directoryFailure: '4.3',
   /** X.4.5 Mail system congestion (rate limits). */
   congestion: '4.5',
   /** X.5.3 Too many recipients. */

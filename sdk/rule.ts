@@ -166,7 +166,7 @@ export type Handler<P extends Phase, Options> = (event: PhaseEvents[P], ctx: Rul
  * What a rule may ask to read of the message at its end (see `Need`), each an extra
  * cost paid only while some enabled rule asks for it.
  */
-export const MESSAGE_NEEDS = ['body', 'mime'] as const;
+export const MESSAGE_NEEDS = ['body', 'mime', 'uris'] as const;
 
 /**
  * The message's authentication a rule may ask for, known at the end of data only: DKIM
@@ -182,9 +182,16 @@ export const CHECK_NEEDS = ['spamd', 'callahead'] as const;
  * - `'body'`: the (capped) body in the `message` event;
  * - `'mime'`: the body's MIME parts decoded (text, HTML, attachment names, types and
  *   sizes) in `ev.message.mime` (see `MimeFacts`);
+ * - `'uris'`: the hosts the text and HTML parts link to → `ev.message.uris` (see `UriFacts`);
  * - `'dnsbl:<zone>'`: the client IP looked up in a DNS block list → `ev.dns.dnsbl[zone]`;
  * - `'rhsbl:<zone>'`: the MAIL FROM domain looked up in a domain list → `ev.dns.rhsbl[zone]`;
  * - `'mx'`: the MAIL FROM domain's MX (or A/AAAA) → `ev.dns.mx`;
+ * - `'ns'`: the MAIL FROM domain's name servers, each checked → `ev.dns.ns`;
+ * - `'uribl:<zone>'`: the registered domain of each link host in a URI list (SURBL, URIBL,
+ *   Spamhaus DBL) → `ev.dns.uribl[zone][domain]`, at `message` only;
+ * - `'uribl-ip:<zone>'`: each link by IP address in an IP list → `ev.dns.uribl[zone][ip]`, at `message` only;
+ * - `'uri-dns'`: each link host's address and its domain's name servers → `ev.dns.uriHosts[host]`, at `message` only;
+ * - `'uri-ptr'`: each link host's address and its reverse DNS → `ev.dns.uriHosts[host].ptr`, at `message` only;
  * - `'spf'`: the client checked against the MAIL FROM domain's SPF policy → `ev.dns.spf`;
  * - `'dkim'`: the message's DKIM signatures checked (RFC 6376) → `ev.dns.dkim`, at `message` only;
  * - `'dmarc'`: the From domain's DMARC (RFC 7489) from SPF and DKIM → `ev.dns.dmarc`, at `message` only;
@@ -196,7 +203,7 @@ export const CHECK_NEEDS = ['spamd', 'callahead'] as const;
  * MAIL FROM) and waits for them only before a phase whose rules declared them.
  * @example needs: ['spf'], phases: { rcpt: (ev) => (ev.dns.spf?.result === 'pass' ? accept() : next()) }
  */
-export type Need = (typeof MESSAGE_NEEDS)[number] | (typeof CHECK_NEEDS)[number] | (typeof AUTH_NEEDS)[number] | 'mx' | 'spf' | `dnsbl:${string}` | `rhsbl:${string}`;
+export type Need = (typeof MESSAGE_NEEDS)[number] | (typeof CHECK_NEEDS)[number] | (typeof AUTH_NEEDS)[number] | 'mx' | 'ns' | 'spf' | 'uri-dns' | 'uri-ptr' | `dnsbl:${string}` | `rhsbl:${string}` | `uribl:${string}` | `uribl-ip:${string}`;
 
 /** Clients a rule does not run for. */
 export interface Skip {

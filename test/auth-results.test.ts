@@ -88,10 +88,15 @@ describe('DKIM and DMARC facts and Authentication-Results, against dnsmasq', { s
     const raw = await signed(message('news@signed.example', 'unit'), 'signed.example');
     const spf = { result: 'pass', domain: 'signed.example', identity: 'mailfrom' } as const;
     const a = await checkMessageAuth(nodeBackend([dns.server], 2000), Buffer.from(raw), spf, { dmarc: true, arc: true }, 2000);
+    const sample = a.dmarc?.sample ?? -1;
+    assert.ok(Number.isInteger(sample) && sample >= 0 && sample < 100, `pct's sample is a whole number in 0–99: ${sample}`);
     assert.deepEqual(a, {
       dkim: [{ result: 'pass', domain: 'signed.example', selector: 'sel', aligned: true, comment: null }],
       arc: { result: 'none', instances: 0 },
-      dmarc: { result: 'pass', domain: 'signed.example', policy: 'none', pct: 100, alignment: { spf: 'signed.example', dkim: 'signed.example' } },
+      dmarc: {
+        result: 'pass', domain: 'signed.example', policy: 'none', pct: 100, sample,
+        published: { p: 'none', sp: 'none', adkim: 'r', aspf: 'r' }, alignment: { spf: 'signed.example', dkim: 'signed.example' },
+      },
     });
     const bad = await checkMessageAuth(nodeBackend([dns.server], 2000), Buffer.from(raw.replace('hello from', 'HELLO from')), null, { dmarc: false, arc: false }, 2000);
     assert.deepEqual(bad.dkim.map((s) => [s.result, s.comment]), [['fail', 'body hash did not verify']]);
@@ -117,7 +122,7 @@ describe('DKIM and DMARC facts and Authentication-Results, against dnsmasq', { s
     try {
       const raw = (await signed(message('news@strict.example', 'tampered'), 'strict.example')).replace('hello from', 'HELLO from');
       assert.equal(await send(h.port, '127.0.0.62', 'news@strict.example', raw), "550 5.7.26 Unauthenticated mail from strict.example is not accepted due to the domain's DMARC policy");
-      assert.ok(h.logs.some((l) => l.rule === 'dmarc-policy' && /DMARC fail: domain=strict\.example policy=reject pct=100 spf=fail aligned-spf=- aligned-dkim=-/.test(String(l.msg))), 'the report data is logged');
+      assert.ok(h.logs.some((l) => l.rule === 'dmarc-policy' && l.msg === 'DMARC fail: header-from=strict.example p=reject sp=reject pct=100 adkim=r aspf=r disposition=reject dkim=fail:strict.example spf=fail:strict.example aligned-spf=- aligned-dkim=- client=127.0.0.62'), 'the report data is logged');
       // SPF passes, DKIM fails: DMARC passes through SPF, and the header says so.
       assert.match(await send(h.port, '127.0.0.61', 'news@strict.example', raw), QUEUED);
       assert.equal(arOf(spooled(h.dataDir)[0]!.eml.toString()), `Authentication-Results: ${HOST}; spf=pass smtp.mailfrom=strict.example; dkim=fail (body hash did not verify) header.d=strict.example header.s=sel; dmarc=pass (p=reject) header.from=strict.example`);
@@ -138,6 +143,7 @@ describe('DKIM and DMARC facts and Authentication-Results, against dnsmasq', { s
     try {
       assert.match(await send(t.port, '127.0.0.62', 'news@strict.example', message('news@strict.example', 'tagged')), QUEUED);
       assert.match(spooled(t.dataDir)[0]!.eml.toString(), /\r\nX-DMARC: fail \(p=reject\) header\.from=strict\.example\r\n/);
+      assert.ok(t.logs.some((l) => l.rule === 'dmarc-policy' && String(l.msg).startsWith('DMARC fail: header-from=strict.example p=reject sp=reject pct=100 adkim=r aspf=r disposition=none reason=local_policy ')), 'the report row says the site overrode the policy');
     } finally {
       await t.close();
     }

@@ -67,6 +67,24 @@ describe('config validation', () => {
     ]);
   });
 
+  it('the store is SQLite by default; Redis needs exactly one of url, sentinels or cluster, and Redis settings need backend redis', () => {
+    assert.deepEqual(loadConfig(configFile({})).store, {
+      backend: 'sqlite',
+      redis: { sentinelName: 'mymaster', keyPrefix: 'portcullis:', commandTimeoutMs: 500, queueLimit: 100000, whileDown: 'local' },
+    });
+    assert.equal(loadConfig(configFile({ store: { backend: 'redis', redis: { url: 'redis://10.0.0.5:6379/2' } } })).store.redis.url, 'redis://10.0.0.5:6379/2');
+    assert.deepEqual(problems({ store: { backend: 'redis' } }), ['/store/redis: say exactly one of url, sentinels or cluster (got none)']);
+    assert.deepEqual(problems({ store: { backend: 'redis', redis: { url: 'redis://a:1', cluster: ['b:2'] } } }), ['/store/redis: say exactly one of url, sentinels or cluster (got url and cluster)']);
+    assert.deepEqual(problems({ store: { redis: { url: 'redis://a:1' } } }), ['/store/backend: is "sqlite", but store.redis.url is set: say "redis" to use it']);
+    assert.deepEqual(problems({ store: { backend: 'memcached', redis: { url: 'http://a', sentinels: ['nohost'], whileDown: 'fail', keyPrefix: '' } } }).sort(), [
+      '/store/backend: must be one of "sqlite", "redis"',
+      '/store/redis/keyPrefix: must match pattern "^\\S+$"',
+      '/store/redis/sentinels/0: must match pattern "^[^\\s:]+:[0-9]{1,5}$"',
+      '/store/redis/url: must match pattern "^rediss?://"',
+      '/store/redis/whileDown: must be one of "local", "ignore-counts"',
+    ]);
+  });
+
   it('scores are checked after DATA and the message by default; scores.phases names only rcpt, data and message, each once', () => {
     assert.deepEqual(loadConfig(configFile({})).scores, { phases: ['data', 'message'], tag: null, tempfail: null, reject: null, header: 'X-Portcullis-Score' });
     assert.deepEqual(problems({ scores: { phases: ['mail', 'rcpt', 'rcpt'] } }).sort(), [

@@ -27,7 +27,7 @@ class FakeTimers implements DeadlineTimers {
 function silentBackend() {
   const waiting = new Map<string, { resolve: (v: string[]) => void; reject: (e: Error) => void }>();
   const query = (name: string) => new Promise<string[]>((resolve, reject) => waiting.set(name, { resolve, reject }));
-  const backend: DnsBackend = { a: query, aaaa: query, txt: query, mx: query, ptr: query };
+  const backend: DnsBackend = { a: query, aaaa: query, txt: query, mx: query, ptr: query, ns: query };
   return { backend, waiting };
 }
 

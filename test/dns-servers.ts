@@ -43,7 +43,18 @@ export interface DnsZones {
    * sees "no record", not a failure).
    */
   spf?: Record<string, string>;
+  /** NS records, domain → name servers (dnsmasq `--dns-rr`: it has no NS option of its own). */
+  ns?: Record<string, string[]>;
+  /** Addresses without reverse DNS, name → IPv4 (dnsmasq `--address`; `hosts` entries get a PTR record too). */
+  address?: Record<string, string>;
+  /** Reverse DNS, IPv4 → name (dnsmasq `--ptr-record`). */
+  ptr?: Record<string, string>;
+  /** More domains dnsmasq answers from local data only: names under them it does not know are NXDOMAIN (not refused). */
+  local?: string[];
 }
+
+/** A domain name in DNS wire format, as hex (RFC 1035 §3.1): what `--dns-rr` takes as an NS record's data. */
+const wireName = (name: string): string => Buffer.concat([...name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([0])]).toString('hex');
 
 export interface DnsServers {
   /** The resolver's address for the host config: "127.0.0.1:PORT". */
@@ -176,6 +187,10 @@ export async function startDnsServers(dir: string, z: DnsZones): Promise<DnsServ
       ...zones.map((zone) => `--server=/${zone}/127.0.0.1#${rblPort}`),
       ...z.mx.map((m) => `--mx-host=${m}`), ...z.hosts.map((h) => `--host-record=${h}`),
       ...Object.entries(z.spf ?? {}).flatMap(([domain, record]) => [`--local=/${domain}/`, `--txt-record=${domain},${record}`]),
+      ...Object.entries(z.ns ?? {}).flatMap(([domain, servers]) => servers.map((ns) => `--dns-rr=${domain},2,${wireName(ns)}`)),
+      ...(z.local ?? []).map((d) => `--local=/${d}/`),
+      ...Object.entries(z.address ?? {}).map(([name, ip]) => `--address=/${name}/${ip}`),
+      ...Object.entries(z.ptr ?? {}).map(([ip, name]) => `--ptr-record=${ip.split('.').reverse().join('.')}.in-addr.arpa,${name}`),
     ], probe);
     dm = started.proc;
     const server = `127.0.0.1:${started.port}`;

@@ -68,6 +68,26 @@ export function typeChecks(): void {
     },
   });
 
+  // The link and name-server needs, and the facts they give.
+  defineRule({
+    name: 'uri-facts',
+    needs: ['uris', 'uribl:multi.surbl.org', 'uribl-ip:sbl.spamhaus.org', 'uri-dns', 'uri-ptr', 'ns'],
+    phases: {
+      mail: (ev) => {
+        expectTypeOf(ev.dns.ns?.hosts[0]?.domainStatus).toEqualTypeOf<'exists' | 'nxdomain' | 'error' | undefined>();
+      },
+      message: (ev) => {
+        for (const h of ev.message.uris?.hosts ?? []) {
+          expectTypeOf(h.domain).toEqualTypeOf<string | null>();
+          expectTypeOf(ev.dns.uribl?.[h.domain ?? '']?.[h.host]?.status).toEqualTypeOf<'listed' | 'clear' | 'refused' | 'error' | undefined>();
+          expectTypeOf(ev.dns.uriHosts?.[h.host]?.ptr?.ipInName).toEqualTypeOf<string | null | undefined>();
+        }
+      },
+    },
+  });
+  // @ts-expect-error 'uri:<zone>' is no need (the URI lists are 'uribl:<zone>')
+  defineRule({ name: 'bad-need', needs: ['uri:multi.surbl.org'], phases: {} });
+
   // Notes hold JSON, in the phases that have them.
   defineRule({
     name: 'notes',

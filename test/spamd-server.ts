@@ -25,7 +25,8 @@ export interface Spamd {
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** A port free on 127.0.0.1 right now (for a server we spawn: it cannot be told to take port 0 and report it). */
+export async function freePort(): Promise<number> {
   const s = createServer();
   await new Promise<void>((ok) => s.listen(0, '127.0.0.1', () => ok()));
   const a = s.address();
@@ -33,7 +34,7 @@ async function freePort(): Promise<number> {
   return a && typeof a === 'object' ? a.port : 0;
 }
 
-const accepts = (port: number): Promise<boolean> =>
+export const accepts = (port: number): Promise<boolean> =>
   new Promise((ok) => {
     const c = connect({ host: '127.0.0.1', port }, () => (c.destroy(), ok(true)));
     c.on('error', () => ok(false));

@@ -8,12 +8,13 @@
  * host re-read its config too, like SmtpEvt's reset.
  */
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { ACCESS_STORE_LIST, parseAccessLine } from '../../sdk/index.js';
 import { loadConfig, type Config } from '../config/config.js';
-import { SqliteBackend, StoreError } from '../store/sqlite.js';
+import { openBackend, sqliteFile } from '../store/open.js';
+import { StoreError } from '../store/sqlite.js';
 import { MemoryStore } from '../store/store.js';
 import { ask, NoHost } from './admin.js';
 import { readStatus } from './status.js';
@@ -44,13 +45,15 @@ interface StoreRun {
  * admin would wonder why the blacklisted client still gets in.
  */
 async function withStore(values: { config?: string; 'data-dir'?: string }, fn: (s: MemoryStore) => number, run: StoreRun): Promise<number> {
-  const dataDir = resolve(loadConfig(values.config, { dataDir: values['data-dir'] }).dataDir);
-  const file = join(dataDir, 'portcullis.db');
-  if (!existsSync(file)) {
+  const config = loadConfig(values.config, { dataDir: values['data-dir'] });
+  const dataDir = resolve(config.dataDir);
+  const file = sqliteFile(dataDir);
+  if (config.store.backend === 'sqlite' && !existsSync(file)) {
     run.err.write(`portcullis ${run.cmd}: no database at ${file} (\`portcullis start\` creates it there); is --config or --data-dir the one the host runs with?\n`);
     return 1;
   }
-  const store = await MemoryStore.open(await SqliteBackend.open(file));
+  // Redis: the change reaches every host through its channel; unreachable is an error here, never held.
+  const store = await MemoryStore.open(await openBackend(config, dataDir, { holdWhileDown: false }));
   let code: number;
   try {
     code = fn(store);

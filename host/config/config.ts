@@ -76,6 +76,7 @@ export interface Config {
   relayNetworks: string[];
   exemptNetworks: string[];
   dataDir: string;
+  store: StoreConfig;
   reverseDns: boolean;
   dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number };
   checker?: { command: string[]; timeoutMs: number; concurrency: number };
@@ -105,6 +106,25 @@ export interface RecordConfig {
   maxBytes: number;
   bodies: RecordBodies;
   queueSessions: number;
+}
+
+/** Where the store persists (schemas/config.schema.json#/properties/store). */
+export interface StoreConfig {
+  backend: 'sqlite' | 'redis';
+  redis: RedisStoreConfig;
+}
+
+/** The shared Redis: exactly one of url, sentinels, cluster (checked by `checkStore`). */
+export interface RedisStoreConfig {
+  url?: string;
+  sentinels?: string[];
+  sentinelName: string;
+  cluster?: string[];
+  password?: string;
+  keyPrefix: string;
+  commandTimeoutMs: number;
+  queueLimit: number;
+  whileDown: 'local' | 'ignore-counts';
 }
 
 /** An SMTP server we pass mail to (schemas/config.schema.json#/$defs/nextHop). */
@@ -301,6 +321,15 @@ function checkAdmin(cfg: Config, problems: string[]): void {
   }
 }
 
+/** A Redis backend needs one way to reach Redis; Redis settings under the SQLite backend are a forgotten `backend`. */
+function checkStore(store: StoreConfig, problems: string[]): void {
+  const given = (['url', 'sentinels', 'cluster'] as const).filter((k) => store.redis[k] !== undefined);
+  if (store.backend === 'redis' && given.length !== 1) {
+    problems.push(`/store/redis: say exactly one of url, sentinels or cluster (${given.length ? `got ${given.join(' and ')}` : 'got none'})`);
+  }
+  if (store.backend === 'sqlite' && given.length) problems.push(`/store/backend: is "sqlite", but store.redis.${given[0]} is set: say "redis" to use it`);
+}
+
 /** Reads, merges overrides, fills defaults and validates. Throws ConfigError. */
 export function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}): Config {
   if (!file) return configFrom({}, '(embedded defaults)', overrides);
@@ -397,6 +426,7 @@ export function configFrom(input: unknown, source: string, overrides: ConfigOver
       if (port > 65535) problems.push(`/listen/${i}: port must be 0–65535`);
     });
     checkAdmin(cfg, problems);
+    checkStore(cfg.store, problems);
     checkPasswords(cfg.auth.users, problems);
     if (cfg.delivery.mode === 'relay' && !cfg.delivery.nextHop) problems.push('/delivery/nextHop: relay mode needs a next hop (or start with --relay HOST:PORT)');
     // A log file is for tools (and logrotate's reopen); pretty is for a person at a terminal.

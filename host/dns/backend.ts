@@ -14,6 +14,8 @@ export interface DnsBackend {
   mx(name: string): Promise<string[]>;
   /** The names of a reverse name (`4.3.2.1.in-addr.arpa`): SPF's `ptr` mechanism and `%{p}` macro (RFC 7208 §5.5, §7.3). */
   ptr(name: string): Promise<string[]>;
+  /** The name servers a name delegates to (RFC 1035 §3.3.11): the sender's and link domains' NS facts. */
+  ns(name: string): Promise<string[]>;
 }
 
 /** `servers`: ["system"] for /etc/resolv.conf, or "IP", "IP:PORT", "[IPv6]:PORT". */
@@ -27,6 +29,7 @@ export function nodeBackend(servers: string[], timeoutMs: number): DnsBackend {
     txt: async (n) => (await r.resolveTxt(n)).map((chunks) => chunks.join('')),
     mx: async (n) => (await r.resolveMx(n)).sort((x, y) => x.priority - y.priority).map((m) => m.exchange),
     ptr: (n) => r.resolvePtr(n),
+    ns: (n) => r.resolveNs(n),
   }, timeoutMs);
 }
 
@@ -92,15 +95,16 @@ export function withDeadline(backend: DnsBackend, ms: number, timers: DeadlineTi
     txt: bounded('TXT', (n) => backend.txt(n)),
     mx: bounded('MX', (n) => backend.mx(n)),
     ptr: bounded('PTR', (n) => backend.ptr(n)),
+    ns: bounded('NS', (n) => backend.ns(n)),
   };
 }
 
 /** Fake answers for tests: name → records, or an error code (`'ETIMEOUT'`) for the whole name. */
-export type DnsTable = Record<string, { A?: string[]; AAAA?: string[]; TXT?: string[]; MX?: string[]; PTR?: string[] } | string>;
+export type DnsTable = Record<string, { A?: string[]; AAAA?: string[]; TXT?: string[]; MX?: string[]; PTR?: string[]; NS?: string[] } | string>;
 
 export function tableBackend(table: DnsTable): DnsBackend {
   const entries = new Map(Object.entries(table).map(([k, v]) => [k.toLowerCase().replace(/\.$/, ''), v]));
-  const look = (type: 'A' | 'AAAA' | 'TXT' | 'MX' | 'PTR') => async (name: string): Promise<string[]> => {
+  const look = (type: 'A' | 'AAAA' | 'TXT' | 'MX' | 'PTR' | 'NS') => async (name: string): Promise<string[]> => {
     const e = entries.get(name.toLowerCase());
     if (e === undefined) throw Object.assign(new Error(`queryA ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
     if (typeof e === 'string') throw Object.assign(new Error(`query ${e} ${name}`), { code: e });
@@ -108,5 +112,5 @@ export function tableBackend(table: DnsTable): DnsBackend {
     if (!v?.length) throw Object.assign(new Error(`query ENODATA ${name}`), { code: 'ENODATA' });
     return v;
   };
-  return { a: look('A'), aaaa: look('AAAA'), txt: look('TXT'), mx: look('MX'), ptr: look('PTR') };
+  return { a: look('A'), aaaa: look('AAAA'), txt: look('TXT'), mx: look('MX'), ptr: look('PTR'), ns: look('NS') };
 }

@@ -8,14 +8,21 @@
  */
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import type { DnsListAnswer, DnsMxAnswer, SpfAnswer } from '../../sdk/index.js';
+import { NS_MAX_HOSTS, type DnsListAnswer, type DnsMxAnswer, type DnsNsAnswer, type DnsPtrAnswer, type NsHost, type SpfAnswer, type UriHostAnswer } from '../../sdk/index.js';
 import type { Metrics } from '../metrics.js';
 import { CACHE_PREFIX, type TtlCache } from '../store/ports.js';
-import { nodeBackend, type DnsBackend } from './backend.js';
-import { checkMessageAuth, type MessageAuth } from './auth.js';
+import { nodeBackend, realTimers, type DnsBackend } from './backend.js';
+import { checkMessageAuth, dmarcSample, type MessageAuth } from './auth.js';
+import { ipInName, registeredDomain } from './names.js';
 import { checkSpf, spfIdentity } from './spf.js';
 
 export type ListKind = 'dnsbl' | 'rhsbl';
+
+/** A host's addresses, A records first, and whether it has any. */
+export interface HostAddresses {
+  status: UriHostAnswer['address'];
+  addresses: string[];
+}
 
 /** Error codes that mean "the name or record does not exist" (a definite answer). */
 const NOT_FOUND = new Set(['ENOTFOUND', 'ENODATA']);
@@ -46,6 +53,8 @@ export interface DnsCheckerOptions {
   ttlSeconds: number;
   /** The DNS deadline (config `dns.timeoutMs`): the backend applies it per query, SPF to its whole check. */
   timeoutMs: number;
+  /** Each message's DMARC pct sample, 0–99 (`DmarcAnswer.sample`): random, unless a test fixes it. */
+  dmarcSample?: () => number;
 }
 
 export class DnsChecker {
@@ -60,9 +69,11 @@ export class DnsChecker {
   private readonly log: Logger;
   private readonly ttlSeconds: number;
   private readonly timeoutMs: number;
+  private readonly dmarcSample: () => number;
 
   constructor(o: DnsCheckerOptions) {
     ({ backend: this.backend, cache: this.cache, metrics: this.metrics, log: this.log, ttlSeconds: this.ttlSeconds, timeoutMs: this.timeoutMs } = o);
+    this.dmarcSample = o.dmarcSample ?? dmarcSample;
   }
 
   /** Looks `subject` (an IP for dnsbl, a domain for rhsbl) up in `zone`; null when it cannot be looked up. */
@@ -76,6 +87,32 @@ export class DnsChecker {
   mx(domain: string, now: number): Promise<DnsMxAnswer> | null {
     if (!isLookupDomain(domain)) return null;
     return this.cached(`${CACHE_PREFIX.dns}mx:${domain.toLowerCase()}`, 'mx', now, () => this.queryMx(domain), (a) => a.status !== 'error');
+  }
+
+  /**
+   * The name servers of `domain`'s registered domain (where the registry delegates it),
+   * at most `NS_MAX_HOSTS`, each with whether its own registered domain exists and the
+   * address its name carries (smtpf 2.0's ns-nxdomain and ip-in-ns tests). Cached whole,
+   * unless a lookup in it failed. Null for a name without a registered domain.
+   */
+  ns(domain: string, now: number): Promise<DnsNsAnswer> | null {
+    const reg = registeredDomain(domain);
+    if (!reg || !isLookupDomain(reg)) return null;
+    return this.cached(`${CACHE_PREFIX.dns}ns:${reg}`, 'ns', now, () => this.queryNs(reg, now), (a) => a.status !== 'error' && a.hosts.every((h) => h.domainStatus !== 'error'));
+  }
+
+  /** The addresses of `host`, A then AAAA (a link host that does not resolve: smtpf's uri-reject-unknown). */
+  addresses(host: string, now: number): Promise<HostAddresses> | null {
+    if (!isLookupDomain(host)) return null;
+    return this.cached(`${CACHE_PREFIX.dns}address:${host.toLowerCase()}`, 'address', now, () => this.queryAddresses(host), (a) => a.status !== 'error');
+  }
+
+  /** The reverse DNS of `ip` (smtpf's uri-require-ptr, uri-ip-in-ptr). */
+  ptr(ip: string, now: number): Promise<DnsPtrAnswer> | null {
+    const label = reversedIp(ip);
+    if (!label) return null;
+    const name = `${label}.${isIP(ip) === 4 ? 'in-addr' : 'ip6'}.arpa`;
+    return this.cached(`${CACHE_PREFIX.dns}ptr:${ip}`, 'ptr', now, () => this.queryPtr(ip, name), (a) => a.status !== 'error');
   }
 
   /**
@@ -107,7 +144,7 @@ export class DnsChecker {
    */
   async messageAuth(msg: Buffer, spf: SpfAnswer | null, want: { dmarc: boolean; arc: boolean }): Promise<MessageAuth> {
     this.metrics.inc('dns_lookups_total', { kind: 'message-auth' });
-    const a = await checkMessageAuth(this.backend, msg, spf, want, this.timeoutMs);
+    const a = await checkMessageAuth(this.backend, msg, spf, want, this.timeoutMs, realTimers, this.dmarcSample());
     const temp = a.dkim.some((s) => s.result === 'temperror') || a.dmarc?.result === 'temperror';
     if (temp) {
       this.metrics.inc('dns_errors_total', { zone: 'message-auth', code: 'ETEMPERROR' });
@@ -192,6 +229,71 @@ export class DnsChecker {
     return failure?.status === 'rejected' ? this.mxFailed(domain, errorCode(failure.reason)) : { status: 'none', hosts: [] };
   }
 
+  private async queryNs(domain: string, now: number): Promise<DnsNsAnswer> {
+    let names: string[];
+    try {
+      names = (await this.backend.ns(domain)).map((n) => n.toLowerCase().replace(/\.$/, '')).filter((n) => n !== '');
+    } catch (e) {
+      const code = errorCode(e);
+      if (NOT_FOUND.has(code)) return { status: 'none', domain, hosts: [] };
+      this.metrics.inc('dns_errors_total', { zone: 'ns', code });
+      this.log.info({ domain, code }, `NS lookup for ${domain} failed (${code})`);
+      return { status: 'error', domain, hosts: [] };
+    }
+    const hosts = await Promise.all(
+      [...new Set(names)].slice(0, NS_MAX_HOSTS).map(async (name): Promise<NsHost> => {
+        const d = registeredDomain(name);
+        // A name server inside the domain itself exists as surely as the delegation we just read.
+        const domainStatus = d === null || d === domain ? 'exists' : await this.domainStatus(d, now);
+        return { name, domain: d, domainStatus, ipInName: ipInName(name) };
+      }),
+    );
+    return hosts.length ? { status: 'found', domain, hosts } : { status: 'none', domain, hosts: [] };
+  }
+
+  /** Whether a registered domain exists: any answer but NXDOMAIN to its NS query (RFC 8020: NXDOMAIN means nothing is under it either). */
+  private domainStatus(domain: string, now: number): Promise<NsHost['domainStatus']> {
+    const query = async (): Promise<NsHost['domainStatus']> => {
+      try {
+        await this.backend.ns(domain);
+        return 'exists';
+      } catch (e) {
+        const code = errorCode(e);
+        if (code === 'ENODATA') return 'exists';
+        if (code === 'ENOTFOUND') return 'nxdomain';
+        this.metrics.inc('dns_errors_total', { zone: 'ns', code });
+        this.log.info({ domain, code }, `lookup of name server domain ${domain} failed (${code})`);
+        return 'error';
+      }
+    };
+    return this.cached(`${CACHE_PREFIX.dns}exists:${domain}`, 'exists', now, query, (a) => a !== 'error');
+  }
+
+  private async queryAddresses(host: string): Promise<HostAddresses> {
+    const answers = await Promise.allSettled([this.backend.a(host), this.backend.aaaa(host)]);
+    const addresses = answers.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+    if (addresses.length) return { status: 'found', addresses };
+    const failure = answers.find((r) => r.status === 'rejected' && !NOT_FOUND.has(errorCode(r.reason)));
+    if (failure?.status !== 'rejected') return { status: 'none', addresses: [] };
+    const code = errorCode(failure.reason);
+    this.metrics.inc('dns_errors_total', { zone: 'address', code });
+    this.log.info({ host, code }, `address lookup for ${host} failed (${code})`);
+    return { status: 'error', addresses: [] };
+  }
+
+  private async queryPtr(address: string, name: string): Promise<DnsPtrAnswer> {
+    try {
+      const names = (await this.backend.ptr(name)).map((n) => n.toLowerCase().replace(/\.$/, ''));
+      return names.length ? { status: 'found', address, names, ipInName: ipInName(names[0]!) } : { status: 'none', address, names: [], ipInName: null };
+    } catch (e) {
+      const code = errorCode(e);
+      if (NOT_FOUND.has(code)) return { status: 'none', address, names: [], ipInName: null };
+      this.metrics.inc('dns_errors_total', { zone: 'ptr', code });
+      this.log.info({ address, code }, `PTR lookup for ${address} failed (${code})`);
+      return { status: 'error', address, names: [], ipInName: null };
+    }
+  }
+
   private mxFailed(domain: string, code: string): DnsMxAnswer {
     this.metrics.inc('dns_errors_total', { zone: 'mx', code });
     this.log.info({ domain, code }, `MX lookup for ${domain} failed (${code}): treated as valid`);
@@ -203,10 +305,10 @@ export class DnsChecker {
  * What a session asks of DNS (SessionFacts): the live checker, or in a recorded session's
  * replay the answers the record kept (host/record).
  */
-export type DnsFactSource = Pick<DnsChecker, 'list' | 'mx' | 'spf' | 'messageAuth'>;
+export type DnsFactSource = Pick<DnsChecker, 'list' | 'mx' | 'ns' | 'addresses' | 'ptr' | 'spf' | 'messageAuth'>;
 
 /** The checker for a config's `dns` section, or null when DNS is off (no servers). */
-export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, cache: TtlCache, metrics: Metrics, log: Logger): DnsChecker | null {
+export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, cache: TtlCache, metrics: Metrics, log: Logger, sample?: () => number): DnsChecker | null {
   if (!dns.servers.length) return null;
-  return new DnsChecker({ backend: nodeBackend(dns.servers, dns.timeoutMs), cache, metrics, log, ttlSeconds: dns.cacheTtlSeconds, timeoutMs: dns.timeoutMs });
+  return new DnsChecker({ backend: nodeBackend(dns.servers, dns.timeoutMs), cache, metrics, log, ttlSeconds: dns.cacheTtlSeconds, timeoutMs: dns.timeoutMs, dmarcSample: sample });
 }

@@ -1,10 +1,11 @@
 /**
  * Per-session DNS facts: what the rules declared they need (`needs`), looked up early
- * and in parallel — client-IP lists at connect, sender facts (MX, RHSBL, SPF) at MAIL
- * FROM — and awaited only before a phase whose rules need them, so rules stay
- * synchronous and a phase without DNS rules never waits for DNS.
+ * and in parallel — client-IP lists at connect, sender facts (MX, NS, RHSBL, SPF) at
+ * MAIL FROM, the message's own (DKIM, DMARC, ARC, its links) at end of data — and
+ * awaited only before a phase whose rules need them, so rules stay synchronous and a
+ * phase without DNS rules never waits for DNS.
  */
-import { AUTH_NEEDS, CHECK_NEEDS, MESSAGE_NEEDS, type DnsFacts, type DnsListAnswer, type DnsMxAnswer, type SpfAnswer } from '../../sdk/index.js';
+import { AUTH_NEEDS, CHECK_NEEDS, MESSAGE_NEEDS, type DnsFacts, type DnsListAnswer, type DnsMxAnswer, type DnsNsAnswer, type SpfAnswer, type UriFacts, type UriHostAnswer } from '../../sdk/index.js';
 import { domainOf } from '../net.js';
 import type { MessageAuth } from './auth.js';
 import type { DnsFactSource } from './checker.js';
@@ -12,9 +13,15 @@ import type { DnsFactSource } from './checker.js';
 /** The message's authentication facts (the SDK's `AUTH_NEEDS`), looked up at end of data only. */
 export type AuthNeed = (typeof AUTH_NEEDS)[number];
 
-export type DnsNeed = { kind: 'dnsbl' | 'rhsbl'; zone: string } | { kind: 'mx' } | { kind: 'spf' } | { kind: AuthNeed };
+/** Lists keyed by zone: the client IP (`dnsbl`), the sender domain (`rhsbl`), the link hosts' domains (`uribl`) and IP links (`uribl-ip`). */
+export type ZoneKind = 'dnsbl' | 'rhsbl' | 'uribl' | 'uribl-ip';
+
+export type DnsNeed = { kind: ZoneKind; zone: string } | { kind: 'mx' } | { kind: 'ns' } | { kind: 'spf' } | { kind: 'uri-dns' | 'uri-ptr' } | { kind: AuthNeed };
 
 const isAuthNeed = (s: string): s is AuthNeed => (AUTH_NEEDS as readonly string[]).includes(s);
+
+/** Facts of the message's links (`uribl`, `uribl-ip`, `uri-dns`, `uri-ptr`): looked up at end of data only, from `ev.message.uris`. */
+export const isUriNeed = (n: DnsNeed): boolean => n.kind === 'uribl' || n.kind === 'uribl-ip' || n.kind === 'uri-dns' || n.kind === 'uri-ptr';
 
 const ZONE = /^(?=.{1,200}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)+$/i;
 
@@ -27,12 +34,12 @@ export const isHostNeed = (s: string): s is HostNeed => (MESSAGE_NEEDS as readon
 /** Parses one declared need: a host need, a DNS need, or an error message. */
 export function parseNeed(s: string): DnsNeed | HostNeed | { error: string } {
   if (isHostNeed(s)) return s;
-  if (s === 'mx' || s === 'spf') return { kind: s };
+  if (s === 'mx' || s === 'ns' || s === 'spf' || s === 'uri-dns' || s === 'uri-ptr') return { kind: s };
   if (isAuthNeed(s)) return { kind: s };
-  const m = /^(dnsbl|rhsbl):(.*)$/.exec(s);
-  if (m && ZONE.test(m[2]!)) return { kind: m[1] as 'dnsbl' | 'rhsbl', zone: m[2]!.toLowerCase() };
+  const m = /^(dnsbl|rhsbl|uribl|uribl-ip):(.*)$/.exec(s);
+  if (m && ZONE.test(m[2]!)) return { kind: m[1] as ZoneKind, zone: m[2]!.toLowerCase() };
   if (m) return { error: `needs: "${s}": ${JSON.stringify(m[2])} is not a DNS zone name` };
-  return { error: `needs: unknown need "${s}" (known: ${[...MESSAGE_NEEDS, ...CHECK_NEEDS].join(', ')}, mx, spf, ${AUTH_NEEDS.join(', ')}, dnsbl:<zone>, rhsbl:<zone>)` };
+  return { error: `needs: unknown need "${s}" (known: ${[...MESSAGE_NEEDS, ...CHECK_NEEDS].join(', ')}, mx, ns, spf, ${AUTH_NEEDS.join(', ')}, uri-dns, uri-ptr, dnsbl:<zone>, rhsbl:<zone>, uribl:<zone>, uribl-ip:<zone>)` };
 }
 
 /** A need as rules write it: `mx`, `spf`, `dnsbl:<zone>`… */
@@ -43,7 +50,7 @@ export function uniqueNeeds(needs: DnsNeed[]): DnsNeed[] {
   return [...new Map(needs.map((n) => [needName(n), n])).values()];
 }
 
-type Answer = DnsListAnswer | DnsMxAnswer | SpfAnswer;
+type Answer = DnsListAnswer | DnsMxAnswer | DnsNsAnswer | SpfAnswer;
 
 export const NO_FACTS: DnsFacts = Object.freeze({ dnsbl: Object.freeze({}), rhsbl: Object.freeze({}) });
 
@@ -66,22 +73,27 @@ export class SessionFacts {
     return needs.some((n) => isAuthNeed(n.kind));
   }
 
-  /** The facts for `needs`, waiting for lookups still running; the message's own (DKIM…) only with `msg`, at end of data. */
-  async get(needs: DnsNeed[], sender: string | null, msg?: Buffer): Promise<DnsFacts> {
+  /**
+   * The facts for `needs`, waiting for lookups still running; the message's own (DKIM…)
+   * only with `msg`, and its links' only with `uris`, at end of data.
+   */
+  async get(needs: DnsNeed[], sender: string | null, msg?: Buffer, uris?: UriFacts): Promise<DnsFacts> {
     if (!needs.length) return NO_FACTS;
     const facts: DnsFacts = { dnsbl: {}, rhsbl: {} };
     const kinds = new Set(needs.map((n) => n.kind));
     const own = AUTH_NEEDS.filter((k) => kinds.has(k));
     await Promise.all(
       needs.map(async (n) => {
-        if (isAuthNeed(n.kind)) return;
+        if (isAuthNeed(n.kind) || isUriNeed(n)) return;
         const answer = await this.lookup(n, sender);
         if (!answer) return;
         if (n.kind === 'mx') facts.mx = answer as DnsMxAnswer;
+        else if (n.kind === 'ns') facts.ns = answer as DnsNsAnswer;
         else if (n.kind === 'spf') facts.spf = answer as SpfAnswer;
-        else if ('zone' in n) facts[n.kind][n.zone] = answer as DnsListAnswer;
+        else if (n.kind === 'dnsbl' || n.kind === 'rhsbl') facts[n.kind][n.zone] = answer as DnsListAnswer;
       }),
     );
+    if (uris && needs.some(isUriNeed)) await this.uriFacts(needs, uris, facts);
     if (msg && own.length) {
       const auth = await this.messageAuth(msg, sender, kinds.has('dmarc'), kinds.has('arc'));
       if (kinds.has('dkim')) facts.dkim = auth.dkim;
@@ -89,6 +101,41 @@ export class SessionFacts {
       if (auth.arc && kinds.has('arc')) facts.arc = auth.arc;
     }
     return facts;
+  }
+
+  /**
+   * The link hosts' facts, all at once (each lookup cached, and shared with any session
+   * asking the same): their registered domains (or addresses) in the URI lists; for
+   * `uri-dns`, whether each host resolves and its domain's name servers; for `uri-ptr`,
+   * the reverse DNS of its first address.
+   */
+  private async uriFacts(needs: DnsNeed[], uris: UriFacts, facts: DnsFacts): Promise<void> {
+    const now = this.now();
+    const jobs: Promise<void>[] = [];
+    for (const n of needs) {
+      if (n.kind !== 'uribl' && n.kind !== 'uribl-ip') continue;
+      const answers: Record<string, DnsListAnswer> = {};
+      (facts.uribl ??= {})[n.zone] = answers;
+      const subjects = new Set(uris.hosts.map((h) => (n.kind === 'uribl' ? h.domain : h.ip)).filter((x): x is string => x !== null));
+      for (const s of subjects) {
+        const p = this.checker.list(n.kind === 'uribl' ? 'rhsbl' : 'dnsbl', n.zone, s, now);
+        if (p) jobs.push(p.then((a) => void (answers[s] = a)));
+      }
+    }
+    const wantNs = needs.some((n) => n.kind === 'uri-dns');
+    const wantPtr = needs.some((n) => n.kind === 'uri-ptr');
+    if (wantNs || wantPtr) {
+      const hosts: Record<string, UriHostAnswer> = {};
+      facts.uriHosts = hosts;
+      for (const h of uris.hosts) {
+        const address = h.ip !== null ? Promise.resolve({ status: 'found' as const, addresses: [h.ip] }) : this.checker.addresses(h.host, now);
+        if (!address) continue;
+        const ns = wantNs && h.domain ? this.checker.ns(h.domain, now) : null;
+        const ptr = wantPtr ? address.then((a) => (a.addresses[0] ? this.checker.ptr(a.addresses[0], now) : null)) : null;
+        jobs.push(Promise.all([address, ns, ptr]).then(([a, n, p]) => void (hosts[h.host] = { address: a.status, ns: n, ptr: p })));
+      }
+    }
+    await Promise.all(jobs);
   }
 
   /**
@@ -114,7 +161,7 @@ export class SessionFacts {
   }
 
   private lookup(n: DnsNeed, sender: string | null): Promise<Answer> | null {
-    if (isAuthNeed(n.kind)) return null; // known at end of data only (get with the message)
+    if (isAuthNeed(n.kind) || isUriNeed(n)) return null; // known at end of data only (get with the message)
     if (n.kind === 'spf') {
       // SPF needs MAIL FROM; with the null sender it checks the HELO name (RFC 7208 §2.4).
       if (sender === null) return null;
@@ -124,7 +171,11 @@ export class SessionFacts {
     // The null sender and a sender without a domain have no sender-domain facts.
     const subject = n.kind === 'dnsbl' ? this.ip : sender ? domainOf(sender) : '';
     if (!subject) return null;
-    return this.once(`${needName(n)}:${subject}`, () => (n.kind === 'mx' ? this.checker.mx(subject, this.now()) : 'zone' in n ? this.checker.list(n.kind, n.zone, subject, this.now()) : null));
+    return this.once(`${needName(n)}:${subject}`, () => {
+      if (n.kind === 'mx') return this.checker.mx(subject, this.now());
+      if (n.kind === 'ns') return this.checker.ns(subject, this.now());
+      return n.kind === 'dnsbl' || n.kind === 'rhsbl' ? this.checker.list(n.kind, n.zone, subject, this.now()) : null;
+    });
   }
 
   /** The lookup started under `k` in this session, or `start`ed now. */

@@ -9,7 +9,7 @@ import { join, resolve, sep } from 'node:path';
 import { Ajv2020 as Ajv, type ErrorObject } from 'ajv/dist/2020.js';
 import type { Phase } from '../../sdk/index.js';
 import { describeAjvError, type Config, type RuleAction, type RuleLimits, type RuleSettings } from '../config/config.js';
-import { parseNeed, uniqueNeeds, type DnsNeed } from '../dns/facts.js';
+import { isUriNeed, parseNeed, uniqueNeeds, type DnsNeed } from '../dns/facts.js';
 import { BUILTIN_RULES } from '../paths.js';
 import { compileRule } from '../sandbox/compile.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
@@ -57,6 +57,8 @@ export interface RuleSet {
   readonly needsBody: boolean;
   /** True when a rule declared needs: ['mime']: only then is a message's MIME structure parsed. */
   readonly needsMime: boolean;
+  /** True when a rule declared needs: ['uris'] or a URI DNS need (`uribl:`, `uribl-ip:`, `uri-dns`): the links' hosts are extracted from the MIME parts. */
+  readonly needsUris: boolean;
   /** True when a rule declared needs: ['spamd'] (the message goes to spamd at end of data). */
   readonly needsSpamd: boolean;
   /** True when a rule declared needs: ['callahead'] (each recipient is asked of its next hop). */
@@ -272,6 +274,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
   });
   let needsBody = false;
   let needsMime = false;
+  let needsUris = false;
   let needsSpamd = false;
   let needsCallahead = false;
   const dns: Partial<Record<Phase, DnsNeed[]>> = {};
@@ -281,10 +284,14 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
       const need = parseNeed(n);
       if (need === 'body') needsBody = true;
       else if (need === 'mime') needsMime = true;
+      else if (need === 'uris') needsUris = true;
       else if (need === 'spamd') needsSpamd = true;
       else if (need === 'callahead') needsCallahead = true;
       else if ('error' in need) problems.push(`${r.file}: ${need.error}`);
-      else for (const phase of r.meta.phases) (dns[phase] ??= []).push(need);
+      else {
+        needsUris ||= isUriNeed(need);
+        for (const phase of r.meta.phases) (dns[phase] ??= []).push(need);
+      }
     }
   }
   if (problems.length) {
@@ -301,6 +308,7 @@ export async function loadRuleSet(cfg: Config, pool: Sandbox, version: number, o
     budgets,
     needsBody,
     needsMime,
+    needsUris,
     needsSpamd,
     needsCallahead,
     dns,

@@ -9,15 +9,19 @@
  * lacks (a new zone, DMARC where only DKIM was checked) is answered as a failed lookup
  * would be, and reported as missing: the replay counts it and says which.
  */
-import type { CallaheadAnswer, DnsListAnswer, DnsMxAnswer, MailboxState, SpamdFact, SpfAnswer } from '../../sdk/index.js';
-import type { MessageAuth } from '../dns/auth.js';
-import type { DnsFactSource, ListKind } from '../dns/checker.js';
+import type { CallaheadAnswer, DnsListAnswer, DnsMxAnswer, DnsNsAnswer, DnsPtrAnswer, MailboxState, SpamdFact, SpfAnswer } from '../../sdk/index.js';
+import { noRecord, type MessageAuth } from '../dns/auth.js';
+import type { DnsFactSource, HostAddresses, ListKind } from '../dns/checker.js';
 import { spfIdentity } from '../dns/spf.js';
 
 /** The key each fact is kept under. */
 export const factKey = {
   list: (kind: ListKind, zone: string, subject: string) => `${kind}:${zone}:${subject.toLowerCase()}`,
   mx: (domain: string) => `mx:${domain.toLowerCase()}`,
+  ns: (domain: string) => `ns:${domain.toLowerCase()}`,
+  /** A link host's addresses (`uri-dns`, `uri-ptr`). */
+  addresses: (host: string) => `address:${host.toLowerCase()}`,
+  ptr: (ip: string) => `ptr:${ip}`,
   spf: (ip: string, sender: string, helo: string | null) => `spf:${ip}:${sender.toLowerCase()}:${helo ?? ''}`,
   /** DKIM/DMARC/ARC of the session's n-th message (from 0). */
   auth: (n: number) => `auth:${n}`,
@@ -82,13 +86,15 @@ export class RecordedFacts {
   readonly dns: DnsFactSource = {
     list: (kind, zone, subject) => this.prefetchable(factKey.list(kind, zone, subject), `${kind}:${zone}`, FAILED_LIST),
     mx: (domain) => this.prefetchable(factKey.mx(domain), 'mx', FAILED_MX),
+    ns: (domain) => this.prefetchable<DnsNsAnswer>(factKey.ns(domain), 'ns', { status: 'error', domain: domain.toLowerCase(), hosts: [] }),
+    addresses: (host) => this.prefetchable<HostAddresses>(factKey.addresses(host), 'uri-dns', { status: 'error', addresses: [] }),
+    ptr: (ip) => this.prefetchable<DnsPtrAnswer>(factKey.ptr(ip), 'uri-ptr', { status: 'error', address: ip, names: [], ipInName: null }),
     spf: (ip, sender, helo) => this.prefetchable<SpfAnswer>(factKey.spf(ip, sender, helo), 'spf', { result: 'temperror', ...spfIdentity(sender, helo) }) ?? Promise.resolve({ result: 'temperror', ...spfIdentity(sender, helo) }),
     messageAuth: (_msg, _spf, want) => {
       const a = this.get<MessageAuth>(factKey.auth(this.message), 'dkim');
       if (a && want.dmarc && !a.dmarc) this.missing.add('dmarc');
       if (a && want.arc && !a.arc) this.missing.add('arc');
-      const temp = { result: 'temperror', domain: '', policy: 'none', pct: 100, alignment: { spf: null, dkim: null } } as const;
-      return Promise.resolve({ dkim: a?.dkim ?? [], ...(want.dmarc ? { dmarc: a?.dmarc ?? temp } : {}), ...(want.arc ? { arc: a?.arc ?? { result: 'fail', instances: 0 } } : {}) });
+      return Promise.resolve({ dkim: a?.dkim ?? [], ...(want.dmarc ? { dmarc: a?.dmarc ?? noRecord('temperror', '', 0) } : {}), ...(want.arc ? { arc: a?.arc ?? { result: 'fail', instances: 0 } } : {}) });
     },
   };
 

@@ -122,7 +122,7 @@ export async function replaySession(rec: RecordedSession, ruleSet: RuleSet, d: R
         facts.message = messages++;
         if (!data) return NOT_REACHED;
         mail = data = false;
-        if (s.body === null && (ruleSet.needsBody || ruleSet.needsMime)) facts.missing.add('body');
+        if (s.body === null && (ruleSet.needsBody || ruleSet.needsMime || ruleSet.needsUris)) facts.missing.add('body'); // and what is read from it: MIME parts, links
         const msg = Buffer.from(s.head + (s.body ?? ''), 'latin1');
         const out = await session.message(msg, { size: s.size });
         const a = out.accepted;

@@ -43,6 +43,11 @@ export class RecordingTap implements SessionTap {
     };
     const facts = this.rec.facts;
     const keep = <T>(key: string, p: Promise<T>): Promise<T> => p.then((a) => ((facts[key] = a), a));
+    /** `p` kept under `key`; null (the subject cannot be looked up) kept as null. */
+    const kept = <T>(key: string, p: Promise<T> | null): Promise<T> | null => {
+      if (!p) facts[key] = null;
+      return p && keep(key, p);
+    };
     const dns = base.dns;
     const spamd = base.spamd;
     const callahead = base.callahead;
@@ -51,17 +56,11 @@ export class RecordingTap implements SessionTap {
       store: this.store(base.store),
       clientSessions: (ip) => (facts[factKey.clientSessions] = base.clientSessions(ip)) as number,
       dns: dns && {
-        list: (kind, zone, subject, now) => {
-          const p = dns.list(kind, zone, subject, now);
-          const key = factKey.list(kind, zone, subject);
-          if (!p) facts[key] = null;
-          return p && keep(key, p);
-        },
-        mx: (domain, now) => {
-          const p = dns.mx(domain, now);
-          if (!p) facts[factKey.mx(domain)] = null;
-          return p && keep(factKey.mx(domain), p);
-        },
+        list: (kind, zone, subject, now) => kept(factKey.list(kind, zone, subject), dns.list(kind, zone, subject, now)),
+        mx: (domain, now) => kept(factKey.mx(domain), dns.mx(domain, now)),
+        ns: (domain, now) => kept(factKey.ns(domain), dns.ns(domain, now)),
+        addresses: (host, now) => kept(factKey.addresses(host), dns.addresses(host, now)),
+        ptr: (ip, now) => kept(factKey.ptr(ip), dns.ptr(ip, now)),
         spf: (ip, sender, helo, now) => keep(factKey.spf(ip, sender, helo), dns.spf(ip, sender, helo, now)),
         messageAuth: (msg, spf, want) => keep(factKey.auth(this.messages), dns.messageAuth(msg, spf, want)),
       } satisfies DnsFactSource,

@@ -27,6 +27,7 @@ import type { SpamdClient } from '../content/spamd.js';
 import { ruleView, type BlacklistStore, type MailboxDirectory, type WellBehavedStore } from '../store/ports.js';
 import { parseHeaders } from './message.js';
 import { mimeFacts } from './mime.js';
+import { uriFacts } from './uris.js';
 import { formatReply, REPLIES, replyFor, type Reply } from './reply.js';
 import { describeSymbols, scoreHeader, scoreRefusal, scoreTotal } from './score.js';
 
@@ -282,7 +283,8 @@ export class SmtpSession {
     let decision = NO_DECISION;
     if (!skip) {
       const sender = bare.phase === 'mail' ? bare.mail.address : (this.current.mail?.address ?? null);
-      const dns = this.facts ? await this.facts.get(this.ruleSet.dns[p] ?? [], sender, p === 'message' ? (this.received ?? undefined) : undefined) : NO_FACTS;
+      const msg = bare.phase === 'message' ? { raw: this.received ?? undefined, uris: bare.message.uris } : {};
+      const dns = this.facts ? await this.facts.get(this.ruleSet.dns[p] ?? [], sender, msg.raw, msg.uris) : NO_FACTS;
       const event = { ...bare, dns } as PhaseEvent;
       decision = await this.d.pipeline.runPhase(this.ruleSet, event, () => this.partsOf(event));
     }
@@ -516,12 +518,14 @@ export class SmtpSession {
         const offset = bodyOffset(msg);
         const limit = this.d.policy.config.limits.bodyLimit;
         const body = msg.subarray(offset);
+        const mime = rs.needsMime || rs.needsUris ? await mimeFacts(msg, offset, limit) : null;
         const message = {
           headers: parseHeaders(msg, offset),
           size: o.size ?? msg.length, // a replayed message recorded without its body says its size
           body: rs.needsBody ? body.subarray(0, limit).toString('utf8') : null,
           bodyTruncated: rs.needsBody && body.length > limit,
-          mime: rs.needsMime ? await mimeFacts(msg, offset, limit) : null,
+          mime: rs.needsMime ? mime : null,
+          ...(mime && rs.needsUris ? { uris: uriFacts(mime) } : {}),
           ...(rs.needsSpamd && !this.exempt ? { spamd: this.d.spamd ? await this.d.spamd.check(msg) : { error: 'spamd is not configured (config spamd)' } } : {}),
         };
         r = await this.phase({ phase: 'message', session: this.info(), envelope: this.envelope(), message });

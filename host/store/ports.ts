@@ -5,8 +5,8 @@
  * and a `MailboxDirectory`, the DNS checker a `TtlCache`, the rules (through access.ts)
  * watchlists, lists and blacklist lookups. One in-memory front (`MemoryStore`,
  * store.ts) implements them all and serves every read from memory; a `StoreBackend`
- * (SQLite today, Redis and several processes next) loads its snapshot and receives its
- * changes, written behind.
+ * (SQLite, the embedded default; Redis, shared by several MX hosts) loads its snapshot
+ * and receives its changes, written behind.
  */
 
 import { RULE_LIMITS, type BlacklistEntry as RuleBlacklistEntry, type MailboxState } from '../../sdk/index.js';
@@ -157,5 +157,26 @@ export interface StoreBackend {
   write(batch: StoreChange[]): Promise<void>;
   /** Changes other writers made (other processes, other hosts); returns the unsubscribe. */
   subscribe?(onChange: (changes: StoreChange[]) => void): () => void;
+  /**
+   * Called when the front should load the snapshot again: a shared backend that was
+   * unreachable is back (and has replayed what it held), so changes other writers made
+   * meanwhile arrive. `lost`: it came back without its data (Redis restarted without
+   * persistence): the front writes back what it holds first. Returns the unsubscribe.
+   */
+  onResync?(resync: (r: { lost: boolean }) => void): () => void;
+  /** False while a shared backend is unreachable (the front serves from memory then). Absent: always up. */
+  readonly up?: boolean;
   close(): Promise<void>;
+}
+
+/**
+ * The backend cannot be reached now (Redis down or not answering). `resyncs` (the host's
+ * backend): the front keeps what it holds in memory rather than failing, and the backend
+ * asks for a resync once back. Otherwise (the CLI's) it is an error to report.
+ */
+export class BackendUnavailable extends Error {
+  readonly code = 'ESTORE';
+  constructor(message: string, readonly resyncs = false) {
+    super(message);
+  }
 }

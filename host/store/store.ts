@@ -13,6 +13,7 @@ import type { LabelsOf, Metrics } from '../metrics.js';
 import {
   CACHE_PREFIX,
   WATCH_MAX_WINDOW_MS,
+  BackendUnavailable,
   type BlacklistEntry,
   type BlacklistStore,
   type TtlCache,
@@ -50,6 +51,8 @@ export interface StoreOptions {
   log?: Logger;
   /** Counts failed writes (`store_write_failures_total`). */
   metrics?: Metrics;
+  /** While the backend is down, watchlist counts read 0 (the Redis backend's `whileDown: "ignore-counts"`). */
+  ignoreCountsWhileDown?: boolean;
 }
 
 /** How often queued changes go to the backend. */
@@ -82,6 +85,7 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
   private reloading: Promise<void> | null = null;
   private reloads: Promise<unknown> = Promise.resolve();
   private readonly unsubscribe: () => void;
+  private readonly unresync: () => void;
   private cacheSets = 0;
   /** The last write the backend refused (the CLI reports it; the host only logs and counts). */
   lastWriteError: Error | null = null;
@@ -90,6 +94,10 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
   constructor(private readonly backend: StoreBackend = new NullBackend(), private readonly opts: StoreOptions = {}) {
     this.unsubscribe = backend.subscribe?.((changes) => {
       for (const c of changes) this.apply(c);
+    }) ?? (() => undefined);
+    this.unresync = backend.onResync?.(({ lost }) => {
+      if (lost) this.reseed();
+      this.reload().catch((e: Error) => this.opts.log?.warn({ err: e }, `store resync failed, serving from memory: ${e.message}`));
     }) ?? (() => undefined);
   }
 
@@ -122,13 +130,33 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
     this.reloading = new Promise((ok) => (done = ok));
     try {
       await this.writing; // one that started between our flush and here
-      this.replace(await this.backend.load(now));
-      for (const c of this.queue) this.apply(c);
+      const snapshot = await this.backend.load(now).catch((e: unknown) => {
+        // A shared backend that is down: serve what memory holds; it asks for a resync once back.
+        if (e instanceof BackendUnavailable && e.resyncs) return null;
+        throw e;
+      });
+      if (snapshot) {
+        this.replace(snapshot);
+        for (const c of this.queue) this.apply(c);
+      }
     } finally {
       this.reloading = null;
       done();
       if (this.queue.length) void this.flush();
     }
+  }
+
+  /**
+   * Queues what this host holds for a backend that lost its data (Redis restarted without
+   * persistence): live blacklist entries (as a rule's, so hosts writing back the same
+   * entry never shorten it), named lists and the cache. Not the watchlist hits: memory
+   * holds every host's, so each host writing them back would count them once per host;
+   * counts start over. Not the mailboxes: memory mixes the config's in.
+   */
+  private reseed(now = Date.now()): void {
+    for (const e of this.blacklistList(now)) this.queue.push({ t: 'blacklist-extend', e });
+    for (const [list, values] of this.lists) for (const value of values) this.queue.push({ t: 'list-put', list, value });
+    for (const [key, e] of this.cache) if (e.expires > now) this.queue.push({ t: 'cache-put', key, value: e.value, expires: e.expires });
   }
 
   private replace(s: Snapshot): void {
@@ -224,6 +252,7 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
   async close(): Promise<void> {
     await this.flush();
     this.unsubscribe();
+    this.unresync();
     await this.backend.close();
   }
 
@@ -306,6 +335,7 @@ export class MemoryStore implements BlacklistStore, TtlCache, WatchlistStore, Li
   }
 
   watchCount(key: string, windowSeconds: number, now = Date.now()): number {
+    if (this.opts.ignoreCountsWhileDown && this.backend.up === false) return 0;
     const since = now - Math.min(windowSeconds * 1000, WATCH_MAX_WINDOW_MS);
     let n = 0;
     for (const t of this.watch.get(key) ?? []) if (t > since) n++;

@@ -41,6 +41,7 @@ import { formatReply } from '../smtp/reply.js';
 import { SessionPolicy, SmtpSession, type CommandResult, type Disposition } from '../smtp/session.js';
 import { SpamdClient } from '../content/spamd.js';
 import { CallAhead } from '../delivery/callahead.js';
+import { dmarcSample as randomDmarcSample } from '../dns/auth.js';
 import { DnsChecker, dnsCheckerFor, reversedIp } from '../dns/checker.js';
 import { tableBackend, type DnsTable } from '../dns/backend.js';
 import { storeAccess } from '../store/access.js';
@@ -91,11 +92,17 @@ export interface HarnessOptions {
   /**
    * Fake DNS answers, name → records (or an error code such as `'ETIMEOUT'`); names not
    * in the table are NXDOMAIN. Without it DNS is off and rules see no DNS facts. Build
-   * entries with `fakeDns.listed(...)` / `fakeDns.mx(...)` / `fakeDns.spf(...)` / `fakeDns.dkimKey(...)` / `fakeDns.dmarc(...)`. `'config'` queries the
+   * entries with `fakeDns.listed(...)` / `fakeDns.mx(...)` / `fakeDns.ns(...)` / `fakeDns.address(...)` / `fakeDns.ptr(...)` / `fakeDns.spf(...)` / `fakeDns.dkimKey(...)` / `fakeDns.dmarc(...)`, joined with `fakeDns.merge(...)`. `'config'` queries the
    * config's real `dns.servers` (what `portcullis try` does).
    * @example dns: { ...fakeDns.listed('zen.spamhaus.org', '192.0.2.1', '127.0.0.4') }
    */
   dns?: DnsTable | 'config';
+  /**
+   * The DMARC pct sample (0–99, `ev.dns.dmarc.sample`) of every message, instead of a
+   * random one: a policy with `pct=` applies when `sample < pct` (RFC 7489 §6.6.4).
+   * Change it between messages with `harness.dmarcSample`.
+   */
+  dmarcSample?: number;
 }
 
 /** Builders of fake DNS answers for `HarnessOptions.dns`. */
@@ -124,6 +131,33 @@ export const fakeDns = {
   /** `domain` publishes this DMARC record (`'v=DMARC1; p=reject'`, RFC 7489 §6.1). */
   dmarc(domain: string, record: string): DnsTable {
     return { [`_dmarc.${domain}`]: { TXT: [record] } };
+  },
+  /** `domain` is delegated to these name servers (its NS records). */
+  ns(domain: string, ...servers: string[]): DnsTable {
+    return { [domain]: { NS: servers } };
+  },
+  /** `host` exists with this address (an A record): a link host that resolves, a name server's domain that exists. */
+  address(host: string, ip = '192.0.2.80'): DnsTable {
+    return { [host]: { A: [ip] } };
+  },
+  /** `ip` has the reverse DNS name `name` (a PTR record under in-addr.arpa or ip6.arpa). */
+  ptr(ip: string, name: string): DnsTable {
+    return { [`${reversedIp(ip)}.${ip.includes(':') ? 'ip6' : 'in-addr'}.arpa`]: { PTR: [name] } };
+  },
+  /**
+   * Tables in one, records of the same name joined (`{ ...a, ...b }` would keep only
+   * b's records of a name both have).
+   * @example dns: fakeDns.merge(fakeDns.mx('example.com'), fakeDns.ns('example.com', 'ns1.example.net'))
+   */
+  merge(...tables: DnsTable[]): DnsTable {
+    const out: DnsTable = {};
+    for (const t of tables) {
+      for (const [name, v] of Object.entries(t)) {
+        const had = out[name];
+        out[name] = typeof v === 'string' || typeof had !== 'object' ? v : { ...had, ...v };
+      }
+    }
+    return out;
   },
 };
 
@@ -173,6 +207,15 @@ export class Harness {
   readonly clock: { now(): number; advance(ms: number): void; set(t: Date | number): void };
   /** Every log record (rule logs, decisions, refusals). */
   readonly logs: LogRecord[] = [];
+  private fixedSample: number | null = null;
+  /** The DMARC pct sample of the next messages (0–99), or null for a random one (`HarnessOptions.dmarcSample`). */
+  get dmarcSample(): number | null {
+    return this.fixedSample;
+  }
+  set dmarcSample(v: number | null) {
+    if (v !== null && !(Number.isInteger(v) && v >= 0 && v < 100)) throw new RangeError(`dmarcSample must be a whole number from 0 to 99, or null for a random one; got ${v}`);
+    this.fixedSample = v;
+  }
   /** The host's metrics, as /metrics would show them: `await metrics.get('rule_verdicts_total', { rule, phase, action, mode })`. */
   readonly metrics = new Metrics();
   private readonly pipeline: Pipeline;
@@ -194,7 +237,10 @@ export class Harness {
     readonly store: MemoryStore,
     start: number,
     dns?: DnsTable | 'config',
+    dmarcSample?: number,
   ) {
+    this.dmarcSample = dmarcSample ?? null;
+    const sample = () => this.fixedSample ?? randomDmarcSample();
     let now = start;
     this.clock = { now: () => now, advance: (ms) => void (now += ms), set: (t) => void (now = +t) };
     const sink = new Writable({
@@ -206,7 +252,7 @@ export class Harness {
     this.log = pino({ level: 'debug' }, sink);
     this.pipeline = new Pipeline(sandbox, this.log, this.metrics);
     this.policy = new SessionPolicy(config);
-    this.dns = dns === 'config' ? dnsCheckerFor(config.dns, store, this.metrics, this.log) : dns ? new DnsChecker({ backend: tableBackend(dns), cache: store, metrics: this.metrics, log: this.log, ttlSeconds: config.dns.cacheTtlSeconds, timeoutMs: config.dns.timeoutMs }) : null;
+    this.dns = dns === 'config' ? dnsCheckerFor(config.dns, store, this.metrics, this.log, sample) : dns ? new DnsChecker({ backend: tableBackend(dns), cache: store, metrics: this.metrics, log: this.log, ttlSeconds: config.dns.cacheTtlSeconds, timeoutMs: config.dns.timeoutMs, dmarcSample: sample }) : null;
   }
 
   /** The rules loaded, in run order. */
@@ -397,7 +443,7 @@ export async function loadRule(rule: string | URL, o: RuleOptions = {}): Promise
     const config = configFrom({ ...base, rules: { ...base.rules, builtin: false, dirs: [], settings } }, '(test config)');
     const rs = await buildRuleSet(config, sandbox, 1, { files: [file] });
     applyMailboxConfig(store, config);
-    return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START), o.dns);
+    return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START), o.dns, o.dmarcSample);
   } catch (e) {
     await sandbox.close();
     throw e;
@@ -416,7 +462,7 @@ export async function loadRuleSet(o: HarnessOptions & { rulesDirs?: string[] } =
     const config = o.rulesDirs ? configFrom({ ...base, rules: { ...base.rules, dirs: [...base.rules.dirs, ...o.rulesDirs] } }, '(test config)') : base;
     const rs = await buildRuleSet(config, sandbox, 1);
     applyMailboxConfig(store, config);
-    return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START), o.dns);
+    return new Harness(sandbox, rs, config, store, +(o.start ?? DEFAULT_START), o.dns, o.dmarcSample);
   } catch (e) {
     await sandbox.close();
     throw e;
