@@ -10,7 +10,8 @@
 // rules' per-message cost, on and off, over a multipart/alternative message with links
 // and one with an attachment, sent by our own client: bench/content-cost.mjs), latency
 // (per-command reply times at light load), idle (RSS with 10,000 idle connections),
-// runaway (a rule stuck at its deadline), reload.
+// runaway (a rule stuck at its deadline), reload, replay (recorded sessions replayed per
+// second: bench/replay.mjs).
 //
 // --baseline DIR also runs the Portcullis variants from another built checkout (an
 // earlier commit in a git worktree), so a change is measured against what it replaces
@@ -29,7 +30,7 @@ const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '3' },
   messages: { type: 'string', default: '5000' },
   only: { type: 'string' }, // run only the loads, or the variants (beside the bare server), whose name contains this
-  parts: { type: 'string', default: 'throughput,rules,content,latency,idle,runaway,reload' },
+  parts: { type: 'string', default: 'throughput,rules,content,latency,idle,runaway,reload,replay' },
   idle: { type: 'string', default: '10000' }, // idle connections for the idle part
   'spool-on-shm': { type: 'boolean', default: false },
   baseline: { type: 'string' }, // another checkout (built) whose Portcullis variants run beside ours
@@ -109,6 +110,8 @@ function portcullisVariants(root, prefix) {
     ...(prefix ? {} : { 'portcullis, all built-in rules, metrics off': () => start(portcullisConfig('builtin-uncounted', null, { admin: { listen: null, metrics: false } }, true)) }),
     // One process per core (issue 17): the same with a primary and 2 worker processes sharing the socket.
     ...(prefix ? {} : { 'portcullis, all built-in rules, 2 processes': () => portcullis(root, portcullisConfig('builtin-cluster', null, {}, true), ['--processes', '2'], { readyPattern: /listening on 127\.0\.0\.1:(\d+) with 2 processes/ }) }),
+    // What recording every session costs (config record, bodies none): portcullis replay's input.
+    ...(prefix ? {} : { 'portcullis, all built-in rules, recording': () => start(portcullisConfig('builtin-recording', null, { record: { enabled: true } }, true)) }),
     // Relay mode: each message goes to Postfix's smtp-sink during DATA, the client hears its answer.
     ...(prefix ? {} : { [`portcullis, all built-in rules, relay`]: () => relaying(root) }),
   };
@@ -168,6 +171,8 @@ async function throughput() {
     if (Number.isFinite(metricsCost)) rows.push({ scenario: sc.name, variant: '→ metrics cost (1 − built-ins / built-ins metrics off)', 'ratio to bare': `${Math.round(metricsCost * 100)} %` });
     const clusterGain = rateOf('portcullis, all built-in rules, 2 processes') / rateOf('portcullis, all built-in rules') - 1;
     if (Number.isFinite(clusterGain)) rows.push({ scenario: sc.name, variant: '→ 2 processes gain (built-ins with 2 / with 1 − 1)', 'ratio to bare': `${Math.round(clusterGain * 100)} %` });
+    const recordCost = 1 - rateOf('portcullis, all built-in rules, recording') / rateOf('portcullis, all built-in rules');
+    if (Number.isFinite(recordCost)) rows.push({ scenario: sc.name, variant: '→ recording cost (1 − built-ins recording / built-ins)', 'ratio to bare': `${Math.round(recordCost * 100)} %` });
     if (Number.isFinite(logCost)) rows.push({ scenario: sc.name, variant: '→ info logging cost (1 − built-ins / built-ins log off)', 'ratio to bare': `${Math.round(logCost * 100)} %` });
   }
   console.table(rows);
@@ -307,3 +312,7 @@ if (PARTS.has('latency')) await latency();
 if (PARTS.has('idle')) await idleMemory();
 if (PARTS.has('runaway')) await runawayBlastRadius();
 if (PARTS.has('reload')) await reloadLatency();
+if (PARTS.has('replay')) {
+  console.log('');
+  await (await import('./replay.mjs')).replayBench();
+}

@@ -18,6 +18,7 @@ import { hostPort } from './net.js';
 import { TrafficStats } from './smtp/traffic.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { loadRuleSet, offReason, RuleCache, type RuleSet } from './pipeline/ruleset.js';
+import { Recorder } from './record/recorder.js';
 import { Reloader, type ReloadStatus } from './reload.js';
 import { Sandbox } from './sandbox/sandbox.js';
 import { FrontDoor } from './smtp/server.js';
@@ -47,6 +48,8 @@ export interface HostOptions {
  * its own spool.
  */
 export interface WorkerSeat {
+  /** Its slot, 1…N: names its spool directory and its session record files. */
+  slot: number;
   /** The store through the primary (the embedded SQLite file has one writer); absent, the worker opens `config.store` itself (Redis, which every process reaches). */
   backend?: StoreBackend;
   /** Its own spool (spool, quarantine, retry state): no other process reads or cleans it. */
@@ -166,7 +169,9 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     });
     control?.serve(controlHandler);
     const pipeline = new Pipeline(pool, log, metrics);
-    const door = (front = new FrontDoor({ config, pipeline, delivery: deliv, store, log, metrics, stats, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
+    // Each worker of a cluster appends to its own record files (record.maxBytes applies to each).
+    const recorder = new Recorder(config, log, metrics, seat && seat.slot > 1 ? `w${seat.slot}` : '');
+    const door = (front = new FrontDoor({ config, pipeline, delivery: deliv, store, log, metrics, stats, recorder, rules: { pin: () => sets.pin(), unpin: (rs) => sets.unpin(rs) } }));
     const addresses: { host: string; port: number }[] = [];
     for (const l of config.listen) {
       const { host, port } = parseListen(l);
@@ -185,6 +190,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
       apply: (cfg, rs) => {
         applyMailboxConfig(store, cfg);
         door.configure(cfg);
+        recorder.configure(cfg);
         deliv.configure(cfg);
         sets.swap(rs);
         if (!opts.logger) log.level = cfg.log.level;
@@ -237,6 +243,7 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
         await reloader.close();
         await reloader.writeStatus();
         await door.close();
+        await recorder.close(); // the sessions the door's close ended, written
         // After the door: a relayed message in flight still needs its next hop.
         await deliv.close();
         await control?.drain(); // e.g. a delete that waited for an attempt deliv.close() cut short

@@ -90,6 +90,8 @@ export const METRICS = {
   store_backend_up: gauge('1 while the store backend is reachable, 0 during a shared store outage (the host serves from memory then); a cluster reports its least connected worker', {}, 'min'),
   store_changes_held: gauge('Changes held during a shared store outage, to be replayed when it returns', {}),
   store_changes_dropped_total: counter('Changes dropped past store.redis.queueLimit during an outage (kept in this host\'s memory, never in Redis)', {}),
+  record_sessions_total: counter('Sessions written to the session record (config record)', {}),
+  record_dropped_total: counter('Sessions the session record dropped instead of holding a reply: the queue was full, a write failed, or record.maxBytes was reached with today\'s file alone', { reason: ['queue-full', 'write-failed', 'max-bytes'] }),
   dns_cache_entries: gauge('DNS answers in the cache', {}, 'max'),
   dns_lookups_total: counter('DNS lookups sent (cache misses), by kind (dnsbl, rhsbl, mx)', { kind: open() }),
   dns_cache_hits_total: counter('DNS answers served from the cache, by kind (dnsbl, rhsbl, mx)', { kind: open() }),

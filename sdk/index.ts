@@ -8,3 +8,4 @@ export * from './replies.js';
 export * from './verdicts.js';
 export * from './rule.js';
 export * from './access.js';
+export * from './record.js';

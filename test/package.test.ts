@@ -120,6 +120,34 @@ test('refuses blockme@localhost', async () => {
     assert.match(r.stdout, /\n# pass 1\n# fail 0\n/);
   });
 
+  it('replays a recorded session fixture under plain node --test, with loadRecordedSession from portcullis/sdk/testing', () => {
+    // What `portcullis replay --save-fixtures` writes: this one was refused by the admin's rule.
+    mkdirSync(join(admin, 'replayed'));
+    const t = Date.UTC(2026, 11, 1, 6, 0, 0);
+    const ok = { reply: null, rule: null };
+    writeFileSync(join(admin, 'replayed', 'blockme.json'), JSON.stringify({
+      v: 1, id: 'fixture1', ruleSet: 1, client: { ip: '203.0.113.9', port: 40000, ptr: null, localIp: '127.0.0.1', localPort: 25 }, blacklist: null, wellBehaved: false, dns: false, facts: {},
+      steps: [{ cmd: 'connect', t, ...ok }, { cmd: 'helo', t, verb: 'EHLO', name: 'mx.example.net', ...ok }, { cmd: 'mail', t, address: 'someone@example.net', args: {}, ...ok }, { cmd: 'rcpt', t, address: 'blockme@localhost', args: {}, reply: '550 5.1.1 Mailbox unavailable', rule: 'no-blockme' }, { cmd: 'close', t, ...ok }],
+    }));
+    writeFileSync(join(admin, 'replayed', 'fixture.test.mjs'), `import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { loadRecordedSession, loadRule } from 'portcullis/sdk/testing';
+test('the recorded refusal stands', async () => {
+  const h = await loadRule(new URL('../rules/no-blockme.ts', import.meta.url));
+  try {
+    const r = await h.replay(loadRecordedSession(new URL('./blockme.json', import.meta.url)));
+    assert.deepEqual(r.changes, []);
+    assert.equal(r.replies[3], '550 5.1.1 Mailbox unavailable');
+  } finally {
+    await h.close();
+  }
+});
+`);
+    const r = run(admin, process.execPath, ['--test', 'replayed/']);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /\n# pass 1\n# fail 0\n/);
+  });
+
   it('type-checks the admin\'s rules and tests with tsc, declarations included (no skipLibCheck)', () => {
     const r = run(admin, 'npx', ['tsc', '-p', 'rules', '--skipLibCheck', 'false']);
     assert.equal(r.stdout + r.stderr, '');

@@ -107,8 +107,10 @@ describe('two MX hosts sharing one Redis', { skip: skip ?? false }, () => {
     await load(6);
     redis.pause();
     try {
-      // Both hosts notice (the write-behind times out) and say it once.
+      // Both hosts notice (the write-behind times out) and say it once. A host notices at
+      // its next write: A's are the auth failures, B's an administrator's entry.
       const down = (h: TestHost) => h.logs.some((l) => String(l.msg).startsWith('store: Redis unreachable'));
+      b.host.store.blacklistAdd('192.0.2.99', 600, 'added during the outage', 'admin');
       await Promise.all([load(10), (async () => {
         const c = await authSession(a.port);
         for (let i = 0; i < 2; i++) assert.equal(await c.cmd(BAD_AUTH), '535 5.7.8 Authentication credentials invalid');
@@ -127,6 +129,7 @@ describe('two MX hosts sharing one Redis', { skip: skip ?? false }, () => {
     // A's hits made during the outage were replayed: B counts them, and Redis holds them once.
     await eventually('B sees A\'s outage hits', () => b.host.store.watchCount(AUTH_FAIL_KEY, 120) === 2);
     assert.equal(await r.zcard(`${prefix}w:${AUTH_FAIL_KEY}`), 2);
+    await eventually('A has B\'s outage entry', () => a.host.store.blacklistGet('192.0.2.99')?.reason === 'added during the outage');
     const metrics = await (await fetch(`http://127.0.0.1:${a.host.adminAddress!.port}/metrics`)).text();
     assert.match(metrics, /^portcullis_store_outages_total 1$/m);
     assert.match(metrics, /^portcullis_store_backend_up 1$/m);

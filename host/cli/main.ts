@@ -22,6 +22,10 @@ const USAGE = `usage:
       validate the config and every rule (compile, load, options); exit 1 on any problem
   portcullis try [--config FILE] [--rules DIR] [--ip IP] [--port 25|587] [--ptr NAME] [--helo NAME] [--auth USER] [--dns HOST:PORT] [TRANSCRIPT]
       replay client lines (a file, or stdin) against the rules; print replies and decisions
+  portcullis replay [--config FILE] [--rules DIR] [--records DIR] [--since 24h | --from TIME --to TIME] [--store snapshot|empty] [--only-changed] [--json] [--workers N]
+  portcullis replay --show ID | --save-fixtures DIR --sessions ID...  [--config FILE] [--rules DIR] [--records DIR]
+      run recorded sessions (config record) through the rules as they are now; print what would change,
+      per rule and session; --show: one session side by side; --save-fixtures: test fixtures (loadRecordedSession)
   portcullis test [--config FILE] [--rules DIR] [PATHS...]
       run rule tests (*.test.ts) with node's test runner (default: the rules directories)
   portcullis new-rule NAME [--dir DIR]
@@ -60,6 +64,14 @@ options:
   --relay HOST:PORT    relay mode: pass each message to this next hop during DATA, answer with its verdict
   --log-format pretty  human-readable log lines for a terminal (default json: one object per line)
   --processes N|auto   serve SMTP from N worker processes sharing the listening sockets (auto: one per core; default 1)
+  --records DIR        the session record files (default: the config's record.dir, or DATA_DIR/record)
+  --since 24h          replay the sessions of the last 30m, 24h, 7d… (default 24h); or --from/--to TIME (ISO 8601)
+  --store snapshot     what rules' store reads see: the host's store as it is (read only, counters left out), or empty
+  --only-changed       --json: only the sessions that change
+  --json               machine-readable output
+  --show ID            one session, recorded and replayed, command by command
+  --save-fixtures DIR  write the sessions named by --sessions to DIR/ID.json for the test harness
+  --workers N          sandbox workers for the replay (default: the config's sandbox.workers)
 `;
 
 /**
@@ -170,6 +182,8 @@ export async function main(argv: string[]): Promise<number> {
         return await check(rest);
       case 'try':
         return await tryTranscript(rest);
+      case 'replay':
+        return await (await import('./replay.js')).replay(rest);
       case 'test':
         return await runTests(rest);
       case 'new-rule':

@@ -64,6 +64,7 @@ export async function runWorker(config: Config, opts: WorkerOptions): Promise<Ho
   host = await startHost(config, {
     configFile: opts.configFile, overrides: opts.overrides, watch: opts.watch,
     seat: {
+      slot,
       backend: store.backend,
       spoolDir: spoolDirOf(resolve(config.dataDir), slot),
       sharedMailbox: resolve(config.dataDir),

@@ -82,6 +82,8 @@ export interface Config {
   checker?: { command: string[]; timeoutMs: number; concurrency: number };
   /** SpamAssassin's spamd, for rules that need `spamd`; absent: none (those rules fail, 451). */
   spamd?: SpamdConfig;
+  /** Session recording for `portcullis replay` (host/record). */
+  record: RecordConfig;
   auth: { users: Record<string, string>; allowInsecure: boolean };
   tls?: { key: string; cert: string };
   received: boolean;
@@ -90,6 +92,20 @@ export interface Config {
   log: { level: string; format: 'json' | 'pretty'; file: string | null };
   watch: boolean;
   delivery: DeliveryConfig;
+}
+
+/** What goes into a recorded session's message: the header only, the first `limits.bodyLimit` bytes of the body, or all of it. */
+export type RecordBodies = 'none' | 'capped' | 'full';
+
+/** Config `record` (schemas/config.schema.json#/properties/record). */
+export interface RecordConfig {
+  enabled: boolean;
+  /** null: `record/` under dataDir. */
+  dir: string | null;
+  retentionDays: number;
+  maxBytes: number;
+  bodies: RecordBodies;
+  queueSessions: number;
 }
 
 /** Where the store persists (schemas/config.schema.json#/properties/store). */
@@ -352,6 +368,8 @@ function anchorPaths(raw: unknown, dir: string): unknown {
     rules.settings = settings;
   }
   if (rules) c.rules = rules;
+  const record = obj(c.record);
+  if (record && 'dir' in record) c.record = { ...record, dir: at(record.dir) };
   const log = obj(c.log);
   if (log && 'file' in log) c.log = { ...log, file: at(log.file) };
   const tls = obj(c.tls);

@@ -7,6 +7,9 @@ import type { ArcAnswer, DkimSignature, DmarcAnswer, SpfAnswer } from '../../sdk
 import { bodyOffset } from './header.js';
 
 /** The results the session has for a message; absent = not checked (no rule needed it). */
+/** The field the host adds with what SPF, DKIM, DMARC and ARC gave (RFC 8601). */
+export const AUTH_RESULTS_FIELD = 'Authentication-Results';
+
 export interface AuthFacts {
   spf?: SpfAnswer | null;
   dkim?: DkimSignature[];

@@ -90,7 +90,7 @@ type Dmarc = (typeof import('mailauth/lib/dmarc/index.js'))['dmarc'];
 export const dmarcSample = (): number => randomInt(100);
 
 /** A DMARC answer with no record behind it: no policy, nothing published, nothing aligned. */
-const noRecord = (result: DmarcResult, domain: string, sample: number): DmarcAnswer => ({ result, domain, policy: 'none', pct: 100, sample, published: null, alignment: { spf: null, dkim: null } });
+export const noRecord = (result: DmarcResult, domain: string, sample: number): DmarcAnswer => ({ result, domain, policy: 'none', pct: 100, sample, published: null, alignment: { spf: null, dkim: null } });
 
 /** A `p=`/`sp=` value as a policy: case-insensitive, and one that is not a policy is `none` (RFC 7489 §6.6.3, step 6). */
 const policyOf = (v: unknown): DmarcPolicy => oneOf(DMARC_POLICIES, typeof v === 'string' ? v.trim().toLowerCase() : v, 'none');

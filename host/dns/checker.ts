@@ -301,6 +301,12 @@ export class DnsChecker {
   }
 }
 
+/**
+ * What a session asks of DNS (SessionFacts): the live checker, or in a recorded session's
+ * replay the answers the record kept (host/record).
+ */
+export type DnsFactSource = Pick<DnsChecker, 'list' | 'mx' | 'ns' | 'addresses' | 'ptr' | 'spf' | 'messageAuth'>;
+
 /** The checker for a config's `dns` section, or null when DNS is off (no servers). */
 export function dnsCheckerFor(dns: { servers: string[]; timeoutMs: number; cacheTtlSeconds: number }, cache: TtlCache, metrics: Metrics, log: Logger, sample?: () => number): DnsChecker | null {
   if (!dns.servers.length) return null;

@@ -8,7 +8,7 @@
 import { AUTH_NEEDS, CHECK_NEEDS, MESSAGE_NEEDS, type DnsFacts, type DnsListAnswer, type DnsMxAnswer, type DnsNsAnswer, type SpfAnswer, type UriFacts, type UriHostAnswer } from '../../sdk/index.js';
 import { domainOf } from '../net.js';
 import type { MessageAuth } from './auth.js';
-import type { DnsChecker } from './checker.js';
+import type { DnsFactSource } from './checker.js';
 
 /** The message's authentication facts (the SDK's `AUTH_NEEDS`), looked up at end of data only. */
 export type AuthNeed = (typeof AUTH_NEEDS)[number];
@@ -61,7 +61,7 @@ export class SessionFacts {
   private checked: { msg: Buffer; dmarc: boolean; arc: boolean; auth: Promise<MessageAuth> } | null = null;
 
   /** `helo`: the session's HELO name now (SPF checks it for the null sender). */
-  constructor(private readonly checker: DnsChecker, private readonly ip: string, private readonly now: () => number, private readonly helo: () => string | null) {}
+  constructor(private readonly checker: DnsFactSource, private readonly ip: string, private readonly now: () => number, private readonly helo: () => string | null) {}
 
   /** Starts the lookups of `needs` that apply (IP lists always; sender facts with a sender). */
   prefetch(needs: DnsNeed[], sender: string | null): void {

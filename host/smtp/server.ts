@@ -27,7 +27,9 @@ import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
 import type { TrafficStats } from './traffic.js';
 import { TransactionLog } from './transaction-log.js';
-import { SessionPolicy, SmtpSession, type CommandResult, type ConnectionFacts, type Disposition, type SessionDeps, type Transaction } from './session.js';
+import { SessionPolicy, SmtpSession, type CommandResult, type ConnectionFacts, type Disposition, type MessageResult, type SessionDeps, type Transaction } from './session.js';
+import type { SessionRecorder, SessionTap } from './tap.js';
+import type { RecordedReply } from '../../sdk/index.js';
 import { TlsCertificate } from './tls.js';
 
 /** An open session as the admin API lists it (smtpf's CONN). */
@@ -68,6 +70,8 @@ export interface FrontDoorDeps {
   rules: { pin(): RuleSet; unpin(rs: RuleSet): void };
   /** Traffic statistics (the admin API's windows and routes): told of each connection and transaction. */
   stats: Pick<TrafficStats, 'connection' | 'transaction'>;
+  /** Records sessions for `portcullis replay` (config `record`; host/record): absent, nothing is recorded. */
+  recorder?: SessionRecorder;
 }
 
 export class FrontDoor {
@@ -75,7 +79,7 @@ export class FrontDoor {
   /** Listeners beyond the first (config.listen has several entries). */
   readonly extra: import('node:net').Server[] = [];
   /** Each open session: its state, its transaction log line in the making (transaction-log.ts), and when it connected. */
-  private sessions = new Map<string, { session: SmtpSession; txlog: TransactionLog; since: number }>();
+  private sessions = new Map<string, { session: SmtpSession; txlog: TransactionLog; since: number; tap: SessionTap | null }>();
   /** Open sessions per client IP (as the socket gives it), kept with `sessions`. */
   private perIp = new Map<string, number>();
   /** The live config and what sessions are built from; configure() replaces both. */
@@ -96,8 +100,8 @@ export class FrontDoor {
       logger: false,
       onConnect: (s, cb) => void this.onConnect(s).then((r) => cb(refusal(r)), (e) => cb(this.failedError(s, e))),
       onAuth: (a, s, cb) => void this.onAuth(a, s).then((r) => (typeof r === 'string' ? cb(null, { user: r }) : cb(new ReplyError(r))), (e) => cb(this.failedError(s, e))),
-      onMailFrom: (a, s, cb) => void this.command(s, 'mail', a.address, (x) => x.mail(a.address, argsOf(a.args))).then((r) => cb(refusal(r))),
-      onRcptTo: (a, s, cb) => void this.command(s, 'rcpt', a.address, (x) => x.rcpt(a.address, argsOf(a.args))).then((r) => cb(refusal(r))),
+      onMailFrom: (a, s, cb) => void this.command(s, 'mail', a.address, argsOf(a.args)).then((r) => cb(refusal(r))),
+      onRcptTo: (a, s, cb) => void this.command(s, 'rcpt', a.address, argsOf(a.args)).then((r) => cb(refusal(r))),
       onData: (stream, s, cb) => this.onData(stream, s, cb),
       onClose: (s) => {
         const p = this.onClose(s).finally(() => this.closing.delete(p));
@@ -159,14 +163,19 @@ export class FrontDoor {
       greeting: (ip) => (this.d.store.wellBehaved(plainIp(ip)) ? WELL_BEHAVED_GREETING : { pauseMs: this.config.greetPauseMs, earlyTalk: 'refuse' }),
       replied: (code) => this.d.metrics.inc('replies_total', { class: replyClass(code) }),
       helo: async (s, verb, name) => {
-        this.sessions.get(s.id)?.txlog.abandon(verb); // HELO/EHLO reset the transaction (RFC 5321 §4.1.4)
-        return (await this.session(s).heloCommand(verb, name)).reply;
+        const open = this.sessions.get(s.id);
+        open?.txlog.abandon(verb); // HELO/EHLO reset the transaction (RFC 5321 §4.1.4)
+        const t = Date.now();
+        const r = await this.session(s).heloCommand(verb, name);
+        open?.tap?.step({ cmd: 'helo', t, verb, name, ...recorded(r, s.secure) });
+        return r.reply;
       },
-      data: (s) => this.command(s, 'data', '', (x) => x.data()),
+      data: (s) => this.command(s, 'data', '', {}),
       rset: (s) => {
         const open = this.sessions.get(s.id);
         open?.txlog.abandon('RSET');
         open?.session.rset();
+        open?.tap?.step({ cmd: 'rset', t: Date.now() });
       },
       failed: (s, e) => this.failed(s, e),
     });
@@ -200,18 +209,23 @@ export class FrontDoor {
    * transaction's log line: the reply that refuses it (or null), an internal error
    * turned into its 451.
    */
-  private async command(s: SMTPServerSession, phase: 'mail' | 'rcpt' | 'data', address: string, run: (x: SmtpSession) => Promise<CommandResult>): Promise<Reply | null> {
+  private async command(s: SMTPServerSession, phase: 'mail' | 'rcpt' | 'data', address: string, args: Record<string, string>): Promise<Reply | null> {
     const t0 = performance.now();
+    const t = Date.now();
     let reply: Reply | null;
     let rule: string | null = null;
     try {
-      const r = await run(this.session(s));
+      const x = this.session(s);
+      const r = await (phase === 'mail' ? x.mail(address, args) : phase === 'rcpt' ? x.rcpt(address, args) : x.data());
       reply = r.reply;
       rule = r.decision.rule;
     } catch (e) {
       reply = this.failed(s, e);
     }
-    const log = this.sessions.get(s.id)?.txlog;
+    const open = this.sessions.get(s.id);
+    const out = { reply: reply && formatReply(reply), rule, ...(s.secure ? { tls: true as const } : {}) };
+    open?.tap?.step(phase === 'data' ? { cmd: 'data', t, ...out } : { cmd: phase, t, address, args, ...out });
+    const log = open?.txlog;
     const ms = performance.now() - t0;
     if (phase === 'mail') log?.mail(address, reply, rule, ms);
     else if (phase === 'rcpt') log?.rcpt(address, reply, rule, ms);
@@ -231,13 +245,18 @@ export class FrontDoor {
       id: s.id, ip: s.remoteAddress, port: s.remotePort, ptr: host && !host.startsWith('[') ? host : null,
       localIp: s.localAddress, localPort: s.localPort, tls: () => s.secure,
     };
-    const session = new SmtpSession(this.deps, conn, this.d.rules.pin());
+    const ruleSet = this.d.rules.pin();
+    const tap = this.d.recorder?.open(conn, this.deps, ruleSet.version) ?? null;
+    const session = new SmtpSession(tap?.deps ?? this.deps, conn, ruleSet);
     const ip = plainIp(conn.ip);
     const client = () => ({ session: s.id, ip, ptr: conn.ptr, helo: session.helo?.name ?? null, user: session.user });
-    this.sessions.set(s.id, { session, txlog: new TransactionLog(this.d.log, client, (t) => this.d.stats.transaction(t)), since: Date.now() });
+    const since = Date.now();
+    this.sessions.set(s.id, { session, txlog: new TransactionLog(this.d.log, client, (t) => this.d.stats.transaction(t)), since, tap });
     this.d.stats.connection();
     this.perIp.set(conn.ip, (this.perIp.get(conn.ip) ?? 0) + 1);
-    return (await session.connect()).reply;
+    const r = await session.connect();
+    tap?.step({ cmd: 'connect', t: since, ...recorded(r, s.secure) });
+    return r.reply;
   }
 
   /** Resolves to the user name on success, or the refusal reply. */
@@ -245,7 +264,10 @@ export class FrontDoor {
     const username = a.username ?? '';
     const users = this.config.auth.users;
     const success = await verifyPassword(Object.hasOwn(users, username) ? users[username] : undefined, a.password ?? '');
-    return (await this.session(s).auth(a.method, username, success)).reply ?? username;
+    const t = Date.now();
+    const r = await this.session(s).auth(a.method, username, success);
+    this.sessions.get(s.id)?.tap?.step({ cmd: 'auth', t, method: a.method, user: username, success, ...recorded(r, s.secure) });
+    return r.reply ?? username;
   }
 
   private onData(stream: SMTPServerDataStream, s: SMTPServerSession, cb: (err?: Error | null, msg?: string) => void): void {
@@ -264,8 +286,12 @@ export class FrontDoor {
         this.sessions.get(s.id)?.txlog.message(REPLIES.tooBig(max), null, performance.now() - t0, size);
         return cb(null);
       }
-      this.endOfMessage(s, Buffer.concat(chunks, size)).catch((e: unknown) => ({ reply: this.failed(s, e), rule: null })).then(({ reply, rule }) => {
-        this.sessions.get(s.id)?.txlog.message(reply, rule, performance.now() - t0, size);
+      const t = Date.now();
+      const msg = Buffer.concat(chunks, size);
+      this.endOfMessage(s, msg).catch((e: unknown) => ({ reply: this.failed(s, e), rule: null, result: null })).then(({ reply, rule, result }) => {
+        const open = this.sessions.get(s.id);
+        open?.txlog.message(reply, rule, performance.now() - t0, size);
+        open?.tap?.message(t, msg, result, reply, s.secure);
         if (reply.code === 250) cb(null, formatReply(reply).slice(4));
         else cb(new ReplyError(reply));
       });
@@ -273,14 +299,14 @@ export class FrontDoor {
   }
 
   /** The reply to the final dot, and the rule behind a refusal (null: the host's own). */
-  private async endOfMessage(s: SMTPServerSession, msg: Buffer): Promise<{ reply: Reply; rule: string | null }> {
+  private async endOfMessage(s: SMTPServerSession, msg: Buffer): Promise<{ reply: Reply; rule: string | null; result: MessageResult }> {
     const session = this.session(s);
     const tx = session.tx; // message() ends the transaction; keep its envelope for delivery
-    const outcome = await session.message(msg);
-    if (!outcome.accepted) return { reply: outcome.reply ?? REPLIES.internal(s.id), rule: outcome.decision.rule };
-    const checked = await this.externalCheck(session, tx, outcome.accepted, outcome.accepted.message);
-    if ('reply' in checked) return { reply: checked.reply, rule: 'external-checker' };
-    return { reply: await this.deliver(session, s, tx, checked, checked.message), rule: null };
+    const result = await session.message(msg);
+    if (!result.accepted) return { reply: result.reply ?? REPLIES.internal(s.id), rule: result.decision.rule, result };
+    const checked = await this.externalCheck(session, tx, result.accepted, result.accepted.message);
+    if ('reply' in checked) return { reply: checked.reply, rule: 'external-checker', result };
+    return { reply: await this.deliver(session, s, tx, checked, checked.message), rule: null, result };
   }
 
   /** Runs the external checker (if configured) on a message the rules accepted for delivery. */
@@ -375,11 +401,14 @@ export class FrontDoor {
     if (!open) return;
     const { session } = open;
     open.txlog.abandon('connection closed');
+    const t = Date.now();
     try {
-      await session.close();
+      const r = await session.close();
+      open.tap?.step({ cmd: 'close', t, ...recorded(r, s.secure) });
     } catch (e) {
       this.failed(s, e); // nobody hears a reply after close; it is logged and counted
     } finally {
+      open.tap?.end();
       this.sessions.delete(s.id);
       const n = (this.perIp.get(session.conn.ip) ?? 1) - 1;
       if (n > 0) this.perIp.set(session.conn.ip, n);
@@ -388,6 +417,11 @@ export class FrontDoor {
       this.d.rules.unpin(session.ruleSet);
     }
   }
+}
+
+/** A command's outcome as a recorded session keeps it (host/record). */
+function recorded(r: CommandResult, tls: boolean): RecordedReply {
+  return { reply: r.reply && formatReply(r.reply), rule: r.decision.rule, ...(tls ? { tls: true } : {}) };
 }
 
 /** The error that refuses a command with `reply`, or null to let it proceed. */

@@ -12,7 +12,7 @@ import {
   type Envelope, type EnvelopeAddress, type Json, type Phase, type PhaseEvent, type PhaseEvents, type SessionInfo,
 } from '../../sdk/index.js';
 import type { Config } from '../config/config.js';
-import type { DnsChecker } from '../dns/checker.js';
+import type { DnsFactSource } from '../dns/checker.js';
 import { NO_FACTS, SessionFacts } from '../dns/facts.js';
 import type { Disposition } from '../delivery/transaction.js';
 import type { Metrics } from '../metrics.js';
@@ -20,7 +20,7 @@ import { domainOf, networkList, plainIp } from '../net.js';
 import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
 import type { EventParts } from '../sandbox/chain.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
-import { authResultsValue, withoutForgedAuthResults, type AuthFacts } from '../delivery/auth-results.js';
+import { AUTH_RESULTS_FIELD, authResultsValue, withoutForgedAuthResults, type AuthFacts } from '../delivery/auth-results.js';
 import { bodyOffset, withoutFields } from '../delivery/header.js';
 import type { CallAhead } from '../delivery/callahead.js';
 import type { SpamdClient } from '../content/spamd.js';
@@ -116,11 +116,11 @@ export interface SessionDeps {
   /** Waits out a tarpit delay (tests record it instead). */
   delay: (ms: number) => Promise<void>;
   /** DNS lists and MX checks; null when DNS is off (config dns.servers empty). */
-  dns: DnsChecker | null;
+  dns: DnsFactSource | null;
   /** spamd, for rules that need `spamd`; null when config `spamd` is not set. */
-  spamd: SpamdClient | null;
+  spamd: Pick<SpamdClient, 'check'> | null;
   /** The next hops' word on recipients, for rules that need `callahead`. */
-  callahead: CallAhead | null;
+  callahead: Pick<CallAhead, 'check'> | null;
   /** Sessions from `ip` open now, the connecting one included (the connect event's `clientSessions`). */
   clientSessions: (ip: string) => number;
 }
@@ -509,7 +509,7 @@ export class SmtpSession {
    * accepted (and where it goes, with the headers to add). Ends the transaction: read
    * `tx` before calling this for the envelope.
    */
-  async message(msg: Buffer): Promise<MessageResult> {
+  async message(msg: Buffer, o: { size?: number } = {}): Promise<MessageResult> {
     this.received = msg;
     try {
       const rs = this.ruleSet;
@@ -521,7 +521,7 @@ export class SmtpSession {
         const mime = rs.needsMime || rs.needsUris ? await mimeFacts(msg, offset, limit) : null;
         const message = {
           headers: parseHeaders(msg, offset),
-          size: msg.length,
+          size: o.size ?? msg.length, // a replayed message recorded without its body says its size
           body: rs.needsBody ? body.subarray(0, limit).toString('utf8') : null,
           bodyTruncated: rs.needsBody && body.length > limit,
           mime: rs.needsMime ? mime : null,
@@ -539,7 +539,7 @@ export class SmtpSession {
       if (score) headers.push(score);
       const hostname = this.d.policy.config.hostname;
       const ar = authResultsValue(hostname, await this.authFacts(msg));
-      if (ar) headers.push(['Authentication-Results', ar]);
+      if (ar) headers.push([AUTH_RESULTS_FIELD, ar]);
       const removeHeaders = [...new Set(this.current.removeHeaders)];
       const message = withoutFields(withoutForgedAuthResults(msg, hostname), removeHeaders);
       return { ...r, accepted: { disposition: this.current.disposition, headers, message, removeHeaders } };

@@ -23,10 +23,14 @@
  * });
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
-import type { Json } from '../../sdk/index.js';
+import type { Json, RecordedSession } from '../../sdk/index.js';
+import { diffSession, type StepChange } from '../record/diff.js';
+import { notARecord } from '../record/reader.js';
+import { replaySession } from '../record/replay.js';
 import { configFrom, loadConfig, type Config, type RuleSettings } from '../config/config.js';
 import { Metrics } from '../metrics.js';
 import { Pipeline, type PhaseDecision } from '../pipeline/pipeline.js';
@@ -164,6 +168,37 @@ export interface RuleOptions extends HarnessOptions {
   settings?: Partial<RuleSettings>;
 }
 
+/** What `Harness.replay` found. */
+export interface ReplayResult {
+  /** Each command answered otherwise than recorded: the command, recorded and replayed reply and rule, the rule the change is counted for. */
+  changes: StepChange[];
+  /** Recorded commands the client could not have sent now (an earlier one is refused now). */
+  notReached: number;
+  /** Facts the rules asked for that the record lacks (`dnsbl:<zone>`, `spf`, `body`…): answered as failed lookups. */
+  missing: string[];
+  /** Per recorded command, the reply line that refuses it now, null when it proceeds, undefined when not reached. */
+  replies: (string | null | undefined)[];
+}
+
+/**
+ * Reads a recorded session saved by `portcullis replay --save-fixtures DIR --sessions ID`
+ * (DIR/ID.json), for `Harness.replay`. Throws, naming the file, when it is not one.
+ * @example
+ * const spam = loadRecordedSession(new URL('./fixtures/g7263b9f42t625ph.json', import.meta.url));
+ */
+export function loadRecordedSession(file: string | URL): RecordedSession {
+  const path = file instanceof URL ? fileURLToPath(file) : file;
+  let x: unknown;
+  try {
+    x = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`${path}: not a recorded session: ${(e as Error).message}`);
+  }
+  const why = notARecord(x);
+  if (why) throw new Error(`${path}: not a recorded session: ${why}`);
+  return x as RecordedSession;
+}
+
 /** A log record written by the host while the harness ran. */
 export type LogRecord = Record<string, unknown> & { msg?: string };
 
@@ -251,6 +286,22 @@ export class Harness {
     s.connected = await s.step(() => session.connect());
     if (o.helo !== undefined && !s.connected.reply) await s.helo(o.helo);
     return s;
+  }
+
+  /**
+   * Replays a recorded session (a fixture `portcullis replay --save-fixtures` wrote, read
+   * with `loadRecordedSession`) through these rules, with its recorded clock and facts:
+   * `changes` lists every command now answered otherwise than it was recorded (empty: the
+   * rules still decide it the same way), `missing` the facts the rules asked for that the
+   * record lacks.
+   * @example
+   * const r = await h.replay(loadRecordedSession(new URL('./fixtures/customer.json', import.meta.url)));
+   * assert.deepEqual(r.changes, []);
+   */
+  async replay(rec: RecordedSession): Promise<ReplayResult> {
+    const r = await replaySession(rec, this.ruleSet, { policy: this.policy, pipeline: this.pipeline, store: this.store, log: this.log, metrics: this.metrics });
+    const d = diffSession(rec, r, this.config.scores.header);
+    return { changes: d.changes, notReached: d.notReached, missing: r.missing, replies: r.steps.map((s) => (s.reached ? s.reply : undefined)) };
   }
 
   /** Lines rules logged with ctx.log so far (of one rule, if named). */
@@ -419,3 +470,5 @@ export async function loadRuleSet(o: HarnessOptions & { rulesDirs?: string[] } =
 }
 
 export type { DnsTable } from '../dns/backend.js';
+export type { RecordedSession } from '../../sdk/index.js';
+export type { StepChange } from '../record/diff.js';
