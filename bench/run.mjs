@@ -110,11 +110,22 @@ function portcullisVariants(root, prefix) {
     ...(prefix ? {} : { 'portcullis, all built-in rules, metrics off': () => start(portcullisConfig('builtin-uncounted', null, { admin: { listen: null, metrics: false } }, true)) }),
     // One process per core (issue 17): the same with a primary and 2 worker processes sharing the socket.
     ...(prefix ? {} : { 'portcullis, all built-in rules, 2 processes': () => portcullis(root, portcullisConfig('builtin-cluster', null, {}, true), ['--processes', '2'], { readyPattern: /listening on 127\.0\.0\.1:(\d+) with 2 processes/ }) }),
+    // The shared store (issue 17): the same on Redis (a redis-server started for the run, a key prefix per start), with 1 and 2 processes.
+    ...(prefix ? {} : { 'portcullis, all built-in rules, Redis store': async () => start(portcullisConfig('builtin-redis', null, await redisStore(), true)) }),
+    ...(prefix ? {} : { 'portcullis, all built-in rules, 2 processes, Redis store': async () => portcullis(root, portcullisConfig('builtin-cluster-redis', null, await redisStore(), true), ['--processes', '2'], { readyPattern: /listening on 127\.0\.0\.1:(\d+) with 2 processes/ }) }),
     // What recording every session costs (config record, bodies none): portcullis replay's input.
     ...(prefix ? {} : { 'portcullis, all built-in rules, recording': () => start(portcullisConfig('builtin-recording', null, { record: { enabled: true } }, true)) }),
     // Relay mode: each message goes to Postfix's smtp-sink during DATA, the client hears its answer.
     ...(prefix ? {} : { [`portcullis, all built-in rules, relay`]: () => relaying(root) }),
   };
+}
+
+/** The Redis variants' store config: one redis-server for the run (the tests' fixture), a fresh key prefix each start. */
+let redisServer = null;
+let redisStarts = 0;
+async function redisStore() {
+  redisServer ??= await (await import(join(ROOT, 'dist', 'test', 'redis-server.js'))).startRedis();
+  return { store: { backend: 'redis', redis: { url: redisServer.url, keyPrefix: `bench${++redisStarts}:` } } };
 }
 
 function portcullis(root, config, args = [], ready = { readyPattern: /listening on 127\.0\.0\.1:(\d+)/ }) {
@@ -171,6 +182,8 @@ async function throughput() {
     if (Number.isFinite(metricsCost)) rows.push({ scenario: sc.name, variant: '→ metrics cost (1 − built-ins / built-ins metrics off)', 'ratio to bare': `${Math.round(metricsCost * 100)} %` });
     const clusterGain = rateOf('portcullis, all built-in rules, 2 processes') / rateOf('portcullis, all built-in rules') - 1;
     if (Number.isFinite(clusterGain)) rows.push({ scenario: sc.name, variant: '→ 2 processes gain (built-ins with 2 / with 1 − 1)', 'ratio to bare': `${Math.round(clusterGain * 100)} %` });
+    const redisCost = 1 - rateOf('portcullis, all built-in rules, Redis store') / rateOf('portcullis, all built-in rules');
+    if (Number.isFinite(redisCost)) rows.push({ scenario: sc.name, variant: '→ Redis store cost (1 − built-ins on Redis / on SQLite)', 'ratio to bare': `${Math.round(redisCost * 100)} %` });
     const recordCost = 1 - rateOf('portcullis, all built-in rules, recording') / rateOf('portcullis, all built-in rules');
     if (Number.isFinite(recordCost)) rows.push({ scenario: sc.name, variant: '→ recording cost (1 − built-ins recording / built-ins)', 'ratio to bare': `${Math.round(recordCost * 100)} %` });
     if (Number.isFinite(logCost)) rows.push({ scenario: sc.name, variant: '→ info logging cost (1 − built-ins / built-ins log off)', 'ratio to bare': `${Math.round(logCost * 100)} %` });
