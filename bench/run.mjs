@@ -29,7 +29,7 @@ const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const { values } = parseArgs({ options: {
   rounds: { type: 'string', default: '3' },
   messages: { type: 'string', default: '5000' },
-  only: { type: 'string' }, // run only the loads, or the variants (beside the bare server), whose name contains this
+  only: { type: 'string' }, // run only the loads, or the variants (beside the bare server), named or whose name contains this; several separated by ';'
   parts: { type: 'string', default: 'throughput,rules,content,latency,idle,runaway,reload,replay' },
   idle: { type: 'string', default: '10000' }, // idle connections for the idle part
   'spool-on-shm': { type: 'boolean', default: false },
@@ -155,7 +155,10 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function throughput() {
   console.log(`smtp-source: ${SMTP_SOURCE}, 20 sessions; ${ROUNDS} rounds, variants interleaved, median per cell; spools in ${base}\n`);
   const rows = [];
-  const pick = (names) => (names.some((n) => n.includes(values.only ?? '\0')) ? names.filter((n) => n.includes(values.only)) : names);
+  // --only A;B;…: a name equal to an item, or (an item equal to no name) containing it; scenarios and variants alike.
+  const items = values.only?.split(';').map((x) => x.trim()).filter(Boolean) ?? [];
+  const matches = (names, n) => items.some((i) => (names.includes(i) ? n === i : n.includes(i)));
+  const pick = (names) => (names.some((n) => matches(names, n)) ? names.filter((n) => matches(names, n)) : names);
   const scenarios = pick(SCENARIOS.map((sc) => sc.name));
   const chosen = new Set(['bare smtp-server', ...pick(Object.keys(VARIANTS))]);
   for (const sc of SCENARIOS.filter((s) => scenarios.includes(s.name))) {

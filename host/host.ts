@@ -3,6 +3,7 @@
  * Also what tests and the CLI use to start and stop a host.
  */
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { adminRoutes } from './admin/routes.js';
@@ -145,7 +146,9 @@ export async function startHost(config: Config, opts: HostOptions = {}): Promise
     throw e;
   });
   applyMailboxConfig(store, config);
-  const stats = new TrafficStats(Date.now, store);
+  // Route totals are kept per writer in a shared store: per host on Redis, per worker in a cluster.
+  const routesWriter = [config.store.backend === 'redis' ? hostname() : '', seat && seat.slot > 1 ? `w${seat.slot}` : ''].filter(Boolean).join('.');
+  const stats = new TrafficStats(Date.now, store, routesWriter);
   const pool = new Sandbox({ workers: config.sandbox.workers, storeCall: storeAccess(store) });
   let front: FrontDoor | undefined;
   let delivery: Delivery | undefined;

@@ -87,4 +87,26 @@ describe('traffic statistics', () => {
       await again.close();
     }
   });
+  it('routes with several writers on one store (cluster workers, hosts on Redis): each keeps its own totals, the view sums them', async () => {
+    const store = await MemoryStore.open(await SqliteBackend.open(join(tempDir(), 'portcullis.db')));
+    try {
+      const one = new TrafficStats(() => T0, store);
+      const two = new TrafficStats(() => T0, store, 'w2');
+      one.transaction(tx({ rcpts: [{ to: 'u@example.org', reply: '250' }], size: 1024 }));
+      two.transaction(tx({ rcpts: [{ to: 'v@example.org', reply: '250' }], size: 1024 }));
+      two.transaction(tx({ rcpts: [{ to: 'w@example.org', reply: '550 5.1.1 No' }] }));
+      one.flush();
+      two.flush();
+      const both = [{ day: '2026-12-01', domain: 'example.org', accepted: 2, refused: 1, kb: 2 }];
+      assert.deepEqual(one.routeDays(), both);
+      assert.deepEqual(two.routeDays(), both);
+      // Worker 2 started again goes on from its own totals, not the sum.
+      const again = new TrafficStats(() => T0, store, 'w2');
+      again.transaction(tx({ rcpts: [{ to: 'v@example.org', reply: '250' }], size: 1024 }));
+      again.flush();
+      assert.deepEqual(one.routeDays(), [{ day: '2026-12-01', domain: 'example.org', accepted: 3, refused: 1, kb: 3 }]);
+    } finally {
+      await store.close();
+    }
+  });
 });

@@ -5,7 +5,10 @@
  * Fed by the transaction log (one summary per transaction) and the connection count.
  * The windows live in memory and start over with the host; the route statistics are
  * also kept in the store (its TTL cache, `routes:` keys, expiring after 31 days), so they
- * outlive a restart.
+ * outlive a restart. Each writer (a process of a cluster, a host sharing Redis) keeps its
+ * own totals under its own key, `routes:<day>|<domain>|<writer>` (`routes:<day>|<domain>`
+ * for the single process), and the view sums them: totals written whole by several
+ * writers under one key would each overwrite the others'.
  */
 import { CACHE_PREFIX, type TtlCache } from '../store/ports.js';
 import type { TransactionSummary } from './transaction-log.js';
@@ -79,13 +82,21 @@ export class TrafficStats {
   /** Route counts changed since the last `flush`. */
   private dirty = new Set<RouteDay>();
 
-  /** `store`: where route statistics are kept (read back at start); none: memory only. */
-  constructor(private readonly now: () => number = Date.now, private readonly store: Pick<TtlCache, 'cacheSet' | 'cacheScan'> | null = null) {
-    for (const [key, value] of store?.cacheScan(CACHE_PREFIX.routes, now()) ?? []) {
-      const [day = '', domain = ''] = key.slice(CACHE_PREFIX.routes.length).split('|');
+  /**
+   * `store`: where route statistics are kept (this writer's read back at start); none:
+   * memory only. `writer`: whose totals these are in a shared store ('' for a single process).
+   */
+  constructor(private readonly now: () => number = Date.now, private readonly store: Pick<TtlCache, 'cacheSet' | 'cacheScan'> | null = null, private readonly writer = '') {
+    for (const e of this.stored()) if (e.writer === writer) this.routes.set(`${e.day}|${e.domain}`, e);
+  }
+
+  /** Every writer's route totals in the store. */
+  private stored(): (RouteDay & { writer: string })[] {
+    return (this.store?.cacheScan(CACHE_PREFIX.routes, this.now()) ?? []).map(([key, value]) => {
+      const [day = '', domain = '', writer = ''] = key.slice(CACHE_PREFIX.routes.length).split('|');
       const c = JSON.parse(value) as Pick<RouteDay, 'accepted' | 'refused' | 'kb'>;
-      this.routes.set(`${day}|${domain}`, { day, domain, accepted: c.accepted, refused: c.refused, kb: c.kb });
-    }
+      return { day, domain, writer, accepted: c.accepted, refused: c.refused, kb: c.kb };
+    });
   }
 
   connection(): void {
@@ -138,7 +149,8 @@ export class TrafficStats {
    */
   flush(): void {
     const t = this.now();
-    for (const e of this.dirty) this.store?.cacheSet(`${CACHE_PREFIX.routes}${e.day}|${e.domain}`, JSON.stringify({ accepted: e.accepted, refused: e.refused, kb: e.kb }), (ROUTE_DAYS + 1) * 86_400, t);
+    const writer = this.writer ? `|${this.writer}` : '';
+    for (const e of this.dirty) this.store?.cacheSet(`${CACHE_PREFIX.routes}${e.day}|${e.domain}${writer}`, JSON.stringify({ accepted: e.accepted, refused: e.refused, kb: e.kb }), (ROUTE_DAYS + 1) * 86_400, t);
     this.dirty.clear();
   }
 
@@ -172,8 +184,18 @@ export class TrafficStats {
     return this.hours.list(this.now());
   }
 
-  /** Route statistics, newest day first, then by domain. */
+  /** Route statistics of every writer, summed: newest day first, then by domain. */
   routeDays(): RouteDay[] {
-    return [...this.routes.values()].sort((a, b) => b.day.localeCompare(a.day) || a.domain.localeCompare(b.domain));
+    const sum = new Map<string, RouteDay>();
+    const add = (e: RouteDay) => {
+      const k = `${e.day}|${e.domain}`;
+      const t = sum.get(k) ?? { day: e.day, domain: e.domain, accepted: 0, refused: 0, kb: 0 };
+      sum.set(k, { ...t, accepted: t.accepted + e.accepted, refused: t.refused + e.refused, kb: t.kb + e.kb });
+    };
+    // Ours from memory (the store has them up to the last flush), the others' from the store.
+    for (const e of this.routes.values()) add(e);
+    const oldest = new Date(this.now() - ROUTE_DAYS * DAY).toISOString().slice(0, 10);
+    for (const e of this.stored()) if (e.writer !== this.writer && e.day > oldest) add(e);
+    return [...sum.values()].sort((a, b) => b.day.localeCompare(a.day) || a.domain.localeCompare(b.domain));
   }
 }
