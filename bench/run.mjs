@@ -110,6 +110,8 @@ function portcullisVariants(root, prefix) {
     ...(prefix ? {} : { 'portcullis, all built-in rules, metrics off': () => start(portcullisConfig('builtin-uncounted', null, { admin: { listen: null, metrics: false } }, true)) }),
     // One process per core (issue 17): the same with a primary and 2 worker processes sharing the socket.
     ...(prefix ? {} : { 'portcullis, all built-in rules, 2 processes': () => portcullis(root, portcullisConfig('builtin-cluster', null, {}, true), ['--processes', '2'], { readyPattern: /listening on 127\.0\.0\.1:(\d+) with 2 processes/ }) }),
+    // The same with one sandbox worker per process: as many rule threads as with 1 process.
+    ...(prefix ? {} : { 'portcullis, all built-in rules, 2 processes × 1 sandbox worker': () => portcullis(root, portcullisConfig('builtin-cluster-1w', null, { sandbox: { workers: 1 } }, true), ['--processes', '2'], { readyPattern: /listening on 127\.0\.0\.1:(\d+) with 2 processes/ }) }),
     // The shared store (issue 17): the same on Redis (a redis-server started for the run, a key prefix per start), with 1 and 2 processes.
     ...(prefix ? {} : { 'portcullis, all built-in rules, Redis store': async () => start(portcullisConfig('builtin-redis', null, await redisStore(), true)) }),
     ...(prefix ? {} : { 'portcullis, all built-in rules, 2 processes, Redis store': async () => portcullis(root, portcullisConfig('builtin-cluster-redis', null, await redisStore(), true), ['--processes', '2'], { readyPattern: /listening on 127\.0\.0\.1:(\d+) with 2 processes/ }) }),
@@ -332,3 +334,5 @@ if (PARTS.has('replay')) {
   console.log('');
   await (await import('./replay.mjs')).replayBench();
 }
+// The Redis variants' server (a child process with open pipes) would keep the run alive.
+await redisServer?.close();
