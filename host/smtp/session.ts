@@ -20,16 +20,13 @@ import { domainOf, networkList, plainIp } from '../net.js';
 import { NO_DECISION, type AddedHeader, type PhaseDecision, type Pipeline } from '../pipeline/pipeline.js';
 import type { EventParts } from '../sandbox/chain.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
-import { AUTH_RESULTS_FIELD, authResultsValue, withoutForgedAuthResults, type AuthFacts } from '../delivery/auth-results.js';
-import { bodyOffset, withoutFields } from '../delivery/header.js';
+import type { AuthFacts } from '../delivery/auth-results.js';
 import type { CallAhead } from '../delivery/callahead.js';
 import type { SpamdClient } from '../content/spamd.js';
 import { ruleView, type BlacklistStore, type MailboxDirectory, type WellBehavedStore } from '../store/ports.js';
-import { parseHeaders } from './message.js';
-import { mimeFacts } from './mime.js';
-import { uriFacts } from './uris.js';
+import { acceptedMessage, messageFacts } from './message.js';
 import { formatReply, REPLIES, replyFor, type Reply } from './reply.js';
-import { describeSymbols, scoreHeader, scoreRefusal, scoreTotal } from './score.js';
+import { describeSymbols, scoreRefusal, scoreTotal } from './score.js';
 
 const STRENGTH: Record<Disposition['action'], number> = { deliver: 0, redirect: 1, discard: 2, quarantine: 3 };
 
@@ -515,34 +512,20 @@ export class SmtpSession {
       const rs = this.ruleSet;
       let r: CommandResult;
       if (this.d.pipeline.handles(rs, 'message')) {
-        const offset = bodyOffset(msg);
-        const limit = this.d.policy.config.limits.bodyLimit;
-        const body = msg.subarray(offset);
-        const mime = rs.needsMime || rs.needsUris ? await mimeFacts(msg, offset, limit) : null;
-        const message = {
-          headers: parseHeaders(msg, offset),
-          size: o.size ?? msg.length, // a replayed message recorded without its body says its size
-          body: rs.needsBody ? body.subarray(0, limit).toString('utf8') : null,
-          bodyTruncated: rs.needsBody && body.length > limit,
-          mime: rs.needsMime ? mime : null,
-          ...(mime && rs.needsUris ? { uris: uriFacts(mime) } : {}),
-          ...(rs.needsSpamd && !this.exempt ? { spamd: this.d.spamd ? await this.d.spamd.check(msg) : { error: 'spamd is not configured (config spamd)' } } : {}),
-        };
+        const message = await messageFacts(msg, { ruleSet: rs, bodyLimit: this.d.policy.config.limits.bodyLimit, size: o.size, spamd: this.d.spamd, exempt: this.exempt });
         r = await this.phase({ phase: 'message', session: this.info(), envelope: this.envelope(), message });
       } else {
         // No rule runs at the end of the message, but its score may still refuse here (scores.phases).
         r = { reply: await this.apply('message', NO_DECISION), decision: NO_DECISION };
       }
       if (r.reply) return { ...r, accepted: null };
-      const headers = [...this.headers, ...this.current.headers].map((h): [string, string] => [h.name, h.value]);
-      const score = scoreHeader(this.current.symbols, this.d.policy.config.scores);
-      if (score) headers.push(score);
-      const hostname = this.d.policy.config.hostname;
-      const ar = authResultsValue(hostname, await this.authFacts(msg));
-      if (ar) headers.push([AUTH_RESULTS_FIELD, ar]);
-      const removeHeaders = [...new Set(this.current.removeHeaders)];
-      const message = withoutFields(withoutForgedAuthResults(msg, hostname), removeHeaders);
-      return { ...r, accepted: { disposition: this.current.disposition, headers, message, removeHeaders } };
+      const { config } = this.d.policy;
+      const accepted = acceptedMessage(msg, {
+        added: [...this.headers, ...this.current.headers].map((h): [string, string] => [h.name, h.value]),
+        symbols: this.current.symbols, scores: config.scores, hostname: config.hostname,
+        auth: await this.authFacts(msg), removeHeaders: this.current.removeHeaders,
+      });
+      return { ...r, accepted: { disposition: this.current.disposition, ...accepted } };
     } finally {
       this.received = null;
       this.completed++; // the transaction is over, whatever its outcome
