@@ -123,18 +123,27 @@ async function start(argv: string[]): Promise<number> {
     void host.reload('SIGHUP');
   });
   process.on('SIGUSR1', () => host.reopenLog());
-  let stopping = false;
-  const stop = (sig: string): void => {
-    if (stopping) return;
-    stopping = true;
-    host.log.info(`${sig}: closing connections and stopping`);
-    void host.close().then(() => process.exit(0));
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  const stop = stopOnSignals(host.log, 'closing connections and stopping', () => host.close());
   // A worker whose primary is gone (killed with -9) stops too: nobody replaces it or holds the lock.
   if (cluster.isWorker) process.once('disconnect', () => stop('the primary is gone'));
   return new Promise<number>(() => undefined); // runs until a signal
+}
+
+/**
+ * SIGTERM (the unit's KillSignal) and SIGINT close once (`doing` is logged) and exit 0;
+ * returns the stop, for other reasons to stop.
+ */
+function stopOnSignals(log: { info(msg: string): void }, doing: string, close: () => Promise<void>): (why: string) => void {
+  let stopping = false;
+  const stop = (why: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`${why}: ${doing}`);
+    void close().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  return stop;
 }
 
 /** `--processes N|auto`: how many worker processes serve SMTP (auto: one per core). */
@@ -155,15 +164,7 @@ async function primary(config: Config, processes: number): Promise<number> {
   // SIGHUP: the workers re-read config and rules (and every process reopens its log file).
   process.on('SIGHUP', () => p.hangup());
   process.on('SIGUSR1', () => p.reopenLog());
-  let stopping = false;
-  const stop = (sig: string): void => {
-    if (stopping) return;
-    stopping = true;
-    p.log.info(`${sig}: stopping the worker processes`);
-    void p.close().then(() => process.exit(0));
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(p.log, 'stopping the worker processes', () => p.close());
   return new Promise<number>(() => undefined);
 }
 

@@ -13,7 +13,7 @@ import type { Metrics } from '../metrics.js';
 import { CACHE_PREFIX, type TtlCache } from '../store/ports.js';
 import { nodeBackend, realTimers, type DnsBackend } from './backend.js';
 import { checkMessageAuth, dmarcSample, type MessageAuth } from './auth.js';
-import { ipInName, registeredDomain } from './names.js';
+import { hostName, ipInName, registeredDomain } from './names.js';
 import { checkSpf, spfIdentity } from './spf.js';
 
 export type ListKind = 'dnsbl' | 'rhsbl';
@@ -232,12 +232,11 @@ export class DnsChecker {
   private async queryNs(domain: string, now: number): Promise<DnsNsAnswer> {
     let names: string[];
     try {
-      names = (await this.backend.ns(domain)).map((n) => n.toLowerCase().replace(/\.$/, '')).filter((n) => n !== '');
+      names = (await this.backend.ns(domain)).map(hostName).filter((n) => n !== '');
     } catch (e) {
       const code = errorCode(e);
       if (NOT_FOUND.has(code)) return { status: 'none', domain, hosts: [] };
-      this.metrics.inc('dns_errors_total', { zone: 'ns', code });
-      this.log.info({ domain, code }, `NS lookup for ${domain} failed (${code})`);
+      this.lookupFailed('ns', { domain }, `NS lookup for ${domain}`, code);
       return { status: 'error', domain, hosts: [] };
     }
     const hosts = await Promise.all(
@@ -261,8 +260,7 @@ export class DnsChecker {
         const code = errorCode(e);
         if (code === 'ENODATA') return 'exists';
         if (code === 'ENOTFOUND') return 'nxdomain';
-        this.metrics.inc('dns_errors_total', { zone: 'ns', code });
-        this.log.info({ domain, code }, `lookup of name server domain ${domain} failed (${code})`);
+        this.lookupFailed('ns', { domain }, `lookup of name server domain ${domain}`, code);
         return 'error';
       }
     };
@@ -276,22 +274,26 @@ export class DnsChecker {
     const failure = answers.find((r) => r.status === 'rejected' && !NOT_FOUND.has(errorCode(r.reason)));
     if (failure?.status !== 'rejected') return { status: 'none', addresses: [] };
     const code = errorCode(failure.reason);
-    this.metrics.inc('dns_errors_total', { zone: 'address', code });
-    this.log.info({ host, code }, `address lookup for ${host} failed (${code})`);
+    this.lookupFailed('address', { host }, `address lookup for ${host}`, code);
     return { status: 'error', addresses: [] };
   }
 
   private async queryPtr(address: string, name: string): Promise<DnsPtrAnswer> {
     try {
-      const names = (await this.backend.ptr(name)).map((n) => n.toLowerCase().replace(/\.$/, ''));
+      const names = (await this.backend.ptr(name)).map(hostName);
       return names.length ? { status: 'found', address, names, ipInName: ipInName(names[0]!) } : { status: 'none', address, names: [], ipInName: null };
     } catch (e) {
       const code = errorCode(e);
       if (NOT_FOUND.has(code)) return { status: 'none', address, names: [], ipInName: null };
-      this.metrics.inc('dns_errors_total', { zone: 'ptr', code });
-      this.log.info({ address, code }, `PTR lookup for ${address} failed (${code})`);
+      this.lookupFailed('ptr', { address }, `PTR lookup for ${address}`, code);
       return { status: 'error', address, names: [], ipInName: null };
     }
+  }
+
+  /** A lookup that failed other than by "no such name": counted under `zone` and logged, `what` naming it. */
+  private lookupFailed(zone: string, subject: Record<string, string>, what: string, code: string): void {
+    this.metrics.inc('dns_errors_total', { zone, code });
+    this.log.info({ ...subject, code }, `${what} failed (${code})`);
   }
 
   private mxFailed(domain: string, code: string): DnsMxAnswer {

@@ -7,6 +7,9 @@
 import { isIP } from 'node:net';
 import { getDomain, getPublicSuffix } from 'tldts';
 
+/** A host name compared as DNS names are: lower case, without the root's trailing dot. */
+export const hostName = (n: string): string => n.toLowerCase().replace(/\.$/, '');
+
 /**
  * The registrable domain of `name` (`www.foo.co.uk` → `foo.co.uk`), by the Public Suffix
  * List's ICANN section (private entries such as `blogspot.com` are not suffixes here:
@@ -15,7 +18,7 @@ import { getDomain, getPublicSuffix } from 'tldts';
  * name that is only a suffix.
  */
 export function registeredDomain(name: string): string | null {
-  const n = name.toLowerCase().replace(/\.$/, '');
+  const n = hostName(name);
   if (isIP(n)) return null;
   return getDomain(n, { allowPrivateDomains: false }) ?? null;
 }
@@ -38,7 +41,7 @@ const dotted = (parts: (number | null)[]): string | null => (parts.every((p) => 
  * heuristic: `cafe0001.example` reads as 202.254.0.1 (hex words without a digit do not count).
  */
 export function ipInName(name: string): string | null {
-  const n = name.toLowerCase().replace(/\.$/, '');
+  const n = hostName(name);
   if (isIP(n)) return null; // an address is not a name with an address in it
   const suffix = getPublicSuffix(n, { allowPrivateDomains: false });
   const head = suffix && n.endsWith(`.${suffix}`) ? n.slice(0, -suffix.length - 1) : n;

@@ -13,7 +13,7 @@ import type { Pipeline } from '../pipeline/pipeline.js';
 import type { RuleSet } from '../pipeline/ruleset.js';
 import type { MemoryStore } from '../store/store.js';
 import { dnsCheckerFor } from '../dns/checker.js';
-import { headerLines, withoutFields } from '../delivery/header.js';
+import { headerLines } from '../delivery/header.js';
 import { CallAhead } from '../delivery/callahead.js';
 import { SpamdClient } from '../content/spamd.js';
 import { plainIp } from '../net.js';
@@ -27,7 +27,7 @@ import { outcomeReply } from './outcome-reply.js';
 import { formatReply, REPLIES, ReplyError, type Reply } from './reply.js';
 import type { TrafficStats } from './traffic.js';
 import { TransactionLog } from './transaction-log.js';
-import { SessionPolicy, SmtpSession, type CommandResult, type ConnectionFacts, type Disposition, type MessageResult, type SessionDeps, type Transaction } from './session.js';
+import { SessionPolicy, SmtpSession, type ConnectionFacts, type Disposition, type MessageResult, type SessionDeps, type Transaction } from './session.js';
 import type { SessionRecorder, SessionTap } from './tap.js';
 import type { RecordedReply } from '../../sdk/index.js';
 import { TlsCertificate } from './tls.js';
@@ -167,7 +167,7 @@ export class FrontDoor {
         open?.txlog.abandon(verb); // HELO/EHLO reset the transaction (RFC 5321 §4.1.4)
         const t = Date.now();
         const r = await this.session(s).heloCommand(verb, name);
-        open?.tap?.step({ cmd: 'helo', t, verb, name, ...recorded(r, s.secure) });
+        open?.tap?.step({ cmd: 'helo', t, verb, name, ...recorded(r.reply, r.decision.rule, s.secure) });
         return r.reply;
       },
       data: (s) => this.command(s, 'data', '', {}),
@@ -223,8 +223,8 @@ export class FrontDoor {
       reply = this.failed(s, e);
     }
     const open = this.sessions.get(s.id);
-    const out = { reply: reply && formatReply(reply), rule, ...(s.secure ? { tls: true as const } : {}) };
-    open?.tap?.step(phase === 'data' ? { cmd: 'data', t, ...out } : { cmd: phase, t, address, args, ...out });
+    // Built only when recording (the optional call skips its argument otherwise).
+    open?.tap?.step(phase === 'data' ? { cmd: 'data', t, ...recorded(reply, rule, s.secure) } : { cmd: phase, t, address, args, ...recorded(reply, rule, s.secure) });
     const log = open?.txlog;
     const ms = performance.now() - t0;
     if (phase === 'mail') log?.mail(address, reply, rule, ms);
@@ -255,7 +255,7 @@ export class FrontDoor {
     this.d.stats.connection();
     this.perIp.set(conn.ip, (this.perIp.get(conn.ip) ?? 0) + 1);
     const r = await session.connect();
-    tap?.step({ cmd: 'connect', t: since, ...recorded(r, s.secure) });
+    tap?.step({ cmd: 'connect', t: since, ...recorded(r.reply, r.decision.rule, s.secure) });
     return r.reply;
   }
 
@@ -266,7 +266,7 @@ export class FrontDoor {
     const success = await verifyPassword(Object.hasOwn(users, username) ? users[username] : undefined, a.password ?? '');
     const t = Date.now();
     const r = await this.session(s).auth(a.method, username, success);
-    this.sessions.get(s.id)?.tap?.step({ cmd: 'auth', t, method: a.method, user: username, success, ...recorded(r, s.secure) });
+    this.sessions.get(s.id)?.tap?.step({ cmd: 'auth', t, method: a.method, user: username, success, ...recorded(r.reply, r.decision.rule, s.secure) });
     return r.reply ?? username;
   }
 
@@ -404,7 +404,7 @@ export class FrontDoor {
     const t = Date.now();
     try {
       const r = await session.close();
-      open.tap?.step({ cmd: 'close', t, ...recorded(r, s.secure) });
+      open.tap?.step({ cmd: 'close', t, ...recorded(r.reply, r.decision.rule, s.secure) });
     } catch (e) {
       this.failed(s, e); // nobody hears a reply after close; it is logged and counted
     } finally {
@@ -420,8 +420,8 @@ export class FrontDoor {
 }
 
 /** A command's outcome as a recorded session keeps it (host/record). */
-function recorded(r: CommandResult, tls: boolean): RecordedReply {
-  return { reply: r.reply && formatReply(r.reply), rule: r.decision.rule, ...(tls ? { tls: true } : {}) };
+function recorded(reply: Reply | null, rule: string | null, tls: boolean): RecordedReply {
+  return { reply: reply && formatReply(reply), rule, ...(tls ? { tls: true } : {}) };
 }
 
 /** The error that refuses a command with `reply`, or null to let it proceed. */
